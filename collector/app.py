@@ -1,0 +1,32 @@
+"""The application factory: a validated config in, a Flask app out."""
+
+from flask import Flask, jsonify
+
+from collector import api, db, deployments, heartbeats, payments, workers
+from collector.config import CollectorConfig
+from collector.migrations import LATEST_VERSION, current_version
+
+
+def create_app(config: CollectorConfig) -> Flask:
+    app = Flask(__name__)
+    app.config["TASSIUM"] = config
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    db.bind(config.database_url)
+    db.init_app(app)
+    api.init_app(app, config)
+    for module in (heartbeats, workers, deployments, payments):
+        app.register_blueprint(module.bp)
+
+    @app.get("/healthz")
+    def healthz():
+        try:
+            version = current_version(db.database)
+        except Exception as exc:  # any database failure means: not healthy
+            return jsonify(status="error", error=f"database unavailable: {exc}"), 503
+        healthy = version == LATEST_VERSION
+        body = {"status": "ok" if healthy else "error", "schemaVersion": version}
+        if not healthy:
+            body["error"] = f"schema is at version {version}, expected {LATEST_VERSION}"
+        return jsonify(body), 200 if healthy else 503
+
+    return app

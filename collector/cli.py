@@ -1,0 +1,166 @@
+"""``tassium-collector``: serve, migrate, sweep, token create, workers."""
+
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from collector import db, migrations
+from collector.config import CollectorConfig, ConfigError, load_config
+from protocol import ProtocolError
+from protocol.times import format_timestamp, utcnow
+from protocol.wallets import normalize_wallet
+
+
+def _open(config: CollectorConfig, *, migrated: bool = True):
+    """Bind the database; refuse to go on against a schema this version does not know."""
+    database = db.bind(config.database_url)
+    if migrated:
+        version = migrations.current_version(database)
+        if version != migrations.LATEST_VERSION:
+            raise click.ClickException(
+                f"the database schema is at version {version}, this collector needs "
+                f"{migrations.LATEST_VERSION}: run tassium-collector migrate"
+            )
+    return database
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML configuration file [default: /etc/tassium/collector.yaml]",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """The Tassium collector: heartbeats into uptime, deployments and payments for the UI."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(
+        level=config.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    ctx.obj = config
+
+
+@cli.command()
+@click.pass_obj
+def migrate(config: CollectorConfig) -> None:
+    """Apply pending schema migrations."""
+    database = _open(config, migrated=False)
+    applied = migrations.migrate(database)
+    for migration in applied:
+        click.echo(f"applied migration {migration.version}: {migration.description}")
+    click.echo(f"schema is at version {migrations.current_version(database)}")
+
+
+@cli.command()
+@click.option(
+    "--migrate",
+    "run_migrations",
+    is_flag=True,
+    help="apply pending migrations before serving (also: migrate_on_start)",
+)
+@click.pass_obj
+def serve(config: CollectorConfig, run_migrations: bool) -> None:
+    """Serve the HTTP API with gunicorn."""
+    from collector.serve import serve as run_server
+
+    database = _open(config, migrated=False)
+    if run_migrations or config.migrate_on_start:
+        migrations.migrate(database)
+    _open(config)
+    database.close()
+    run_server(config)
+
+
+@cli.command()
+@click.pass_obj
+def sweep(config: CollectorConfig) -> None:
+    """Close every uptime window silent for longer than the gap (one pass)."""
+    from collector.windows import sweep as sweep_pass
+
+    with _open(config).connection_context():
+        closed = sweep_pass(gap=timedelta(seconds=config.gap), now=utcnow())
+    click.echo(f"closed {closed} windows")
+
+
+@cli.group()
+def token() -> None:
+    """Enrollment tokens."""
+
+
+@token.command("create")
+@click.option("--wallet", "wallet_address", required=True, help="the wallet the token enrolls")
+@click.option(
+    "--ttl",
+    type=click.IntRange(60, 30 * 24 * 3600),
+    default=None,
+    help="seconds until it expires [default: enrollment_token_ttl]",
+)
+@click.pass_obj
+def token_create(config: CollectorConfig, wallet_address: str, ttl: int | None) -> None:
+    """Issue a single-use enrollment token; it is printed once and stored only hashed."""
+    from collector.workers import issue_token
+
+    try:
+        address = normalize_wallet(wallet_address, config.wallet_format)
+    except ProtocolError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wallet") from None
+    ttl = ttl or config.enrollment_token_ttl
+    with _open(config).connection_context():
+        now = utcnow()
+        value = issue_token(address, timedelta(seconds=ttl), now)
+    click.echo(value)
+    click.echo(
+        f"valid once for {address} until {format_timestamp(now + timedelta(seconds=ttl))}", err=True
+    )
+
+
+@cli.command("workers")
+@click.pass_obj
+def list_workers(config: CollectorConfig) -> None:
+    """A table of workers: online or not, last heartbeat, containers."""
+    from peewee import fn
+
+    from collector.models import Worker, WorkerContainer
+
+    gap = timedelta(seconds=config.gap)
+    now = utcnow()
+    with _open(config).connection_context():
+        rows = (
+            Worker.select(Worker, fn.COUNT(WorkerContainer.id).alias("container_count"))
+            .join(
+                WorkerContainer,
+                join_type="LEFT OUTER",
+                on=(WorkerContainer.worker == Worker.wallet_address),
+            )
+            .group_by(Worker.wallet_address)
+            .order_by(Worker.wallet_address)
+        )
+        table = [("WALLET", "STATUS", "LAST HEARTBEAT", "CONTAINERS", "HOSTNAME")]
+        for w in rows:
+            last = w.last_heartbeat_at
+            online = last is not None and now - last <= gap
+            table.append(
+                (
+                    w.wallet_address,
+                    "online" if online else "offline",
+                    format_timestamp(last) if last else "never",
+                    str(w.container_count),
+                    w.hostname or "-",
+                )
+            )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def main() -> None:
+    cli(prog_name="tassium-collector")

@@ -1,0 +1,88 @@
+"""The database: one Peewee proxy bound from the config, a UTC datetime field, and the
+per-request connection handling of the Flask tutorial's ``db.py``."""
+
+from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
+
+from flask import Flask
+from peewee import Database, DatabaseProxy, DateTimeField, Model, SqliteDatabase
+from playhouse.pool import PooledPostgresqlDatabase
+
+database = DatabaseProxy()
+
+
+class UTCDateTimeField(DateTimeField):
+    """Aware UTC datetimes in Python, naive UTC in the database (both engines agree on that)."""
+
+    def db_value(self, value):
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return super().db_value(value)
+
+    def python_value(self, value):
+        value = super().python_value(value)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+
+
+def open_database(url: str) -> Database:
+    """A Peewee database for a ``sqlite:///path`` or ``postgresql://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(url[len("sqlite:///") :])
+        # IMMEDIATE takes the write lock when a transaction starts, so two processes applying
+        # heartbeats queue on busy_timeout instead of failing on a lock upgrade.
+        return SqliteDatabase(
+            path,
+            pragmas={
+                "journal_mode": "wal",
+                "busy_timeout": 30_000,
+                "foreign_keys": 1,
+                "synchronous": "normal",
+            },
+            lock_type="IMMEDIATE",
+        )
+    return PooledPostgresqlDatabase(
+        unquote(parts.path.lstrip("/")),
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        host=parts.hostname,
+        port=parts.port,
+        max_connections=32,
+        stale_timeout=300,
+        # Timestamps are stored as naive UTC; the session must agree for now() and defaults.
+        options="-c timezone=UTC",
+    )
+
+
+def bind(url: str) -> Database:
+    db = open_database(url)
+    database.initialize(db)
+    return db
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, PooledPostgresqlDatabase)
+
+
+def locked(query):
+    """Lock the selected rows until the transaction ends. SQLite needs no row lock: its
+    IMMEDIATE transactions already hold the database's write lock."""
+    return query.for_update() if is_postgres() else query
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def _connect() -> None:
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(_exc: BaseException | None) -> None:
+        if not database.is_closed():
+            database.close()

@@ -1,0 +1,150 @@
+"""Versioned schema migrations, applied in order by ``tassium-collector migrate``.
+
+Each migration is plain SQL with a few dialect words filled in, so that the schema of a
+version never changes when the models do. A migration and its version row commit together,
+under a lock, so two processes migrating at once apply each step exactly once.
+"""
+
+from dataclasses import dataclass
+
+from peewee import Database
+
+from collector.db import is_postgres
+
+_DIALECT = {
+    "sqlite": {
+        "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "ts": "DATETIME",
+        "now": "CURRENT_TIMESTAMP",
+    },
+    "postgres": {
+        "serial": "SERIAL PRIMARY KEY",
+        "ts": "TIMESTAMP",
+        "now": "(now() AT TIME ZONE 'utc')",
+    },
+}
+
+# Any fixed number serves; it only has to be the same in every collector process.
+_ADVISORY_LOCK_KEY = 0x7A551A
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "the plan's four tables",
+        (
+            """CREATE TABLE projects (
+            id {serial},
+            name VARCHAR(20) NOT NULL UNIQUE,
+            url TEXT NOT NULL,
+            port INTEGER NOT NULL DEFAULT 3000,
+            status VARCHAR(10) NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'processing', 'success', 'failed')),
+            github TEXT NOT NULL,
+            replicas INTEGER NOT NULL DEFAULT 1,
+            creator VARCHAR(64) NOT NULL,
+            created_at {ts} NOT NULL DEFAULT {now})""",
+            "CREATE INDEX projects_creator ON projects (creator)",
+            """CREATE TABLE payments (
+            id {serial},
+            name VARCHAR(255) NOT NULL,
+            amount VARCHAR(78) NOT NULL,
+            creator VARCHAR(64) NOT NULL,
+            created_at {ts} NOT NULL DEFAULT {now})""",
+            "CREATE INDEX payments_creator ON payments (creator)",
+            """CREATE TABLE workers (
+            wallet_address VARCHAR(64) PRIMARY KEY,
+            created_at {ts} NOT NULL DEFAULT {now})""",
+            """CREATE TABLE worker_uptime_records (
+            id {serial},
+            worker_address VARCHAR(64) NOT NULL
+                REFERENCES workers (wallet_address) ON DELETE CASCADE,
+            time_from {ts} NOT NULL,
+            time_to {ts} NOT NULL,
+            CHECK (time_from <= time_to))""",
+            "CREATE INDEX uptime_records_worker_time"
+            " ON worker_uptime_records (worker_address, time_to)",
+        ),
+    ),
+    Migration(
+        2,
+        "enrollment, open windows, containers, sweeper lease",
+        (
+            "ALTER TABLE workers ADD COLUMN public_key TEXT",
+            "ALTER TABLE workers ADD COLUMN enrolled_at {ts}",
+            "ALTER TABLE workers ADD COLUMN hostname VARCHAR(255)",
+            "ALTER TABLE workers ADD COLUMN agent_version VARCHAR(255)",
+            "ALTER TABLE workers ADD COLUMN docker_available BOOLEAN",
+            "ALTER TABLE workers ADD COLUMN last_heartbeat_at {ts}",
+            "ALTER TABLE workers ADD COLUMN last_seen_at {ts}",
+            """CREATE TABLE open_windows (
+            worker_address VARCHAR(64) PRIMARY KEY
+                REFERENCES workers (wallet_address) ON DELETE CASCADE,
+            start_time {ts} NOT NULL,
+            end_time {ts} NOT NULL,
+            CHECK (start_time <= end_time))""",
+            "CREATE INDEX open_windows_end_time ON open_windows (end_time)",
+            """CREATE TABLE worker_containers (
+            id {serial},
+            worker_address VARCHAR(64) NOT NULL
+                REFERENCES workers (wallet_address) ON DELETE CASCADE,
+            container_name VARCHAR(255) NOT NULL,
+            port VARCHAR(255) NOT NULL DEFAULT '',
+            container_id VARCHAR(255),
+            image VARCHAR(255),
+            state VARCHAR(255),
+            health VARCHAR(255))""",
+            "CREATE INDEX worker_containers_worker ON worker_containers (worker_address)",
+            """CREATE TABLE enrollment_tokens (
+            token_hash VARCHAR(64) PRIMARY KEY,
+            wallet_address VARCHAR(64) NOT NULL,
+            created_at {ts} NOT NULL DEFAULT {now},
+            expires_at {ts} NOT NULL,
+            used_at {ts})""",
+            """CREATE TABLE sweeper_lease (
+            name VARCHAR(32) PRIMARY KEY,
+            holder VARCHAR(255) NOT NULL,
+            expires_at {ts} NOT NULL)""",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(db: Database) -> int:
+    """The schema version of the database, 0 when it was never migrated."""
+    if "schema_version" not in db.get_tables():
+        return 0
+    (version,) = db.execute_sql("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+    return version
+
+
+def migrate(db: Database, target: int = LATEST_VERSION) -> list[Migration]:
+    """Apply every migration above the current version up to ``target``; return those applied."""
+    dialect = _DIALECT["postgres" if is_postgres() else "sqlite"]
+    applied = []
+    with db.atomic():
+        if is_postgres():
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
+        db.execute_sql(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+            "applied_at {ts} NOT NULL DEFAULT {now})".format(**dialect)
+        )
+        version = current_version(db)
+        for migration in MIGRATIONS:
+            if version < migration.version <= target:
+                for statement in migration.statements:
+                    db.execute_sql(statement.format(**dialect))
+                db.execute_sql(
+                    "INSERT INTO schema_version (version) VALUES (%d)" % migration.version  # noqa: S608, UP031 - an int from this file
+                )
+                applied.append(migration)
+    return applied

@@ -1,0 +1,146 @@
+"""The tables, as Peewee models. Their shape is fixed by ``migrations.py``; behaviour lives
+in the feature modules that use them (deployments, payments, workers, windows)."""
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    CharField,
+    ForeignKeyField,
+    IntegerField,
+    TextField,
+)
+
+from collector.db import BaseModel, UTCDateTimeField
+from protocol.times import format_timestamp, utcnow
+
+WALLET_LENGTH = 64
+
+
+class Project(BaseModel):
+    """A deployment."""
+
+    id = AutoField()
+    name = CharField(max_length=20, unique=True)
+    url = TextField()
+    port = IntegerField(default=3000)
+    status = CharField(max_length=10, default="pending")
+    github = TextField()
+    replicas = IntegerField(default=1)
+    creator = CharField(max_length=WALLET_LENGTH)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "projects"
+
+
+class Payment(BaseModel):
+    id = AutoField()
+    name = CharField(max_length=255)
+    amount = CharField(max_length=78)  # a uint256 as a decimal string
+    creator = CharField(max_length=WALLET_LENGTH)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "payments"
+
+
+class Worker(BaseModel):
+    wallet_address = CharField(primary_key=True, max_length=WALLET_LENGTH)
+    created_at = UTCDateTimeField(default=utcnow)
+    public_key = TextField(null=True)
+    enrolled_at = UTCDateTimeField(null=True)
+    hostname = CharField(max_length=255, null=True)
+    agent_version = CharField(max_length=255, null=True)
+    docker_available = BooleanField(null=True)
+    # The agent's observation time of the last accepted heartbeat: later ones must exceed it.
+    last_heartbeat_at = UTCDateTimeField(null=True)
+    # The collector's clock when that heartbeat arrived.
+    last_seen_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "workers"
+
+
+class UptimeRecord(BaseModel):
+    """A closed uptime window."""
+
+    id = AutoField()
+    worker = ForeignKeyField(Worker, column_name="worker_address", on_delete="CASCADE")
+    time_from = UTCDateTimeField()
+    time_to = UTCDateTimeField()
+
+    class Meta:
+        table_name = "worker_uptime_records"
+
+    def to_json(self) -> dict:
+        return {
+            "timeFrom": format_timestamp(self.time_from),
+            "timeTo": format_timestamp(self.time_to),
+        }
+
+
+class OpenWindow(BaseModel):
+    """The one window per worker that heartbeats still extend (the plan's startTime/endTime)."""
+
+    worker = ForeignKeyField(
+        Worker, column_name="worker_address", primary_key=True, on_delete="CASCADE"
+    )
+    start_time = UTCDateTimeField()
+    end_time = UTCDateTimeField()
+
+    class Meta:
+        table_name = "open_windows"
+
+    def to_json(self) -> dict:
+        return {
+            "startTime": format_timestamp(self.start_time),
+            "endTime": format_timestamp(self.end_time),
+        }
+
+
+class WorkerContainer(BaseModel):
+    id = AutoField()
+    worker = ForeignKeyField(Worker, column_name="worker_address", on_delete="CASCADE")
+    container_name = CharField(max_length=255)
+    port = CharField(max_length=255, default="")
+    container_id = CharField(max_length=255, null=True)
+    image = CharField(max_length=255, null=True)
+    state = CharField(max_length=255, null=True)
+    health = CharField(max_length=255, null=True)
+
+    class Meta:
+        table_name = "worker_containers"
+
+    def to_json(self) -> dict:
+        return {
+            "containerName": self.container_name,
+            "port": self.port,
+            "id": self.container_id,
+            "image": self.image,
+            "state": self.state,
+            "health": self.health,
+        }
+
+
+class EnrollmentToken(BaseModel):
+    """A single-use token that lets a wallet enroll (or replace its key); only its hash is kept."""
+
+    token_hash = CharField(primary_key=True, max_length=64)
+    wallet_address = CharField(max_length=WALLET_LENGTH)
+    created_at = UTCDateTimeField(default=utcnow)
+    expires_at = UTCDateTimeField()
+    used_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "enrollment_tokens"
+
+
+class SweeperLease(BaseModel):
+    """Which collector process runs the interval sweeper, until when."""
+
+    name = CharField(primary_key=True, max_length=32)
+    holder = CharField(max_length=255)
+    expires_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "sweeper_lease"

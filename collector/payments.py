@@ -1,0 +1,73 @@
+"""Payments: what the UI records as paid to whom, amounts as uint256 decimal strings."""
+
+import re
+
+from flask import Blueprint, jsonify, request
+
+from collector.api import ApiError, accept_fields, json_object, paginated, require_api_token, wallet
+from collector.models import Payment
+from protocol.times import format_timestamp
+
+bp = Blueprint("payments", __name__, url_prefix="/payments")
+
+UINT256_MAX = 2**256 - 1
+_AMOUNT = re.compile(r"0|[1-9][0-9]{0,77}")
+
+
+def to_json(payment: Payment) -> dict:
+    return {
+        "id": payment.id,
+        "name": payment.name,
+        "amount": payment.amount,
+        "creator": payment.creator,
+        "createdAt": format_timestamp(payment.created_at),
+    }
+
+
+def _amount(value: object) -> str:
+    # A string, because JSON numbers lose precision long before 2**256 in the UI's JavaScript.
+    if not isinstance(value, str) or not _AMOUNT.fullmatch(value) or int(value) > UINT256_MAX:
+        raise ApiError(400, "amount must be a decimal string of a whole number from 0 to 2**256-1")
+    return value
+
+
+def _name(value: object) -> str:
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > 255
+        or not value.isprintable()
+    ):
+        raise ApiError(400, "name must be printable text of 1 to 255 characters")
+    return value
+
+
+@bp.post("")
+@require_api_token
+def create():
+    fields = accept_fields(json_object(), {"name", "amount", "creator"})
+    for required in ("name", "amount", "creator"):
+        if fields.get(required) is None:
+            raise ApiError(400, f"{required} is required")
+    payment = Payment.create(
+        name=_name(fields["name"]),
+        amount=_amount(fields["amount"]),
+        creator=wallet(fields["creator"], "creator"),
+    )
+    return jsonify(to_json(Payment.get_by_id(payment.id))), 201
+
+
+@bp.get("")
+def list_payments():
+    query = Payment.select().order_by(Payment.created_at.desc(), Payment.id.desc())
+    if "creator" in request.args:
+        query = query.where(Payment.creator == wallet(request.args["creator"], "creator"))
+    return jsonify(paginated(query, to_json))
+
+
+@bp.get("/<int:payment_id>")
+def get(payment_id: int):
+    payment = Payment.get_or_none(Payment.id == payment_id)
+    if payment is None:
+        raise ApiError(404, f"no payment with id {payment_id}")
+    return jsonify(to_json(payment))

@@ -1,0 +1,73 @@
+"""The interval sweeper inside the serving processes.
+
+Every process runs the loop, but only the holder of the lease sweeps: the lease is a row
+claimed by a conditional update, so exactly one process sweeps at a time even across hosts,
+and another takes over when the holder dies and its lease runs out.
+"""
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import datetime, timedelta
+
+from collector.db import database
+from collector.models import SweeperLease
+from collector.windows import sweep
+
+log = logging.getLogger(__name__)
+LEASE = "sweeper"
+
+
+def claim_lease(holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take or renew the sweeper lease; True when ``holder`` holds it until ``now + ttl``."""
+    with database.atomic():
+        SweeperLease.insert(
+            name=LEASE, holder=holder, expires_at=now + ttl
+        ).on_conflict_ignore().execute()
+        changed = (
+            SweeperLease.update(holder=holder, expires_at=now + ttl)
+            .where(
+                (SweeperLease.name == LEASE)
+                & ((SweeperLease.holder == holder) | (SweeperLease.expires_at < now))
+            )
+            .execute()
+        )
+    return changed == 1
+
+
+def sweep_if_leader(
+    holder: str, *, gap: timedelta, interval: timedelta, now: datetime
+) -> int | None:
+    """One tick of the interval job: the number of windows closed, or None when another
+    process holds the lease."""
+    if not claim_lease(holder, now, ttl=interval * 3):
+        return None
+    return sweep(gap=gap, now=now)
+
+
+class SweeperThread(threading.Thread):
+    def __init__(self, *, gap: timedelta, interval: timedelta, clock):
+        super().__init__(name="tassium-sweeper", daemon=True)
+        self.gap = gap
+        self.interval = interval
+        self.clock = clock
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                with database.connection_context():
+                    closed = sweep_if_leader(
+                        self.holder, gap=self.gap, interval=self.interval, now=self.clock()
+                    )
+                if closed:
+                    log.info("sweeper closed %d idle windows", closed)
+            except Exception:  # a database hiccup must not end the sweeper for good
+                log.exception("sweep failed; trying again in %s", self.interval)
+            self.stopped.wait(self.interval.total_seconds())
+
+    def stop(self) -> None:
+        self.stopped.set()

@@ -1,0 +1,169 @@
+"""Uptime windows: the plan's section 6.2 and the sweeper's pass, next to their data.
+
+A worker has at most one open window. A heartbeat extends it, or, after a silence longer
+than the gap, closes it into an uptime record and opens a new one. The sweeper closes
+windows that went silent. Both run in one transaction under a lock on the worker (its row
+on PostgreSQL, the database write lock on SQLite), so any mix of processes and requests
+ends in the records a serial run would give.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from collector.db import database, is_postgres, locked
+from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer
+from protocol.heartbeat import Heartbeat
+
+
+class StaleHeartbeat(Exception):
+    """The heartbeat is not later than the last accepted one: a duplicate or a replay."""
+
+    def __init__(self, last: datetime):
+        super().__init__(f"not later than the last accepted heartbeat at {last.isoformat()}")
+        self.last = last
+
+
+class UnknownWorker(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Applied:
+    action: str  # opened | extended | flushed | reopened
+    window: OpenWindow
+
+
+def apply_heartbeat(
+    heartbeat: Heartbeat, *, gap: timedelta, now: datetime, create_worker: bool = False
+) -> Applied:
+    """Apply one accepted heartbeat: the window step and the container list, atomically."""
+    ts = heartbeat.timestamp
+    with database.atomic():
+        if create_worker:
+            Worker.insert(
+                wallet_address=heartbeat.wallet, created_at=now
+            ).on_conflict_ignore().execute()
+        worker = locked(Worker.select().where(Worker.wallet_address == heartbeat.wallet)).first()
+        if worker is None:
+            raise UnknownWorker(heartbeat.wallet)
+        if worker.last_heartbeat_at is not None and ts <= worker.last_heartbeat_at:
+            raise StaleHeartbeat(worker.last_heartbeat_at)
+
+        window = locked(OpenWindow.select().where(OpenWindow.worker == worker)).first()
+        if window is None:
+            action, window = _open(worker, ts, gap)
+        elif ts - window.end_time > gap:
+            UptimeRecord.create(worker=worker, time_from=window.start_time, time_to=window.end_time)
+            window.start_time = window.end_time = ts
+            window.save()
+            action = "flushed"
+        else:
+            window.end_time = ts
+            window.save()
+            action = "extended"
+
+        _replace_containers(worker, heartbeat)
+        agent = heartbeat.agent
+        Worker.update(
+            last_heartbeat_at=ts,
+            last_seen_at=now,
+            hostname=agent.hostname if agent and agent.hostname else worker.hostname,
+            agent_version=agent.version if agent and agent.version else worker.agent_version,
+            docker_available=agent.dockerAvailable if agent else None,
+        ).where(Worker.wallet_address == worker.wallet_address).execute()
+    return Applied(action, window)
+
+
+def _open(worker: Worker, ts: datetime, gap: timedelta) -> tuple[str, OpenWindow]:
+    # The sweeper may have closed the window while the worker's heartbeats were held up (its
+    # agent spools them through an outage and replays them late). A heartbeat that follows
+    # the last record within the gap continues that window, so an outage of the collector
+    # costs no uptime and records never overlap.
+    last = (
+        UptimeRecord.select()
+        .where(UptimeRecord.worker == worker)
+        .order_by(UptimeRecord.time_to.desc())
+        .first()
+    )
+    if last is not None and ts - last.time_to <= gap:
+        start = last.time_from
+        last.delete_instance()
+        return "reopened", OpenWindow.create(worker=worker, start_time=start, end_time=ts)
+    return "opened", OpenWindow.create(worker=worker, start_time=ts, end_time=ts)
+
+
+def _replace_containers(worker: Worker, heartbeat: Heartbeat) -> None:
+    WorkerContainer.delete().where(WorkerContainer.worker == worker).execute()
+    rows = [
+        {
+            "worker": worker.wallet_address,
+            "container_name": c.containerName,
+            "port": c.port,
+            "container_id": c.id,
+            "image": c.image,
+            "state": c.state,
+            "health": c.health,
+        }
+        for c in heartbeat.containers
+    ]
+    if rows:
+        WorkerContainer.insert_many(rows).execute()
+
+
+def sweep(*, gap: timedelta, now: datetime) -> int:
+    """Close every window silent for longer than the gap; return how many were closed.
+
+    Set-based: the delete is the guard, so a window is closed only by the pass whose delete
+    removed it, and a heartbeat that extended it first keeps it open."""
+    cutoff = now - gap
+    if is_postgres():
+        # One statement: exactly the deleted rows become records. A concurrent heartbeat
+        # holds the row lock; the delete then re-checks end_time and skips the row.
+        cursor = database.execute_sql(
+            "WITH closed AS (DELETE FROM open_windows WHERE end_time < %s "
+            "RETURNING worker_address, start_time, end_time) "
+            "INSERT INTO worker_uptime_records (worker_address, time_from, time_to) "
+            "SELECT worker_address, start_time, end_time FROM closed",
+            (OpenWindow.end_time.db_value(cutoff),),
+        )
+        return cursor.rowcount
+    # SQLite: the IMMEDIATE transaction holds the write lock across both statements.
+    params = (OpenWindow.end_time.db_value(cutoff),)
+    with database.atomic():
+        inserted = database.execute_sql(
+            "INSERT INTO worker_uptime_records (worker_address, time_from, time_to) "
+            "SELECT worker_address, start_time, end_time FROM open_windows WHERE end_time < ?",
+            params,
+        ).rowcount
+        deleted = database.execute_sql(
+            "DELETE FROM open_windows WHERE end_time < ?", params
+        ).rowcount
+        if inserted != deleted:
+            raise RuntimeError(f"sweep recorded {inserted} windows but closed {deleted}")
+    return deleted
+
+
+def uptime(worker: Worker, start: datetime, end: datetime, now: datetime) -> dict:
+    """Records overlapping [start, end], the open window, and the seconds of uptime inside
+    the range (each window clipped to it)."""
+    records = list(
+        UptimeRecord.select()
+        .where(
+            (UptimeRecord.worker == worker)
+            & (UptimeRecord.time_to >= start)
+            & (UptimeRecord.time_from <= end)
+        )
+        .order_by(UptimeRecord.time_from)
+    )
+    window = OpenWindow.get_or_none(OpenWindow.worker == worker)
+    spans = [(r.time_from, r.time_to) for r in records]
+    if window is not None:
+        spans.append((window.start_time, window.end_time))
+    total = sum(max(0.0, (min(b, end) - max(a, start)).total_seconds()) for a, b in spans)
+    length = (end - start).total_seconds()
+    return {
+        "records": [r.to_json() for r in records],
+        "openWindow": window.to_json() if window is not None else None,
+        "totalSeconds": total,
+        "uptimeFraction": round(total / length, 6) if length > 0 else 0.0,
+    }

@@ -1,0 +1,236 @@
+"""Workers: enrollment (open or token policy, proof of possession), enrollment tokens,
+and the read routes the UI uses for status, uptime and containers."""
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from flask import Blueprint, jsonify, request
+
+from collector.api import (
+    ApiError,
+    accept_fields,
+    integer,
+    json_object,
+    paginated,
+    require_api_token,
+    settings,
+    wallet,
+)
+from collector.db import database, locked
+from collector.models import EnrollmentToken, OpenWindow, Worker, WorkerContainer
+from collector.windows import uptime
+from protocol import ProtocolError
+from protocol.heartbeat import SIGNATURE_HEADER, load_public_key, verify
+from protocol.times import format_timestamp, parse_timestamp, utcnow
+
+bp = Blueprint("workers", __name__, url_prefix="/workers")
+
+TOKEN_PREFIX = "tsk_"  # noqa: S105 - a prefix, not a secret
+_TOKEN = re.compile(r"tsk_[A-Za-z0-9_-]{43}")
+
+
+# --- enrollment tokens --------------------------------------------------------------------
+
+
+def issue_token(wallet_address: str, ttl: timedelta, now: datetime) -> str:
+    """Create a single-use enrollment token for one wallet; only its hash is stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    EnrollmentToken.create(
+        token_hash=_hash(token), wallet_address=wallet_address, created_at=now, expires_at=now + ttl
+    )
+    return token
+
+
+def validate_token(value: object) -> str:
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ApiError(400, "token must be an enrollment token as issued (tsk_ and 43 characters)")
+    return value
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def _consume_token(token: str, wallet_address: str, now: datetime) -> bool:
+    # The conditional update is the single-use guarantee: of two requests racing with one
+    # token, only one sees a row change.
+    changed = (
+        EnrollmentToken.update(used_at=now)
+        .where(
+            (EnrollmentToken.token_hash == _hash(token))
+            & (EnrollmentToken.wallet_address == wallet_address)
+            & EnrollmentToken.used_at.is_null()
+            & (EnrollmentToken.expires_at > now)
+        )
+        .execute()
+    )
+    return changed == 1
+
+
+# --- enrollment ---------------------------------------------------------------------------
+
+
+def enroll(
+    wallet_address: str, public_key: str, token: str | None, policy: str, now: datetime
+) -> int:
+    """Bind a public key to a wallet; return 201 for a new binding, 200 for the same key again.
+    Raises ApiError (and so rolls back) for every refusal."""
+    with database.atomic():
+        Worker.insert(wallet_address=wallet_address, created_at=now).on_conflict_ignore().execute()
+        worker = locked(Worker.select().where(Worker.wallet_address == wallet_address)).get()
+        if worker.public_key == public_key:
+            return 200
+        replacing = worker.public_key is not None
+        if token is None:
+            if replacing:
+                raise ApiError(
+                    409,
+                    f"wallet {wallet_address} is enrolled with another key; "
+                    "replacing it needs an enrollment token",
+                )
+            if policy == "token":
+                raise ApiError(401, "this collector enrolls workers only with an enrollment token")
+        elif not _consume_token(token, wallet_address, now):
+            raise ApiError(401, "enrollment token is unknown, expired, used or for another wallet")
+        worker.public_key = public_key
+        worker.enrolled_at = now
+        worker.save()
+        return 200 if replacing else 201
+
+
+@bp.post("/enroll")
+def enroll_route():
+    config = settings()
+    body = request.get_data(cache=True)
+    fields = accept_fields(json_object(body), {"walletAddress", "publicKey", "token"})
+    address = wallet(fields.get("walletAddress"), "walletAddress")
+    public_key = fields.get("publicKey")
+    try:
+        load_public_key(public_key)
+    except ProtocolError as exc:
+        raise ApiError(400, str(exc)) from None
+    token = validate_token(fields["token"]) if fields.get("token") is not None else None
+    try:
+        verify(public_key, body, request.headers.get(SIGNATURE_HEADER))
+    except ProtocolError as exc:
+        raise ApiError(401, f"enrollment must be signed by the key being enrolled: {exc}") from None
+
+    status = enroll(address, public_key, token, config.enrollment_policy, utcnow())
+    worker = Worker.get_by_id(address)
+    return jsonify(_summary(worker, utcnow())), status
+
+
+@bp.post("/tokens")
+@require_api_token
+def create_token_route():
+    config = settings()
+    if config.api_token is None:
+        raise ApiError(
+            403,
+            "issuing enrollment tokens over HTTP needs an API token configured; "
+            "use tassium-collector token create",
+        )
+    fields = accept_fields(json_object(), {"walletAddress", "ttlSeconds"})
+    address = wallet(fields.get("walletAddress"), "walletAddress")
+    ttl = config.enrollment_token_ttl
+    if fields.get("ttlSeconds") is not None:
+        ttl = integer(fields["ttlSeconds"], "ttlSeconds", 60, 30 * 24 * 3600)
+    now = utcnow()
+    token = issue_token(address, timedelta(seconds=ttl), now)
+    return jsonify(
+        token=token, walletAddress=address, expiresAt=format_timestamp(now + timedelta(seconds=ttl))
+    ), 201
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def is_online(worker: Worker, now: datetime) -> bool:
+    """Online while the last heartbeat is within the gap: the same rule that keeps a window open."""
+    gap = timedelta(seconds=settings().gap)
+    return worker.last_heartbeat_at is not None and now - worker.last_heartbeat_at <= gap
+
+
+def _summary(worker: Worker, now: datetime) -> dict:
+    def ts(value):
+        return format_timestamp(value) if value is not None else None
+
+    return {
+        "walletAddress": worker.wallet_address,
+        "createdAt": ts(worker.created_at),
+        "enrolled": worker.public_key is not None,
+        "enrolledAt": ts(worker.enrolled_at),
+        "hostname": worker.hostname,
+        "agentVersion": worker.agent_version,
+        "dockerAvailable": worker.docker_available,
+        "online": is_online(worker, now),
+        "lastHeartbeat": ts(worker.last_heartbeat_at),
+        "lastSeen": ts(worker.last_seen_at),
+    }
+
+
+def _get_worker(address: str) -> Worker:
+    worker = Worker.get_or_none(Worker.wallet_address == wallet(address, "wallet"))
+    if worker is None:
+        raise ApiError(404, f"no worker with wallet {address}")
+    return worker
+
+
+def _containers(worker: Worker) -> list[dict]:
+    query = (
+        WorkerContainer.select()
+        .where(WorkerContainer.worker == worker)
+        .order_by(WorkerContainer.container_name, WorkerContainer.id)
+    )
+    return [c.to_json() for c in query]
+
+
+@bp.get("")
+def list_workers():
+    now = utcnow()
+    query = Worker.select().order_by(Worker.wallet_address)
+    return jsonify(paginated(query, lambda w: _summary(w, now)))
+
+
+@bp.get("/<address>")
+def get_worker(address: str):
+    worker = _get_worker(address)
+    window = OpenWindow.get_or_none(OpenWindow.worker == worker)
+    return jsonify(
+        {
+            **_summary(worker, utcnow()),
+            "openWindow": window.to_json() if window else None,
+            "containers": _containers(worker),
+        }
+    )
+
+
+@bp.get("/<address>/containers")
+def get_containers(address: str):
+    worker = _get_worker(address)
+    return jsonify(walletAddress=worker.wallet_address, containers=_containers(worker))
+
+
+@bp.get("/<address>/uptime")
+def get_uptime(address: str):
+    worker = _get_worker(address)
+    now = utcnow()
+    try:
+        end = parse_timestamp(request.args["to"], "to") if "to" in request.args else now
+        start = (
+            parse_timestamp(request.args["from"], "from")
+            if "from" in request.args
+            else end - timedelta(days=1)
+        )
+    except ProtocolError as exc:
+        raise ApiError(400, str(exc)) from None
+    if start >= end:
+        raise ApiError(400, "from must be earlier than to")
+    return jsonify(
+        walletAddress=worker.wallet_address,
+        timeFrom=format_timestamp(start),
+        timeTo=format_timestamp(end),
+        **uptime(worker, start, end, now),
+    )

@@ -1,0 +1,36 @@
+"""Time on the wire: RFC 3339 in, ``2026-11-24T21:00:00Z`` out, always UTC inside."""
+
+import re
+from datetime import UTC, datetime
+
+from protocol import ProtocolError
+
+# RFC 3339 insists on the "T"-separated date and time and on an explicit offset; a naive
+# timestamp would silently mean the sender's local time.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def parse_timestamp(value: object, field: str = "timestamp") -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime, or raise ProtocolError."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ProtocolError(
+            f"{field} must be an RFC 3339 time with an offset, like 2026-11-24T21:00:00Z"
+        )
+    try:
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ProtocolError(f"{field} is not a real date and time: {exc}") from None
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC with a ``Z``; sub-seconds only when present."""
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,84 @@
+"""Wallet addresses: the one place that decides what a wallet is.
+
+EVM addresses are ``0x`` + 40 hex digits; a mixed-case address must carry a valid EIP-55
+checksum (an all-lower or all-upper one has none to check). They are stored lower-case.
+Stellar public keys are ``G`` + 55 base32 characters whose decoded bytes end in a CRC16.
+"""
+
+import base64
+import re
+
+from Crypto.Hash import keccak
+
+from protocol import ProtocolError
+
+WALLET_FORMATS = ("evm", "stellar")
+
+_EVM = re.compile(r"0x[0-9a-fA-F]{40}")
+_STELLAR = re.compile(r"G[A-Z2-7]{55}")
+_STELLAR_ACCOUNT_VERSION = 6 << 3  # strkey version byte that encodes to a leading "G"
+
+
+class InvalidWallet(ProtocolError):
+    pass
+
+
+def normalize_wallet(value: object, wallet_format: str = "evm") -> str:
+    """Return the stored form of a wallet address, or raise InvalidWallet saying why."""
+    if not isinstance(value, str):
+        raise InvalidWallet("wallet address must be a string")
+    if wallet_format == "stellar":
+        return _stellar(value)
+    if wallet_format == "evm":
+        return _evm(value)
+    raise ValueError(f"unknown wallet format {wallet_format!r}")
+
+
+def _evm(value: str) -> str:
+    if not _EVM.fullmatch(value):
+        raise InvalidWallet("wallet address must be 0x followed by 40 hex digits")
+    digits = value[2:]
+    mixed_case = digits != digits.lower() and digits != digits.upper()
+    if mixed_case and value != to_checksum_address(value):
+        raise InvalidWallet("wallet address fails its EIP-55 checksum")
+    return value.lower()
+
+
+def to_checksum_address(value: str) -> str:
+    """The EIP-55 spelling of an EVM address."""
+    digits = value[2:].lower()
+    digest = keccak.new(digest_bits=256, data=digits.encode("ascii")).hexdigest()
+    return "0x" + "".join(
+        c.upper() if int(h, 16) >= 8 else c for c, h in zip(digits, digest[:40], strict=True)
+    )
+
+
+def _stellar(value: str) -> str:
+    if not _STELLAR.fullmatch(value):
+        raise InvalidWallet(
+            "wallet address must be a Stellar public key: G and 55 base32 characters"
+        )
+    raw = base64.b32decode(value)
+    payload, checksum = raw[:-2], raw[-2:]
+    if payload[0] != _STELLAR_ACCOUNT_VERSION:
+        raise InvalidWallet("wallet address is not a Stellar account public key")
+    if _crc16_xmodem(payload).to_bytes(2, "little") != checksum:
+        raise InvalidWallet("wallet address fails its Stellar checksum")
+    return value
+
+
+def _crc16_xmodem(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def stellar_address(public_key: bytes) -> str:
+    """The strkey (G...) of a raw 32-byte Ed25519 public key; used by tests and tooling."""
+    payload = bytes([_STELLAR_ACCOUNT_VERSION]) + public_key
+    checksum = _crc16_xmodem(payload).to_bytes(2, "little")
+    return base64.b32encode(payload + checksum).decode("ascii")

@@ -1,0 +1,286 @@
+"""Fixtures after the Flask tutorial's conftest: ``app``, ``client``, ``runner``; plus a real
+PostgreSQL server started once per test run (as httpx starts its ``server``), and
+``database_url`` parametrised over SQLite and PostgreSQL so every test that uses the
+database runs on both."""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import psycopg2
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from collector import db, migrations
+from collector.app import create_app
+from collector.cli import cli
+from collector.config import CollectorConfig
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch):
+    """No test sees the developer's TASSIUM_* settings or DATABASE_URL."""
+    for name in list(os.environ):
+        if name.startswith("TASSIUM_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+def _pg_binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
+    )
+    if found is None:
+        pytest.fail(f"{name} not found: install PostgreSQL (apt-get install postgresql)")
+    return found
+
+
+class PostgresServer:
+    """A throw-away cluster owned by the postgres user when we are root (it refuses root)."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="tassium-pg-"))
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self.template = "tassium_template"
+
+    def _run(self, *args: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if self.as_root else []
+        subprocess.run([*prefix, *args], check=True, capture_output=True, cwd=self.dir)
+
+    def start(self) -> None:
+        self._run(
+            _pg_binary("initdb"),
+            "-D",
+            str(self.data),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "--encoding=UTF8",
+            "--locale=C",
+        )
+        options = (
+            f"-c port={self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-c unix_socket_directories={self.dir} -c max_connections=200 "
+            "-c full_page_writes=off -c synchronous_commit=off"
+        )
+        self._run(
+            _pg_binary("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
+        self.admin(f"CREATE DATABASE {self.template}")
+        database = db.bind(self.url(self.template))
+        with database.connection_context():
+            migrations.migrate(database)
+        database.close_all()
+
+    def stop(self) -> None:
+        self._run(_pg_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, name: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def admin(self, sql: str) -> None:
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres"
+        )
+        conn.autocommit = True
+        try:
+            conn.cursor().execute(sql)
+        finally:
+            conn.close()
+
+    def fresh_database(self, *, migrated: bool = True) -> str:
+        name = "t_" + uuid.uuid4().hex[:12]
+        template = self.template if migrated else "template0"
+        self.admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+# --- the collector --------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def empty_database_url(backend, request, tmp_path) -> str:
+    """A database with no schema at all, for migration tests."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'collector.db'}"
+    return request.getfixturevalue("postgres").fresh_database(migrated=False)
+
+
+@pytest.fixture
+def database_url(backend, request, tmp_path) -> str:
+    """A migrated database on each backend."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'collector.db'}"
+        with db.bind(url).connection_context():
+            migrations.migrate(db.database)
+        return url
+    return request.getfixturevalue("postgres").fresh_database()
+
+
+@pytest.fixture
+def config(database_url) -> CollectorConfig:
+    # The sweeper thread is off in tests: they call the sweep pass themselves with their own now.
+    return CollectorConfig(database_url=database_url, sweep_interval=0)
+
+
+@pytest.fixture
+def app(config):
+    app = create_app(config)
+    app.config["TESTING"] = True
+    yield app
+    db.database.close()
+    if hasattr(db.database.obj, "close_all"):
+        db.database.close_all()
+
+
+@pytest.fixture
+def make_app(config):
+    """Build an app with some settings changed: ``make_app(require_signatures=False)``."""
+    made = []
+
+    def make(**overrides):
+        app = create_app(replace(config, **overrides))
+        app.config["TESTING"] = True
+        made.append(app)
+        return app
+
+    yield make
+    if hasattr(db.database.obj, "close_all"):
+        db.database.close_all()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def dbconn(app):
+    """A connection for asserting on tables directly, outside any request."""
+    with db.database.connection_context():
+        yield db.database
+
+
+@pytest.fixture
+def config_file(tmp_path, config):
+    """Write a collector YAML file; ``config_file(gap=60)`` overrides settings."""
+
+    def write(**overrides) -> Path:
+        values = {"database_url": config.database_url, "sweep_interval": 0, **overrides}
+        path = tmp_path / f"collector-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        path.chmod(0o600)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def runner(config_file):
+    """Invoke ``tassium-collector`` commands in-process: ``runner("sweep", gap=60)``."""
+
+    def invoke(*args: str, **overrides):
+        path = config_file(**overrides)
+        return CliRunner().invoke(cli, ["--config", str(path), *args], catch_exceptions=False)
+
+    return invoke
+
+
+class ServedCollector:
+    def __init__(self, process: subprocess.Popen, url: str, log: Path):
+        self.process = process
+        self.url = url
+        self.log = log
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def serve_collector(config_file, tmp_path):
+    """Start ``tassium-collector serve`` as a real process (gunicorn) and wait for /healthz."""
+    started: list[ServedCollector] = []
+
+    def start(**overrides) -> ServedCollector:
+        port = free_port()
+        path = config_file(host="127.0.0.1", port=port, **overrides)
+        log = tmp_path / f"serve-{port}.log"
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from collector.cli import main; main()",
+                "--config",
+                str(path),
+                "serve",
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        served = ServedCollector(process, f"http://127.0.0.1:{port}", log)
+        started.append(served)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"collector exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(served.url + "/healthz", timeout=1).status_code == 200:
+                    return served
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"collector did not answer in 30 s:\n{log.read_text()}")
+
+    yield start
+    for served in started:
+        served.stop()

@@ -1,0 +1,58 @@
+"""Small factories for keys, wallets and heartbeat bodies."""
+
+import json
+import secrets
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, sign
+from protocol.times import format_timestamp, utcnow
+
+
+def new_wallet() -> str:
+    return "0x" + secrets.token_hex(20)
+
+
+class FakeWorker:
+    """A worker as the collector sees it: a wallet and an Ed25519 key."""
+
+    def __init__(self, wallet: str | None = None):
+        self.wallet = wallet or new_wallet()
+        self.key = Ed25519PrivateKey.generate()
+
+    @property
+    def public_key(self) -> str:
+        return encode_public_key(self.key)
+
+    def signed(self, body: bytes | dict) -> tuple[bytes, dict]:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return raw, {SIGNATURE_HEADER: sign(self.key, raw), "Content-Type": "application/json"}
+
+    def enroll(self, client, token: str | None = None):
+        body = {"walletAddress": self.wallet, "publicKey": self.public_key}
+        if token is not None:
+            body["token"] = token
+        raw, headers = self.signed(body)
+        return client.post("/workers/enroll", data=raw, headers=headers)
+
+    def heartbeat_body(
+        self, ts: datetime | None = None, containers: list | None = None, **extra
+    ) -> dict:
+        body = {
+            "walletAddress": self.wallet,
+            "timestamp": format_timestamp(ts or utcnow()),
+            "containers": containers
+            if containers is not None
+            else [{"containerName": "web", "port": "0.0.0.0:8080->80/tcp"}],
+        }
+        body.update(extra)
+        return body
+
+    def beat(self, client, ts: datetime | None = None, containers: list | None = None, **extra):
+        raw, headers = self.signed(self.heartbeat_body(ts, containers, **extra))
+        return client.post("/heartbeat", data=raw, headers=headers)
+
+
+def minutes_ago(n: float, now: datetime | None = None) -> datetime:
+    return (now or utcnow()) - timedelta(minutes=n)
