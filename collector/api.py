@@ -40,6 +40,8 @@ def json_object(raw: bytes | None = None) -> dict:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply") from None
     if not isinstance(document, dict):
         raise ApiError(400, "request body must be a JSON object")
     return document

@@ -125,7 +125,7 @@ def token_create(config: CollectorConfig, wallet_address: str, ttl: int | None) 
 @click.pass_obj
 def list_workers(config: CollectorConfig) -> None:
     """A table of workers: online or not, last heartbeat, containers."""
-    from peewee import fn
+    from peewee import JOIN, fn
 
     from collector.models import Worker, WorkerContainer
 
@@ -136,7 +136,7 @@ def list_workers(config: CollectorConfig) -> None:
             Worker.select(Worker, fn.COUNT(WorkerContainer.id).alias("container_count"))
             .join(
                 WorkerContainer,
-                join_type="LEFT OUTER",
+                join_type=JOIN.LEFT_OUTER,
                 on=(WorkerContainer.worker == Worker.wallet_address),
             )
             .group_by(Worker.wallet_address)

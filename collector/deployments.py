@@ -32,6 +32,8 @@ _GITHUB = re.compile(
     r"(?:https://github\.com/)?"
     r"(?P<owner>[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/(?P<repo>[A-Za-z0-9._-]{1,100}?)(?:\.git)?/?"
 )
+# No white space or control characters: PostgreSQL refuses NUL, and a URL has no use for them.
+_URL = re.compile(r"https?://[^\s/$.?#\x00-\x1f\x7f][^\s\x00-\x1f\x7f]{0,2000}")
 _FIELDS = {"name", "github", "creator", "url", "port", "replicas"}
 # The existing web UI's names for the same fields (the plan's app_name and github_repo).
 _ALIASES = {"appName": "name", "app_name": "name", "githubRepo": "github", "github_repo": "github"}
@@ -71,7 +73,7 @@ def _github(value: object) -> str:
 
 
 def _url(value: object) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/$.?#][^\s]{0,2000}", value):
+    if not isinstance(value, str) or not _URL.fullmatch(value):
         raise ApiError(400, "url must be an http or https URL")
     return value
 

@@ -42,6 +42,10 @@ class CollectorServer(BaseApplication):
         self.cfg.set("loglevel", config.log_level.lower())
         self.cfg.set("post_worker_init", self._start_sweeper)
         self.cfg.set("proc_name", "tassium-collector")
+        # gunicorn's control socket lives in $HOME by default, shared by every server the
+        # user runs; the collector is managed by its signals and systemd, not by gunicornc.
+        if "control_socket_disable" in self.cfg.settings:
+            self.cfg.set("control_socket_disable", True)
 
     def load(self):
         # Imported here so that each worker opens its own database connections after the fork.
