@@ -1,7 +1,169 @@
-"""``tassium-agent``: not built yet (issue 3). Says so instead of pretending."""
+"""``tassium-agent``: run | once | status | enroll | keygen."""
 
+import argparse
+import json
+import logging
+import os
 import sys
+from pathlib import Path
+
+import httpx
+
+from agent import keys
+from agent.config import AgentConfig, load_config
+from agent.containers import list_containers
+from agent.errors import AgentError, DeliveryError, DockerUnavailable
+from agent.systemd import Notifier
+from protocol.heartbeat import encode_public_key
+
+log = logging.getLogger("agent")
+
+_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
-def main() -> None:
-    sys.exit("tassium-agent is not built yet: the agent daemon is the next issue")
+class JournalFormatter(logging.Formatter):
+    """Under systemd, a ``<priority>`` prefix lets journald keep each line's level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITY.get(record.levelname, 6)}>{record.name}: {record.getMessage()}"
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if "JOURNAL_STREAM" in os.environ:
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # httpx logs every request at INFO; the agent logs what matters about deliveries itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def cmd_keygen(config: AgentConfig, _args) -> int:
+    key = keys.generate(config.key_path)
+    print(f"key written to {config.key_path} (mode 0600)")
+    print(f"public key: {encode_public_key(key)}")
+    print(f"fingerprint: {keys.fingerprint(key)}")
+    return 0
+
+
+def cmd_enroll(config: AgentConfig, args) -> int:
+    from agent.sender import Sender
+
+    key = keys.load(config.key_path)
+    body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
+    if args.token:
+        body["token"] = args.token
+    sender = Sender(config, key)
+    try:
+        response = sender.post_signed("/workers/enroll", json.dumps(body).encode())
+    finally:
+        sender.close()
+    if response.status_code in (200, 201):
+        print(
+            f"enrolled {config.wallet} with key {keys.fingerprint(key)}"
+            + (" (already enrolled)" if response.status_code == 200 else "")
+        )
+        return 0
+    print(f"enrollment refused ({response.status_code}): {_error(response)}", file=sys.stderr)
+    return 1
+
+
+def cmd_once(config: AgentConfig, _args) -> int:
+    from agent.service import Agent
+
+    agent = Agent(config, keys.load(config.key_path))
+    try:
+        report = agent.tick()
+    finally:
+        agent.close()
+    print(report.heartbeat.to_body().decode())
+    drain = report.drain
+    print(
+        f"delivered {drain.delivered}, dropped {drain.dropped}, still spooled {drain.pending}"
+        + (f"; error: {drain.error}" if drain.error else ""),
+        file=sys.stderr,
+    )
+    return 0 if drain.error is None and drain.pending == 0 else 1
+
+
+def cmd_status(config: AgentConfig, _args) -> int:
+    from agent.service import read_status
+    from agent.spool import Spool
+
+    healthy = True
+
+    def line(name: str, ok: bool, text: str) -> None:
+        nonlocal healthy
+        healthy = healthy and ok
+        print(f"{'ok ' if ok else 'BAD'} {name:<11} {text}")
+
+    print(f"    {'wallet':<11} {config.wallet}")
+    print(f"    {'collector':<11} {config.collector_url}")
+    try:
+        line("key", True, f"{keys.fingerprint(keys.load(config.key_path))} ({config.key_path})")
+    except AgentError as exc:
+        line("key", False, str(exc))
+    try:
+        count = len(list_containers(config.docker_host, config.docker_timeout))
+        line("docker", True, f"{count} containers at {config.docker_host}")
+    except DockerUnavailable as exc:
+        line("docker", False, str(exc))
+    try:
+        response = httpx.get(
+            config.collector_url + "/healthz",
+            trust_env=True,
+            timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+        )
+        line("reachable", response.status_code == 200, f"/healthz answered {response.status_code}")
+    except httpx.HTTPError as exc:
+        line("reachable", False, f"cannot reach the collector: {exc}")
+    status = read_status(config)
+    pending = len(Spool(config.spool_path, config.spool_max))
+    line("spool", pending < config.spool_max, f"{pending} heartbeats waiting")
+    print(
+        f"    {'delivered':<11} {status.get('lastDelivery', 'never')}"
+        + (f" (last error: {status['lastError']})" if status.get("lastError") else "")
+    )
+    return 0 if healthy else 1
+
+
+def cmd_run(config: AgentConfig, _args) -> int:
+    from agent.service import run
+
+    return run(config, keys.load(config.key_path), Notifier.from_environ(os.environ))
+
+
+def _error(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error"))
+    except ValueError:
+        return response.text[:200]
+
+
+COMMANDS = {
+    "run": (cmd_run, "run the daemon (what systemd starts)"),
+    "once": (cmd_once, "send one heartbeat now, printing it, for troubleshooting"),
+    "status": (cmd_status, "check the key, Docker, the collector and the spool"),
+    "enroll": (cmd_enroll, "register this worker's public key with the collector"),
+    "keygen": (cmd_keygen, "generate the worker's signing key"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tassium-agent", description=__doc__)
+    parser.add_argument("--config", type=Path, help="default: /etc/tassium/agent.yaml")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        if name == "enroll":
+            sub.add_argument("--token", help="enrollment token from the operator")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        _setup_logging(config.log_level)
+        sys.exit(COMMANDS[args.command][0](config, args))
+    except DeliveryError as exc:
+        sys.exit(f"tassium-agent: cannot reach the collector: {exc}")
+    except AgentError as exc:
+        sys.exit(f"tassium-agent: {exc}")

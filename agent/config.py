@@ -1,0 +1,109 @@
+"""Agent configuration: ``/etc/tassium/agent.yaml`` with ``TASSIUM_*`` overrides, validated
+once into a frozen ``AgentConfig``."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError
+from protocol import ProtocolError
+from protocol.settings import Rule, SettingsError, read_settings
+from protocol.wallets import WALLET_FORMATS, normalize_wallet
+
+DEFAULT_CONFIG_PATH = Path("/etc/tassium/agent.yaml")
+DEFAULT_STATE_DIR = Path("/var/lib/tassium-agent")
+
+
+def _http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+RULES = {
+    "collector_url": Rule(str, _http_url, "an http(s) URL"),
+    "wallet": Rule(str),
+    "wallet_format": Rule(str, WALLET_FORMATS),
+    "interval": Rule(int, lambda v: 1 <= v <= 24 * 3600, "seconds, from 1 to 86400"),
+    "jitter": Rule(float, lambda v: 0 <= v <= 0.5, "a fraction of the interval, 0 to 0.5"),
+    "state_dir": Rule(str, os.path.isabs, "an absolute path"),
+    "key_path": Rule(str, os.path.isabs, "an absolute path"),
+    "spool_path": Rule(str, os.path.isabs, "an absolute path"),
+    "spool_max": Rule(int, lambda v: 1 <= v <= 1_000_000, "from 1 to 1000000"),
+    "docker_host": Rule(
+        str,
+        lambda v: v.startswith(("unix://", "tcp://", "http://", "https://")),
+        "a unix:// or tcp:// address",
+    ),
+    "docker_timeout": Rule(float, lambda v: 0 < v <= 300, "seconds, above 0"),
+    "connect_timeout": Rule(float, lambda v: 0 < v <= 300, "seconds, above 0"),
+    "read_timeout": Rule(float, lambda v: 0 < v <= 300, "seconds, above 0"),
+    "retry_base": Rule(float, lambda v: 0 < v <= 3600, "seconds, above 0"),
+    "retry_max": Rule(float, lambda v: 0 < v <= 24 * 3600, "seconds, above 0"),
+    "log_level": Rule(str, ("DEBUG", "INFO", "WARNING", "ERROR")),
+}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    collector_url: str
+    wallet: str
+    wallet_format: str = "evm"
+    interval: int = 300
+    jitter: float = 0.1
+    state_dir: Path = DEFAULT_STATE_DIR
+    key_path: Path = field(default=DEFAULT_STATE_DIR / "agent.key")
+    spool_path: Path = field(default=DEFAULT_STATE_DIR / "spool")
+    spool_max: int = 2000
+    docker_host: str = "unix:///var/run/docker.sock"
+    docker_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    retry_base: float = 10.0
+    retry_max: float = 600.0
+    log_level: str = "INFO"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"AgentConfig({shown})"
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or "TASSIUM_CONFIG" in environ
+    path = Path(path or environ.get("TASSIUM_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        values = read_settings(
+            "agent", RULES, path, explicit=explicit, environ=environ, env_prefix="TASSIUM_"
+        )
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+    problems = []
+    for required in ("collector_url", "wallet"):
+        if required not in values:
+            problems.append(f"{required}: missing (set it in {path} or TASSIUM_{required.upper()})")
+    if "wallet" in values:
+        try:
+            values["wallet"] = normalize_wallet(
+                values["wallet"], values.get("wallet_format", "evm")
+            )
+        except ProtocolError as exc:
+            problems.append(f"wallet: {exc}")
+    if values.get("retry_base", 10.0) > values.get("retry_max", 600.0):
+        problems.append("retry_base: must not exceed retry_max")
+    if problems:
+        raise ConfigError("invalid agent configuration:\n  " + "\n  ".join(problems))
+
+    state_dir = Path(values.pop("state_dir", DEFAULT_STATE_DIR))
+    values.setdefault("key_path", state_dir / "agent.key")
+    values.setdefault("spool_path", state_dir / "spool")
+    values["key_path"] = Path(values["key_path"])
+    values["spool_path"] = Path(values["spool_path"])
+    values["collector_url"] = values["collector_url"].rstrip("/")
+    return AgentConfig(state_dir=state_dir, **values)
