@@ -10,8 +10,18 @@ import yaml
 
 
 class SettingsError(Exception):
-    def __init__(self, what: str, problems: list[str]):
+    def __init__(
+        self,
+        what: str,
+        problems: list[str],
+        values: dict[str, object] | None = None,
+        given: frozenset[str] = frozenset(),
+    ):
         self.problems = problems
+        # When only some settings were wrong: those that passed, and every key given, so a
+        # caller can add its own checks and still report every problem at once.
+        self.values = values
+        self.given = given
         super().__init__(f"invalid {what} configuration:\n  " + "\n  ".join(problems))
 
 
@@ -75,7 +85,7 @@ def read_settings(
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
     if problems:
-        raise SettingsError(what, problems)
+        raise SettingsError(what, problems, values, frozenset(raw))
     return values
 
 

@@ -7,7 +7,7 @@ from protocol import ProtocolError
 
 # RFC 3339 insists on the "T"-separated date and time and on an explicit offset; a naive
 # timestamp would silently mean the sender's local time.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def parse_timestamp(value: object, field: str = "timestamp") -> datetime:

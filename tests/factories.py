@@ -2,6 +2,7 @@
 
 import json
 import secrets
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -56,3 +57,18 @@ class FakeWorker:
 
 def minutes_ago(n: float, now: datetime | None = None) -> datetime:
     return (now or utcnow()) - timedelta(minutes=n)
+
+
+@contextmanager
+def connected(url: str):
+    """Bind the collector's database to ``url`` for a block (outside any app or command), then
+    close every connection it opened."""
+    from collector import db  # imported here: agent tests use this module without Peewee
+
+    database = db.bind(url)
+    try:
+        with database.connection_context():
+            yield database
+    finally:
+        if hasattr(database, "close_all"):
+            database.close_all()

@@ -1,0 +1,384 @@
+"""protocol/heartbeat.py: the heartbeat body, its validation and its Ed25519 signature."""
+
+import base64
+import json
+import re
+import secrets
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol import ProtocolError
+from protocol.heartbeat import (
+    MAX_CONTAINERS,
+    MAX_TEXT,
+    SIGNATURE_HEADER,
+    AgentInfo,
+    Container,
+    Heartbeat,
+    encode_public_key,
+    load_public_key,
+    parse_heartbeat,
+    sign,
+    verify,
+)
+from protocol.wallets import InvalidWallet, stellar_address
+from tests.factories import FakeWorker
+
+WALLET = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+@pytest.fixture
+def document() -> dict:
+    """A complete heartbeat body as an agent sends it."""
+    return {
+        "walletAddress": WALLET,
+        "timestamp": "2026-11-24T21:00:00Z",
+        "containers": [
+            {
+                "containerName": "web",
+                "port": "0.0.0.0:8080->80/tcp",
+                "id": "c0ffee",
+                "image": "local/busybox",
+                "state": "running",
+                "health": "healthy",
+            },
+            {"containerName": "worker"},
+        ],
+        "agent": {"version": "0.1.0", "hostname": "node-1", "dockerAvailable": True},
+    }
+
+
+def rejected(document, match: str, wallet_format: str = "evm") -> None:
+    with pytest.raises(ProtocolError, match=match):
+        parse_heartbeat(document, wallet_format)
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def test_it_parses_a_complete_heartbeat(document):
+    beat = parse_heartbeat(document)
+    assert beat.wallet == WALLET.lower()
+    assert beat.timestamp == datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
+    assert beat.containers == (
+        Container("web", "0.0.0.0:8080->80/tcp", "c0ffee", "local/busybox", "running", "healthy"),
+        Container("worker", ""),
+    )
+    assert beat.agent == AgentInfo("0.1.0", "node-1", True)
+
+
+def test_it_parses_the_plans_plain_heartbeat_with_only_name_and_port():
+    beat = parse_heartbeat(
+        {
+            "walletAddress": WALLET,
+            "timestamp": "2026-11-24T21:00:00Z",
+            "containers": [{"containerName": "web", "port": "80/tcp"}],
+        }
+    )
+    assert beat.containers == (Container("web", "80/tcp"),)
+    assert beat.agent is None
+
+
+def test_missing_containers_mean_no_containers(document):
+    del document["containers"]
+    assert parse_heartbeat(document).containers == ()
+
+
+def test_it_keeps_docker_being_unavailable(document):
+    document["agent"]["dockerAvailable"] = False
+    document["containers"] = []
+    beat = parse_heartbeat(document)
+    assert beat.agent.dockerAvailable is False
+    assert beat.containers == ()
+
+
+def test_docker_counts_as_available_when_the_agent_does_not_say(document):
+    del document["agent"]["dockerAvailable"]
+    assert parse_heartbeat(document).agent.dockerAvailable is True
+
+
+def test_it_ignores_unknown_fields_at_every_level(document):
+    expected = parse_heartbeat(document)
+    document["future"] = {"anything": [1, 2, 3]}
+    document["containers"][0]["labels"] = {"a": "b"}
+    document["agent"]["uptimeSeconds"] = 12
+    assert parse_heartbeat(document) == expected
+
+
+@pytest.mark.parametrize("body", [[], "heartbeat", None, 42, True])
+def test_it_rejects_a_body_that_is_not_an_object(body):
+    rejected(body, "must be a JSON object")
+
+
+@pytest.mark.parametrize("value", [{"containerName": "web"}, "web", 1, None])
+def test_it_rejects_containers_that_are_not_a_list(document, value):
+    document["containers"] = value
+    rejected(document, "^containers must be a list$")
+
+
+def test_it_accepts_the_maximum_number_of_containers(document):
+    document["containers"] = [{"containerName": f"c{i}"} for i in range(MAX_CONTAINERS)]
+    assert len(parse_heartbeat(document).containers) == MAX_CONTAINERS
+
+
+def test_it_rejects_too_many_containers(document):
+    document["containers"] = [{"containerName": f"c{i}"} for i in range(MAX_CONTAINERS + 1)]
+    rejected(document, f"at most {MAX_CONTAINERS} entries")
+
+
+@pytest.mark.parametrize(
+    ("container", "complaint"),
+    [
+        pytest.param({"port": "80/tcp"}, "containerName must be a string", id="missing-name"),
+        pytest.param({"containerName": None}, "containerName must be a string", id="null-name"),
+        pytest.param({"containerName": ""}, "containerName must not be empty", id="empty-name"),
+        pytest.param({"containerName": 7}, "containerName must be a string", id="numeric-name"),
+        pytest.param({"containerName": "w", "port": 8080}, "port must be a string", id="int-port"),
+        pytest.param(
+            {"containerName": "w", "port": ["80"]}, "port must be a string", id="list-port"
+        ),
+        pytest.param(
+            {"containerName": "w", "state": True}, "state must be a string", id="bool-state"
+        ),
+        pytest.param({"containerName": "w", "id": 1}, "id must be a string", id="numeric-id"),
+        pytest.param(
+            {"containerName": "w" * (MAX_TEXT + 1)},
+            f"containerName must be printable text of at most {MAX_TEXT} characters",
+            id="long-name",
+        ),
+        pytest.param({"containerName": "web\n"}, "containerName must be printable", id="newline"),
+        pytest.param(
+            {"containerName": "w", "image": "a\x1b[31m"}, "image must be printable", id="esc"
+        ),
+    ],
+)
+def test_it_rejects_a_malformed_container_naming_where(document, container, complaint):
+    document["containers"][1] = container
+    rejected(document, re.escape(f"containers[1].{complaint}"))
+
+
+@pytest.mark.parametrize("container", ["web", ["web"], None, 3])
+def test_it_rejects_a_container_that_is_not_an_object(document, container):
+    document["containers"][0] = container
+    rejected(document, r"^containers\[0\] must be an object$")
+
+
+def test_it_accepts_container_text_of_the_maximum_length(document):
+    document["containers"] = [{"containerName": "w" * MAX_TEXT, "image": "i" * MAX_TEXT}]
+    assert parse_heartbeat(document).containers[0].containerName == "w" * MAX_TEXT
+
+
+def test_a_null_port_is_an_empty_port(document):
+    document["containers"] = [{"containerName": "web", "port": None}]
+    assert parse_heartbeat(document).containers[0].port == ""
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None, []])
+def test_it_rejects_a_docker_available_that_is_not_a_boolean(document, value):
+    document["agent"]["dockerAvailable"] = value
+    rejected(document, "agent.dockerAvailable must be true or false")
+
+
+@pytest.mark.parametrize("value", ["node-1", ["x"], False, 1])
+def test_it_rejects_an_agent_that_is_not_an_object(document, value):
+    document["agent"] = value
+    rejected(document, "^agent must be an object$")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("version", 1), ("hostname", ["h"]), ("hostname", "h\x00")]
+)
+def test_it_rejects_agent_text_that_is_not_printable_text(document, key, value):
+    document["agent"][key] = value
+    rejected(document, f"agent.{key} must be")
+
+
+def test_a_null_agent_is_no_agent(document):
+    document["agent"] = None
+    assert parse_heartbeat(document).agent is None
+
+
+@pytest.mark.parametrize("wallet", [None, "0x123", WALLET[:-1] + "D"])
+def test_it_rejects_a_bad_wallet(document, wallet):
+    document["walletAddress"] = wallet
+    with pytest.raises(InvalidWallet):
+        parse_heartbeat(document)
+
+
+def test_it_validates_the_wallet_in_the_configured_format(document):
+    key = stellar_address(secrets.token_bytes(32))
+    document["walletAddress"] = key
+    assert parse_heartbeat(document, "stellar").wallet == key
+    rejected(document, "0x followed by 40 hex digits", "evm")
+    document["walletAddress"] = WALLET
+    rejected(document, "Stellar public key", "stellar")
+
+
+@pytest.mark.parametrize("timestamp", [None, "2026-11-24T21:00:00", "2026-02-30T00:00:00Z", 17])
+def test_it_rejects_a_bad_timestamp(document, timestamp):
+    document["timestamp"] = timestamp
+    rejected(document, "timestamp")
+
+
+# --- the body the agent sends ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "beat",
+    [
+        pytest.param(Heartbeat(WALLET.lower(), datetime(2026, 1, 1, tzinfo=UTC)), id="bare"),
+        pytest.param(
+            Heartbeat(
+                WALLET.lower(),
+                datetime(2026, 11, 24, 21, 0, 0, 123456, tzinfo=UTC),
+                (
+                    Container("web", "0.0.0.0:8080->80/tcp", "c0ffee", "img", "running", "healthy"),
+                    Container("db"),
+                    Container("cache", "6379/tcp", state="exited"),
+                ),
+                AgentInfo("1.2.3", "node-1", True),
+            ),
+            id="full",
+        ),
+        pytest.param(
+            Heartbeat(
+                WALLET.lower(),
+                datetime(2026, 11, 24, 21, 0, tzinfo=UTC),
+                (),
+                AgentInfo(dockerAvailable=False),
+            ),
+            id="docker-unavailable",
+        ),
+    ],
+)
+def test_to_body_round_trips_through_parse_heartbeat(beat):
+    assert parse_heartbeat(json.loads(beat.to_body())) == beat
+
+
+def test_to_body_round_trips_a_stellar_wallet():
+    beat = Heartbeat(stellar_address(secrets.token_bytes(32)), datetime(2026, 1, 1, tzinfo=UTC))
+    assert parse_heartbeat(json.loads(beat.to_body()), "stellar") == beat
+
+
+def test_to_body_uses_the_wire_names_and_leaves_out_absent_fields():
+    beat = Heartbeat(
+        WALLET.lower(),
+        datetime(2026, 11, 24, 21, 0, tzinfo=UTC),
+        (Container("web", "80/tcp"),),
+        AgentInfo(version="1.0", dockerAvailable=False),
+    )
+    assert json.loads(beat.to_body()) == {
+        "walletAddress": WALLET.lower(),
+        "timestamp": "2026-11-24T21:00:00Z",
+        "containers": [{"containerName": "web", "port": "80/tcp"}],
+        "agent": {"version": "1.0", "dockerAvailable": False},
+    }
+
+
+# --- signatures ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker() -> FakeWorker:
+    return FakeWorker()
+
+
+@pytest.fixture
+def body(document) -> bytes:
+    return json.dumps(document).encode()
+
+
+def test_a_signature_by_the_key_verifies(worker, body):
+    assert verify(worker.public_key, body, sign(worker.key, body)) is None
+
+
+def test_the_signature_header_the_factory_sends_verifies(worker, document):
+    raw, headers = worker.signed(document)
+    verify(worker.public_key, raw, headers[SIGNATURE_HEADER])
+
+
+def test_it_rejects_a_signature_by_another_key(worker, body):
+    other = Ed25519PrivateKey.generate()
+    with pytest.raises(ProtocolError, match="does not match the enrolled key"):
+        verify(worker.public_key, body, sign(other, body))
+
+
+@pytest.mark.parametrize(
+    "alter",
+    [
+        pytest.param(lambda b: b.replace(b"web", b"wex", 1), id="one-byte"),
+        pytest.param(lambda b: b + b" ", id="trailing-space"),
+        pytest.param(lambda b: json.dumps(json.loads(b), indent=1).encode(), id="same-json"),
+        pytest.param(lambda b: b[:-1], id="truncated"),
+    ],
+)
+def test_it_rejects_a_signature_over_a_different_body(worker, body, alter):
+    signature = sign(worker.key, body)
+    with pytest.raises(ProtocolError, match="does not match the enrolled key"):
+        verify(worker.public_key, alter(body), signature)
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        pytest.param("not base64!", id="punctuation"),
+        pytest.param("QUJD\nREVG", id="embedded-newline"),
+        pytest.param("QUJDRA", id="missing-padding"),
+        pytest.param("\u00e9\u00e9\u00e9\u00e9", id="non-ascii"),
+    ],
+)
+def test_it_rejects_a_signature_that_is_not_base64(worker, body, signature):
+    with pytest.raises(ProtocolError, match=f"{SIGNATURE_HEADER} is not valid base64"):
+        verify(worker.public_key, body, signature)
+
+
+@pytest.mark.parametrize("length", [3, 63, 65])
+def test_it_rejects_a_base64_signature_of_the_wrong_length(worker, body, length):
+    signature = base64.b64encode(secrets.token_bytes(length)).decode()
+    with pytest.raises(ProtocolError, match="does not match the enrolled key"):
+        verify(worker.public_key, body, signature)
+
+
+@pytest.mark.parametrize("signature", [None, ""])
+def test_it_rejects_a_missing_signature(worker, body, signature):
+    with pytest.raises(ProtocolError, match=f"missing {SIGNATURE_HEADER} header"):
+        verify(worker.public_key, body, signature)
+
+
+def test_it_tolerates_whitespace_around_the_signature_header(worker, body):
+    verify(worker.public_key, body, f"  {sign(worker.key, body)}\t")
+
+
+def test_verify_rejects_a_malformed_public_key(worker, body):
+    with pytest.raises(ProtocolError, match="publicKey"):
+        verify("AAAA", body, sign(worker.key, body))
+
+
+# --- public keys --------------------------------------------------------------------------
+
+
+def test_a_public_key_round_trips_through_its_wire_form(worker):
+    key = load_public_key(worker.public_key)
+    assert key.public_bytes_raw() == worker.key.public_key().public_bytes_raw()
+    assert encode_public_key(key) == worker.public_key
+    assert len(base64.b64decode(worker.public_key)) == 32
+
+
+@pytest.mark.parametrize("length", [0, 16, 31, 33, 64])
+def test_it_rejects_a_public_key_of_the_wrong_length(length):
+    with pytest.raises(ProtocolError, match="32-byte Ed25519 key"):
+        load_public_key(base64.b64encode(secrets.token_bytes(length)).decode())
+
+
+@pytest.mark.parametrize("value", [None, 32, b"A" * 44, ["key"]])
+def test_it_rejects_a_public_key_that_is_not_a_string(value):
+    with pytest.raises(ProtocolError, match="publicKey must be a base64 string"):
+        load_public_key(value)
+
+
+@pytest.mark.parametrize("value", ["not-base64!", "\u00e9" * 44, "A" * 43])
+def test_it_rejects_a_public_key_that_is_not_base64(value):
+    with pytest.raises(ProtocolError, match="publicKey is not valid base64"):
+        load_public_key(value)
