@@ -18,13 +18,17 @@ def _open(config: CollectorConfig, *, migrated: bool = True):
     """Bind the database; refuse to go on against a schema this version does not know."""
     database = db.bind(config.database_url)
     if migrated:
-        version = migrations.current_version(database)
-        if version != migrations.LATEST_VERSION:
-            raise click.ClickException(
-                f"the database schema is at version {version}, this collector needs "
-                f"{migrations.LATEST_VERSION}: run tassium-collector migrate"
-            )
+        _check_schema(database)
     return database
+
+
+def _check_schema(database) -> None:
+    version = migrations.current_version(database)
+    if version != migrations.LATEST_VERSION:
+        raise click.ClickException(
+            f"the database schema is at version {version}, this collector needs "
+            f"{migrations.LATEST_VERSION}: run tassium-collector migrate"
+        )
 
 
 @click.group()
@@ -73,8 +77,9 @@ def serve(config: CollectorConfig, run_migrations: bool) -> None:
     database = _open(config, migrated=False)
     if run_migrations or config.migrate_on_start:
         migrations.migrate(database)
-    _open(config)
-    database.close()
+    _check_schema(database)
+    # Close before gunicorn forks (the pool too): each worker opens its own connections.
+    db.close_all(database)
     run_server(config)
 
 

@@ -73,6 +73,7 @@ RULES = {
         str,
         lambda v: v.startswith(("sqlite:///", "postgres://", "postgresql://")),
         "a sqlite:///path or postgresql:// URL",
+        secret=True,  # a rejected URL may still carry the database password
     ),
     "host": Rule(str, bool, "a host name or address"),
     "port": Rule(int, lambda v: 0 < v < 65536, "a port from 1 to 65535"),

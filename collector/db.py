@@ -77,6 +77,13 @@ def locked(query):
     return query.for_update() if is_postgres() else query
 
 
+def close_all(db: Database) -> None:
+    """Close the connection, and with a pool every pooled one as well."""
+    db.close()
+    if isinstance(db, PooledPostgresqlDatabase):
+        db.close_all()
+
+
 def init_app(app: Flask) -> None:
     @app.before_request
     def _connect() -> None:

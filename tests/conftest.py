@@ -146,7 +146,7 @@ def backend(request) -> str:
 def empty_database_url(backend, request, tmp_path) -> str:
     """A database with no schema at all, for migration tests."""
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'collector.db'}"
+        return f"sqlite:///{tmp_path / 'empty.db'}"
     return request.getfixturevalue("postgres").fresh_database(migrated=False)
 
 
@@ -252,21 +252,23 @@ def serve_collector(config_file, tmp_path):
     started: list[ServedCollector] = []
 
     def start(**overrides) -> ServedCollector:
-        port = free_port()
+        # port=<a free_port()> again restarts a collector at the same address.
+        port = overrides.pop("port", None) or free_port()
         path = config_file(host="127.0.0.1", port=port, **overrides)
-        log = tmp_path / f"serve-{port}.log"
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from collector.cli import main; main()",
-                "--config",
-                str(path),
-                "serve",
-            ],
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        log = tmp_path / f"serve-{port}-{len(started)}.log"
+        with log.open("wb") as output:  # the child keeps its own descriptor
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from collector.cli import main; main()",
+                    "--config",
+                    str(path),
+                    "serve",
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         served = ServedCollector(process, f"http://127.0.0.1:{port}", log)
         started.append(served)
         deadline = time.monotonic() + 30

@@ -1,0 +1,326 @@
+"""collector/cli.py: ``tassium-collector`` commands, in-process through ``runner`` and once as the
+installed console script."""
+
+import hashlib
+import re
+import secrets
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from collector import migrations
+from collector.cli import cli
+from collector.config import CollectorConfig
+from collector.models import EnrollmentToken, OpenWindow, UptimeRecord, Worker
+from collector.windows import apply_heartbeat
+from collector.workers import enroll
+from protocol.heartbeat import AgentInfo, Container, Heartbeat, encode_public_key
+from protocol.times import format_timestamp, utcnow
+from protocol.wallets import stellar_address
+from tests.factories import connected, minutes_ago, new_wallet
+
+CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+MIGRATE_OUTPUT = [
+    f"applied migration {m.version}: {m.description}" for m in migrations.MIGRATIONS
+] + [f"schema is at version {migrations.LATEST_VERSION}"]
+HEADINGS = ["WALLET", "STATUS", "LAST", "HEARTBEAT", "CONTAINERS", "HOSTNAME"]
+NEEDS_MIGRATE = (
+    "Error: the database schema is at version {version}, this collector needs "
+    f"{migrations.LATEST_VERSION}: run tassium-collector migrate"
+)
+
+
+def heartbeat(wallet: str, ts: datetime, containers: int = 1, hostname: str | None = None):
+    return Heartbeat(
+        wallet,
+        ts,
+        tuple(Container(f"c{i}", f"{8000 + i}/tcp") for i in range(containers)),
+        AgentInfo("1.0", hostname, True),
+    )
+
+
+def seed(url: str, *beats: Heartbeat) -> None:
+    """Apply heartbeats as the collector would have when they arrived (``now`` = their time)."""
+    with connected(url):
+        for beat in beats:
+            apply_heartbeat(beat, gap=timedelta(minutes=30), now=beat.timestamp, create_worker=True)
+
+
+def stored_tokens(url: str) -> list[EnrollmentToken]:
+    with connected(url):
+        return list(EnrollmentToken.select())
+
+
+# --- migrate ----------------------------------------------------------------------------------
+
+
+def test_migrate_applies_every_migration_to_an_empty_database(runner, empty_database_url):
+    result = runner("migrate", database_url=empty_database_url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == MIGRATE_OUTPUT
+    with connected(empty_database_url) as database:
+        assert migrations.current_version(database) == migrations.LATEST_VERSION
+
+
+def test_migrate_on_a_migrated_database_only_reports_the_version(runner):
+    result = runner("migrate")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"schema is at version {migrations.LATEST_VERSION}"]
+
+
+def test_migrate_finishes_a_partly_migrated_database(runner, empty_database_url):
+    with connected(empty_database_url) as database:
+        migrations.migrate(database, target=1)
+    result = runner("migrate", database_url=empty_database_url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == MIGRATE_OUTPUT[1:]
+
+
+# --- sweep ------------------------------------------------------------------------------------
+
+
+def test_sweep_closes_a_stale_window_and_prints_the_count(runner, database_url):
+    stale, fresh = new_wallet(), new_wallet()
+    started, ended = minutes_ago(130), minutes_ago(120)
+    seed(
+        database_url,
+        heartbeat(stale, started),
+        heartbeat(stale, ended),
+        heartbeat(fresh, minutes_ago(1)),
+    )
+
+    result = runner("sweep")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "closed 1 windows\n"
+    with connected(database_url):
+        assert [(r.worker_address, r.time_from, r.time_to) for r in UptimeRecord.select()] == [
+            (stale, started, ended)
+        ]
+        assert [w.worker_address for w in OpenWindow.select()] == [fresh]
+
+
+def test_sweep_never_closes_a_window_twice(runner, database_url):
+    seed(database_url, heartbeat(new_wallet(), minutes_ago(120)))
+    assert runner("sweep").stdout == "closed 1 windows\n"
+    assert runner("sweep").stdout == "closed 0 windows\n"
+    with connected(database_url):
+        assert UptimeRecord.select().count() == 1
+
+
+def test_sweep_uses_the_configured_gap(runner, database_url):
+    seed(database_url, heartbeat(new_wallet(), minutes_ago(120)))
+    assert runner("sweep", gap=3 * 3600).stdout == "closed 0 windows\n"
+    assert runner("sweep", gap=3600).stdout == "closed 1 windows\n"
+
+
+# --- token create -----------------------------------------------------------------------------
+
+
+def test_token_create_prints_a_token_that_is_stored_only_as_its_sha256(runner, database_url):
+    result = runner("token", "create", "--wallet", CHECKSUMMED)
+
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert re.fullmatch(r"tsk_[A-Za-z0-9_-]{43}", token)
+    (stored,) = stored_tokens(database_url)
+    assert stored.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert stored.wallet_address == CHECKSUMMED.lower()
+    assert stored.used_at is None
+    with connected(database_url) as database:
+        (row,) = database.execute_sql("SELECT * FROM enrollment_tokens").fetchall()
+    assert not any(token in str(value) for value in row)
+    # The notice goes to stderr, so that the token alone can be captured from stdout.
+    assert result.stderr == (
+        f"valid once for {CHECKSUMMED.lower()} until {format_timestamp(stored.expires_at)}\n"
+    )
+
+
+def test_the_printed_token_enrolls_its_wallet_once(runner, database_url):
+    token = runner("token", "create", "--wallet", CHECKSUMMED).stdout.strip()
+    key = encode_public_key(Ed25519PrivateKey.generate())
+    with connected(database_url):
+        assert enroll(CHECKSUMMED.lower(), key, token, "token", utcnow()) == 201
+        assert Worker.get_by_id(CHECKSUMMED.lower()).public_key == key
+        assert EnrollmentToken.get().used_at is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "overrides", "seconds"),
+    [
+        ((), {}, CollectorConfig().enrollment_token_ttl),
+        ((), {"enrollment_token_ttl": 600}, 600),
+        (("--ttl", "3600"), {"enrollment_token_ttl": 600}, 3600),
+    ],
+)
+def test_token_create_expires_after_the_ttl(runner, database_url, args, overrides, seconds):
+    result = runner("token", "create", "--wallet", new_wallet(), *args, **overrides)
+    assert result.exit_code == 0, result.output
+    (stored,) = stored_tokens(database_url)
+    assert stored.expires_at - stored.created_at == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("wallet", "message"),
+    [
+        ("0x123", "wallet address must be 0x followed by 40 hex digits"),
+        (CHECKSUMMED[:-1] + "D", "wallet address fails its EIP-55 checksum"),
+        ("", "wallet address must be 0x followed by 40 hex digits"),
+    ],
+)
+def test_token_create_refuses_a_bad_wallet_and_stores_nothing(
+    runner, database_url, wallet, message
+):
+    result = runner("token", "create", "--wallet", wallet)
+    assert result.exit_code == 2
+    assert re.search(f"Invalid value for '?--wallet'?: {message}$", result.stderr, re.M)
+    assert result.stdout == ""
+    assert stored_tokens(database_url) == []
+
+
+def test_token_create_checks_the_wallet_in_the_configured_format(runner, database_url):
+    key = stellar_address(secrets.token_bytes(32))
+    refused = runner("token", "create", "--wallet", CHECKSUMMED, wallet_format="stellar")
+    assert refused.exit_code == 2
+    assert "must be a Stellar public key" in refused.stderr
+    accepted = runner("token", "create", "--wallet", key, wallet_format="stellar")
+    assert accepted.exit_code == 0, accepted.output
+    assert [t.wallet_address for t in stored_tokens(database_url)] == [key]
+
+
+@pytest.mark.parametrize("ttl", ["59", "2592001", "soon"])
+def test_token_create_refuses_a_ttl_out_of_range(runner, database_url, ttl):
+    result = runner("token", "create", "--wallet", new_wallet(), "--ttl", ttl)
+    assert result.exit_code == 2
+    assert "Invalid value for '--ttl'" in result.stderr
+    assert stored_tokens(database_url) == []
+
+
+# --- workers ----------------------------------------------------------------------------------
+
+
+def test_workers_prints_a_table_with_online_and_offline_workers(runner, database_url):
+    online, offline, silent = ("0x" + digit * 40 for digit in "123")
+    recent, old = minutes_ago(2), minutes_ago(120)
+    seed(
+        database_url,
+        heartbeat(online, recent, containers=2, hostname="node-1"),
+        heartbeat(offline, old, containers=1),
+    )
+    with connected(database_url):
+        Worker.create(wallet_address=silent, public_key="enrolled but never heard from")
+
+    result = runner("workers")
+
+    assert result.exit_code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == HEADINGS
+    assert [row.split() for row in rows] == [
+        [online, "online", format_timestamp(recent), "2", "node-1"],
+        [offline, "offline", format_timestamp(old), "1", "-"],
+        [silent, "offline", "never", "0", "-"],
+    ]
+    # Columns line up under their headings.
+    for heading in ("STATUS", "LAST HEARTBEAT", "CONTAINERS", "HOSTNAME"):
+        column = header.index(heading)
+        assert all(row[column - 2 : column] == "  " and row[column] != " " for row in rows)
+
+
+def test_workers_counts_a_worker_online_within_the_configured_gap(runner, database_url):
+    wallet = new_wallet()
+    seed(database_url, heartbeat(wallet, minutes_ago(120)))
+    (row,) = runner("workers", gap=3 * 3600).stdout.splitlines()[1:]
+    assert row.split()[:2] == [wallet, "online"]
+
+
+def test_workers_prints_only_the_header_when_there_are_none(runner):
+    result = runner("workers")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == HEADINGS
+
+
+# --- refusing to run --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"port": 70000}, "port: must be a port from 1 to 65535, not 70000"),
+        ({"gap": "soon"}, "gap: must be a whole number, not 'soon'"),
+        ({"colour": "blue"}, "colour: unknown setting"),
+    ],
+)
+@pytest.mark.parametrize("command", [["migrate"], ["sweep"], ["workers"]])
+def test_a_bad_config_value_stops_every_command_with_the_message(
+    runner, command, overrides, problem
+):
+    result = runner(*command, **overrides)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "Error: invalid collector configuration:" in result.stderr
+    assert re.search(r"collector-\w+\.yaml: " + re.escape(problem), result.stderr)
+
+
+def test_a_missing_config_file_is_an_error(tmp_path):
+    missing = tmp_path / "missing.yaml"
+    result = CliRunner().invoke(cli, ["--config", str(missing), "migrate"])
+    assert result.exit_code == 1
+    assert f"{missing}: no such file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["sweep"], ["workers"], ["token", "create", "--wallet", CHECKSUMMED]]
+)
+@pytest.mark.parametrize("version", [0, 1])
+def test_a_command_on_an_unmigrated_database_says_to_run_migrate(
+    runner, empty_database_url, command, version
+):
+    with connected(empty_database_url) as database:
+        if version:
+            migrations.migrate(database, target=version)
+        tables_before = set(database.get_tables())
+
+    result = runner(*command, database_url=empty_database_url)
+
+    assert result.exit_code == 1
+    assert result.stderr.strip() == NEEDS_MIGRATE.format(version=version)
+    with connected(empty_database_url) as database:
+        assert set(database.get_tables()) == tables_before
+        assert migrations.current_version(database) == version
+
+
+# --- the installed console script ---------------------------------------------------------------
+
+
+@pytest.fixture
+def console_script() -> Path:
+    """``tassium-collector`` as pip installed it next to this interpreter."""
+    script = Path(sys.executable).with_name("tassium-collector")
+    assert script.is_file(), f"{script} is missing: pip install -e '.[test]'"
+    return script
+
+
+def run_script(script: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_the_console_script_migrates_an_empty_database(
+    console_script, config_file, empty_database_url
+):
+    done = run_script(
+        console_script, "--config", str(config_file(database_url=empty_database_url)), "migrate"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == MIGRATE_OUTPUT
+
+
+def test_the_console_script_exits_non_zero_on_a_bad_config(console_script, config_file):
+    done = run_script(console_script, "--config", str(config_file(port="eighty")), "migrate")
+    assert done.returncode == 1
+    assert "port: must be a whole number, not 'eighty'" in done.stderr
+    assert done.stdout == ""
