@@ -37,6 +37,8 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # httpx logs every request at INFO; the agent logs what matters about deliveries itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # APScheduler logs two lines per job run at INFO: thousands a day of journal noise.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def cmd_keygen(config: AgentConfig, _args) -> int:

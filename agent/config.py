@@ -81,21 +81,26 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         values = read_settings(
             "agent", RULES, path, explicit=explicit, environ=environ, env_prefix="TASSIUM_"
         )
+        problems, given = [], frozenset(values)
     except SettingsError as exc:
-        raise ConfigError(str(exc)) from None
+        if exc.values is None:  # the file itself is wrong: nothing else can be checked
+            raise ConfigError(str(exc)) from None
+        # Keep going, so that a bad value and a missing or bad wallet are reported together.
+        values, problems, given = exc.values, list(exc.problems), exc.given
+    rejected = given - values.keys()
 
-    problems = []
     for required in ("collector_url", "wallet"):
-        if required not in values:
+        if required not in given:
             problems.append(f"{required}: missing (set it in {path} or TASSIUM_{required.upper()})")
-    if "wallet" in values:
+    if "wallet" in values and "wallet_format" not in rejected:
         try:
             values["wallet"] = normalize_wallet(
                 values["wallet"], values.get("wallet_format", "evm")
             )
         except ProtocolError as exc:
             problems.append(f"wallet: {exc}")
-    if values.get("retry_base", 10.0) > values.get("retry_max", 600.0):
+    base, cap = values.get("retry_base", 10.0), values.get("retry_max", 600.0)
+    if base > cap and rejected.isdisjoint({"retry_base", "retry_max"}):
         problems.append("retry_base: must not exceed retry_max")
     if problems:
         raise ConfigError("invalid agent configuration:\n  " + "\n  ".join(problems))

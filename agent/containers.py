@@ -2,6 +2,7 @@
 timeout. Docker failing is DockerUnavailable; a container vanishing mid-listing is skipped."""
 
 import logging
+import socket
 
 import docker
 import requests
@@ -17,6 +18,7 @@ _DOCKER_ERRORS = {DockerException: DockerUnavailable, requests.RequestException:
 
 def list_containers(docker_host: str, timeout: float) -> list[Container]:
     """Every container (running or not), as the heartbeat reports it."""
+    _check_socket(docker_host, timeout)
     with translated(_DOCKER_ERRORS, "docker"):
         client = docker.APIClient(base_url=docker_host, timeout=timeout, version="auto")
         try:
@@ -29,6 +31,21 @@ def list_containers(docker_host: str, timeout: float) -> list[Container]:
             return sorted(result, key=lambda c: c.containerName)
         finally:
             client.close()
+
+
+def _check_socket(docker_host: str, timeout: float) -> None:
+    """Connect to a unix socket once ourselves, closing it whatever happens: when connect()
+    fails, the Docker SDK's unix transport leaks its socket (docker/docker-py#3356), once
+    per tick for as long as dockerd is down."""
+    if not docker_host.startswith("unix://"):
+        return
+    path = "/" + docker_host.removeprefix("unix://").lstrip("/")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            raise DockerUnavailable(f"docker: cannot connect to {path}: {exc}") from None
 
 
 def _describe(client: docker.APIClient, summary: dict) -> Container | None:

@@ -44,6 +44,8 @@ def load(path: Path) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key(data, password=None)
     except ValueError:
         raise KeyFileError(f"{path} does not hold a PEM private key") from None
+    except TypeError:  # what cryptography raises for a key encrypted with a passphrase
+        raise KeyFileError(f"{path} is encrypted: the agent needs an unencrypted key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path} is not an Ed25519 key")
     return key

@@ -3,11 +3,13 @@ with a busybox image imported locally (nothing can be pulled here). TEST_DOCKER_
 an engine already running instead (several test runs at once would fight over docker0)."""
 
 import io
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -16,6 +18,9 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
+
+from tests.factories import new_wallet
 
 IMAGE = "local/busybox"
 
@@ -139,3 +144,96 @@ def run_container(docker_client):
     for container in docker_client.containers.list(all=True, filters={"label": "tassium-test"}):
         if container.labels.get("tassium-test") == label["tassium-test"]:
             container.remove(force=True)
+
+
+# --- the agent as a real process -------------------------------------------------------------
+
+
+class AgentProcess:
+    """One worker's agent: its YAML configuration, state directory and daemon processes."""
+
+    def __init__(self, directory: Path, collector_url: str, overrides: dict):
+        self.dir = directory
+        directory.mkdir()
+        self.wallet = new_wallet()
+        self.state_dir = directory / "state"
+        self.spool_path = self.state_dir / "spool"
+        self.config = directory / "agent.yaml"
+        values = {
+            "collector_url": collector_url,
+            "wallet": self.wallet,
+            "state_dir": str(self.state_dir),
+            "log_level": "DEBUG",
+            **overrides,
+        }
+        self.config.write_text(yaml.safe_dump(values))
+        self.processes: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+
+    def _argv(self, *args: str) -> list[str]:
+        return [
+            sys.executable,
+            "-c",
+            "from agent.cli import main; main()",
+            "--config",
+            str(self.config),
+            *args,
+        ]
+
+    def command(self, *args: str) -> subprocess.CompletedProcess:
+        """Run ``tassium-agent --config F ARGS`` to completion."""
+        return subprocess.run(self._argv(*args), capture_output=True, text=True, timeout=60)
+
+    def start(self) -> subprocess.Popen:
+        """Start ``tassium-agent run``; its output goes to a log file of its own."""
+        log = self.dir / f"run-{len(self.processes)}.log"
+        with log.open("wb") as output:  # the child keeps its own descriptor
+            process = subprocess.Popen(self._argv("run"), stdout=output, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        self.logs.append(log)
+        return process
+
+    def spooled(self) -> list[dict]:
+        """The heartbeat bodies waiting in the spool, oldest first (whole entries only)."""
+        bodies = []
+        for path in sorted(self.spool_path.glob("[0-9]*.json")):
+            try:
+                bodies.append(json.loads(path.read_bytes()))
+            except FileNotFoundError:  # delivered meanwhile
+                continue
+        return bodies
+
+    def output(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')}" for log in self.logs)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@pytest.fixture
+def agent_process(tmp_path):
+    """``agent_process(collector_url, interval=1, ...)``: an agent configured by YAML (the
+    keyword arguments override its settings), with a key and enrolled at the collector, its
+    daemon started unless ``start=False``; every daemon is stopped after the test."""
+    made: list[AgentProcess] = []
+
+    def make(collector_url: str, *, start: bool = True, **overrides) -> AgentProcess:
+        agent = AgentProcess(tmp_path / f"agent-{len(made)}", collector_url, overrides)
+        made.append(agent)
+        for step in ("keygen", "enroll"):
+            done = agent.command(step)
+            assert done.returncode == 0, f"tassium-agent {step}:\n{done.stdout}{done.stderr}"
+        if start:
+            agent.start()
+        return agent
+
+    yield make
+    for agent in made:
+        agent.stop()

@@ -1,0 +1,141 @@
+"""A small fake of the Docker Engine API on a unix socket, for what a real engine will not do
+on demand: answer 500, hang, or lose a container between listing and inspecting it.
+
+It answers what ``docker.APIClient(version="auto")`` asks for when the agent lists
+containers: ``GET /version`` (unversioned, to pick the API version), then
+``GET /v1.NN/containers/json?all=1`` and ``GET /v1.NN/containers/<id>/json`` for each one;
+``GET /_ping`` too, as the Docker CLI starts with it."""
+
+import json
+import re
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import urlsplit
+
+API_VERSION = "1.41"
+VERSION_PATH = r"/version"
+LIST_PATH = r"/v[\d.]+/containers/json"
+INSPECT_PATH = r"/v[\d.]+/containers/([^/]+)/json"
+_LIST = re.compile(LIST_PATH)
+_INSPECT = re.compile(INSPECT_PATH)
+
+
+class FakeEngine:
+    """``engine.add("web", state="running", health="healthy", ports=[...])`` adds a
+    container; ``engine.vanish(id)`` makes its inspect answer 404. ``engine.fail(500, on=R)``
+    makes every request whose path matches the regular expression R answer 500;
+    ``engine.hang(on=R)`` makes them wait, unanswered, until the engine is stopped (a dockerd
+    that has stopped answering)."""
+
+    def __init__(self, socket_path: Path):
+        self.socket_path = socket_path
+        self.host = f"unix://{socket_path}"
+        self.summaries: dict[str, dict] = {}
+        self.details: dict[str, dict] = {}
+        self.failing: tuple[int, re.Pattern] | None = None
+        self.hanging: re.Pattern | None = None
+        self.paths: list[str] = []  # every request's path, in order
+        self.released = threading.Event()
+        self.server = _Server(str(socket_path), _handler_for(self))
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> "FakeEngine":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.released.set()  # let hanging requests finish, so the server can shut down
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+        self.socket_path.unlink(missing_ok=True)
+
+    def add(
+        self,
+        name: str,
+        *,
+        state: str = "running",
+        health: str | None = None,
+        ports: list[dict] | None = None,
+        image: str = "local/busybox",
+    ) -> str:
+        container_id = f"{len(self.summaries) + 1:02d}" + "ab" * 31
+        self.summaries[container_id] = {
+            "Id": container_id,
+            "Names": [f"/{name}"],
+            "Image": image,
+            "State": state,
+            "Ports": ports or [],
+        }
+        status = {"Status": state, "Running": state == "running"}
+        if health is not None:
+            status["Health"] = {"Status": health, "FailingStreak": 0, "Log": []}
+        self.details[container_id] = {"Id": container_id, "Name": f"/{name}", "State": status}
+        return container_id
+
+    def fail(self, status: int, on: str = ".*") -> None:
+        self.failing = (status, re.compile(on))
+
+    def hang(self, on: str = ".*") -> None:
+        self.hanging = re.compile(on)
+
+    def vanish(self, container_id: str) -> None:
+        """Still listed by /containers/json, but gone by the time it is inspected."""
+        del self.details[container_id]
+
+    def answer(self, path: str) -> tuple[int, object]:
+        if self.failing is not None and self.failing[1].fullmatch(path):
+            return self.failing[0], {"message": "fake engine failure"}
+        if path == "/version":
+            return 200, {"ApiVersion": API_VERSION, "MinAPIVersion": "1.12", "Version": "fake"}
+        if _LIST.fullmatch(path):
+            return 200, list(self.summaries.values())
+        if match := _INSPECT.fullmatch(path):
+            found = self.details.get(match[1])
+            if found is None:
+                return 404, {"message": f"No such container: {match[1]}"}
+            return 200, found
+        return 404, {"message": "page not found"}
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that gave up on a hanging request: its socket is gone, nothing to do
+
+
+def _handler_for(engine: FakeEngine) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = urlsplit(self.path).path
+            engine.paths.append(path)
+            if engine.hanging is not None and engine.hanging.fullmatch(path):
+                engine.released.wait()
+                self.close_connection = True
+                return
+            if path == "/_ping":
+                self._send(200, b"OK", "text/plain")
+                return
+            status, document = engine.answer(path)
+            self._send(status, json.dumps(document).encode(), "application/json")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Api-Version", API_VERSION)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def address_string(self) -> str:
+            return "unix"  # a unix socket's client address is an empty string
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's name
+            pass
+
+    return Handler

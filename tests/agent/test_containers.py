@@ -1,0 +1,350 @@
+"""agent.containers against the real Docker engine, format_ports on its own, and a fake
+engine on a unix socket for failures the real one cannot produce on demand."""
+
+import gc
+import re
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agent import keys
+from agent.config import AgentConfig
+from agent.containers import format_ports, list_containers
+from agent.errors import DockerUnavailable
+from agent.service import Agent
+from protocol.heartbeat import Container
+from tests.agent.conftest import IMAGE
+from tests.agent.fake_engine import INSPECT_PATH, LIST_PATH, VERSION_PATH, FakeEngine
+from tests.factories import new_wallet
+
+TIMEOUT = 10.0  # what the agent gives the real engine per call
+SETTLE = 30.0  # how long a health check may take to settle before the test gives up
+HEALTHCHECK_INTERVAL = 300_000_000  # nanoseconds
+ANY_IPV4 = "0.0.0.0"  # noqa: S104 - what the engine reports for a port published on all addresses
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def listed(host: str, container_id: str) -> Container | None:
+    return next((c for c in list_containers(host, TIMEOUT) if c.id == container_id), None)
+
+
+def wait_for_health(host: str, container_id: str) -> Container:
+    """Poll list_containers until the container's health check has a verdict."""
+    deadline = time.monotonic() + SETTLE
+    while True:
+        found = listed(host, container_id)
+        assert found is not None, f"{container_id} is not listed"
+        if found.health not in (None, "starting"):
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"health of {found.containerName} still {found.health!r} after {SETTLE} s")
+        time.sleep(0.1)
+
+
+# --- the real engine -------------------------------------------------------------------------
+
+
+def test_it_lists_a_running_container_with_its_name_id_image_and_state(dockerd, run_container):
+    name = unique("running")
+    started = run_container("sleep", "300", name=name)
+
+    found = listed(dockerd.host, started.id)
+
+    assert found == Container(
+        containerName=name, port="", id=started.id, image=IMAGE, state="running", health=None
+    )
+
+
+def test_it_lists_an_exited_container_as_exited(dockerd, run_container):
+    started = run_container("true", name=unique("exited"))
+    assert started.wait(timeout=30)["StatusCode"] == 0
+
+    found = listed(dockerd.host, started.id)
+
+    assert found is not None
+    assert found.state == "exited"
+
+
+@pytest.mark.parametrize(("check", "health"), [("true", "healthy"), ("false", "unhealthy")])
+def test_it_reports_the_health_check_verdict(dockerd, run_container, check, health):
+    started = run_container(
+        "sleep",
+        "300",
+        name=unique(health),
+        healthcheck={
+            "test": ["CMD", "busybox", check],
+            "interval": HEALTHCHECK_INTERVAL,
+            "retries": 1,
+        },
+    )
+
+    found = wait_for_health(dockerd.host, started.id)
+
+    assert found.health == health
+    assert found.state == "running"
+
+
+def test_it_formats_published_and_exposed_ports_as_docker_ps_does(dockerd, run_container):
+    started = run_container(
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        name=unique("web"),
+        ports={"80/tcp": ("127.0.0.1", None), "8080/tcp": []},  # 8080 exposed, not published
+    )
+    started.reload()
+    host_port = started.ports["80/tcp"][0]["HostPort"]
+
+    found = listed(dockerd.host, started.id)
+
+    assert found is not None
+    assert found.port == f"127.0.0.1:{host_port}->80/tcp, 8080/tcp"
+
+
+def test_it_lists_every_container_sorted_by_name(dockerd, run_container):
+    suffix = uuid.uuid4().hex[:12]
+    for name in (f"zz-{suffix}", f"aa-{suffix}", f"mm-{suffix}"):
+        run_container("sleep", "300", name=name)
+
+    names = [c.containerName for c in list_containers(dockerd.host, TIMEOUT)]
+
+    ours = [name for name in names if name.endswith(suffix)]
+    assert ours == [f"aa-{suffix}", f"mm-{suffix}", f"zz-{suffix}"]
+    assert names == sorted(names)
+
+
+# --- format_ports ----------------------------------------------------------------------------
+
+
+def published(ip: str, public: int, private: int, kind: str = "tcp") -> dict:
+    return {"IP": ip, "PrivatePort": private, "PublicPort": public, "Type": kind}
+
+
+@pytest.mark.parametrize(
+    ("ports", "expected"),
+    [
+        pytest.param([], "", id="none"),
+        pytest.param([published(ANY_IPV4, 8080, 80)], "0.0.0.0:8080->80/tcp", id="ipv4"),
+        pytest.param([published("::", 8080, 80)], ":::8080->80/tcp", id="ipv6-any"),
+        pytest.param([published("::1", 8080, 80)], "[::1]:8080->80/tcp", id="ipv6-address"),
+        pytest.param([{"PrivatePort": 443, "Type": "tcp"}], "443/tcp", id="unpublished"),
+        pytest.param([published(ANY_IPV4, 5353, 53, "udp")], "0.0.0.0:5353->53/udp", id="udp"),
+        pytest.param(
+            [published(ANY_IPV4, 53, 53, "udp"), published(ANY_IPV4, 53, 53, "tcp")],
+            "0.0.0.0:53->53/tcp, 0.0.0.0:53->53/udp",
+            id="tcp-and-udp",
+        ),
+        pytest.param([{"PrivatePort": 80}], "80/tcp", id="type-missing-means-tcp"),
+        pytest.param(
+            [published("::", 8080, 80), published(ANY_IPV4, 8080, 80)],
+            "0.0.0.0:8080->80/tcp, :::8080->80/tcp",
+            id="ipv4-before-ipv6",
+        ),
+        pytest.param(
+            [published(ANY_IPV4, 8080, 80), published(ANY_IPV4, 8080, 80)],
+            "0.0.0.0:8080->80/tcp",
+            id="duplicates",
+        ),
+        pytest.param(
+            [{"PrivatePort": 443, "Type": "tcp"}, {"PrivatePort": 443, "Type": "tcp"}],
+            "443/tcp",
+            id="unpublished-duplicates",
+        ),
+        pytest.param(
+            [{"PrivatePort": 443, "Type": "tcp"}, published("127.0.0.1", 32768, 80)],
+            "127.0.0.1:32768->80/tcp, 443/tcp",
+            id="ordered-by-container-port",
+        ),
+    ],
+)
+def test_format_ports_writes_the_docker_ps_ports_column(ports, expected):
+    assert format_ports(ports) == expected
+
+
+# --- a fake engine for failures --------------------------------------------------------------
+
+
+@pytest.fixture
+def socket_dir():
+    # tmp_path can be longer than a unix socket path may be (108 bytes).
+    directory = Path(tempfile.mkdtemp(prefix="tassium-fake-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+    # A socket left unclosed (ResourceWarning, an error here) fails the test that leaked it,
+    # not whichever test happens to run when the garbage collector does.
+    gc.collect()
+
+
+@pytest.fixture
+def engine(socket_dir):
+    fake = FakeEngine(socket_dir / "docker.sock").start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def missing_engine(socket_dir) -> str:
+    return f"unix://{socket_dir / 'no-such.sock'}"
+
+
+@pytest.fixture
+def refusing_engine(socket_dir):
+    """A socket file that nobody accepts connections on (dockerd died, its socket stayed)."""
+    path = socket_dir / "dead.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as bound:
+        bound.bind(str(path))
+        yield f"unix://{path}"
+
+
+def test_the_fake_engine_is_listed_like_a_real_one(engine):
+    web = engine.add(
+        "web", health="healthy", ports=[published(ANY_IPV4, 8080, 80), published("::", 8080, 80)]
+    )
+    old = engine.add("old", state="exited")
+
+    found = list_containers(engine.host, TIMEOUT)
+
+    assert found == [
+        Container("old", "", old, "local/busybox", "exited", None),
+        Container(
+            "web",
+            "0.0.0.0:8080->80/tcp, :::8080->80/tcp",
+            web,
+            "local/busybox",
+            "running",
+            "healthy",
+        ),
+    ]
+    # What docker.APIClient(version="auto") asks for, and so what the fake must answer.
+    assert engine.paths[0] == "/version"
+    assert re.fullmatch(LIST_PATH, engine.paths[1])
+    assert all(re.fullmatch(INSPECT_PATH, path) for path in engine.paths[2:])
+    assert len(engine.paths) == 4
+
+
+def test_it_skips_a_container_that_vanishes_mid_listing(engine):
+    engine.add("web")
+    gone = engine.add("gone")
+    engine.add("worker")
+    engine.vanish(gone)
+
+    found = list_containers(engine.host, TIMEOUT)
+
+    assert [c.containerName for c in found] == ["web", "worker"]
+    assert any(path.endswith(f"/containers/{gone}/json") for path in engine.paths)
+
+
+@pytest.mark.parametrize(
+    "path", [VERSION_PATH, LIST_PATH, INSPECT_PATH], ids=["version", "list", "inspect"]
+)
+@pytest.mark.parametrize("status", [500, 503])
+def test_an_engine_answering_an_error_is_docker_unavailable(engine, path, status):
+    engine.add("web")
+    engine.fail(status, on=path)
+
+    with pytest.raises(DockerUnavailable, match="^docker: "):
+        list_containers(engine.host, TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    "path", [VERSION_PATH, LIST_PATH, INSPECT_PATH], ids=["version", "list", "inspect"]
+)
+def test_an_engine_slower_than_the_timeout_is_docker_unavailable(engine, path):
+    engine.add("web")
+    engine.hang(on=path)
+
+    with pytest.raises(DockerUnavailable, match="^docker: "):
+        list_containers(engine.host, 0.2)
+    assert re.fullmatch(path, engine.paths[-1])  # it gave up on the call that hung
+
+
+@pytest.mark.parametrize("unreachable", ["missing_engine", "refusing_engine"])
+def test_an_engine_that_is_not_there_is_docker_unavailable(request, unreachable):
+    host = request.getfixturevalue(unreachable)
+
+    with pytest.raises(DockerUnavailable, match="^docker: "):
+        list_containers(host, TIMEOUT)
+
+
+# --- what Agent.collect() reports ------------------------------------------------------------
+
+
+@pytest.fixture
+def collect(tmp_path):
+    """``collect(docker_host)``: one heartbeat from an Agent configured for that engine."""
+    key_path = tmp_path / "state" / "agent.key"
+    key = keys.generate(key_path)
+
+    def run(docker_host: str, docker_timeout: float = TIMEOUT):
+        config = AgentConfig(
+            collector_url="http://127.0.0.1:9",
+            wallet=new_wallet(),
+            state_dir=tmp_path / "state",
+            key_path=key_path,
+            spool_path=tmp_path / "state" / "spool",
+            docker_host=docker_host,
+            docker_timeout=docker_timeout,
+        )
+        agent = Agent(config, key)
+        try:
+            return agent.collect()
+        finally:
+            agent.close()
+
+    return run
+
+
+@pytest.fixture(params=["missing", "refusing", "failing", "hanging"])
+def down_engine(request) -> str:
+    if request.param == "missing":
+        return request.getfixturevalue("missing_engine")
+    if request.param == "refusing":
+        return request.getfixturevalue("refusing_engine")
+    engine = request.getfixturevalue("engine")
+    engine.add("web")
+    if request.param == "failing":
+        engine.fail(500)
+    else:
+        engine.hang()
+    return engine.host
+
+
+def test_collect_reports_docker_unavailable_and_no_containers_when_docker_is_down(
+    collect, down_engine
+):
+    heartbeat = collect(down_engine, docker_timeout=0.2)
+
+    assert heartbeat.agent.dockerAvailable is False
+    assert heartbeat.containers == ()
+    assert b'"dockerAvailable":false' in heartbeat.to_body()
+
+
+def test_collect_reports_the_engines_containers_when_docker_is_up(collect, dockerd, run_container):
+    name = unique("collected")
+    started = run_container("sleep", "300", name=name)
+
+    heartbeat = collect(dockerd.host)
+
+    assert heartbeat.agent.dockerAvailable is True
+    ours = [c for c in heartbeat.containers if c.id == started.id]
+    assert ours == [Container(name, "", started.id, IMAGE, "running", None)]
+
+
+def test_collect_reports_what_the_fake_engine_lists(collect, engine):
+    engine.add("web", ports=[published(ANY_IPV4, 8080, 80)])
+
+    heartbeat = collect(engine.host)
+
+    assert heartbeat.agent.dockerAvailable is True
+    assert [(c.containerName, c.port) for c in heartbeat.containers] == [
+        ("web", "0.0.0.0:8080->80/tcp")
+    ]

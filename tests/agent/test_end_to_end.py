@@ -1,0 +1,238 @@
+"""The agent daemon end to end: real processes (``tassium-agent run``, ``tassium-collector
+serve``), a real Docker engine, and a collector that goes away and comes back."""
+
+import re
+import signal
+import time
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from protocol.times import parse_timestamp, utcnow
+from tests.conftest import free_port
+
+GAP = 3  # seconds of silence after which the collector closes a window
+HEARTBEAT_STATUS = re.compile(r'"POST /heartbeat HTTP/[\d.]+" (\d{3}) ')
+
+
+def wait_for(condition, timeout: float, describe):
+    """Poll ``condition`` until it returns something truthy; fail with ``describe()``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {describe()}")
+        time.sleep(0.1)
+
+
+def get(collector, path: str) -> dict:
+    response = httpx.get(collector.url + path, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def heartbeat_statuses(collector) -> list[int]:
+    """How this collector process answered each POST /heartbeat (from its access log)."""
+    return [int(status) for status in HEARTBEAT_STATUS.findall(collector.log.read_text())]
+
+
+def explain(agent, *collectors) -> str:
+    logs = "\n".join(f"--- {c.log.name}\n{c.log.read_text()}" for c in collectors)
+    return f"{agent.output()}\n{logs}"
+
+
+def spooled_times(agent) -> list:
+    return [parse_timestamp(body["timestamp"]) for body in agent.spooled()]
+
+
+# --- containers ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker(serve_collector, agent_process, dockerd):
+    """A collector and an agent daemon beating every second against the test Docker engine."""
+    collector = serve_collector()
+    agent = agent_process(collector.url, interval=1, docker_host=dockerd.host)
+    return collector, agent
+
+
+def listed(collector, agent, names: set[str]) -> dict[str, dict]:
+    """The collector's current containers of this worker, among ``names``, by name."""
+    containers = get(collector, f"/workers/{agent.wallet}/containers")["containers"]
+    return {c["containerName"]: c for c in containers if c["containerName"] in names}
+
+
+def test_the_collector_lists_the_workers_containers_as_docker_ps_shows_them(worker, run_container):
+    collector, agent = worker
+    suffix = uuid.uuid4().hex[:10]
+    web = run_container(
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        name=f"web-{suffix}",
+        ports={"80/tcp": ("127.0.0.1", None)},
+        healthcheck={"test": ["CMD", "busybox", "true"], "interval": 300_000_000, "retries": 1},
+    )
+    broken = run_container(
+        "sleep",
+        "300",
+        name=f"broken-{suffix}",
+        healthcheck={"test": ["CMD", "busybox", "false"], "interval": 300_000_000, "retries": 1},
+    )
+    plain = run_container("sleep", "300", name=f"plain-{suffix}")
+    web.reload()
+    host_port = web.ports["80/tcp"][0]["HostPort"]
+    expected = {
+        web.name: {
+            "port": f"127.0.0.1:{host_port}->80/tcp",
+            "state": "running",
+            "health": "healthy",
+        },
+        broken.name: {"port": "", "state": "running", "health": "unhealthy"},
+        plain.name: {"port": "", "state": "running", "health": None},
+    }
+
+    def reported():
+        seen = listed(collector, agent, set(expected))
+        shown = {
+            name: {key: c[key] for key in ("port", "state", "health")} for name, c in seen.items()
+        }
+        return shown if shown == expected else None
+
+    wait_for(reported, 30, lambda: f"{listed(collector, agent, set(expected))}\n{explain(agent)}")
+    containers = listed(collector, agent, set(expected))
+    assert containers[web.name]["id"] == web.id
+    assert containers[web.name]["image"] == "local/busybox"
+
+
+def test_stopping_a_container_changes_the_list_on_a_later_heartbeat(worker, run_container):
+    collector, agent = worker
+    suffix = uuid.uuid4().hex[:10]
+    kept = run_container("sleep", "300", name=f"kept-{suffix}")
+    stopped = run_container("sleep", "300", name=f"stopped-{suffix}")
+    removed = run_container("sleep", "300", name=f"removed-{suffix}")
+    names = {kept.name, stopped.name, removed.name}
+
+    def states():
+        return {name: c["state"] for name, c in listed(collector, agent, names).items()}
+
+    everything_running = dict.fromkeys(names, "running")
+    wait_for(lambda: states() == everything_running, 30, lambda: f"{states()}\n{explain(agent)}")
+
+    stopped.stop(timeout=0)
+    removed.remove(force=True)
+    after = {kept.name: "running", stopped.name: "exited"}
+    wait_for(lambda: states() == after, 30, lambda: f"{states()}\n{explain(agent)}")
+
+
+# --- collector outages -----------------------------------------------------------------------
+
+
+def uptime(collector, agent) -> dict:
+    return get(collector, f"/workers/{agent.wallet}/uptime")
+
+
+@pytest.mark.parametrize(
+    ("spool_max", "windows"),
+    [
+        pytest.param(2000, 1, id="the-spool-carries-the-outage"),
+        pytest.param(1, 2, id="a-spool-of-one-cannot"),
+    ],
+)
+def test_the_spool_closes_the_gap_of_a_collector_outage_longer_than_the_gap(
+    serve_collector, agent_process, dockerd, spool_max, windows
+):
+    port = free_port()
+    collector = serve_collector(port=port, gap=GAP, sweep_interval=1)
+    agent = agent_process(
+        collector.url,
+        interval=1,
+        retry_base=0.5,
+        retry_max=1.0,
+        spool_max=spool_max,
+        docker_host=dockerd.host,
+    )
+    first = wait_for(
+        lambda: uptime(collector, agent)["openWindow"], 30, lambda: explain(agent, collector)
+    )["startTime"]
+    wait_for(lambda: len(heartbeat_statuses(collector)) >= 2, 30, lambda: explain(agent, collector))
+
+    # The outage: longer than the gap, measured by the heartbeats the agent spools meanwhile.
+    collector.stop()
+    stopped_at = utcnow()
+    wait_for(
+        lambda: (
+            (times := spooled_times(agent))
+            and times[-1] > stopped_at + timedelta(seconds=GAP + 0.5)
+        ),
+        30,
+        lambda: explain(agent, collector),
+    )
+    # While the agent still cannot reach it, a collector on the same database (as behind a
+    # network outage) lets its sweeper close the silent window.
+    sweeping = serve_collector(gap=GAP, sweep_interval=1)
+    wait_for(
+        lambda: uptime(sweeping, agent)["openWindow"] is None,
+        30,
+        lambda: f"{uptime(sweeping, agent)}\n{explain(agent, sweeping)}",
+    )
+    assert [r["timeFrom"] for r in uptime(sweeping, agent)["records"]] == [first]
+
+    pending = agent.spooled()
+    assert 0 < len(pending) <= spool_max
+    restarted = serve_collector(port=port, gap=GAP, sweep_interval=1)
+    wait_for(
+        lambda: not agent.spooled() and len(heartbeat_statuses(restarted)) >= len(pending) + 2,
+        30,
+        lambda: explain(agent, restarted),
+    )
+
+    # Every spooled heartbeat was accepted (a 409 would mean one was lost as a duplicate).
+    assert set(heartbeat_statuses(restarted)) == {200}, explain(agent, restarted)
+    assert "dropping it" not in agent.output()
+    report = uptime(restarted, agent)
+    spans = [(r["timeFrom"], r["timeTo"]) for r in report["records"]]
+    spans.append((report["openWindow"]["startTime"], report["openWindow"]["endTime"]))
+    assert len(spans) == windows, report
+    assert spans[0][0] == first, report
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert parse_timestamp(start) - parse_timestamp(end) > timedelta(seconds=GAP), report
+    newest_spooled = max(parse_timestamp(body["timestamp"]) for body in pending)
+    assert parse_timestamp(spans[-1][1]) > newest_spooled, report
+
+
+def test_heartbeats_spooled_before_a_kill_9_are_delivered_by_the_next_agent(
+    serve_collector, agent_process, dockerd
+):
+    port = free_port()
+    # Windows close after 10 s of silence: far longer than replacing the agent takes.
+    settings = {"port": port, "gap": 10, "sweep_interval": 1}
+    collector = serve_collector(**settings)
+    agent = agent_process(collector.url, start=False, interval=1, docker_host=dockerd.host)
+    collector.stop()
+
+    daemon = agent.start()
+    wait_for(lambda: len(agent.spooled()) >= 4, 30, lambda: explain(agent, collector))
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait(timeout=15)
+    before_kill = agent.spooled()
+    assert len(before_kill) >= 4
+
+    agent.start()
+    restarted = serve_collector(**settings)
+    wait_for(
+        lambda: not agent.spooled() and len(heartbeat_statuses(restarted)) >= len(before_kill) + 2,
+        30,
+        lambda: explain(agent, restarted),
+    )
+
+    assert set(heartbeat_statuses(restarted)) == {200}, explain(agent, restarted)
+    assert "dropping it" not in agent.output()
+    report = uptime(restarted, agent)
+    assert report["records"] == [], report
+    assert report["openWindow"]["startTime"] == before_kill[0]["timestamp"], report
