@@ -1,0 +1,210 @@
+"""POST /heartbeat: signatures, the clock rules, validation, and that a rejected heartbeat
+writes nothing."""
+
+import base64
+import json
+import os
+from datetime import timedelta
+
+import pytest
+
+from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer
+from protocol.heartbeat import SIGNATURE_HEADER
+from protocol.times import format_timestamp, utcnow
+from protocol.wallets import stellar_address
+from tests.factories import FakeWorker, minutes_ago, new_wallet
+
+
+@pytest.fixture
+def worker(client):
+    enrolled = FakeWorker()
+    assert enrolled.enroll(client).status_code == 201
+    return enrolled
+
+
+def snapshot(dbconn) -> tuple:
+    """Everything a heartbeat may change."""
+    return (
+        sorted((w.wallet_address, w.last_heartbeat_at, w.hostname) for w in Worker.select()),
+        sorted((w.worker_address, w.start_time, w.end_time) for w in OpenWindow.select()),
+        sorted((r.worker_address, r.time_from, r.time_to) for r in UptimeRecord.select()),
+        sorted((c.worker_address, c.container_name) for c in WorkerContainer.select()),
+    )
+
+
+@pytest.fixture
+def accepted(worker, client) -> tuple[bytes, dict]:
+    """The raw body and headers of a heartbeat the collector accepted ten minutes ago."""
+    body, headers = worker.signed(worker.heartbeat_body(minutes_ago(10)))
+    assert client.post("/heartbeat", data=body, headers=headers).status_code == 200
+    return body, headers
+
+
+@pytest.fixture
+def unchanged(dbconn, accepted):
+    """Assert, after the test's request, that the database is as it was before it."""
+    before = snapshot(dbconn)
+    yield
+    assert snapshot(dbconn) == before
+
+
+def post(client, body: bytes, signature: str | None):
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers[SIGNATURE_HEADER] = signature
+    return client.post("/heartbeat", data=body, headers=headers)
+
+
+def test_it_accepts_a_signed_heartbeat_and_extends_the_window(client, worker):
+    first = worker.beat(client, minutes_ago(2))
+    second = worker.beat(client, minutes_ago(1))
+    assert (first.status_code, first.json["action"]) == (200, "opened")
+    assert (second.status_code, second.json["action"]) == (200, "extended")
+    shown = client.get(f"/workers/{worker.wallet}").json
+    assert shown["lastHeartbeat"] == second.json["openWindow"]["endTime"]
+    assert shown["containers"][0]["port"] == "0.0.0.0:8080->80/tcp"
+
+
+def test_a_heartbeat_signed_by_another_workers_key_is_refused(client, worker, dbconn):
+    other = FakeWorker()
+    assert other.enroll(client).status_code == 201
+    before = snapshot(dbconn)
+    body = json.dumps(worker.heartbeat_body()).encode()
+    _, headers = other.signed(body)
+    assert post(client, body, headers[SIGNATURE_HEADER]).status_code == 401
+    assert snapshot(dbconn) == before
+
+
+@pytest.mark.usefixtures("unchanged")
+class TestRejectedSignatures:
+    def test_a_forged_signature_is_refused(self, client, worker):
+        body, _ = worker.signed(worker.heartbeat_body())
+        forged = base64.b64encode(os.urandom(64)).decode()
+        response = post(client, body, forged)
+        assert response.status_code == 401
+        assert "signature" in response.json["error"]
+
+    def test_a_body_altered_after_signing_is_refused(self, client, worker):
+        body, headers = worker.signed(worker.heartbeat_body())
+        altered = body.replace(b'"web"', b'"evil"')
+        assert altered != body
+        assert post(client, altered, headers[SIGNATURE_HEADER]).status_code == 401
+
+    def test_the_same_json_with_other_whitespace_is_refused(self, client, worker):
+        document = worker.heartbeat_body()
+        body, headers = worker.signed(json.dumps(document).encode())
+        respaced = json.dumps(document, indent=2).encode()
+        assert post(client, respaced, headers[SIGNATURE_HEADER]).status_code == 401
+
+    def test_an_unsigned_heartbeat_is_refused(self, client, worker):
+        response = post(client, json.dumps(worker.heartbeat_body()).encode(), None)
+        assert response.status_code == 401
+        assert SIGNATURE_HEADER in response.json["error"]
+
+    def test_a_signature_that_is_not_base64_is_refused(self, client, worker):
+        body = json.dumps(worker.heartbeat_body()).encode()
+        assert post(client, body, "not base64!").status_code == 401
+
+    def test_an_unenrolled_wallet_is_unknown(self, client):
+        stranger = FakeWorker()
+        response = stranger.beat(client)
+        assert response.status_code == 404
+        assert "not enrolled" in response.json["error"]
+
+    def test_a_replayed_body_is_a_conflict(self, client, accepted):
+        body, headers = accepted
+        response = post(client, body, headers[SIGNATURE_HEADER])
+        assert response.status_code == 409
+        assert "duplicate" in response.json["error"]
+
+    def test_an_older_heartbeat_is_a_conflict(self, client, worker):
+        assert worker.beat(client, minutes_ago(11)).status_code == 409
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize(
+    "when",
+    [timedelta(minutes=3), -timedelta(hours=24, minutes=1)],
+    ids=["beyond-skew", "beyond-backfill"],
+)
+def test_a_timestamp_outside_the_accepted_range_is_unprocessable(client, worker, when):
+    response = worker.beat(client, utcnow() + when)
+    assert response.status_code == 422
+    assert "outside the accepted range" in response.json["error"]
+
+
+def test_a_late_heartbeat_inside_the_backfill_is_accepted(client, worker):
+    assert worker.beat(client, utcnow() - timedelta(hours=23)).status_code == 200
+    assert worker.beat(client, utcnow() - timedelta(hours=22)).status_code == 200
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"timestamp": "2026-11-24T21:00:00"}, "RFC 3339"),
+        ({"timestamp": None}, "RFC 3339"),
+        ({"containers": "web"}, "containers must be a list"),
+        ({"containers": [{"port": "80/tcp"}]}, "containerName"),
+        ({"agent": {"dockerAvailable": "no"}}, "dockerAvailable"),
+    ],
+    ids=["naive-time", "no-time", "containers-not-list", "no-name", "docker-not-bool"],
+)
+def test_a_malformed_field_is_a_bad_request(client, worker, change, message):
+    body = {**worker.heartbeat_body(minutes_ago(0.5)), **change}
+    raw, headers = worker.signed(body)
+    rejected = client.post("/heartbeat", data=raw, headers=headers)
+    assert rejected.status_code == 400
+    assert message in rejected.json["error"]
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b"[]", b"", b'{"walletAddress": "0x123", "timestamp": "2026-11-24T21:00:00Z"}'],
+    ids=["broken-json", "array", "empty", "bad-wallet"],
+)
+def test_a_malformed_body_is_a_bad_request(client, body):
+    response = post(client, body, "c2lnbmF0dXJl")
+    assert response.status_code == 400
+    assert response.json["error"]
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_an_oversized_body_is_too_large(client, worker):
+    containers = [{"containerName": f"c{i}", "port": "x" * 250} for i in range(1000)]
+    response = worker.beat(client, containers=containers)
+    assert response.status_code == 413
+
+
+def test_the_container_list_is_replaced_and_docker_outage_shown(client, worker, dbconn):
+    worker.beat(client, minutes_ago(3), containers=[{"containerName": "a"}, {"containerName": "b"}])
+    worker.beat(client, minutes_ago(2), containers=[], agent={"dockerAvailable": False})
+    shown = client.get(f"/workers/{worker.wallet}").json
+    assert shown["containers"] == []
+    assert shown["dockerAvailable"] is False
+
+
+def test_with_signatures_off_the_plans_plain_heartbeat_creates_the_worker(make_app, dbconn):
+    client = make_app(require_signatures=False).test_client()
+    wallet = new_wallet()
+    plain = {
+        "walletAddress": wallet,
+        "timestamp": format_timestamp(utcnow()),
+        "containers": [{"containerName": "web", "port": "0.0.0.0:8080->80/tcp"}],
+    }
+    response = client.post("/heartbeat", json=plain)
+    assert response.status_code == 200, response.json
+    assert Worker.get_by_id(wallet).last_heartbeat_at is not None
+    assert client.post("/heartbeat", json={**plain, "walletAddress": "0xnope"}).status_code == 400
+
+
+def test_a_stellar_collector_takes_stellar_wallets_only(make_app, dbconn):
+    client = make_app(wallet_format="stellar").test_client()
+    stellar = FakeWorker(stellar_address(os.urandom(32)))
+    assert stellar.enroll(client).status_code == 201
+    assert stellar.beat(client).status_code == 200
+    evm = FakeWorker()
+    response = evm.enroll(client)
+    assert response.status_code == 400
+    assert "Stellar" in response.json["error"]
