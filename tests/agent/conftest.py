@@ -184,11 +184,17 @@ class AgentProcess:
         """Run ``tassium-agent --config F ARGS`` to completion."""
         return subprocess.run(self._argv(*args), capture_output=True, text=True, timeout=60)
 
-    def start(self) -> subprocess.Popen:
-        """Start ``tassium-agent run``; its output goes to a log file of its own."""
+    def start(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start ``tassium-agent run`` (with ``env`` added to the environment); its output
+        goes to a log file of its own."""
         log = self.dir / f"run-{len(self.processes)}.log"
         with log.open("wb") as output:  # the child keeps its own descriptor
-            process = subprocess.Popen(self._argv("run"), stdout=output, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                self._argv("run"),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
         self.processes.append(process)
         self.logs.append(log)
         return process
