@@ -1,0 +1,189 @@
+"""Workers: enrollment (open and token policies, proof of possession), enrollment tokens,
+and the routes that show status, containers and uptime."""
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+
+from collector.models import EnrollmentToken, Worker
+from collector.workers import issue_token
+from protocol.times import format_timestamp, utcnow
+from tests.factories import FakeWorker, minutes_ago
+
+API_TOKEN = "a" * 32
+
+
+def token_for(wallet: str, ttl: timedelta = timedelta(hours=1)) -> str:
+    return issue_token(wallet, ttl, utcnow())
+
+
+def keys(dbconn) -> list:
+    return sorted((w.wallet_address, w.public_key) for w in Worker.select())
+
+
+def test_first_enrollment_creates_the_worker_and_the_same_key_again_is_ok(client):
+    worker = FakeWorker()
+    first = worker.enroll(client)
+    assert (first.status_code, first.json["enrolled"]) == (201, True)
+    assert worker.enroll(client).status_code == 200
+
+
+def test_a_new_key_without_a_token_is_a_conflict(client, dbconn):
+    worker = FakeWorker()
+    worker.enroll(client)
+    before = keys(dbconn)
+    impostor = FakeWorker(worker.wallet)
+    response = impostor.enroll(client)
+    assert response.status_code == 409 and "another key" in response.json["error"]
+    assert keys(dbconn) == before
+
+
+def test_a_token_replaces_the_key_once(client, dbconn):
+    worker = FakeWorker()
+    worker.enroll(client)
+    replacement = FakeWorker(worker.wallet)
+    token = token_for(worker.wallet)
+    assert replacement.enroll(client, token).status_code == 200
+    assert worker.beat(client).status_code == 401  # the old key no longer verifies
+    assert replacement.beat(client).status_code == 200
+    third = FakeWorker(worker.wallet)
+    assert third.enroll(client, token).status_code == 401  # single use
+
+
+@pytest.mark.parametrize("problem", ["expired", "other-wallet", "unknown"])
+def test_an_unusable_token_is_refused(client, dbconn, problem):
+    worker = FakeWorker()
+    worker.enroll(client)
+    token = {
+        "expired": lambda: issue_token(
+            worker.wallet, timedelta(hours=1), utcnow() - timedelta(hours=2)
+        ),
+        "other-wallet": lambda: token_for(FakeWorker().wallet),
+        "unknown": lambda: "tsk_" + "x" * 43,
+    }[problem]()
+    before = keys(dbconn)
+    response = FakeWorker(worker.wallet).enroll(client, token)
+    assert response.status_code == 401
+    assert keys(dbconn) == before
+
+
+def test_a_malformed_token_is_a_bad_request(client):
+    assert FakeWorker().enroll(client, "not a token").status_code == 400
+
+
+def test_enrollment_must_be_signed_by_the_key_being_enrolled(client, dbconn):
+    worker, other = FakeWorker(), FakeWorker()
+    body = {"walletAddress": worker.wallet, "publicKey": worker.public_key}
+    raw, _ = worker.signed(body)
+    _, headers = other.signed(raw)
+    response = client.post("/workers/enroll", data=raw, headers=headers)
+    assert response.status_code == 401 and "signed by the key" in response.json["error"]
+    assert keys(dbconn) == []
+
+
+def test_a_public_key_of_the_wrong_length_is_a_bad_request(client, dbconn):
+    worker = FakeWorker()
+    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": "AAAA"})
+    assert client.post("/workers/enroll", data=raw, headers=headers).status_code == 400
+    assert keys(dbconn) == []
+
+
+def test_the_token_policy_enrolls_only_with_a_token(make_app, dbconn):
+    client = make_app(enrollment_policy="token").test_client()
+    worker = FakeWorker()
+    refused = worker.enroll(client)
+    assert refused.status_code == 401 and "only with an enrollment token" in refused.json["error"]
+    assert keys(dbconn) == []
+    token = token_for(worker.wallet)
+    assert worker.enroll(client, token).status_code == 201
+    stored = EnrollmentToken.get(EnrollmentToken.wallet_address == worker.wallet)
+    assert stored.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert stored.used_at is not None
+
+
+def test_tokens_over_http_need_the_api_token(make_app, dbconn):
+    open_client = make_app().test_client()
+    worker = FakeWorker()
+    assert (
+        open_client.post("/workers/tokens", json={"walletAddress": worker.wallet}).status_code
+        == 403
+    )
+    guarded = make_app(api_token=API_TOKEN).test_client()
+    assert guarded.post("/workers/tokens", json={"walletAddress": worker.wallet}).status_code == 401
+    issued = guarded.post(
+        "/workers/tokens",
+        json={"walletAddress": worker.wallet},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    )
+    assert issued.status_code == 201
+    assert worker.enroll(guarded, issued.json["token"]).status_code == 201
+
+
+def test_a_worker_shows_online_window_and_containers(client):
+    worker = FakeWorker()
+    worker.enroll(client)
+    worker.beat(client, minutes_ago(1))
+    shown = client.get(f"/workers/{worker.wallet}").json
+    assert shown["online"] is True and shown["enrolled"] is True
+    assert shown["openWindow"]["endTime"] == shown["lastHeartbeat"]
+    assert (
+        client.get(f"/workers/{worker.wallet}/containers").json["containers"][0]["containerName"]
+        == "web"
+    )
+    listed = client.get("/workers").json
+    assert [w["walletAddress"] for w in listed["items"]] == [worker.wallet]
+
+
+def test_a_worker_silent_longer_than_the_gap_is_offline(client):
+    worker = FakeWorker()
+    worker.enroll(client)
+    worker.beat(client, minutes_ago(31))
+    assert client.get(f"/workers/{worker.wallet}").json["online"] is False
+
+
+@pytest.mark.parametrize("path, code", [("0x" + "1" * 40, 404), ("0x123", 400)])
+def test_an_unknown_or_invalid_wallet_is_refused(client, path, code):
+    for suffix in ("", "/containers", "/uptime"):
+        assert client.get(f"/workers/{path}{suffix}").status_code == code
+
+
+def test_uptime_reports_records_the_open_window_and_clipped_seconds(client):
+    worker = FakeWorker()
+    worker.enroll(client)
+    now = utcnow().replace(microsecond=0)
+    # Two windows: 5h ago to 4h ago (closed by the 2h-ago heartbeat), and 2h ago to 1h ago.
+    for minutes in (300, 270, 240, 120, 90, 60):
+        assert worker.beat(client, now - timedelta(minutes=minutes)).status_code == 200
+    start, end = now - timedelta(minutes=270), now - timedelta(minutes=90)
+    uptime = client.get(
+        f"/workers/{worker.wallet}/uptime",
+        query_string={"from": format_timestamp(start), "to": format_timestamp(end)},
+    ).json
+    assert uptime["records"] == [
+        {
+            "timeFrom": format_timestamp(now - timedelta(minutes=300)),
+            "timeTo": format_timestamp(now - timedelta(minutes=240)),
+        }
+    ]
+    assert uptime["openWindow"] == {
+        "startTime": format_timestamp(now - timedelta(minutes=120)),
+        "endTime": format_timestamp(now - timedelta(minutes=60)),
+    }
+    # Clipped to the range: 30 min of the record, 30 min of the open window, of 180 min.
+    assert uptime["totalSeconds"] == 3600
+    assert uptime["uptimeFraction"] == pytest.approx(1 / 3, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"from": "yesterday"}, "from must be an RFC 3339"),
+        ({"from": "2026-11-25T00:00:00Z", "to": "2026-11-24T00:00:00Z"}, "earlier than"),
+    ],
+)
+def test_a_bad_uptime_range_is_a_bad_request(client, query, message):
+    worker = FakeWorker()
+    worker.enroll(client)
+    response = client.get(f"/workers/{worker.wallet}/uptime", query_string=query)
+    assert response.status_code == 400 and message in response.json["error"]
