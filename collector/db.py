@@ -73,8 +73,13 @@ def is_postgres() -> bool:
 
 def locked(query):
     """Lock the selected rows until the transaction ends. SQLite needs no row lock: its
-    IMMEDIATE transactions already hold the database's write lock."""
-    return query.for_update() if is_postgres() else query
+    IMMEDIATE transactions already hold the database's write lock.
+
+    NO KEY UPDATE, because the lock holders never change a key: it still excludes other
+    lockers, but not the KEY SHARE lock a foreign-key check takes. With FOR UPDATE a sweep that
+    deleted a window and then inserted its record (checking the worker's key) deadlocked with a
+    heartbeat holding that worker and waiting for the window."""
+    return query.for_update("FOR NO KEY UPDATE") if is_postgres() else query
 
 
 def close_all(db: Database) -> None:

@@ -143,7 +143,7 @@ def sweep(*, gap: timedelta, now: datetime) -> int:
     return deleted
 
 
-def uptime(worker: Worker, start: datetime, end: datetime, now: datetime) -> dict:
+def uptime(worker: Worker, start: datetime, end: datetime) -> dict:
     """Records overlapping [start, end], the open window, and the seconds of uptime inside
     the range (each window clipped to it)."""
     records = list(

@@ -232,5 +232,5 @@ def get_uptime(address: str):
         walletAddress=worker.wallet_address,
         timeFrom=format_timestamp(start),
         timeTo=format_timestamp(end),
-        **uptime(worker, start, end, now),
+        **uptime(worker, start, end),
     )

@@ -1,0 +1,223 @@
+"""collector/sweeper.py: the lease that lets exactly one process sweep, one tick of the interval
+job, and the sweeper thread running for real (directly with a clock we pass, and inside a
+served collector). The ``sweep`` command is covered in test_cli.py."""
+
+import logging
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from collector import migrations
+from collector.models import OpenWindow, SweeperLease, UptimeRecord
+from collector.sweeper import LEASE, SweeperThread, claim_lease, sweep_if_leader
+from collector.workers import enroll
+from protocol.times import format_timestamp, utcnow
+from tests.collector.test_windows import (
+    GAP,
+    T0,
+    US,
+    apply,
+    create_worker,
+    stored_records,
+    stored_window,
+)
+from tests.factories import FakeWorker, connected
+
+TTL = timedelta(minutes=3)
+INTERVAL = timedelta(minutes=1)
+
+
+def lease() -> tuple[str, object] | None:
+    row = SweeperLease.get_or_none(SweeperLease.name == LEASE)
+    return (row.holder, row.expires_at) if row is not None else None
+
+
+def wait_for(condition, what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail saying ``what`` did not happen by the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+# --- the lease --------------------------------------------------------------------------------
+
+
+def test_the_first_holder_gets_the_lease(dbconn):
+    assert claim_lease("a", T0, TTL) is True
+    assert lease() == ("a", T0 + TTL)
+
+
+@pytest.mark.parametrize(
+    "later", [timedelta(0), TTL - timedelta(seconds=1), TTL], ids=["at-once", "near-end", "at-end"]
+)
+def test_a_second_holder_is_refused_while_the_lease_is_valid(dbconn, later):
+    claim_lease("a", T0, TTL)
+
+    assert claim_lease("b", T0 + later, TTL) is False
+    assert lease() == ("a", T0 + TTL)
+
+
+def test_a_second_holder_takes_over_after_expiry_and_the_first_is_then_refused(dbconn):
+    claim_lease("a", T0, TTL)
+    expired = T0 + TTL + US
+
+    assert claim_lease("b", expired, TTL) is True
+    assert lease() == ("b", expired + TTL)
+    assert claim_lease("a", expired + timedelta(seconds=1), TTL) is False
+    assert lease() == ("b", expired + TTL)
+
+
+def test_the_holder_renews_its_lease_and_keeps_others_out_longer(dbconn):
+    claim_lease("a", T0, TTL)
+    renewed = T0 + timedelta(minutes=2)
+
+    assert claim_lease("a", renewed, TTL) is True
+    assert lease() == ("a", renewed + TTL)
+    # Past the first expiry, but not the renewed one.
+    assert claim_lease("b", T0 + TTL + US, TTL) is False
+
+
+def test_the_holder_may_renew_even_after_its_lease_ran_out(dbconn):
+    claim_lease("a", T0, TTL)
+    late = T0 + 2 * TTL
+
+    assert claim_lease("a", late, TTL) is True
+    assert lease() == ("a", late + TTL)
+
+
+# --- one tick ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stale_windows(dbconn):
+    """Two windows that went silent at T0 and one still fresh at T0+1h; ticks run at T0+1h."""
+    stale = [create_worker(), create_worker()]
+    fresh = create_worker()
+    for wallet in stale:
+        apply(wallet, T0)
+    apply(fresh, T0 + timedelta(hours=1))
+    return stale, fresh
+
+
+def test_sweep_if_leader_returns_none_for_a_non_leader_and_closes_nothing(stale_windows):
+    stale, _ = stale_windows
+    now = T0 + timedelta(hours=1)
+    claim_lease("a", now, 3 * INTERVAL)
+
+    assert sweep_if_leader("b", gap=GAP, interval=INTERVAL, now=now) is None
+
+    assert [stored_window(w) for w in stale] == [(T0, T0), (T0, T0)]
+    assert UptimeRecord.select().count() == 0
+    assert lease() == ("a", now + 3 * INTERVAL)
+
+
+def test_sweep_if_leader_returns_the_count_for_the_leader(stale_windows):
+    stale, fresh = stale_windows
+    now = T0 + timedelta(hours=1)
+
+    assert sweep_if_leader("a", gap=GAP, interval=INTERVAL, now=now) == 2
+    assert sweep_if_leader("a", gap=GAP, interval=INTERVAL, now=now + INTERVAL) == 0
+
+    assert [stored_records(w) for w in stale] == [[(T0, T0)], [(T0, T0)]]
+    assert stored_window(fresh) is not None
+
+
+def test_a_leader_that_stops_ticking_is_replaced_after_three_intervals(stale_windows):
+    now = T0 + timedelta(hours=1)
+    sweep_if_leader("a", gap=GAP, interval=INTERVAL, now=now)
+
+    assert sweep_if_leader("b", gap=GAP, interval=INTERVAL, now=now + 3 * INTERVAL) is None
+    # A count, not None: b leads now, though the fresh window is not stale yet.
+    assert sweep_if_leader("b", gap=GAP, interval=INTERVAL, now=now + 3 * INTERVAL + US) == 0
+    assert lease()[0] == "b"
+
+
+# --- the thread -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def start_sweeper():
+    """Start SweeperThreads; every one still running is stopped (and joined) afterwards."""
+    threads = []
+
+    def start(**kwargs) -> SweeperThread:
+        thread = SweeperThread(**kwargs)
+        threads.append(thread)
+        thread.start()
+        return thread
+
+    yield start
+    for thread in threads:
+        thread.stop()
+    for thread in threads:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+def test_a_sweeper_thread_closes_a_stale_window(dbconn, start_sweeper):
+    wallet = create_worker()
+    apply(wallet, T0)
+    apply(wallet, T0 + timedelta(minutes=5))
+    now = T0 + timedelta(hours=1)
+
+    thread = start_sweeper(gap=GAP, interval=timedelta(milliseconds=20), clock=lambda: now)
+
+    wait_for(lambda: stored_window(wallet) is None, "the sweeper thread closing the window")
+    thread.stop()
+    thread.join(timeout=30)
+    assert stored_records(wallet) == [(T0, T0 + timedelta(minutes=5))]
+    assert lease() == (thread.holder, now + 3 * timedelta(milliseconds=20))
+
+
+def test_a_sweeper_thread_keeps_going_after_a_database_error(
+    empty_database_url, start_sweeper, caplog
+):
+    caplog.set_level(logging.ERROR, logger="collector.sweeper")
+    with connected(empty_database_url) as database:
+        # No tables yet: every tick fails until the schema exists.
+        thread = start_sweeper(
+            gap=GAP, interval=timedelta(milliseconds=20), clock=lambda: T0 + timedelta(hours=1)
+        )
+        wait_for(
+            lambda: any("sweep failed" in r.getMessage() for r in caplog.records),
+            "a failed tick being logged",
+        )
+        migrations.migrate(database)
+        wallet = create_worker()
+        apply(wallet, T0)
+
+        wait_for(lambda: stored_window(wallet) is None, "the thread sweeping after all")
+        thread.stop()
+        thread.join(timeout=30)
+        assert stored_records(wallet) == [(T0, T0)]
+
+
+# --- inside a served collector ----------------------------------------------------------------
+
+
+def test_the_served_collectors_sweeper_closes_a_stale_window_once(serve_collector, database_url):
+    worker = FakeWorker()
+    with connected(database_url):
+        enroll(worker.wallet, worker.public_key, None, "open", utcnow())
+    collector = serve_collector(gap=60, sweep_interval=1, processes=2)
+    ts = utcnow() - timedelta(minutes=10)
+    raw, headers = worker.signed(worker.heartbeat_body(ts))
+
+    response = httpx.post(collector.url + "/heartbeat", content=raw, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+
+    def uptime() -> dict:
+        return httpx.get(f"{collector.url}/workers/{worker.wallet}/uptime", timeout=10).json()
+
+    wait_for(lambda: uptime()["openWindow"] is None, "the served sweeper closing the window")
+    stamp = format_timestamp(ts)
+    assert uptime()["records"] == [{"timeFrom": stamp, "timeTo": stamp}]
+    with connected(database_url):
+        # Two processes each run the loop; the lease lets one sweep, and nothing closes twice.
+        assert UptimeRecord.select().count() == 1
+        assert OpenWindow.select().count() == 0
+        assert lease() is not None
