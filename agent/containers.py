@@ -68,22 +68,47 @@ def _describe(client: docker.APIClient, summary: dict) -> Container | None:
 
 
 def format_ports(ports: list[dict]) -> str:
-    """The PORTS column of ``docker ps``: ``0.0.0.0:8080->80/tcp, :::8080->80/tcp, 443/tcp``."""
-    parts = []
-    for port in sorted(
+    """The PORTS column of ``docker ps``, by the Docker CLI's own rules: ports sorted, runs of
+    unpublished (or same-numbered) ports folded into ranges and listed first, then each host
+    mapping: ``8080/tcp, 127.0.0.1:32768->80/tcp, [::]:32768->80/tcp``."""
+    ordered = sorted(
         ports,
         key=lambda p: (
             p.get("PrivatePort", 0),
+            p.get("PublicPort", 0),
             p.get("Type", ""),
             p.get("IP", ""),
-            p.get("PublicPort", 0),
         ),
-    ):
-        target = f"{port['PrivatePort']}/{port.get('Type', 'tcp')}"
-        if port.get("PublicPort"):
-            host = port.get("IP", "")
-            host = f"[{host}]" if ":" in host and host != "::" else host
-            parts.append(f"{host}:{port['PublicPort']}->{target}")
-        else:
-            parts.append(target)
-    return ", ".join(dict.fromkeys(parts))
+    )
+    groups: dict[str, list[int]] = {}  # "type" or "ip/type" -> [first, last], in first-seen order
+    folded, mappings = [], []
+    for port in ordered:
+        private, kind, ip = port["PrivatePort"], port.get("Type", "tcp"), port.get("IP", "")
+        key = kind
+        if ip:
+            if port.get("PublicPort") != private:
+                mappings.append(f"{_host_port(ip, port.get('PublicPort'))}->{private}/{kind}")
+                continue
+            key = f"{ip}/{kind}"
+        group = groups.get(key)
+        if group is not None and private == group[1] + 1:
+            group[1] = private
+            continue
+        if group is not None:
+            folded.append(_form_group(key, *group))
+        groups[key] = [private, private]
+    folded += [_form_group(key, first, last) for key, (first, last) in groups.items()]
+    return ", ".join(folded + mappings)
+
+
+def _form_group(key: str, first: int, last: int) -> str:
+    ip, _, kind = key.rpartition("/")
+    ports = str(first) if first == last else f"{first}-{last}"
+    if ip:
+        ports = f"{_host_port(ip, ports)}->{ports}"
+    return f"{ports}/{kind}"
+
+
+def _host_port(ip: str, port: object) -> str:
+    # Go's net.JoinHostPort, as the Docker CLI uses it: brackets around IPv6 addresses.
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
