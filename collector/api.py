@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from flask import Flask, current_app, jsonify, request
-from peewee import Query
+from peewee import Field, Query
 from werkzeug.exceptions import HTTPException
 
 from collector.config import CollectorConfig
@@ -48,10 +48,14 @@ def json_object(raw: bytes | None = None) -> dict:
 
 
 def accept_fields(
-    document: dict, allowed: Iterable[str], aliases: dict[str, str] | None = None
+    document: dict,
+    allowed: Iterable[str],
+    aliases: dict[str, str] | None = None,
+    required: Iterable[str] = (),
 ) -> dict:
     """Fold aliases into their canonical names and refuse fields nobody reads, so that a typo
-    is an error instead of a silently ignored value."""
+    is an error instead of a silently ignored value. A required field given as null counts as
+    missing."""
     aliases = aliases or {}
     result = {}
     for key, value in document.items():
@@ -61,7 +65,17 @@ def accept_fields(
         if name in result and result[name] != value:
             raise ApiError(400, f"{key!r} and {name!r} name the same field with different values")
         result[name] = value
+    for name in required:
+        if result.get(name) is None:
+            raise ApiError(400, f"{name} is required")
     return result
+
+
+def by_creator(query: Query, column: Field) -> Query:
+    """Narrow a listing to the wallet in the ?creator= query parameter, when one is given."""
+    if "creator" not in request.args:
+        return query
+    return query.where(column == wallet(request.args["creator"], "creator"))
 
 
 def wallet(value: object, field: str) -> str:

@@ -9,6 +9,7 @@ from peewee import IntegrityError
 from collector.api import (
     ApiError,
     accept_fields,
+    by_creator,
     integer,
     json_object,
     paginated,
@@ -87,10 +88,7 @@ def _status(value: object) -> str:
 @bp.post("")
 @require_api_token
 def create():
-    fields = accept_fields(json_object(), _FIELDS, _ALIASES)
-    for required in ("name", "github", "creator"):
-        if fields.get(required) is None:
-            raise ApiError(400, f"{required} is required")
+    fields = accept_fields(json_object(), _FIELDS, _ALIASES, required=("name", "github", "creator"))
     name = validate_name(fields["name"])
     values = {
         "name": name,
@@ -113,8 +111,7 @@ def create():
 @bp.get("")
 def list_deployments():
     query = Project.select().order_by(Project.created_at.desc(), Project.id.desc())
-    if "creator" in request.args:
-        query = query.where(Project.creator == wallet(request.args["creator"], "creator"))
+    query = by_creator(query, Project.creator)
     if "status" in request.args:
         query = query.where(Project.status == _status(request.args["status"]))
     return jsonify(paginated(query, to_json))

@@ -2,9 +2,17 @@
 
 import re
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
-from collector.api import ApiError, accept_fields, json_object, paginated, require_api_token, wallet
+from collector.api import (
+    ApiError,
+    accept_fields,
+    by_creator,
+    json_object,
+    paginated,
+    require_api_token,
+    wallet,
+)
 from collector.models import Payment
 from protocol.times import format_timestamp
 
@@ -45,10 +53,9 @@ def _name(value: object) -> str:
 @bp.post("")
 @require_api_token
 def create():
-    fields = accept_fields(json_object(), {"name", "amount", "creator"})
-    for required in ("name", "amount", "creator"):
-        if fields.get(required) is None:
-            raise ApiError(400, f"{required} is required")
+    fields = accept_fields(
+        json_object(), {"name", "amount", "creator"}, required=("name", "amount", "creator")
+    )
     payment = Payment.create(
         name=_name(fields["name"]),
         amount=_amount(fields["amount"]),
@@ -60,8 +67,7 @@ def create():
 @bp.get("")
 def list_payments():
     query = Payment.select().order_by(Payment.created_at.desc(), Payment.id.desc())
-    if "creator" in request.args:
-        query = query.where(Payment.creator == wallet(request.args["creator"], "creator"))
+    query = by_creator(query, Payment.creator)
     return jsonify(paginated(query, to_json))
 
 
