@@ -3,6 +3,7 @@ frozen object that ``create_app`` and the commands receive. No other module read
 environment."""
 
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -46,6 +47,11 @@ class CollectorConfig:
     deployment_url_template: str = "https://{name}.tassium.app"
     migrate_on_start: bool = False
     log_level: str = "INFO"
+    # What workers reach the collector at, written into their install script; without it the
+    # address the owner fetched the script from is used.
+    public_url: str | None = None
+    # A pip requirement the install script installs instead of the collector's own wheel.
+    agent_package: str | None = None
 
     def __repr__(self) -> str:
         # The API token and a database password must not reach a log line.
@@ -62,6 +68,21 @@ class CollectorConfig:
 
 def _origins(values: tuple) -> bool:
     return all(o == "*" or urlsplit(o).scheme in ("http", "https") for o in values)
+
+
+def _public_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.netloc)
+        and not (parts.query or parts.fragment)
+        and _SAFE_URL.fullmatch(value) is not None
+    )
+
+
+# Both end up in a shell script (quoted as well): only what a URL or requirement needs.
+_SAFE_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?")
+_REQUIREMENT = re.compile(r"[A-Za-z0-9._~:/@=<>!,+%\[\]\-]+")
 
 
 def _url_template(value: str) -> bool:
@@ -94,6 +115,10 @@ RULES = {
     "deployment_url_template": Rule(str, _url_template, "an http(s) URL containing {name}"),
     "migrate_on_start": Rule(bool),
     "log_level": Rule(str, ("DEBUG", "INFO", "WARNING", "ERROR")),
+    "public_url": Rule(str, _public_url, "an http(s)://host[:port][/path] URL"),
+    "agent_package": Rule(
+        str, lambda v: _REQUIREMENT.fullmatch(v) is not None, "a pip requirement or URL"
+    ),
 }
 
 

@@ -53,20 +53,25 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
+def _usable(token: str, wallet_address: str, now: datetime):
+    return (
+        (EnrollmentToken.token_hash == _hash(token))
+        & (EnrollmentToken.wallet_address == wallet_address)
+        & EnrollmentToken.used_at.is_null()
+        & (EnrollmentToken.expires_at > now)
+    )
+
+
+def token_is_usable(token: str, wallet_address: str, now: datetime) -> bool:
+    """Whether enrolling with this token would succeed now; it stays unused."""
+    return EnrollmentToken.select().where(_usable(token, wallet_address, now)).exists()
+
+
 def _consume_token(token: str, wallet_address: str, now: datetime) -> bool:
     # The conditional update is the single-use guarantee: of two requests racing with one
     # token, only one sees a row change.
-    changed = (
-        EnrollmentToken.update(used_at=now)
-        .where(
-            (EnrollmentToken.token_hash == _hash(token))
-            & (EnrollmentToken.wallet_address == wallet_address)
-            & EnrollmentToken.used_at.is_null()
-            & (EnrollmentToken.expires_at > now)
-        )
-        .execute()
-    )
-    return changed == 1
+    changed = EnrollmentToken.update(used_at=now).where(_usable(token, wallet_address, now))
+    return changed.execute() == 1
 
 
 # --- enrollment ---------------------------------------------------------------------------

@@ -1,0 +1,131 @@
+"""Installing a worker: the setup script rendered for one wallet (``/setup.sh``, and the
+plan's ``/api/setup``), and the agent wheel it installs (``/packages/<wheel>``).
+
+Every value written into the script is validated first and then shell-quoted, so nothing a
+caller sends can become shell code. A refusal is itself a tiny script that prints the reason
+and exits 1, so ``curl … | sudo bash`` shows the owner what is wrong even without ``-f``.
+"""
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from flask import Blueprint, Response, request
+
+from collector import wheel
+from collector.api import ApiError, settings, wallet
+from collector.workers import token_is_usable, validate_token
+from protocol.times import utcnow
+
+bp = Blueprint("install", __name__)
+
+SCRIPT = "packaging/setup.sh"
+AGENT_UNIT = "systemd/tassium-agent.service"
+# The line that ends the block of values the collector fills in.
+_VALUES_END = "# (end of the values the collector fills in)"
+_QUERY_FIELDS = ("wallet", "token")
+# The Host header is the caller's to choose: only a plain host[:port] may reach the script.
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def asset(relative: str) -> str:
+    """A file of the project's: from the checkout the collector runs from, or from the
+    ``share/tassium`` data files a regular install puts beside the interpreter."""
+    for root in (Path(__file__).resolve().parents[1], Path(sys.prefix) / "share" / "tassium"):
+        path = root / relative
+        if path.is_file():
+            return path.read_text()
+    raise FileNotFoundError(f"{relative} is not installed with the collector")
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Fill in ``NAME=''`` lines of the script's values block with shell-quoted values."""
+    head, end, rest = template.partition(_VALUES_END)
+    if not end:
+        raise ValueError("the setup script has no block of values to fill in")
+    for name, value in values.items():
+        head, count = re.subn(
+            rf"^{name}=.*$",
+            lambda _, v=value, n=name: f"{n}={shlex.quote(v)}",
+            head,
+            count=1,
+            flags=re.M,
+        )
+        if count != 1:
+            raise ValueError(f"the setup script has no {name}= line to fill in")
+    return head + end + rest
+
+
+def refusal(status: int, message: str) -> Response:
+    body = f"#!/bin/sh\necho {shlex.quote('tassium setup: error: ' + message)} >&2\nexit 1\n"
+    return _script(body, status)
+
+
+def _script(body: str, status: int = 200) -> Response:
+    response = Response(body, status, mimetype="text/x-shellscript")
+    # A rendered script may hold an enrollment token: no cache may keep it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _query() -> dict[str, str]:
+    unknown = sorted(set(request.args) - set(_QUERY_FIELDS))
+    if unknown:
+        raise ApiError(400, f"unknown parameter {unknown[0]!r}; accepted: wallet, token")
+    for name in _QUERY_FIELDS:
+        if len(request.args.getlist(name)) > 1:
+            raise ApiError(400, f"{name} is given more than once")
+    return {name: request.args[name] for name in _QUERY_FIELDS if name in request.args}
+
+
+def _collector_url() -> str:
+    configured = settings().public_url
+    if configured:
+        return configured.rstrip("/")
+    if not _HOST.fullmatch(request.host):
+        raise ApiError(400, "the Host header is not a plain host name; set public_url")
+    return f"{request.scheme}://{request.host}"
+
+
+@bp.get("/setup.sh")
+@bp.get("/api/setup")
+def setup_script():
+    config = settings()
+    try:
+        query = _query()
+        if not query.get("wallet"):
+            raise ApiError(400, "wallet is required: /setup.sh?wallet=<your wallet address>")
+        address = wallet(query["wallet"], "wallet")
+        token = validate_token(query["token"]) if query.get("token") else ""
+        if token and not token_is_usable(token, address, utcnow()):
+            raise ApiError(400, "token is unknown, expired, used or for another wallet")
+        if not token and config.enrollment_policy == "token":
+            raise ApiError(
+                400, "this collector enrolls workers with a token: ask the operator for one"
+            )
+        url = _collector_url()
+    except ApiError as exc:
+        return refusal(exc.status, exc.message)
+
+    values = {
+        "COLLECTOR_URL": url,
+        "WALLET": address,
+        "WALLET_FORMAT": config.wallet_format,
+        "TOKEN": token,
+        "WHEEL_URL": "" if config.agent_package else f"{url}/packages/{wheel.filename()}",
+        "PACKAGE": config.agent_package or "",
+        "AGENT_UNIT": asset(AGENT_UNIT).rstrip("\n"),
+    }
+    return _script(render(asset(SCRIPT), values))
+
+
+@bp.get("/packages/<name>")
+def package(name: str):
+    built = wheel.current()
+    if name != built.filename:
+        raise ApiError(404, f"no package {name!r}; this collector serves {built.filename}")
+    response = Response(built.content, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f"attachment; filename={built.filename}"
+    response.headers["ETag"] = f'"{built.sha256}"'
+    return response.make_conditional(request)

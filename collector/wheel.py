@@ -1,0 +1,105 @@
+"""The wheel of the running code, built in memory, for the install script to fetch.
+
+The collector serves the agent it was released with, so a worker installs exactly the
+protocol the collector speaks. The wheel is assembled from the imported packages and the
+installed distribution's own metadata (which is what ``pip install`` of the project wrote,
+editable installs included), so serving it needs no build tools and no network.
+"""
+
+import base64
+import hashlib
+import importlib.metadata
+import io
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import agent
+import collector
+import protocol
+
+DISTRIBUTION = "tassium"
+PACKAGES = (protocol, agent, collector)
+# A fixed timestamp makes the wheel's bytes (and so its hash) depend on the code alone.
+_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Wheel:
+    filename: str
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def version() -> str:
+    return importlib.metadata.version(DISTRIBUTION)
+
+
+def filename() -> str:
+    return f"{DISTRIBUTION}-{version()}-py3-none-any.whl"
+
+
+def build() -> Wheel:
+    dist = importlib.metadata.distribution(DISTRIBUTION)
+    info = f"{DISTRIBUTION}-{dist.version}.dist-info"
+    files: dict[str, bytes] = {}
+    for package in PACKAGES:
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                files[f"{root.name}/{path.relative_to(root).as_posix()}"] = path.read_bytes()
+    # A checkout's egg-info (found first when the collector runs from the checkout) calls
+    # the same document PKG-INFO.
+    metadata = dist.read_text("METADATA") or _required(dist, "PKG-INFO")
+    files[f"{info}/METADATA"] = metadata.encode()
+    files[f"{info}/entry_points.txt"] = _required(dist, "entry_points.txt").encode()
+    files[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\n"
+        b"Generator: tassium-collector\n"
+        b"Root-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n"
+    )
+    files[f"{info}/RECORD"] = _record(files, f"{info}/RECORD").encode()
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            entry = zipfile.ZipInfo(name, _ZIP_TIME)
+            entry.external_attr = 0o644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, data)
+    return Wheel(f"{DISTRIBUTION}-{dist.version}-py3-none-any.whl", buffer.getvalue())
+
+
+def _required(dist: importlib.metadata.Distribution, name: str) -> str:
+    text = dist.read_text(name)
+    if text is None:
+        raise RuntimeError(f"the installed {DISTRIBUTION} distribution has no {name}")
+    return text
+
+
+def _record(files: dict[str, bytes], record_name: str) -> str:
+    """RECORD lists every file with its urlsafe, unpadded sha256, as the wheel spec asks."""
+    lines = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        lines.append(f"{name},sha256={digest},{len(data)}")
+    lines.append(f"{record_name},,")
+    return "\n".join(lines) + "\n"
+
+
+_cache: Wheel | None = None
+_lock = threading.Lock()
+
+
+def current() -> Wheel:
+    """The wheel, built on first use and kept: the code a process runs does not change."""
+    global _cache
+    with _lock:
+        if _cache is None:
+            _cache = build()
+        return _cache

@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# Install, upgrade or remove the Tassium worker agent on a Debian or Ubuntu machine.
+#
+#   curl -fsSL 'https://<collector>/setup.sh?wallet=<wallet>' | sudo bash
+#   curl -fsSL 'https://<collector>/setup.sh?wallet=<wallet>' | sudo bash -s -- --no-docker
+#   sudo bash setup.sh --uninstall
+#
+# Re-running it upgrades in place: the key, the spool and the enrollment are kept.
+set -Eeuo pipefail
+
+# The collector fills in these values when it serves this script; options override them.
+COLLECTOR_URL=''
+WALLET=''
+WALLET_FORMAT='evm'
+TOKEN=''
+WHEEL_URL=''
+PACKAGE=''
+AGENT_UNIT=''
+# (end of the values the collector fills in)
+
+PREFIX=/opt/tassium-agent
+CONFIG_DIR=/etc/tassium
+CONFIG=$CONFIG_DIR/agent.yaml
+STATE_DIR=/var/lib/tassium-agent
+KEY=$STATE_DIR/agent.key
+UNIT_DIR=/etc/systemd/system
+UNIT=$UNIT_DIR/tassium-agent.service
+SERVICE_USER=tassium
+
+INSTALL_DOCKER=yes
+ACTION=install
+KEY_CHOICE=ask
+
+usage() {
+    cat <<'EOF'
+Usage: setup.sh [options]
+
+  --wallet ADDRESS     the wallet this worker is paid to
+  --token TOKEN        an enrollment token from the operator (tsk_...)
+  --collector URL      the collector's address (https://...)
+  --package SPEC       what pip installs instead of the collector's own wheel
+  --no-docker          do not install Docker when it is missing
+  --uninstall          remove the agent, its unit, user, configuration and state
+  --delete-key         with --uninstall: delete the worker key without asking
+  --keep-key           with --uninstall: keep the worker key without asking
+  -h, --help           this text
+EOF
+}
+
+step() { printf '==> %s\n' "$*"; }
+die() {
+    printf 'tassium setup: error: %s\n' "$*" >&2
+    exit 1
+}
+# Any command that fails stops the script, saying which one.
+on_error() {
+    local status=$1 line=$2 command=$3
+    printf 'tassium setup: error: "%s" failed (exit %d, line %d)\n' "$command" "$status" "$line" >&2
+    exit "$status"
+}
+trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+
+parse_options() {
+    while (($#)); do
+        case $1 in
+            --wallet | --token | --collector | --package)
+                (($# >= 2)) || die "$1 needs a value"
+                case $1 in
+                    --wallet) WALLET=$2 ;;
+                    --token) TOKEN=$2 ;;
+                    --collector) COLLECTOR_URL=$2 ;;
+                    --package) PACKAGE=$2 ;;
+                esac
+                shift 2
+                ;;
+            --no-docker) INSTALL_DOCKER=no; shift ;;
+            --uninstall) ACTION=uninstall; shift ;;
+            --delete-key) KEY_CHOICE=delete; shift ;;
+            --keep-key) KEY_CHOICE=keep; shift ;;
+            -h | --help) usage; exit 0 ;;
+            *) usage >&2; die "unknown option: $1" ;;
+        esac
+    done
+}
+
+# Everything given on the command line is checked before it reaches a file or a command.
+# (Patterns in variables: bash reads them as plain extended regular expressions then.)
+validate_options() {
+    local host='([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])' path='(/[A-Za-z0-9._~/-]*)?'
+    local url="^https?://$host(:[0-9]{1,5})?$path\$"
+    local token='^tsk_[A-Za-z0-9_-]{43}$' requirement='^[][A-Za-z0-9._~:/@=<>!,+%-]*$'
+    [[ $COLLECTOR_URL =~ $url ]] \
+        || die "the collector URL must be http(s)://host[:port][/path], not '$COLLECTOR_URL'"
+    case $WALLET_FORMAT in
+        evm) [[ $WALLET =~ ^0x[0-9a-fA-F]{40}$ ]] \
+            || die "the wallet must be 0x and 40 hexadecimal digits, not '$WALLET'" ;;
+        stellar) [[ $WALLET =~ ^G[A-Z2-7]{55}$ ]] \
+            || die "the wallet must be a Stellar account (G and 55 characters), not '$WALLET'" ;;
+        *) die "unknown wallet format '$WALLET_FORMAT'" ;;
+    esac
+    [[ -z $TOKEN || $TOKEN =~ $token ]] \
+        || die "the token must be an enrollment token as issued (tsk_ and 43 characters)"
+    [[ $PACKAGE =~ $requirement ]] \
+        || die "the package must be a pip requirement or URL without spaces or quotes"
+    [[ -z $WHEEL_URL || $WHEEL_URL == "$COLLECTOR_URL"/packages/tassium-*-py3-none-any.whl ]] \
+        || die "the wheel must come from the collector, not '$WHEEL_URL'"
+}
+
+check_system() {
+    [[ $(id -u) == 0 ]] || die "run me as root (curl ... | sudo bash)"
+    [[ -r /etc/os-release ]] || die "cannot tell which system this is: /etc/os-release is missing"
+    local id like
+    # shellcheck source=/dev/null
+    id=$(. /etc/os-release && echo "${ID:-}")
+    # shellcheck source=/dev/null
+    like=$(. /etc/os-release && echo "${ID_LIKE:-}")
+    [[ $id == debian || $id == ubuntu || " $like " == *" debian "* ]] \
+        || die "only Debian and Ubuntu are supported, this is '$id'"
+    [[ -d /run/systemd/system ]] || die "systemd is not running; the agent runs as a systemd service"
+}
+
+install_packages() {
+    local wanted=(python3 python3-venv ca-certificates curl) missing=() package
+    if [[ $INSTALL_DOCKER == yes ]] && ! command -v docker >/dev/null; then
+        wanted+=(docker.io)
+    fi
+    for package in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$package")
+    done
+    if ((${#missing[@]})); then
+        step "Installing ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"
+    else
+        step "System packages are present"
+    fi
+    if ! command -v docker >/dev/null; then
+        step "Docker is not installed (--no-docker): heartbeats will say dockerAvailable=false"
+    fi
+}
+
+create_user() {
+    # The unit's SupplementaryGroups=docker needs the group even before Docker is installed.
+    getent group docker >/dev/null || {
+        step "Creating the docker group"
+        groupadd --system docker
+    }
+    if id "$SERVICE_USER" >/dev/null 2>&1; then
+        step "User $SERVICE_USER exists; making sure it is in the docker group"
+        usermod --append --groups docker "$SERVICE_USER"
+    else
+        step "Creating the system user $SERVICE_USER (in the docker group)"
+        useradd --system --user-group --groups docker --home-dir "$STATE_DIR" --no-create-home \
+            --shell /usr/sbin/nologin --comment "Tassium worker agent" "$SERVICE_USER"
+    fi
+    install -d -m 0700 -o "$SERVICE_USER" -g "$SERVICE_USER" "$STATE_DIR"
+}
+
+install_agent() {
+    if [[ -x $PREFIX/bin/python ]]; then
+        step "Upgrading the agent in $PREFIX"
+    else
+        step "Creating the virtualenv $PREFIX"
+        python3 -m venv "$PREFIX"
+    fi
+    local pip=("$PREFIX/bin/pip" install --quiet --disable-pip-version-check)
+    if [[ -n $PACKAGE ]]; then
+        step "Installing $PACKAGE"
+        "${pip[@]}" --upgrade "$PACKAGE"
+        return
+    fi
+    [[ -n $WHEEL_URL ]] || die "nothing to install: give --package, or fetch this script from the collector"
+    local download wheel
+    download=$(mktemp -d)
+    wheel=$download/${WHEEL_URL##*/}
+    step "Downloading ${WHEEL_URL##*/} from the collector"
+    curl -fsS -o "$wheel" "$WHEEL_URL"
+    step "Installing ${WHEEL_URL##*/} and what it needs"
+    "${pip[@]}" --upgrade "${wheel}[agent]"
+    # Same version, newer code: the collector's wheel is what this worker must run.
+    "${pip[@]}" --force-reinstall --no-deps "$wheel"
+    rm -rf "$download"
+}
+
+write_config() {
+    install -d -m 0755 "$CONFIG_DIR"
+    local new
+    new=$(mktemp)
+    cat >"$new" <<EOF
+# Written by the Tassium setup script; re-running the script rewrites it.
+# Every key can be overridden by a TASSIUM_... environment variable (see the README).
+collector_url: "$COLLECTOR_URL"
+wallet: "$WALLET"
+wallet_format: "$WALLET_FORMAT"
+EOF
+    if [[ -f $CONFIG ]] && cmp -s "$new" "$CONFIG"; then
+        step "$CONFIG is up to date"
+        rm -f "$new"
+        return
+    fi
+    if [[ -f $CONFIG ]]; then
+        step "Rewriting $CONFIG (the previous one is kept as $CONFIG.old)"
+        cp -p "$CONFIG" "$CONFIG.old"
+    else
+        step "Writing $CONFIG"
+    fi
+    install -m 0644 "$new" "$CONFIG"
+    rm -f "$new"
+}
+
+as_agent() {
+    runuser -u "$SERVICE_USER" -- "$PREFIX/bin/tassium-agent" --config "$CONFIG" "$@"
+}
+
+make_key_and_enroll() {
+    if [[ -f $KEY ]]; then
+        step "Keeping the existing worker key $KEY"
+    else
+        step "Generating the worker key (it never leaves this machine)"
+        as_agent keygen
+    fi
+    step "Enrolling $WALLET with $COLLECTOR_URL"
+    if [[ -n $TOKEN ]]; then
+        as_agent enroll --token "$TOKEN"
+    else
+        as_agent enroll
+    fi
+}
+
+install_unit() {
+    local new
+    new=$(mktemp)
+    if [[ -n $AGENT_UNIT ]]; then
+        printf '%s\n' "$AGENT_UNIT" >"$new"
+    else
+        # Run from a checkout: the unit beside this script.
+        local here
+        here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+        [[ -f $here/../systemd/tassium-agent.service ]] \
+            || die "no unit to install: fetch this script from the collector"
+        cp "$here/../systemd/tassium-agent.service" "$new"
+    fi
+    step "Installing $UNIT"
+    install -m 0644 "$new" "$UNIT"
+    rm -f "$new"
+    systemctl daemon-reload
+    step "Starting tassium-agent"
+    systemctl enable --quiet tassium-agent.service
+    systemctl restart tassium-agent.service
+    local _
+    for _ in $(seq 1 30); do
+        if systemctl is-active --quiet tassium-agent.service; then
+            step "tassium-agent is running; see it with: systemctl status tassium-agent"
+            return
+        fi
+        sleep 1
+    done
+    journalctl -u tassium-agent.service -n 20 --no-pager >&2 || true
+    die "tassium-agent did not start; the log is above"
+}
+
+ask_about_key() {
+    case $KEY_CHOICE in
+        delete | keep) return ;;
+    esac
+    # Piped into bash, stdin is this script: the question goes to the terminal itself.
+    local answer=''
+    if (exec </dev/tty) 2>/dev/null; then
+        printf 'Delete the worker key %s? Without it this worker must enroll again. [y/N] ' \
+            "$KEY" >/dev/tty
+        read -r answer </dev/tty || answer=''
+    else
+        step "No terminal to ask on: keeping the key (--delete-key deletes it)"
+    fi
+    [[ $answer == [yY] || $answer == [yY][eE][sS] ]] && KEY_CHOICE=delete || KEY_CHOICE=keep
+}
+
+uninstall() {
+    step "Uninstalling the Tassium agent"
+    if [[ -f $KEY ]]; then
+        ask_about_key
+    fi
+    if [[ -f $UNIT ]]; then
+        step "Stopping and disabling tassium-agent"
+        systemctl disable --now --quiet tassium-agent.service 2>/dev/null || true
+    fi
+    step "Removing $UNIT and its drop-ins"
+    rm -rf "$UNIT" "$UNIT.d"
+    systemctl daemon-reload
+    step "Removing $PREFIX and $CONFIG"
+    rm -rf "$PREFIX"
+    rm -f "$CONFIG" "$CONFIG.old"
+    rmdir "$CONFIG_DIR" 2>/dev/null || true
+    if [[ $KEY_CHOICE == keep && -f $KEY ]]; then
+        step "Removing $STATE_DIR except the key $KEY"
+        find "$STATE_DIR" -mindepth 1 ! -path "$KEY" -delete
+    else
+        step "Removing $STATE_DIR and the key"
+        rm -rf "$STATE_DIR"
+    fi
+    if id "$SERVICE_USER" >/dev/null 2>&1; then
+        step "Removing the user $SERVICE_USER"
+        userdel "$SERVICE_USER"
+    fi
+    step "Done"
+}
+
+main() {
+    parse_options "$@"
+    if [[ $ACTION == uninstall ]]; then
+        check_system
+        uninstall
+        return
+    fi
+    validate_options
+    check_system
+    install_packages
+    create_user
+    install_agent
+    write_config
+    make_key_and_enroll
+    install_unit
+    step "Done: this worker sends heartbeats for $WALLET to $COLLECTOR_URL"
+}
+
+main "$@"
