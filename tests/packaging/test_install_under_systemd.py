@@ -1,0 +1,144 @@
+"""What a worker owner does, under a real systemd: the one line from the UI installs the agent
+from a collector on the host, systemd keeps it running (the watchdog restarts a hung agent),
+the same line upgrades it with the same key, and --uninstall leaves nothing behind."""
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.factories import new_wallet
+
+# One collector backend is enough here: the routes themselves are tested on both.
+pytestmark = [pytest.mark.nspawn, pytest.mark.parametrize("backend", ["sqlite"])]
+
+KEY = "/var/lib/tassium-agent/agent.key"
+# Short enough for a test, long enough for the agent's pings (every WatchdogSec/2).
+WATCHDOG_DROP_IN = """[Service]
+WatchdogSec=6
+TimeoutAbortSec=3
+RestartSec=1
+"""
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+class Owner:
+    """A worker owner at a booted machine, with the collector's one line at hand."""
+
+    def __init__(self, machine, collector_url: str):
+        self.machine = machine
+        self.collector_url = collector_url
+        self.wallet = new_wallet()
+
+    def setup(self, *options: str):
+        url = f"{self.collector_url}/setup.sh?wallet={self.wallet}"
+        return self.machine.run(f"curl -fsSL '{url}' | bash -s -- {' '.join(options)}", timeout=900)
+
+    def worker(self) -> dict:
+        response = httpx.get(f"{self.collector_url}/workers/{self.wallet}", timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def heartbeat_after(self, moment: str | None) -> Callable[[], str | None]:
+        def newer() -> str | None:
+            last = self.worker()["lastHeartbeat"]
+            return last if last is not None and (moment is None or last > moment) else None
+
+        return newer
+
+    def service(self, name: str) -> str:
+        return self.machine.run(f"systemctl show tassium-agent --value -p {name}").stdout.strip()
+
+
+def trust_what_the_host_trusts(machine) -> None:
+    """The setup script fetches from PyPI; where this host's network re-signs TLS with a
+    local authority, the machine must trust that authority as the host does."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if bundle.is_file():
+        machine.path(str(bundle)).write_bytes(bundle.read_bytes())
+        machine.path("/etc/pip.conf").write_text(f"[global]\ncert = {bundle}\n")
+
+
+@pytest.fixture
+def owner(machine, serve_collector) -> Owner:
+    trust_what_the_host_trusts(machine)
+    return Owner(machine, serve_collector(sweep_interval=0).url)
+
+
+def test_install_run_restart_upgrade_uninstall(machine, owner):
+    # Install: the owner's one line, without Docker on this machine.
+    installed = owner.setup("--no-docker")
+    assert "==> Installing python3-venv" in installed.stdout
+    assert "==> Generating the worker key" in installed.stdout
+    assert owner.service("ActiveState") == "active"
+    first = wait_for(owner.heartbeat_after(None), "the first heartbeat at the collector")
+    assert owner.worker()["enrolled"] is True
+    key = machine.path(KEY).read_bytes()
+    assert machine.run(["stat", "-c", "%a %U", KEY]).stdout == "600 tassium\n"
+    assert machine.run("id -nG tassium").stdout.split() == ["tassium", "docker"]
+
+    # A hung agent: stop its loop, and the watchdog has systemd kill and restart it.
+    drop_in = machine.path("/etc/systemd/system/tassium-agent.service.d/watchdog.conf")
+    drop_in.parent.mkdir()
+    drop_in.write_text(WATCHDOG_DROP_IN)
+    machine.run("systemctl daemon-reload && systemctl restart tassium-agent")
+    beat = wait_for(owner.heartbeat_after(first), "a heartbeat after the restart")
+    pid, restarts = owner.service("MainPID"), int(owner.service("NRestarts"))
+    machine.run(["kill", "-STOP", pid])
+    wait_for(
+        lambda: (
+            int(owner.service("NRestarts")) > restarts
+            and owner.service("ActiveState") == "active"
+            and owner.service("MainPID") not in (pid, "0")
+        ),
+        "systemd to restart the hung agent",
+    )
+    journal = machine.run("journalctl -u tassium-agent --no-pager").stdout
+    assert "Watchdog timeout" in journal
+    beat = wait_for(owner.heartbeat_after(beat), "a heartbeat from the restarted agent")
+
+    # Upgrade in place: the same line again keeps the key and the enrollment.
+    upgraded = owner.setup("--no-docker")
+    assert "==> Keeping the existing worker key" in upgraded.stdout
+    assert "Generating" not in upgraded.stdout
+    assert machine.path(KEY).read_bytes() == key
+    assert owner.service("ActiveState") == "active"
+    wait_for(owner.heartbeat_after(beat), "a heartbeat from the upgraded agent")
+
+    # Uninstall with no terminal to ask on: everything but the key goes.
+    removed = owner.setup("--uninstall")
+    assert "keeping the key" in removed.stdout
+    assert machine.path(KEY).read_bytes() == key
+    assert_gone(machine, keep_key=True)
+
+    # And with the key: nothing is left.
+    owner.setup("--uninstall", "--delete-key")
+    assert_gone(machine, keep_key=False)
+
+
+def assert_gone(machine, *, keep_key: bool) -> None:
+    assert machine.run("systemctl cat tassium-agent", check=False).returncode != 0
+    assert machine.run("id tassium", check=False).returncode != 0
+    assert machine.run("getent group tassium", check=False).returncode != 0
+    for path in (
+        "/etc/systemd/system/tassium-agent.service",
+        "/etc/systemd/system/tassium-agent.service.d",
+        "/opt/tassium-agent",
+        "/etc/tassium",
+    ):
+        assert not machine.path(path).exists(), path
+    state = machine.path("/var/lib/tassium-agent")
+    if keep_key:
+        assert sorted(p.name for p in state.iterdir()) == ["agent.key"]
+    else:
+        assert not machine.path("/var/lib/tassium-agent").exists()
