@@ -113,7 +113,7 @@ def setup_script():
         "WALLET": address,
         "WALLET_FORMAT": config.wallet_format,
         "TOKEN": token,
-        "WHEEL_URL": "" if config.agent_package else f"{url}/packages/{wheel.filename()}",
+        "WHEEL_URL": "" if config.agent_package else f"{url}/packages/{wheel.current().filename}",
         "PACKAGE": config.agent_package or "",
         "AGENT_UNIT": asset(AGENT_UNIT).rstrip("\n"),
     }

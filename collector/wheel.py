@@ -35,14 +35,6 @@ class Wheel:
         return hashlib.sha256(self.content).hexdigest()
 
 
-def version() -> str:
-    return importlib.metadata.version(DISTRIBUTION)
-
-
-def filename() -> str:
-    return f"{DISTRIBUTION}-{version()}-py3-none-any.whl"
-
-
 def build() -> Wheel:
     dist = importlib.metadata.distribution(DISTRIBUTION)
     info = f"{DISTRIBUTION}-{dist.version}.dist-info"

@@ -1,0 +1,392 @@
+"""collector/install.py: the setup script rendered for one wallet (``/setup.sh`` and
+``/api/setup``). The values it carries are read back by running its values block in bash;
+every refusal is a script too, and nothing a caller sends becomes shell code."""
+
+import hashlib
+import importlib.metadata
+import io
+import subprocess
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from collector.models import EnrollmentToken, Worker
+from collector.workers import issue_token
+from protocol.times import utcnow
+from tests.factories import FakeWorker, new_wallet
+
+ROOT = Path(__file__).parents[2]
+TEMPLATE = (ROOT / "packaging" / "setup.sh").read_text()
+AGENT_UNIT = (ROOT / "systemd" / "tassium-agent.service").read_text().removesuffix("\n")
+END = "# (end of the values the collector fills in)"
+NAMES = ("COLLECTOR_URL", "WALLET", "WALLET_FORMAT", "TOKEN", "WHEEL_URL", "PACKAGE", "AGENT_UNIT")
+ROUTES = ["/setup.sh", "/api/setup"]
+WHEEL = f"tassium-{importlib.metadata.version('tassium')}-py3-none-any.whl"
+EIP55 = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+STELLAR = "GBRPYHIL2CI3FNQ4BXLFMNDLFJUNPU2HY3ZMFSHONUCEOASW7QC7OX2H"
+PREFIX = "tassium setup: error: "
+
+
+def bash(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a script as ``curl … | bash`` would: bash reading it on stdin."""
+    return subprocess.run(
+        ["bash", "-s"], input=script.encode(), cwd=cwd, capture_output=True, timeout=30
+    )
+
+
+def rendered_values(script: str, cwd: Path) -> dict[str, str]:
+    """What bash sees in the values block: the script up to its end marker, then each value
+    printed NUL-terminated (``set -u`` in the script makes a missing one an error)."""
+    head, end, _ = script.partition(END)
+    assert end, "the rendered script has no end of its values block"
+    printing = "printf '%s\\0' " + " ".join(f'"${name}"' for name in NAMES)
+    result = bash(f"{head}{end}\n{printing}\n", cwd)
+    assert (result.returncode, result.stderr) == (0, b"")
+    printed = result.stdout.decode().split("\0")
+    assert printed[-1] == ""
+    return dict(zip(NAMES, printed[:-1], strict=True))
+
+
+def expected(url: str, wallet: str, **changes: str) -> dict[str, str]:
+    values = {
+        "COLLECTOR_URL": url,
+        "WALLET": wallet,
+        "WALLET_FORMAT": "evm",
+        "TOKEN": "",
+        "WHEEL_URL": f"{url}/packages/{WHEEL}",
+        "PACKAGE": "",
+        "AGENT_UNIT": AGENT_UNIT,
+    }
+    return values | changes
+
+
+def setup(client, *pairs: tuple[str, str], route: str = "/setup.sh", **options):
+    """GET the setup route with query pairs in order (so a name may repeat)."""
+    return client.get(f"{route}?{urlencode(pairs)}" if pairs else route, **options)
+
+
+def host(value: str) -> dict:
+    """Request options that send ``value`` as the Host header, whatever it holds."""
+    return {"environ_overrides": {"HTTP_HOST": value}}
+
+
+def assert_script(response, status: int) -> str:
+    assert response.status_code == status
+    assert response.mimetype == "text/x-shellscript"
+    assert response.headers["Cache-Control"] == "no-store"
+    return response.get_data(as_text=True)
+
+
+def assert_refusal(response, message: str, cwd: Path) -> None:
+    """A 400 whose body, run by bash, says why on stderr and exits 1."""
+    body = assert_script(response, 400)
+    assert body.startswith("#!/bin/sh\n") and len(body) < 1000
+    result = bash(body, cwd)
+    stderr = result.stderr.decode()
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert stderr.startswith(PREFIX) and stderr.count("\n") == 1, stderr
+    assert message in stderr
+
+
+def token_for(wallet: str, issued: timedelta = timedelta(0)) -> str:
+    """A token for the wallet, valid for an hour from ``issued`` ago."""
+    return issue_token(wallet, timedelta(hours=1), utcnow() - issued)
+
+
+# --- what the script carries ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_the_script_carries_the_wallet_and_the_address_it_was_fetched_from(client, route, tmp_path):
+    wallet = new_wallet()
+    body = assert_script(setup(client, ("wallet", wallet), route=route), 200)
+    assert rendered_values(body, tmp_path) == expected("http://localhost", wallet)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [EIP55, EIP55.lower(), "0x" + EIP55[2:].upper()],
+    ids=["eip55", "lower", "upper"],
+)
+def test_the_wallet_is_written_in_its_normalized_form(client, given, tmp_path):
+    body = assert_script(setup(client, ("wallet", given)), 200)
+    assert rendered_values(body, tmp_path)["WALLET"] == EIP55.lower()
+
+
+def test_only_the_values_block_differs_from_the_template(client):
+    body = assert_script(setup(client, ("wallet", new_wallet())), 200)
+    head, _, tail = body.partition(END)
+    template_head, _, template_tail = TEMPLATE.partition(END)
+    assert tail == template_tail
+    assert head.split("\nCOLLECTOR_URL=")[0] == template_head.split("\nCOLLECTOR_URL=")[0]
+    assert head.count("\n") == template_head.count("\n") + AGENT_UNIT.count("\n")
+
+
+@pytest.mark.parametrize(
+    "public_url, url",
+    [
+        ("https://tassium.example.com", "https://tassium.example.com"),
+        ("https://tassium.example.com/", "https://tassium.example.com"),
+        ("http://10.0.0.5:8000/collector/", "http://10.0.0.5:8000/collector"),
+    ],
+)
+def test_a_configured_public_url_is_used_whatever_the_host_header(
+    make_app, public_url, url, tmp_path
+):
+    client = make_app(public_url=public_url).test_client()
+    wallet = new_wallet()
+    response = setup(client, ("wallet", wallet), **host("$(evil)"))
+    assert rendered_values(assert_script(response, 200), tmp_path) == expected(url, wallet)
+
+
+@pytest.mark.parametrize(
+    "options, url",
+    [
+        (host("collector.example:8443"), "http://collector.example:8443"),
+        (host("10.1.2.3"), "http://10.1.2.3"),
+        (host("[::1]:8000"), "http://[::1]:8000"),
+        (host("localhost:80"), "http://localhost"),
+        ({"base_url": "https://collector.example"}, "https://collector.example"),
+    ],
+    ids=["name-and-port", "ipv4", "ipv6", "default-port", "https"],
+)
+def test_without_a_public_url_the_request_address_is_used(client, options, url, tmp_path):
+    body = assert_script(setup(client, ("wallet", EIP55), **options), 200)
+    assert rendered_values(body, tmp_path)["COLLECTOR_URL"] == url
+    assert rendered_values(body, tmp_path)["WHEEL_URL"] == f"{url}/packages/{WHEEL}"
+
+
+def test_a_configured_agent_package_replaces_the_wheel(make_app, tmp_path):
+    package = "tassium[agent]==0.1.0"
+    client = make_app(agent_package=package).test_client()
+    wallet = new_wallet()
+    body = assert_script(setup(client, ("wallet", wallet)), 200)
+    assert rendered_values(body, tmp_path) == expected(
+        "http://localhost", wallet, WHEEL_URL="", PACKAGE=package
+    )
+
+
+def test_a_stellar_collector_writes_a_stellar_wallet(make_app, tmp_path):
+    client = make_app(wallet_format="stellar").test_client()
+    body = assert_script(setup(client, ("wallet", STELLAR)), 200)
+    assert rendered_values(body, tmp_path) == expected(
+        "http://localhost", STELLAR, WALLET_FORMAT="stellar"
+    )
+    assert_refusal(setup(client, ("wallet", EIP55)), "wallet: wallet address must be", tmp_path)
+
+
+def test_the_whole_rendered_script_is_valid_bash(client, dbconn, tmp_path):
+    wallet = new_wallet()
+    body = assert_script(setup(client, ("wallet", wallet), ("token", token_for(wallet))), 200)
+    script = tmp_path / "setup.sh"
+    script.write_text(body)
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_usable_token_is_written_and_not_used_up(make_app, dbconn, route, tmp_path):
+    client = make_app(enrollment_policy="token").test_client()
+    worker = FakeWorker()
+    token = token_for(worker.wallet)
+    body = assert_script(
+        setup(client, ("wallet", worker.wallet), ("token", token), route=route), 200
+    )
+    assert rendered_values(body, tmp_path) == expected(
+        "http://localhost", worker.wallet, TOKEN=token
+    )
+    assert EnrollmentToken.get(EnrollmentToken.wallet_address == worker.wallet).used_at is None
+    assert worker.enroll(client, token).status_code == 201
+
+
+def _used(wallet: str, client) -> str:
+    token = token_for(wallet)
+    assert FakeWorker(wallet).enroll(client, token).status_code == 201
+    return token
+
+
+UNUSABLE = {
+    "unknown": lambda wallet, client: "tsk_" + "x" * 43,
+    "expired": lambda wallet, client: token_for(wallet, issued=timedelta(hours=2)),
+    "used": _used,
+    "other-wallet": lambda wallet, client: token_for(new_wallet()),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(UNUSABLE))
+def test_an_unusable_token_is_refused(client, dbconn, problem, tmp_path):
+    wallet = new_wallet()
+    token = UNUSABLE[problem](wallet, client)
+    assert_refusal(
+        setup(client, ("wallet", wallet), ("token", token)),
+        "token is unknown, expired, used or for another wallet",
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-token",
+        "tsk_" + "A" * 42,
+        "tsk_" + "A" * 44,
+        "TSK_" + "A" * 43,
+        "tsk_" + "A" * 42 + "=",
+    ],
+)
+def test_a_malformed_token_is_refused(client, token, tmp_path):
+    assert_refusal(
+        setup(client, ("wallet", new_wallet()), ("token", token)),
+        "token must be an enrollment token as issued",
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize("pairs", [(), (("token", ""),)], ids=["absent", "empty"])
+def test_the_token_policy_needs_a_token(make_app, pairs, tmp_path):
+    client = make_app(enrollment_policy="token").test_client()
+    assert_refusal(
+        setup(client, ("wallet", new_wallet()), *pairs),
+        "this collector enrolls workers with a token",
+        tmp_path,
+    )
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pairs, message",
+    [
+        pytest.param((), "wallet is required: /setup.sh?wallet=", id="no-wallet"),
+        pytest.param((("wallet", ""),), "wallet is required", id="empty-wallet"),
+        pytest.param((("wallet", "0x123"),), "wallet: wallet address must be 0x", id="short"),
+        pytest.param(
+            (("wallet", EIP55[:-1] + EIP55[-1].swapcase()),), "EIP-55 checksum", id="checksum"
+        ),
+        pytest.param((("wallet", STELLAR),), "wallet: wallet address must be 0x", id="stellar"),
+        pytest.param(
+            (("wallet", EIP55), ("colour", "red")),
+            "unknown parameter 'colour'; accepted: wallet, token",
+            id="unknown-parameter",
+        ),
+        pytest.param(
+            (("wallet", EIP55), ("wallet", EIP55)), "wallet is given more than once", id="twice"
+        ),
+        pytest.param(
+            (("wallet", EIP55), ("token", "a"), ("token", "b")),
+            "token is given more than once",
+            id="token-twice",
+        ),
+    ],
+)
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_bad_request_is_refused_by_a_script_that_says_why(
+    client, route, pairs, message, tmp_path
+):
+    assert_refusal(setup(client, *pairs, route=route), message, tmp_path)
+
+
+# --- injection ------------------------------------------------------------------------------
+
+PAYLOADS = {
+    "command-substitution": "$(touch MARKER)",
+    "backticks": "`touch MARKER`",
+    "single-quotes": "'; touch MARKER; '",
+    "double-quote": '"; touch MARKER; "',
+    "newline": "x\ntouch MARKER",  # sent as %0A
+    "carriage-return": "x\r\ntouch MARKER",
+    "percent-0a": "x%0atouch MARKER",  # the literal text, sent as %250a
+    "and": "x && touch MARKER",
+    "pipe": "x | touch MARKER",
+    "semicolon": "x; touch MARKER",
+    "variable": "${IFS}touch${IFS}MARKER",
+    "unicode": "ü\u2028$(touch MARKER)\u202e",
+    "nul": "x\x00$(touch MARKER)",
+    "wallet-then-command": EIP55 + "$(touch MARKER)",
+}
+# Where a payload goes, and what the refusal says.
+PLACES = {
+    "wallet": "wallet: wallet address must be 0x",
+    "token": "token must be an enrollment token",
+    "extra-name": "unknown parameter",
+    "extra-value": "unknown parameter 'x'",
+    "host": "the Host header is not a plain host name",
+}
+
+
+def injected(client, place: str, payload: str):
+    pairs = {
+        "wallet": [("wallet", payload)],
+        "token": [("wallet", EIP55), ("token", payload)],
+        "extra-name": [("wallet", EIP55), (payload, "1")],
+        "extra-value": [("wallet", EIP55), ("x", payload)],
+        "host": [("wallet", EIP55)],
+    }[place]
+    return setup(client, *pairs, **(host(payload) if place == "host" else {}))
+
+
+@pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
+@pytest.mark.parametrize("place", PLACES)
+def test_nothing_a_caller_sends_becomes_shell_code(client, place, payload, tmp_path):
+    assert_refusal(injected(client, place, payload), PLACES[place], tmp_path)
+    assert not (tmp_path / "MARKER").exists()
+
+
+# --- no side effects ------------------------------------------------------------------------
+
+
+def snapshot() -> tuple:
+    return (
+        Worker.select().count(),
+        sorted((t.token_hash, t.used_at) for t in EnrollmentToken.select()),
+    )
+
+
+def test_fetching_the_script_writes_nothing(client, dbconn):
+    enrolled = FakeWorker()
+    assert enrolled.enroll(client).status_code == 201
+    stranger = new_wallet()
+    token = token_for(stranger)
+    before = snapshot()
+    assert before[0] == 1 and len(before[1]) == 1
+    for route in ROUTES:
+        for pairs in (
+            [("wallet", stranger)],
+            [("wallet", stranger), ("token", token)],
+            [("wallet", enrolled.wallet), ("token", token)],  # refused: another wallet's
+            [("wallet", enrolled.wallet)],
+            [("wallet", "0x123")],
+        ):
+            assert setup(client, *pairs, route=route).status_code in (200, 400)
+    assert snapshot() == before
+    assert Worker.get_or_none(Worker.wallet_address == stranger) is None
+
+
+# --- over real HTTP -------------------------------------------------------------------------
+
+
+def test_the_served_script_points_at_the_server_and_its_wheel(serve_collector, tmp_path):
+    served = serve_collector()
+    wallet = new_wallet()
+    response = httpx.get(f"{served.url}/setup.sh", params={"wallet": wallet}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/x-shellscript")
+    values = rendered_values(response.text, tmp_path)
+    assert values == expected(served.url, wallet)
+
+    download = httpx.get(values["WHEEL_URL"], timeout=30)
+    assert download.status_code == 200
+    assert download.headers["etag"] == f'"{hashlib.sha256(download.content).hexdigest()}"'
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        assert archive.testzip() is None
+        assert "agent/cli.py" in archive.namelist()
+        metadata = archive.read(f"{WHEEL.split('-py3')[0]}.dist-info/METADATA").decode()
+    assert "\nName: tassium\n" in metadata
