@@ -40,9 +40,14 @@ class Owner:
         self.collector_url = collector_url
         self.wallet = new_wallet()
 
-    def setup(self, *options: str):
+    def setup(self, *options: str, answer: str | None = None):
+        """The line from the UI; with ``answer``, typed at a terminal (script(1) gives the
+        command a pty) the way an owner answers the script's question."""
         url = f"{self.collector_url}/setup.sh?wallet={self.wallet}"
-        return self.machine.run(f"curl -fsSL '{url}' | bash -s -- {' '.join(options)}", timeout=900)
+        line = f"curl -fsSL '{url}' | bash -s -- {' '.join(options)}"
+        if answer is None:
+            return self.machine.run(line, timeout=900)
+        return self.machine.run(["script", "-qec", line, "/dev/null"], input=answer + "\n")
 
     def worker(self) -> dict:
         response = httpx.get(f"{self.collector_url}/workers/{self.wallet}", timeout=5)
@@ -121,8 +126,11 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert machine.path(KEY).read_bytes() == key
     assert_gone(machine, keep_key=True)
 
-    # And with the key: nothing is left.
-    owner.setup("--uninstall", "--delete-key")
+    # At a terminal the script asks: "n" keeps the key, "y" deletes it, and nothing is left.
+    kept = owner.setup("--uninstall", answer="n")
+    assert "Delete the worker key" in kept.stdout
+    assert_gone(machine, keep_key=True)
+    owner.setup("--uninstall", answer="y")
     assert_gone(machine, keep_key=False)
 
 
