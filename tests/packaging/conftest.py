@@ -51,3 +51,14 @@ def make_machine(nspawn_base, tmp_path) -> Iterator[Callable[..., nspawn.Machine
 @pytest.fixture
 def machine(make_machine) -> nspawn.Machine:
     return make_machine()
+
+
+@pytest.fixture
+def online_machine(machine) -> nspawn.Machine:
+    """A machine that installs from PyPI: where this host's network re-signs TLS with a local
+    authority, the machine trusts that authority as the host does (pip too)."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if bundle.is_file():
+        machine.path(str(bundle)).write_bytes(bundle.read_bytes())
+        machine.path("/etc/pip.conf").write_text(f"[global]\ncert = {bundle}\n")
+    return machine

@@ -4,7 +4,6 @@ the same line upgrades it with the same key, and --uninstall leaves nothing behi
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
@@ -65,19 +64,9 @@ class Owner:
         return self.machine.run(f"systemctl show tassium-agent --value -p {name}").stdout.strip()
 
 
-def trust_what_the_host_trusts(machine) -> None:
-    """The setup script fetches from PyPI; where this host's network re-signs TLS with a
-    local authority, the machine must trust that authority as the host does."""
-    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
-    if bundle.is_file():
-        machine.path(str(bundle)).write_bytes(bundle.read_bytes())
-        machine.path("/etc/pip.conf").write_text(f"[global]\ncert = {bundle}\n")
-
-
 @pytest.fixture
-def owner(machine, serve_collector) -> Owner:
-    trust_what_the_host_trusts(machine)
-    return Owner(machine, serve_collector(sweep_interval=0).url)
+def owner(online_machine, serve_collector) -> Owner:
+    return Owner(online_machine, serve_collector(sweep_interval=0).url)
 
 
 def test_install_run_restart_upgrade_uninstall(machine, owner):
