@@ -15,7 +15,7 @@ from flask import Blueprint, Response, request
 
 from collector import wheel
 from collector.api import ApiError, settings, wallet
-from collector.workers import token_is_usable, validate_token
+from collector.workers import is_enrolled, token_is_usable, validate_token
 from protocol.times import utcnow
 
 bp = Blueprint("install", __name__)
@@ -98,12 +98,15 @@ def setup_script():
             raise ApiError(400, "wallet is required: /setup.sh?wallet=<your wallet address>")
         address = wallet(query["wallet"], "wallet")
         token = validate_token(query["token"]) if query.get("token") else ""
-        if token and not token_is_usable(token, address, utcnow()):
-            raise ApiError(400, "token is unknown, expired, used or for another wallet")
-        if not token and config.enrollment_policy == "token":
-            raise ApiError(
-                400, "this collector enrolls workers with a token: ask the operator for one"
-            )
+        # An enrolled worker re-runs the same line to upgrade: its key is enrolled already, so
+        # the token (used by now) is not needed and is not checked.
+        if not is_enrolled(address):
+            if token and not token_is_usable(token, address, utcnow()):
+                raise ApiError(400, "token is unknown, expired, used or for another wallet")
+            if not token and config.enrollment_policy == "token":
+                raise ApiError(
+                    400, "this collector enrolls workers with a token: ask the operator for one"
+                )
         url = _collector_url()
     except ApiError as exc:
         return refusal(exc.status, exc.message)

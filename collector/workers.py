@@ -77,6 +77,14 @@ def _consume_token(token: str, wallet_address: str, now: datetime) -> bool:
 # --- enrollment ---------------------------------------------------------------------------
 
 
+def is_enrolled(wallet_address: str) -> bool:
+    return (
+        Worker.select()
+        .where((Worker.wallet_address == wallet_address) & Worker.public_key.is_null(False))
+        .exists()
+    )
+
+
 def enroll(
     wallet_address: str, public_key: str, token: str | None, policy: str, now: datetime
 ) -> int:

@@ -206,16 +206,18 @@ def test_a_usable_token_is_written_and_not_used_up(make_app, dbconn, route, tmp_
     assert worker.enroll(client, token).status_code == 201
 
 
-def _used(wallet: str, client) -> str:
+def _used_by_another_key(wallet: str, client) -> str:
     token = token_for(wallet)
     assert FakeWorker(wallet).enroll(client, token).status_code == 201
+    # Unenrolled again (its key was lost, say): now the used token cannot enroll it.
+    Worker.update(public_key=None).where(Worker.wallet_address == wallet).execute()
     return token
 
 
 UNUSABLE = {
     "unknown": lambda wallet, client: "tsk_" + "x" * 43,
     "expired": lambda wallet, client: token_for(wallet, issued=timedelta(hours=2)),
-    "used": _used,
+    "used": _used_by_another_key,
     "other-wallet": lambda wallet, client: token_for(new_wallet()),
 }
 
@@ -257,6 +259,20 @@ def test_the_token_policy_needs_a_token(make_app, pairs, tmp_path):
         "this collector enrolls workers with a token",
         tmp_path,
     )
+
+
+@pytest.mark.parametrize("with_token", [True, False], ids=["same-line", "no-token"])
+def test_an_enrolled_worker_gets_its_line_again_to_upgrade(make_app, dbconn, with_token, tmp_path):
+    client = make_app(enrollment_policy="token").test_client()
+    worker = FakeWorker()
+    token = token_for(worker.wallet)
+    assert worker.enroll(client, token).status_code == 201
+    pairs = [("wallet", worker.wallet)] + ([("token", token)] if with_token else [])
+    body = assert_script(setup(client, *pairs), 200)
+    values = rendered_values(body, tmp_path)
+    assert values["TOKEN"] == (token if with_token else "")
+    # The used token still enrolls nothing new, but the same key is welcome back.
+    assert worker.enroll(client, token).status_code == 200
 
 
 # --- refusals -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from tests.factories import new_wallet
 pytestmark = [pytest.mark.nspawn, pytest.mark.parametrize("backend", ["sqlite"])]
 
 KEY = "/var/lib/tassium-agent/agent.key"
+API_TOKEN = "operator-token-0123456789"
 # Short enough for a test, long enough for the agent's pings (every WatchdogSec/2).
 WATCHDOG_DROP_IN = """[Service]
 WatchdogSec=6
@@ -38,11 +39,20 @@ class Owner:
         self.machine = machine
         self.collector_url = collector_url
         self.wallet = new_wallet()
+        # The operator hands out an enrollment token, and the UI puts it in the line.
+        issued = httpx.post(
+            f"{collector_url}/workers/tokens",
+            json={"walletAddress": self.wallet},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            timeout=5,
+        )
+        assert issued.status_code == 201, issued.text
+        self.token = issued.json()["token"]
 
     def setup(self, *options: str, answer: str | None = None):
         """The line from the UI; with ``answer``, typed at a terminal (script(1) gives the
         command a pty) the way an owner answers the script's question."""
-        url = f"{self.collector_url}/setup.sh?wallet={self.wallet}"
+        url = f"{self.collector_url}/setup.sh?wallet={self.wallet}&token={self.token}"
         line = f"curl -fsSL '{url}' | bash -s -- {' '.join(options)}"
         if answer is None:
             return self.machine.run(line, timeout=900)
@@ -66,11 +76,12 @@ class Owner:
 
 @pytest.fixture
 def owner(online_machine, serve_collector) -> Owner:
-    return Owner(online_machine, serve_collector(sweep_interval=0).url)
+    collector = serve_collector(enrollment_policy="token", api_token=API_TOKEN)
+    return Owner(online_machine, collector.url)
 
 
 def test_install_run_restart_upgrade_uninstall(machine, owner):
-    # Install: the owner's one line, without Docker on this machine.
+    # Install: the owner's one line with the operator's token, without Docker on this machine.
     installed = owner.setup("--no-docker")
     assert "==> Installing python3-venv" in installed.stdout
     assert "==> Generating the worker key" in installed.stdout
@@ -101,7 +112,8 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert "Watchdog timeout" in journal
     beat = wait_for(owner.heartbeat_after(beat), "a heartbeat from the restarted agent")
 
-    # Upgrade in place: the same line again keeps the key and the enrollment.
+    # Upgrade in place: the same line again (its token used by now) keeps the key and the
+    # enrollment.
     upgraded = owner.setup("--no-docker")
     assert "==> Keeping the existing worker key" in upgraded.stdout
     assert "Generating" not in upgraded.stdout
