@@ -151,3 +151,18 @@ def assert_gone(machine, *, keep_key: bool) -> None:
         assert sorted(p.name for p in state.iterdir()) == ["agent.key"]
     else:
         assert not machine.path("/var/lib/tassium-agent").exists()
+
+
+def test_an_unsupported_system_is_refused_before_anything_changes(machine, owner):
+    machine.run("rm -f /etc/os-release")  # a symlink into /usr/lib on Debian
+    machine.path("/etc/os-release").write_text('NAME="Fedora Linux"\nID=fedora\n')
+    refused = machine.run(
+        f"curl -fsSL '{owner.collector_url}/setup.sh?wallet={owner.wallet}&token={owner.token}'"
+        " | bash",
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "only Debian and Ubuntu are supported, this is 'fedora'" in refused.stderr
+    assert machine.run("id tassium", check=False).returncode != 0
+    assert not machine.path("/opt/tassium-agent").exists()
+    assert not machine.path("/etc/tassium").exists()
