@@ -36,6 +36,7 @@ usage() {
 Usage: setup.sh [options]
 
   --wallet ADDRESS     the wallet this worker is paid to
+  --wallet-format F    evm (0x...) or stellar (G...), as the collector is configured
   --token TOKEN        an enrollment token from the operator (tsk_...)
   --collector URL      the collector's address (https://...)
   --package SPEC       what pip installs instead of the collector's own wheel
@@ -63,10 +64,11 @@ trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 parse_options() {
     while (($#)); do
         case $1 in
-            --wallet | --token | --collector | --package)
+            --wallet | --wallet-format | --token | --collector | --package)
                 (($# >= 2)) || die "$1 needs a value"
                 case $1 in
                     --wallet) WALLET=$2 ;;
+                    --wallet-format) WALLET_FORMAT=$2 ;;
                     --token) TOKEN=$2 ;;
                     --collector) COLLECTOR_URL=$2 ;;
                     --package) PACKAGE=$2 ;;

@@ -81,6 +81,23 @@ def test_a_bad_value_is_refused_before_anything_runs(tmp_path, option, message, 
     assert not (tmp_path / "MARKER").exists()
 
 
+def test_an_unknown_wallet_format_is_refused(tmp_path):
+    result = run_script(*GOOD, "--wallet-format", "$(touch MARKER)", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "unknown wallet format" in result.stderr
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_a_stellar_wallet_needs_the_stellar_format(tmp_path):
+    stellar = "GBRPYHIL2CI3FNQ4BXLFMNDLFJUNPU2HY3ZMFSHONUCEOASW7QC7OX2H"
+    refused = run_script("--wallet", stellar, "--collector", "http://x", cwd=tmp_path)
+    assert "the wallet must be 0x and 40 hexadecimal digits" in refused.stderr
+    accepted = run_script(
+        "--wallet", stellar, "--wallet-format", "stellar", "--collector", "http://x", cwd=tmp_path
+    )
+    assert "wallet" not in accepted.stderr
+
+
 def test_a_wallet_of_the_wrong_length_is_refused(tmp_path):
     result = run_script("--wallet", WALLET[:-1], "--collector", "http://x", cwd=tmp_path)
     assert result.returncode == 1
