@@ -81,9 +81,10 @@ def owner(online_machine, serve_collector) -> Owner:
 
 
 def test_install_run_restart_upgrade_uninstall(machine, owner):
-    # Install: the owner's one line with the operator's token, without Docker on this machine.
-    installed = owner.setup("--no-docker")
-    assert "==> Installing python3-venv" in installed.stdout
+    # Install: the owner's one line with the operator's token; Docker is installed too.
+    installed = owner.setup()
+    assert "==> Installing python3-venv docker.io" in installed.stdout
+    assert machine.run("command -v docker").stdout == "/usr/bin/docker\n"
     assert "==> Generating the worker key" in installed.stdout
     assert owner.service("ActiveState") == "active"
     first = wait_for(owner.heartbeat_after(None), "the first heartbeat at the collector")
@@ -114,7 +115,8 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
 
     # Upgrade in place: the same line again (its token used by now) keeps the key and the
     # enrollment.
-    upgraded = owner.setup("--no-docker")
+    upgraded = owner.setup()
+    assert "==> System packages are present" in upgraded.stdout
     assert "==> Keeping the existing worker key" in upgraded.stdout
     assert "Generating" not in upgraded.stdout
     assert machine.path(KEY).read_bytes() == key
