@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from collector import wheel
 from tests.factories import new_wallet
 
 # One collector backend is enough here: the routes themselves are tested on both.
@@ -121,7 +122,16 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert "Generating" not in upgraded.stdout
     assert machine.path(KEY).read_bytes() == key
     assert owner.service("ActiveState") == "active"
-    wait_for(owner.heartbeat_after(beat), "a heartbeat from the upgraded agent")
+    beat = wait_for(owner.heartbeat_after(beat), "a heartbeat from the upgraded agent")
+
+    # An operator's own package source instead of the collector's wheel.
+    built = wheel.current()
+    machine.path(f"/root/{built.filename}").write_bytes(built.content)
+    sourced = owner.setup("--package", f"/root/{built.filename}[agent]")
+    assert f"==> Installing /root/{built.filename}[agent]" in sourced.stdout
+    assert "Downloading" not in sourced.stdout
+    assert owner.service("ActiveState") == "active"
+    wait_for(owner.heartbeat_after(beat), "a heartbeat after installing the operator's package")
 
     # Uninstall with no terminal to ask on: everything but the key goes.
     removed = owner.setup("--uninstall")
