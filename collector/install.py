@@ -8,35 +8,21 @@ and exits 1, so ``curl … | sudo bash`` shows the owner what is wrong even with
 
 import re
 import shlex
-import sys
-from pathlib import Path
 
 from flask import Blueprint, Response, request
 
-from collector import wheel
+from collector import assets, wheel
 from collector.api import ApiError, settings, wallet
 from collector.workers import is_enrolled, token_is_usable, validate_token
 from protocol.times import utcnow
 
 bp = Blueprint("install", __name__)
 
-SCRIPT = "packaging/setup.sh"
-AGENT_UNIT = "systemd/tassium-agent.service"
 # The line that ends the block of values the collector fills in.
 _VALUES_END = "# (end of the values the collector fills in)"
 _QUERY_FIELDS = ("wallet", "token")
 # The Host header is the caller's to choose: only a plain host[:port] may reach the script.
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
-
-
-def asset(relative: str) -> str:
-    """A file of the project's: from the checkout the collector runs from, or from the
-    ``share/tassium`` data files a regular install puts beside the interpreter."""
-    for root in (Path(__file__).resolve().parents[1], Path(sys.prefix) / "share" / "tassium"):
-        path = root / relative
-        if path.is_file():
-            return path.read_text()
-    raise FileNotFoundError(f"{relative} is not installed with the collector")
 
 
 def render(template: str, values: dict[str, str]) -> str:
@@ -118,9 +104,9 @@ def setup_script():
         "TOKEN": token,
         "WHEEL_URL": "" if config.agent_package else f"{url}/packages/{wheel.current().filename}",
         "PACKAGE": config.agent_package or "",
-        "AGENT_UNIT": asset(AGENT_UNIT).rstrip("\n"),
+        "AGENT_UNIT": assets.read(assets.AGENT_UNIT).rstrip("\n"),
     }
-    return _script(render(asset(SCRIPT), values))
+    return _script(render(assets.read(assets.SETUP_SCRIPT), values))
 
 
 @bp.get("/packages/<name>")

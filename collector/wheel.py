@@ -3,7 +3,9 @@
 The collector serves the agent it was released with, so a worker installs exactly the
 protocol the collector speaks. The wheel is assembled from the imported packages and the
 installed distribution's own metadata (which is what ``pip install`` of the project wrote,
-editable installs included), so serving it needs no build tools and no network.
+editable installs included), so serving it needs no build tools and no network. It carries
+the install script and the units as data files, so a collector installed from it can serve
+them too.
 """
 
 import base64
@@ -18,6 +20,7 @@ from pathlib import Path
 import agent
 import collector
 import protocol
+from collector import assets
 
 DISTRIBUTION = "tassium"
 PACKAGES = (protocol, agent, collector)
@@ -48,6 +51,11 @@ def build() -> Wheel:
     # the same document PKG-INFO.
     metadata = dist.read_text("METADATA") or _required(dist, "PKG-INFO")
     files[f"{info}/METADATA"] = metadata.encode()
+    # Wheel data files: pip installs them under the environment's prefix, where a collector
+    # installed from this wheel finds them again.
+    for relative in assets.ALL:
+        data = f"{DISTRIBUTION}-{dist.version}.data/data/{assets.SHARE.as_posix()}/{relative}"
+        files[data] = assets.read(relative).encode()
     files[f"{info}/entry_points.txt"] = _required(dist, "entry_points.txt").encode()
     files[f"{info}/WHEEL"] = (
         b"Wheel-Version: 1.0\n"

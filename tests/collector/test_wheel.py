@@ -131,7 +131,8 @@ def test_its_metadata_names_tassium_at_the_installed_version(archive, version):
 def test_it_holds_exactly_the_packages_source(archive):
     names = archive.namelist()
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
-    assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == set(PACKAGES)
+    code = [n for n in names if ".dist-info/" not in n and ".data/" not in n]
+    assert {n.split("/")[0] for n in code} == set(PACKAGES)
     source = {
         path.relative_to(ROOT).as_posix(): path.read_bytes()
         for package in PACKAGES
@@ -139,9 +140,22 @@ def test_it_holds_exactly_the_packages_source(archive):
         if "__pycache__" not in path.parts
     }
     assert "protocol/heartbeat.py" in source and "agent/cli.py" in source
-    assert {n: archive.read(n) for n in names if ".dist-info/" not in n} == source
+    assert {n: archive.read(n) for n in code} == source
     for info in archive.infolist():
         assert (info.external_attr >> 16) & 0o777 == 0o644, info.filename
+
+
+def test_it_carries_the_setup_script_and_units_as_data_files(archive, version):
+    data = f"tassium-{version}.data/data/share/tassium/"
+    carried = {n.removeprefix(data): archive.read(n) for n in archive.namelist() if ".data/" in n}
+    assert carried == {
+        relative: (ROOT / relative).read_bytes()
+        for relative in (
+            "packaging/setup.sh",
+            "systemd/tassium-agent.service",
+            "systemd/tassium-collector.service",
+        )
+    }
 
 
 def test_building_twice_gives_the_same_bytes(monkeypatch, tmp_path):

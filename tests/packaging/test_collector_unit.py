@@ -1,6 +1,7 @@
 """An operator runs the collector as systemd/tassium-collector.service under a real systemd:
 the sandboxed unit starts gunicorn, migrates at start, reads the API token from its
-environment file, and keeps its SQLite database in its own state directory."""
+environment file, keeps its SQLite database in its own state directory, and (installed from
+the wheel, not a checkout) still serves the install script."""
 
 import time
 from pathlib import Path
@@ -80,6 +81,12 @@ def test_the_collector_unit_serves_migrated_with_its_token(operator_machine):
         timeout=5,
     )
     assert created.status_code == 201, created.text
+
+    # Installed from the wheel, not a checkout: the install script comes from the data files.
+    script = httpx.get(f"{url}/setup.sh", params={"wallet": deployment["creator"]}, timeout=5)
+    assert script.status_code == 200, script.text
+    assert script.text.startswith("#!/usr/bin/env bash\n")
+    assert machine.path("/opt/tassium-collector/share/tassium/packaging/setup.sh").is_file()
 
     # DynamicUser keeps the state under /var/lib/private; the database is there, not in /.
     assert machine.path("/var/lib/private/tassium-collector/tassium-collector.db").is_file()
