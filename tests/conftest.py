@@ -5,6 +5,7 @@ database runs on both."""
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -233,11 +234,18 @@ def runner(config_file):
     return invoke
 
 
+HEARTBEAT_STATUS = re.compile(r'"POST /heartbeat HTTP/[\d.]+" (\d{3}) ')
+
+
 class ServedCollector:
     def __init__(self, process: subprocess.Popen, url: str, log: Path):
         self.process = process
         self.url = url
         self.log = log
+
+    def heartbeat_statuses(self) -> list[int]:
+        """How this process answered each POST /heartbeat, in order (from its access log)."""
+        return [int(status) for status in HEARTBEAT_STATUS.findall(self.log.read_text())]
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -1,7 +1,6 @@
 """The agent daemon end to end: real processes (``tassium-agent run``, ``tassium-collector
 serve``), a real Docker engine, and a collector that goes away and comes back."""
 
-import re
 import signal
 import time
 import uuid
@@ -14,7 +13,6 @@ from protocol.times import parse_timestamp, utcnow
 from tests.conftest import free_port
 
 GAP = 3  # seconds of silence after which the collector closes a window
-HEARTBEAT_STATUS = re.compile(r'"POST /heartbeat HTTP/[\d.]+" (\d{3}) ')
 
 
 def wait_for(condition, timeout: float, describe):
@@ -33,11 +31,6 @@ def get(collector, path: str) -> dict:
     response = httpx.get(collector.url + path, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def heartbeat_statuses(collector) -> list[int]:
-    """How this collector process answered each POST /heartbeat (from its access log)."""
-    return [int(status) for status in HEARTBEAT_STATUS.findall(collector.log.read_text())]
 
 
 def explain(agent, *collectors) -> str:
@@ -160,7 +153,9 @@ def test_the_spool_closes_the_gap_of_a_collector_outage_longer_than_the_gap(
     first = wait_for(
         lambda: uptime(collector, agent)["openWindow"], 30, lambda: explain(agent, collector)
     )["startTime"]
-    wait_for(lambda: len(heartbeat_statuses(collector)) >= 2, 30, lambda: explain(agent, collector))
+    wait_for(
+        lambda: len(collector.heartbeat_statuses()) >= 2, 30, lambda: explain(agent, collector)
+    )
 
     # The outage: longer than the gap, measured by the heartbeats the agent spools meanwhile.
     collector.stop()
@@ -187,13 +182,13 @@ def test_the_spool_closes_the_gap_of_a_collector_outage_longer_than_the_gap(
     assert 0 < len(pending) <= spool_max
     restarted = serve_collector(port=port, gap=GAP, sweep_interval=1)
     wait_for(
-        lambda: not agent.spooled() and len(heartbeat_statuses(restarted)) >= len(pending) + 2,
+        lambda: not agent.spooled() and len(restarted.heartbeat_statuses()) >= len(pending) + 2,
         30,
         lambda: explain(agent, restarted),
     )
 
     # Every spooled heartbeat was accepted (a 409 would mean one was lost as a duplicate).
-    assert set(heartbeat_statuses(restarted)) == {200}, explain(agent, restarted)
+    assert set(restarted.heartbeat_statuses()) == {200}, explain(agent, restarted)
     assert "dropping it" not in agent.output()
     report = uptime(restarted, agent)
     spans = [(r["timeFrom"], r["timeTo"]) for r in report["records"]]
@@ -226,12 +221,12 @@ def test_heartbeats_spooled_before_a_kill_9_are_delivered_by_the_next_agent(
     agent.start()
     restarted = serve_collector(**settings)
     wait_for(
-        lambda: not agent.spooled() and len(heartbeat_statuses(restarted)) >= len(before_kill) + 2,
+        lambda: not agent.spooled() and len(restarted.heartbeat_statuses()) >= len(before_kill) + 2,
         30,
         lambda: explain(agent, restarted),
     )
 
-    assert set(heartbeat_statuses(restarted)) == {200}, explain(agent, restarted)
+    assert set(restarted.heartbeat_statuses()) == {200}, explain(agent, restarted)
     assert "dropping it" not in agent.output()
     report = uptime(restarted, agent)
     assert report["records"] == [], report

@@ -2,6 +2,7 @@
 from a collector on the host, systemd keeps it running (the watchdog restarts a hung agent),
 the same line upgrades it with the same key, and --uninstall leaves nothing behind."""
 
+import json
 import time
 from collections.abc import Callable
 
@@ -9,12 +10,14 @@ import httpx
 import pytest
 
 from collector import wheel
-from tests.factories import new_wallet
+from protocol.times import utcnow
+from tests.factories import FakeWorker, new_wallet
 
 # One collector backend is enough here: the routes themselves are tested on both.
 pytestmark = [pytest.mark.nspawn, pytest.mark.parametrize("backend", ["sqlite"])]
 
 KEY = "/var/lib/tassium-agent/agent.key"
+SPOOL = "/var/lib/tassium-agent/spool"
 API_TOKEN = "operator-token-0123456789"
 # Short enough for a test, long enough for the agent's pings (every WatchdogSec/2).
 WATCHDOG_DROP_IN = """[Service]
@@ -36,9 +39,10 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 60) ->
 class Owner:
     """A worker owner at a booted machine, with the collector's one line at hand."""
 
-    def __init__(self, machine, collector_url: str):
+    def __init__(self, machine, collector):
         self.machine = machine
-        self.collector_url = collector_url
+        self.collector = collector
+        self.collector_url = collector_url = collector.url
         self.wallet = new_wallet()
         # The operator hands out an enrollment token, and the UI puts it in the line.
         issued = httpx.post(
@@ -78,7 +82,7 @@ class Owner:
 @pytest.fixture
 def owner(online_machine, serve_collector) -> Owner:
     collector = serve_collector(enrollment_policy="token", api_token=API_TOKEN)
-    return Owner(online_machine, collector.url)
+    return Owner(online_machine, collector)
 
 
 def test_install_run_restart_upgrade_uninstall(machine, owner):
@@ -114,8 +118,15 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert "Watchdog timeout" in journal
     beat = wait_for(owner.heartbeat_after(beat), "a heartbeat from the restarted agent")
 
-    # Upgrade in place: the same line again (its token used by now) keeps the key and the
-    # enrollment.
+    # A heartbeat the agent could not deliver waits in the spool while it is stopped.
+    machine.run("systemctl stop tassium-agent")
+    spooled = machine.path(SPOOL + "/000000000001.json")
+    spooled.write_text(json.dumps(FakeWorker(owner.wallet).heartbeat_body(utcnow())))
+    machine.run(["chown", "tassium:tassium", SPOOL + "/000000000001.json"])
+
+    # Upgrade in place: the same line again (its token used by now) keeps the key, the
+    # enrollment and the spool, which the upgraded agent delivers.
+    answered = len(owner.collector.heartbeat_statuses())
     upgraded = owner.setup()
     assert "==> System packages are present" in upgraded.stdout
     assert "==> Keeping the existing worker key" in upgraded.stdout
@@ -123,6 +134,12 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert machine.path(KEY).read_bytes() == key
     assert owner.service("ActiveState") == "active"
     beat = wait_for(owner.heartbeat_after(beat), "a heartbeat from the upgraded agent")
+    # Its startup heartbeat and, before it, the spooled one; the interval is minutes.
+    wait_for(
+        lambda: owner.collector.heartbeat_statuses()[answered:] == [200, 200],
+        "the upgraded agent to deliver the spooled heartbeat and its own",
+    )
+    assert not spooled.exists()
 
     # An operator's own package source instead of the collector's wheel.
     built = wheel.current()
