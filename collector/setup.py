@@ -16,7 +16,7 @@ from collector.api import ApiError, settings, wallet
 from collector.workers import is_enrolled, token_is_usable, validate_token
 from protocol.times import utcnow
 
-bp = Blueprint("install", __name__)
+bp = Blueprint("setup", __name__)
 
 # The line that ends the block of values the collector fills in.
 _VALUES_END = "# (end of the values the collector fills in)"

@@ -1,4 +1,4 @@
-"""collector/install.py: the setup script rendered for one wallet (``/setup.sh`` and
+"""collector/setup.py: the setup script rendered for one wallet (``/setup.sh`` and
 ``/api/setup``). The values it carries are read back by running its values block in bash;
 every refusal is a script too, and nothing a caller sends becomes shell code."""
 
