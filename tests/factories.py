@@ -55,6 +55,15 @@ class FakeWorker:
         return client.post("/heartbeat", data=raw, headers=headers)
 
 
+# A valid EIP-55 address, for bodies that name a creator.
+CREATOR = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+def deployment(**fields) -> dict:
+    """A valid deployment body; keyword arguments change or add fields."""
+    return {"name": "web-1", "github": "tassium/app", "creator": CREATOR, **fields}
+
+
 def minutes_ago(n: float, now: datetime | None = None) -> datetime:
     return (now or utcnow()) - timedelta(minutes=n)
 

@@ -208,3 +208,15 @@ def test_a_stellar_collector_takes_stellar_wallets_only(make_app, dbconn):
     response = evm.enroll(client)
     assert response.status_code == 400
     assert "Stellar" in response.json["error"]
+
+
+def test_a_first_heartbeat_opens_a_window_and_stores_the_containers(client):
+    worker = FakeWorker()
+    assert worker.enroll(client).status_code == 201
+    response = worker.beat(client)
+    assert response.status_code == 200, response.json
+    assert response.json["action"] == "opened"
+    assert (
+        client.get(f"/workers/{worker.wallet}/containers").json["containers"][0]["containerName"]
+        == "web"
+    )
