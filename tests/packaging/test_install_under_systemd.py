@@ -3,6 +3,7 @@ from a collector on the host, systemd keeps it running (the watchdog restarts a 
 the same line upgrades it with the same key, and --uninstall leaves nothing behind."""
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 
@@ -68,6 +69,11 @@ class Owner:
         response.raise_for_status()
         return response.json()
 
+    def containers(self) -> list[dict]:
+        response = httpx.get(f"{self.collector_url}/workers/{self.wallet}/containers", timeout=5)
+        response.raise_for_status()
+        return response.json()["containers"]
+
     def heartbeat_after(self, moment: str | None) -> Callable[[], str | None]:
         def newer() -> str | None:
             last = self.worker()["lastHeartbeat"]
@@ -79,8 +85,31 @@ class Owner:
         return self.machine.run(f"systemctl show tassium-agent --value -p {name}").stdout.strip()
 
 
+def let_docker_run_in(machine) -> None:
+    """dockerd in a machine that shares the host's network may not touch iptables, make a
+    bridge or mount overlays; this daemon.json, there before the script installs Docker,
+    keeps it from trying. Containers can be created, not started: enough to be listed."""
+    machine.path("/etc/docker").mkdir()
+    daemon = {"iptables": False, "ip6tables": False, "bridge": "none", "storage-driver": "vfs"}
+    machine.path("/etc/docker/daemon.json").write_text(json.dumps(daemon))
+
+
+def create_container(machine, name: str) -> None:
+    """A container from an image imported from the host's static busybox (none can be pulled)."""
+    busybox = shutil.which("busybox")
+    assert busybox, "the tests need busybox-static on the host"
+    rootfs = machine.path("/root/rootfs/bin")
+    rootfs.mkdir(parents=True)
+    shutil.copy(busybox, rootfs / "busybox")
+    machine.run(
+        "tar -C /root/rootfs -c . | docker import - local/busybox >/dev/null"
+        f" && docker create --name {name} local/busybox /bin/busybox sleep 600"
+    )
+
+
 @pytest.fixture
 def owner(online_machine, serve_collector) -> Owner:
+    let_docker_run_in(online_machine)
     collector = serve_collector(enrollment_policy="token", api_token=API_TOKEN)
     return Owner(online_machine, collector)
 
@@ -98,12 +127,22 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert machine.run(["stat", "-c", "%a %U", KEY]).stdout == "600 tassium\n"
     assert machine.run("id -nG tassium").stdout.split() == ["tassium", "docker"]
 
+    # The sandboxed agent reads Docker through its group: a container made now is in the
+    # heartbeat it sends when the restart below starts it again.
+    wait_for(
+        lambda: machine.run("systemctl is-active docker", check=False).stdout == "active\n",
+        "Docker to start in the machine",
+    )
+    create_container(machine, "tassium-probe")
+
     # A hung agent: stop its loop, and the watchdog has systemd kill and restart it.
     drop_in = machine.path("/etc/systemd/system/tassium-agent.service.d/watchdog.conf")
     drop_in.parent.mkdir()
     drop_in.write_text(WATCHDOG_DROP_IN)
     machine.run("systemctl daemon-reload && systemctl restart tassium-agent")
     beat = wait_for(owner.heartbeat_after(first), "a heartbeat after the restart")
+    assert owner.worker()["dockerAvailable"] is True
+    assert [c["containerName"] for c in owner.containers()] == ["tassium-probe"]
     pid, restarts = owner.service("MainPID"), int(owner.service("NRestarts"))
     machine.run(["kill", "-STOP", pid])
     wait_for(
