@@ -2,7 +2,6 @@
 serve``), a real Docker engine, and a collector that goes away and comes back."""
 
 import signal
-import time
 import uuid
 from datetime import timedelta
 
@@ -11,20 +10,20 @@ import pytest
 
 from protocol.times import parse_timestamp, utcnow
 from tests.conftest import free_port
+from tests.polling import wait_for
 
 GAP = 3  # seconds of silence after which the collector closes a window
 
 
-def wait_for(condition, timeout: float, describe):
-    """Poll ``condition`` until it returns something truthy; fail with ``describe()``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {describe()}")
-        time.sleep(0.1)
+def wait_until_every_spooled_heartbeat_is_accepted(agent, collector, spooled: list) -> None:
+    """The agent's spool drains into ``collector``: the spooled heartbeats and at least two
+    new ones arrive, and every one is accepted (a 409 would mean one was lost as a duplicate)."""
+    wait_for(
+        lambda: not agent.spooled() and len(collector.heartbeat_statuses()) >= len(spooled) + 2,
+        lambda: explain(agent, collector),
+    )
+    assert set(collector.heartbeat_statuses()) == {200}, explain(agent, collector)
+    assert "dropping it" not in agent.output()
 
 
 def get(collector, path: str) -> dict:
@@ -97,7 +96,7 @@ def test_the_collector_lists_the_workers_containers_as_docker_ps_shows_them(work
         }
         return shown if shown == expected else None
 
-    wait_for(reported, 30, lambda: f"{listed(collector, agent, set(expected))}\n{explain(agent)}")
+    wait_for(reported, lambda: f"{listed(collector, agent, set(expected))}\n{explain(agent)}")
     containers = listed(collector, agent, set(expected))
     assert containers[web.name]["id"] == web.id
     assert containers[web.name]["image"] == "local/busybox"
@@ -115,12 +114,12 @@ def test_stopping_a_container_changes_the_list_on_a_later_heartbeat(worker, run_
         return {name: c["state"] for name, c in listed(collector, agent, names).items()}
 
     everything_running = dict.fromkeys(names, "running")
-    wait_for(lambda: states() == everything_running, 30, lambda: f"{states()}\n{explain(agent)}")
+    wait_for(lambda: states() == everything_running, lambda: f"{states()}\n{explain(agent)}")
 
     stopped.stop(timeout=0)
     removed.remove(force=True)
     after = {kept.name: "running", stopped.name: "exited"}
-    wait_for(lambda: states() == after, 30, lambda: f"{states()}\n{explain(agent)}")
+    wait_for(lambda: states() == after, lambda: f"{states()}\n{explain(agent)}")
 
 
 # --- collector outages -----------------------------------------------------------------------
@@ -151,11 +150,9 @@ def test_the_spool_closes_the_gap_of_a_collector_outage_longer_than_the_gap(
         docker_host=dockerd.host,
     )
     first = wait_for(
-        lambda: uptime(collector, agent)["openWindow"], 30, lambda: explain(agent, collector)
+        lambda: uptime(collector, agent)["openWindow"], lambda: explain(agent, collector)
     )["startTime"]
-    wait_for(
-        lambda: len(collector.heartbeat_statuses()) >= 2, 30, lambda: explain(agent, collector)
-    )
+    wait_for(lambda: len(collector.heartbeat_statuses()) >= 2, lambda: explain(agent, collector))
 
     # The outage: longer than the gap, measured by the heartbeats the agent spools meanwhile.
     collector.stop()
@@ -165,7 +162,6 @@ def test_the_spool_closes_the_gap_of_a_collector_outage_longer_than_the_gap(
             (times := spooled_times(agent))
             and times[-1] > stopped_at + timedelta(seconds=GAP + 0.5)
         ),
-        30,
         lambda: explain(agent, collector),
     )
     # While the agent still cannot reach it, a collector on the same database (as behind a
@@ -173,7 +169,6 @@ def test_the_spool_closes_the_gap_of_a_collector_outage_longer_than_the_gap(
     sweeping = serve_collector(gap=GAP, sweep_interval=1)
     wait_for(
         lambda: uptime(sweeping, agent)["openWindow"] is None,
-        30,
         lambda: f"{uptime(sweeping, agent)}\n{explain(agent, sweeping)}",
     )
     assert [r["timeFrom"] for r in uptime(sweeping, agent)["records"]] == [first]
@@ -181,15 +176,7 @@ def test_the_spool_closes_the_gap_of_a_collector_outage_longer_than_the_gap(
     pending = agent.spooled()
     assert 0 < len(pending) <= spool_max
     restarted = serve_collector(port=port, gap=GAP, sweep_interval=1)
-    wait_for(
-        lambda: not agent.spooled() and len(restarted.heartbeat_statuses()) >= len(pending) + 2,
-        30,
-        lambda: explain(agent, restarted),
-    )
-
-    # Every spooled heartbeat was accepted (a 409 would mean one was lost as a duplicate).
-    assert set(restarted.heartbeat_statuses()) == {200}, explain(agent, restarted)
-    assert "dropping it" not in agent.output()
+    wait_until_every_spooled_heartbeat_is_accepted(agent, restarted, pending)
     report = uptime(restarted, agent)
     spans = [(r["timeFrom"], r["timeTo"]) for r in report["records"]]
     spans.append((report["openWindow"]["startTime"], report["openWindow"]["endTime"]))
@@ -212,7 +199,7 @@ def test_heartbeats_spooled_before_a_kill_9_are_delivered_by_the_next_agent(
     collector.stop()
 
     daemon = agent.start()
-    wait_for(lambda: len(agent.spooled()) >= 4, 30, lambda: explain(agent, collector))
+    wait_for(lambda: len(agent.spooled()) >= 4, lambda: explain(agent, collector))
     daemon.send_signal(signal.SIGKILL)
     daemon.wait(timeout=15)
     before_kill = agent.spooled()
@@ -220,14 +207,7 @@ def test_heartbeats_spooled_before_a_kill_9_are_delivered_by_the_next_agent(
 
     agent.start()
     restarted = serve_collector(**settings)
-    wait_for(
-        lambda: not agent.spooled() and len(restarted.heartbeat_statuses()) >= len(before_kill) + 2,
-        30,
-        lambda: explain(agent, restarted),
-    )
-
-    assert set(restarted.heartbeat_statuses()) == {200}, explain(agent, restarted)
-    assert "dropping it" not in agent.output()
+    wait_until_every_spooled_heartbeat_is_accepted(agent, restarted, before_kill)
     report = uptime(restarted, agent)
     assert report["records"] == [], report
     assert report["openWindow"]["startTime"] == before_kill[0]["timestamp"], report

@@ -3,7 +3,6 @@ job, and the sweeper thread running for real (directly with a clock we pass, and
 served collector). The ``sweep`` command is covered in test_cli.py."""
 
 import logging
-import time
 from datetime import timedelta
 
 import httpx
@@ -24,6 +23,7 @@ from tests.collector.test_windows import (
     stored_window,
 )
 from tests.factories import FakeWorker, connected
+from tests.polling import wait_for
 
 TTL = timedelta(minutes=3)
 INTERVAL = timedelta(minutes=1)
@@ -32,15 +32,6 @@ INTERVAL = timedelta(minutes=1)
 def lease() -> tuple[str, object] | None:
     row = SweeperLease.get_or_none(SweeperLease.name == LEASE)
     return (row.holder, row.expires_at) if row is not None else None
-
-
-def wait_for(condition, what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail saying ``what`` did not happen by the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.02)
 
 
 # --- the lease --------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ the sandboxed unit starts gunicorn, migrates at start, reads the API token from 
 environment file, keeps its SQLite database in its own state directory, and (installed from
 the wheel, not a checkout) still serves the install script."""
 
-import time
 from pathlib import Path
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 
 from collector import wheel
 from tests.conftest import free_port
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.nspawn
 
@@ -46,14 +46,14 @@ def operator_machine(online_machine):
     return machine, f"http://127.0.0.1:{port}"
 
 
-def wait_healthy(url: str, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_healthy(url: str) -> httpx.Response:
+    def answer() -> httpx.Response | None:
         try:
             return httpx.get(f"{url}/healthz", timeout=2)
         except httpx.TransportError:
-            time.sleep(0.5)
-    pytest.fail(f"the collector unit did not answer at {url} in {timeout} s")
+            return None
+
+    return wait_for(answer, f"the collector unit to answer at {url}", timeout=60)
 
 
 def test_the_collector_unit_serves_migrated_with_its_token(operator_machine):

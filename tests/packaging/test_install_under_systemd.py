@@ -4,7 +4,6 @@ the same line upgrades it with the same key, and --uninstall leaves nothing behi
 
 import json
 import shutil
-import time
 from collections.abc import Callable
 
 import httpx
@@ -13,12 +12,15 @@ import pytest
 from collector import wheel
 from protocol.times import utcnow
 from tests.factories import FakeWorker, new_wallet
+from tests.polling import wait_for
 
 # One collector backend is enough here: the routes themselves are tested on both.
 pytestmark = [pytest.mark.nspawn, pytest.mark.parametrize("backend", ["sqlite"])]
 
 KEY = "/var/lib/tassium-agent/agent.key"
 SPOOL = "/var/lib/tassium-agent/spool"
+# Seconds to wait for the machine: installing and restarting under systemd is slow.
+SLOW = 60
 API_TOKEN = "operator-token-0123456789"
 # Short enough for a test, long enough for the agent's pings (every WatchdogSec/2).
 WATCHDOG_DROP_IN = """[Service]
@@ -26,15 +28,6 @@ WatchdogSec=6
 TimeoutAbortSec=3
 RestartSec=1
 """
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 60) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 class Owner:
@@ -64,15 +57,14 @@ class Owner:
             return self.machine.run(line, timeout=900)
         return self.machine.run(["script", "-qec", line, "/dev/null"], input=answer + "\n")
 
-    def worker(self) -> dict:
-        response = httpx.get(f"{self.collector_url}/workers/{self.wallet}", timeout=5)
+    def worker(self, part: str = "") -> dict:
+        """The collector's view of this worker (``part``: ``/containers`` and the like)."""
+        response = httpx.get(f"{self.collector_url}/workers/{self.wallet}{part}", timeout=5)
         response.raise_for_status()
         return response.json()
 
     def containers(self) -> list[dict]:
-        response = httpx.get(f"{self.collector_url}/workers/{self.wallet}/containers", timeout=5)
-        response.raise_for_status()
-        return response.json()["containers"]
+        return self.worker("/containers")["containers"]
 
     def heartbeat_after(self, moment: str | None) -> Callable[[], str | None]:
         def newer() -> str | None:
@@ -121,7 +113,9 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert machine.run("command -v docker").stdout == "/usr/bin/docker\n"
     assert "==> Generating the worker key" in installed.stdout
     assert owner.service("ActiveState") == "active"
-    first = wait_for(owner.heartbeat_after(None), "the first heartbeat at the collector")
+    first = wait_for(
+        owner.heartbeat_after(None), "the first heartbeat at the collector", timeout=SLOW
+    )
     assert owner.worker()["enrolled"] is True
     key = machine.path(KEY).read_bytes()
     assert machine.run(["stat", "-c", "%a %U", KEY]).stdout == "600 tassium\n"
@@ -132,6 +126,7 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     wait_for(
         lambda: machine.run("systemctl is-active docker", check=False).stdout == "active\n",
         "Docker to start in the machine",
+        timeout=SLOW,
     )
     create_container(machine, "tassium-probe")
 
@@ -140,7 +135,7 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     drop_in.parent.mkdir()
     drop_in.write_text(WATCHDOG_DROP_IN)
     machine.run("systemctl daemon-reload && systemctl restart tassium-agent")
-    beat = wait_for(owner.heartbeat_after(first), "a heartbeat after the restart")
+    beat = wait_for(owner.heartbeat_after(first), "a heartbeat after the restart", timeout=SLOW)
     assert owner.worker()["dockerAvailable"] is True
     assert [c["containerName"] for c in owner.containers()] == ["tassium-probe"]
     pid, restarts = owner.service("MainPID"), int(owner.service("NRestarts"))
@@ -152,10 +147,13 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
             and owner.service("MainPID") not in (pid, "0")
         ),
         "systemd to restart the hung agent",
+        timeout=SLOW,
     )
     journal = machine.run("journalctl -u tassium-agent --no-pager").stdout
     assert "Watchdog timeout" in journal
-    beat = wait_for(owner.heartbeat_after(beat), "a heartbeat from the restarted agent")
+    beat = wait_for(
+        owner.heartbeat_after(beat), "a heartbeat from the restarted agent", timeout=SLOW
+    )
 
     # A heartbeat the agent could not deliver waits in the spool while it is stopped.
     machine.run("systemctl stop tassium-agent")
@@ -172,11 +170,14 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert "Generating" not in upgraded.stdout
     assert machine.path(KEY).read_bytes() == key
     assert owner.service("ActiveState") == "active"
-    beat = wait_for(owner.heartbeat_after(beat), "a heartbeat from the upgraded agent")
+    beat = wait_for(
+        owner.heartbeat_after(beat), "a heartbeat from the upgraded agent", timeout=SLOW
+    )
     # Its startup heartbeat and, before it, the spooled one; the interval is minutes.
     wait_for(
         lambda: owner.collector.heartbeat_statuses()[answered:] == [200, 200],
         "the upgraded agent to deliver the spooled heartbeat and its own",
+        timeout=SLOW,
     )
     assert not spooled.exists()
 
@@ -187,7 +188,11 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert f"==> Installing /root/{built.filename}[agent]" in sourced.stdout
     assert "Downloading" not in sourced.stdout
     assert owner.service("ActiveState") == "active"
-    wait_for(owner.heartbeat_after(beat), "a heartbeat after installing the operator's package")
+    wait_for(
+        owner.heartbeat_after(beat),
+        "a heartbeat after installing the operator's package",
+        timeout=SLOW,
+    )
 
     # Uninstall with no terminal to ask on: everything but the key goes.
     removed = owner.setup("--uninstall")
