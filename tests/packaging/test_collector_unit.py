@@ -69,7 +69,11 @@ def test_the_collector_unit_serves_migrated_with_its_token(operator_machine):
     pid = show("MainPID")
     # A dynamic user, never root; the main process is gunicorn's master, with its workers.
     assert machine.run(["ps", "-o", "user=", "-p", pid]).stdout.strip() not in ("root", "")
-    assert len(machine.run(["pgrep", "-P", pid]).stdout.split()) == 2  # processes: 2
+    # Health answers once one worker is up; the second may still be booting.
+    wait_for(
+        lambda: len(machine.run(["pgrep", "-P", pid], check=False).stdout.split()) == 2,
+        "gunicorn's two workers (processes: 2)",
+    )
 
     deployment = {"name": "unit-test", "github": "tassium/demo", "creator": "0x" + "ab" * 20}
     refused = httpx.post(f"{url}/deployments", json=deployment, timeout=5)
