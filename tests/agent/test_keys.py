@@ -19,8 +19,7 @@ from agent.errors import KeyFileError
 from protocol.heartbeat import encode_public_key
 from tests.conftest import free_port
 from tests.factories import new_wallet
-
-AGENT = "/opt/tassium-venv/bin/tassium-agent"
+from tests.programs import console_script
 
 
 @pytest.fixture
@@ -245,7 +244,10 @@ def agent_config(tmp_path, key_path) -> Path:
 
 def agent_cli(config: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [AGENT, "--config", str(config), *args], capture_output=True, text=True, timeout=60
+        [console_script("tassium-agent"), "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -5,7 +5,6 @@ import hashlib
 import re
 import secrets
 import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from collector.workers import enroll
 from protocol.heartbeat import AgentInfo, Container, Heartbeat, encode_public_key
 from protocol.times import format_timestamp, utcnow
 from protocol.wallets import stellar_address
+from tests import programs
 from tests.factories import connected, minutes_ago, new_wallet
 
 CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -299,10 +299,8 @@ def test_a_command_on_an_unmigrated_database_says_to_run_migrate(
 
 @pytest.fixture
 def console_script() -> Path:
-    """``tassium-collector`` as pip installed it next to this interpreter."""
-    script = Path(sys.executable).with_name("tassium-collector")
-    assert script.is_file(), f"{script} is missing: pip install -e '.[test]'"
-    return script
+    """``tassium-collector`` as pip installed it in this virtualenv."""
+    return programs.console_script("tassium-collector")
 
 
 def run_script(script: Path, *args: str) -> subprocess.CompletedProcess:

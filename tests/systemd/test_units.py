@@ -4,10 +4,11 @@ scores at most THRESHOLD on ``systemd-analyze security`` (0 is best, 10 is uncon
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.programs import console_script
 
 UNITS = Path(__file__).parents[2] / "systemd"
 THRESHOLD = 2.0
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(params=sorted(PROGRAMS))
 def unit(request, tmp_path) -> Path:
     name = request.param
-    installed = Path(sys.executable).parent / Path(PROGRAMS[name]).name
+    installed = console_script(Path(PROGRAMS[name]).name)
     text = (UNITS / name).read_text().replace(PROGRAMS[name], str(installed))
     path = tmp_path / name
     path.write_text(text)
