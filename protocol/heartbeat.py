@@ -14,6 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocol import ProtocolError
+from protocol.ed25519 import SMALL_ORDER_ENCODINGS, InvalidKey, check_public_key, check_signature
 from protocol.times import format_timestamp, parse_timestamp
 from protocol.wallets import normalize_wallet
 
@@ -130,13 +131,22 @@ def _b64decode(value: str, what: str) -> bytes:
         raise ProtocolError(f"{what} is not valid base64") from None
 
 
-def load_public_key(value: object) -> Ed25519PublicKey:
-    """A public key as the wire carries it: the raw 32 bytes, base64."""
+def load_public_key(value: object, *, enrolling: bool = False) -> Ed25519PublicKey:
+    """A public key as the wire carries it: the raw 32 bytes, base64. ``enrolling`` checks
+    the point fully (canonical, not small-order, prime-order subgroup); otherwise only the
+    cheap small-order blocklist, for keys already stored."""
     if not isinstance(value, str):
         raise ProtocolError("publicKey must be a base64 string")
     raw = _b64decode(value, "publicKey")
     if len(raw) != 32:
         raise ProtocolError("publicKey must be a 32-byte Ed25519 key, base64-encoded")
+    try:
+        if enrolling:
+            check_public_key(raw)
+        elif raw in SMALL_ORDER_ENCODINGS:
+            raise InvalidKey("publicKey is a small-order point: anyone could sign for it")
+    except InvalidKey as exc:
+        raise ProtocolError(str(exc)) from None
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
@@ -155,7 +165,11 @@ def verify(public_key: str, body: bytes, signature: str | None) -> None:
     if not signature:
         raise ProtocolError(f"missing {SIGNATURE_HEADER} header")
     raw = _b64decode(signature.strip(), SIGNATURE_HEADER)
+    key = load_public_key(public_key)
     try:
-        load_public_key(public_key).verify(raw, body)
+        check_signature(raw)
+        key.verify(raw, body)
+    except InvalidKey as exc:
+        raise ProtocolError(str(exc)) from None
     except InvalidSignature:
         raise ProtocolError("signature does not match the enrolled key") from None

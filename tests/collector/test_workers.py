@@ -1,13 +1,16 @@
 """Workers: enrollment (open and token policies, proof of possession), enrollment tokens,
 and the routes that show status, containers and uptime."""
 
+import base64
 import hashlib
+import json
 from datetime import timedelta
 
 import pytest
 
 from collector.models import EnrollmentToken, Worker
 from collector.workers import issue_token
+from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, utcnow
 from tests.factories import FakeWorker, minutes_ago
 
@@ -87,6 +90,41 @@ def test_a_public_key_of_the_wrong_length_is_a_bad_request(client, dbconn):
     raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": "AAAA"})
     assert client.post("/workers/enroll", data=raw, headers=headers).status_code == 400
     assert keys(dbconn) == []
+
+
+IDENTITY_KEY = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="  # 01 00 ... 00
+# R = identity, S = 0: verifies for the identity key over any body under a cofactored check.
+UNIVERSAL_SIGNATURE = base64.b64encode(bytes([1]) + bytes(63)).decode()
+
+
+def test_a_small_order_key_cannot_enroll(client, dbconn):
+    body = json.dumps({"walletAddress": FakeWorker().wallet, "publicKey": IDENTITY_KEY}).encode()
+    headers = {SIGNATURE_HEADER: UNIVERSAL_SIGNATURE, "Content-Type": "application/json"}
+    response = client.post("/workers/enroll", data=body, headers=headers)
+    assert response.status_code == 400 and "small-order" in response.json["error"]
+    assert keys(dbconn) == []
+
+
+def test_a_small_order_key_stored_before_the_check_sends_no_heartbeat(client, dbconn):
+    worker = FakeWorker()
+    Worker.create(wallet_address=worker.wallet, public_key=IDENTITY_KEY)
+    body = json.dumps(worker.heartbeat_body()).encode()
+    headers = {SIGNATURE_HEADER: UNIVERSAL_SIGNATURE, "Content-Type": "application/json"}
+    response = client.post("/heartbeat", data=body, headers=headers)
+    assert response.status_code == 401 and "small-order" in response.json["error"]
+    assert Worker.get_by_id(worker.wallet).last_heartbeat_at is None
+
+
+def test_the_key_is_stored_in_its_canonical_spelling(client, dbconn):
+    worker = FakeWorker()
+    # The last base64 character carries two unused bits: setting one spells the same bytes.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(worker.public_key[-2])
+    spelled = worker.public_key[:-2] + alphabet[last | 1] + "="
+    assert spelled != worker.public_key
+    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": spelled})
+    assert client.post("/workers/enroll", data=raw, headers=headers).status_code == 201
+    assert keys(dbconn) == [(worker.wallet, worker.public_key)]
 
 
 def test_the_token_policy_enrolls_only_with_a_token(make_app, dbconn):
