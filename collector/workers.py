@@ -22,7 +22,7 @@ from collector.db import database, locked
 from collector.models import EnrollmentToken, OpenWindow, Worker, WorkerContainer
 from collector.windows import uptime
 from protocol import ProtocolError
-from protocol.heartbeat import SIGNATURE_HEADER, load_public_key, verify
+from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, load_public_key, verify
 from protocol.times import format_timestamp, parse_timestamp, utcnow
 
 bp = Blueprint("workers", __name__, url_prefix="/workers")
@@ -119,9 +119,9 @@ def enroll_route():
     body = request.get_data(cache=True)
     fields = accept_fields(json_object(body), {"walletAddress", "publicKey", "token"})
     address = wallet(fields.get("walletAddress"), "walletAddress")
-    public_key = fields.get("publicKey")
     try:
-        load_public_key(public_key)
+        # Stored in its canonical base64 spelling, so the same key always compares equal.
+        public_key = encode_public_key(load_public_key(fields.get("publicKey"), enrolling=True))
     except ProtocolError as exc:
         raise ApiError(400, str(exc)) from None
     token = validate_token(fields["token"]) if fields.get("token") is not None else None

@@ -6,8 +6,7 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol import ProtocolError
-from protocol import ed25519
+from protocol import ProtocolError, ed25519
 from protocol.heartbeat import encode_public_key, load_public_key, sign, verify
 
 # The known small-order encodings (libsodium's blocklist): the 8 torsion points, canonical
