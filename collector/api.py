@@ -4,17 +4,25 @@ token, pagination and CORS. Rules about particular fields live with their featur
 import functools
 import hmac
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterable
 
-from flask import Flask, current_app, jsonify, request
-from peewee import Field, Query
+from flask import Flask, Response, current_app, jsonify, request
+from peewee import Field, InterfaceError, OperationalError, Query
+from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
+from collector import db
 from collector.config import CollectorConfig
 from protocol import ProtocolError
 from protocol.wallets import normalize_wallet
 
 MAX_PAGE = 200
+# Seconds a client is asked to wait before retrying while the database is unavailable.
+RETRY_AFTER = 10
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -44,7 +52,27 @@ def json_object(raw: bytes | None = None) -> dict:
         raise ApiError(400, "request body is nested too deeply") from None
     if not isinstance(document, dict):
         raise ApiError(400, "request body must be a JSON object")
+    _check_text(document)
     return document
+
+
+def _check_text(value: object, where: str = "request body") -> None:
+    """Refuse strings no database can store: NUL (PostgreSQL refuses it) and lone
+    surrogates (``"\\ud800"`` decodes to a str that cannot be encoded as UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApiError(400, f"{where} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, f"{where} contains a lone UTF-16 surrogate") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, where)
+            _check_text(item, key if where == "request body" else f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, f"{where}[{index}]")
 
 
 def accept_fields(
@@ -135,7 +163,55 @@ def require_api_token(view: Callable) -> Callable:
     return wrapper
 
 
+class DatabaseState:
+    """Whether this process last found the database down: an outage is one log line when it
+    starts and one when it ends, not a traceback per request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.down = False
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            if not self.down:
+                self.down = True
+                log.error("database unavailable: %s", str(exc).strip() or type(exc).__name__)
+
+    def answered(self) -> None:
+        with self._lock:
+            if self.down:
+                self.down = False
+                log.warning("database available again")
+
+
+def database_down(exc: BaseException, **extra: str) -> Response:
+    """A 503 for a database that cannot answer; the outage is logged once, and this process's
+    connections are dropped so that none broken is handed out once it is back."""
+    current_app.extensions["tassium.database_state"].failed(exc)
+    db.discard_connections()
+    response = jsonify(error="database unavailable", **extra)
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
 def init_app(app: Flask, config: CollectorConfig) -> None:
+    state = DatabaseState()
+    app.extensions["tassium.database_state"] = state
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(MaxConnectionsExceeded)  # the same errors as db.DATABASE_DOWN
+    def _database_down(exc: Exception):
+        return database_down(exc)
+
+    @app.after_request
+    def _database_answered(response: Response) -> Response:
+        # A request that opened a connection and did not fail on it found the database up.
+        if state.down and response.status_code != 503 and not db.database.is_closed():
+            state.answered()
+        return response
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return jsonify(error=exc.message), exc.status

@@ -5,10 +5,22 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 from flask import Flask
-from peewee import Database, DatabaseProxy, DateTimeField, Model, SqliteDatabase
-from playhouse.pool import PooledPostgresqlDatabase
+from peewee import (
+    Database,
+    DatabaseProxy,
+    DateTimeField,
+    InterfaceError,
+    Model,
+    OperationalError,
+    SqliteDatabase,
+)
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 database = DatabaseProxy()
+
+# What a database that cannot answer raises through Peewee: not reachable, connection lost,
+# locked past busy_timeout, or every pooled connection in use.
+DATABASE_DOWN = (OperationalError, InterfaceError, MaxConnectionsExceeded)
 
 
 class UTCDateTimeField(DateTimeField):
@@ -80,6 +92,18 @@ def locked(query):
     deleted a window and then inserted its record (checking the worker's key) deadlocked with a
     heartbeat holding that worker and waiting for the window."""
     return query.for_update("FOR NO KEY UPDATE") if is_postgres() else query
+
+
+def discard_connections() -> None:
+    """After the database failed, this process's connections may be dead (a restarted server
+    leaves every pooled one broken): drop them all instead of handing them out again."""
+    db = database.obj
+    if isinstance(db, PooledPostgresqlDatabase):
+        db.close_idle()
+        if not db.is_closed():
+            db.manual_close()
+    elif not db.is_closed():
+        db.close()
 
 
 def close_all(db: Database) -> None:

@@ -118,10 +118,18 @@ def list_deployments():
 
 
 def _get(name: str) -> Project:
-    project = Project.get_or_none(Project.name == name)
+    project = Project.get_or_none(Project.name == _known_name(name))
     if project is None:
         raise ApiError(404, f"no deployment named {name!r}")
     return project
+
+
+def _known_name(name: str) -> str:
+    """A name from the path: one that could never have been created is simply unknown (and
+    never reaches SQL, where PostgreSQL would refuse a NUL in it)."""
+    if not _NAME.fullmatch(name):
+        raise ApiError(404, f"no deployment named {name!r}")
+    return name
 
 
 @bp.get("/<name>")
@@ -135,7 +143,7 @@ def set_status(name: str):
     fields = accept_fields(json_object(), {"status"})
     new = _status(fields.get("status"))
     with database.atomic():
-        project = locked(Project.select().where(Project.name == name)).first()
+        project = locked(Project.select().where(Project.name == _known_name(name))).first()
         if project is None:
             raise ApiError(404, f"no deployment named {name!r}")
         allowed = TRANSITIONS.get(project.status, ())
@@ -153,7 +161,7 @@ def set_status(name: str):
 @bp.delete("/<name>")
 @require_api_token
 def delete(name: str):
-    deleted = Project.delete().where(Project.name == name).execute()
+    deleted = Project.delete().where(Project.name == _known_name(name)).execute()
     if not deleted:
         raise ApiError(404, f"no deployment named {name!r}")
     return "", 204

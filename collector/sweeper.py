@@ -12,7 +12,7 @@ import threading
 import uuid
 from datetime import datetime, timedelta
 
-from collector.db import database
+from collector.db import DATABASE_DOWN, database
 from collector.models import SweeperLease
 from collector.windows import sweep
 
@@ -65,6 +65,8 @@ class SweeperThread(threading.Thread):
                     )
                 if closed:
                     log.info("sweeper closed %d idle windows", closed)
+            except DATABASE_DOWN as exc:
+                log.warning("sweep skipped, database unavailable: %s", str(exc).strip())
             except Exception:  # a database hiccup must not end the sweeper for good
                 log.exception("sweep failed; trying again in %s", self.interval)
             self.stopped.wait(self.interval.total_seconds())

@@ -9,6 +9,11 @@ from protocol import ProtocolError
 # timestamp would silently mean the sender's local time.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
+# Uptime is about machines running now: a bounded range keeps every later step (a day back
+# for a default range, the offset to UTC) inside what datetime and both databases can hold.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
 
 def parse_timestamp(value: object, field: str = "timestamp") -> datetime:
     """Parse an RFC 3339 timestamp into an aware UTC datetime, or raise ProtocolError."""
@@ -17,10 +22,17 @@ def parse_timestamp(value: object, field: str = "timestamp") -> datetime:
             f"{field} must be an RFC 3339 time with an offset, like 2026-11-24T21:00:00Z"
         )
     try:
-        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00")).astimezone(UTC)
     except ValueError as exc:
         raise ProtocolError(f"{field} is not a real date and time: {exc}") from None
-    return parsed.astimezone(UTC)
+    except OverflowError:
+        parsed = None  # 0001-01-01T00:00:00+01:00: before the first representable instant
+    if parsed is None or not EARLIEST <= parsed < LATEST:
+        raise ProtocolError(
+            f"{field} must lie from {format_timestamp(EARLIEST)} to before "
+            f"{format_timestamp(LATEST)}"
+        )
+    return parsed
 
 
 def format_timestamp(value: datetime) -> str:

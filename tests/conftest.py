@@ -81,6 +81,19 @@ class PostgresServer:
             "--encoding=UTF8",
             "--locale=C",
         )
+        self.resume()
+        self.admin(f"CREATE DATABASE {self.template}")
+        database = db.bind(self.url(self.template))
+        with database.connection_context():
+            migrations.migrate(database)
+        database.close_all()
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (fast, not immediate: the test server runs with
+        synchronous_commit off, and an immediate stop would lose the last commits)."""
+        self._run(_pg_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
         options = (
             f"-c port={self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
             f"-c unix_socket_directories={self.dir} -c max_connections=200 "
@@ -97,11 +110,6 @@ class PostgresServer:
             "-w",
             "start",
         )
-        self.admin(f"CREATE DATABASE {self.template}")
-        database = db.bind(self.url(self.template))
-        with database.connection_context():
-            migrations.migrate(database)
-        database.close_all()
 
     def stop(self) -> None:
         self._run(_pg_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")

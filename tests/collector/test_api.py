@@ -1,9 +1,12 @@
 """What every route shares: the bearer API token, body limits, CORS, JSON errors."""
 
+import httpx
 import pytest
 
 from tests.collector.conftest import rows
-from tests.factories import CREATOR, deployment
+from tests.conftest import PostgresServer
+from tests.factories import CREATOR, FakeWorker, deployment
+from tests.polling import wait_for
 
 TOKEN = "t" * 32
 
@@ -56,3 +59,63 @@ def test_cors_answers_only_configured_origins(make_app, dbconn):
 def test_unknown_routes_and_methods_answer_json(client):
     assert client.get("/nope").json["error"]
     assert client.put("/deployments").status_code == 405
+
+
+# --- a database that cannot answer ----------------------------------------------------------
+
+
+def test_a_database_that_cannot_be_opened_is_a_503(make_app, tmp_path):
+    # SQLite's "unable to open database file": the directory is gone.
+    client = make_app(database_url=f"sqlite:///{tmp_path / 'gone' / 'c.db'}").test_client()
+    for response in (client.get("/deployments"), client.get("/healthz")):
+        assert response.status_code == 503
+        assert response.json["error"] == "database unavailable"
+        assert response.headers["Retry-After"] == "10"
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server of this test's own, which it may stop and start."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_postgres_outage_is_a_503_logged_once_then_recovers(own_postgres, serve_collector):
+    collector = serve_collector(database_url=own_postgres.fresh_database(), processes=1)
+    worker = FakeWorker()
+    with httpx.Client(base_url=collector.url, timeout=10) as http:
+        body = {"walletAddress": worker.wallet, "publicKey": worker.public_key}
+        raw, headers = worker.signed(body)
+        assert http.post("/workers/enroll", content=raw, headers=headers).status_code == 201
+        assert post_beat(http, worker).status_code == 200
+
+        own_postgres.pause()
+        answers = [
+            http.get("/deployments"),
+            http.get(f"/workers/{worker.wallet}"),
+            post_beat(http, worker),
+            http.get("/healthz"),
+            http.get("/deployments"),
+        ]
+        for response in answers:
+            assert response.status_code == 503
+            assert response.json()["error"] == "database unavailable"
+            assert int(response.headers["Retry-After"]) > 0
+
+        own_postgres.resume()
+        wait_for(lambda: http.get("/healthz").status_code == 200, "the collector to recover")
+        assert [post_beat(http, worker).status_code for _ in range(3)] == [200, 200, 200]
+
+    log = collector.log.read_text()
+    assert log.count("database unavailable") == 1, log
+    assert log.count("database available again") == 1, log
+    assert "Traceback" not in log
+
+
+def post_beat(http: httpx.Client, worker: FakeWorker) -> httpx.Response:
+    raw, headers = worker.signed(worker.heartbeat_body())
+    return http.post("/heartbeat", content=raw, headers=headers)

@@ -51,6 +51,9 @@ def test_it_accepts_the_web_uis_field_names(client):
         (deployment(colour="red"), "unknown field 'colour'"),
         (deployment(appName="other"), "name the same field"),
         ({"github": "a/b", "creator": CREATOR}, "name is required"),
+        (deployment(url="https://x.example/\ud800"), "url contains a lone UTF-16 surrogate"),
+        (deployment(url="https://x.example/\u0000"), "url contains a NUL character"),
+        (deployment(**{"\ud800": 1}), "request body contains a lone UTF-16 surrogate"),
     ],
 )
 def test_an_invalid_deployment_is_a_bad_request(client, body, message):
@@ -123,6 +126,15 @@ def test_the_list_filters_and_pages(client):
     assert client.get("/deployments?limit=0").status_code == 400
     assert client.get("/deployments?status=nope").status_code == 400
     assert client.get("/deployments?creator=0x1").status_code == 400
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize("name", ["a%00b", "a%0Ab", "web-1%00", "%F0%9F%98%80"])
+@pytest.mark.parametrize("method", ["get", "delete", "patch"])
+def test_a_name_that_cannot_exist_is_unknown(client, name, method):
+    path = f"/deployments/{name}" + ("/status" if method == "patch" else "")
+    response = getattr(client, method)(path, json={"status": "processing"})
+    assert response.status_code == 404 and "no deployment named" in response.json["error"]
 
 
 def test_delete_removes_the_deployment(client):

@@ -147,8 +147,22 @@ def test_a_late_heartbeat_inside_the_backfill_is_accepted(client, worker):
         ({"containers": "web"}, "containers must be a list"),
         ({"containers": [{"port": "80/tcp"}]}, "containerName"),
         ({"agent": {"dockerAvailable": "no"}}, "dockerAvailable"),
+        ({"timestamp": "0001-01-01T00:00:00Z"}, "must lie from 1970"),
+        ({"timestamp": "9999-12-31T23:59:59-01:00"}, "must lie from 1970"),
+        ({"containers": [{"containerName": "web\ud800"}]}, "lone UTF-16 surrogate"),
+        ({"agent": {"hostname": "a\u0000b"}}, "NUL"),
     ],
-    ids=["naive-time", "no-time", "containers-not-list", "no-name", "docker-not-bool"],
+    ids=[
+        "naive-time",
+        "no-time",
+        "containers-not-list",
+        "no-name",
+        "docker-not-bool",
+        "first-instant",
+        "past-the-last-instant",
+        "lone-surrogate",
+        "nul",
+    ],
 )
 def test_a_malformed_field_is_a_bad_request(client, worker, change, message):
     body = {**worker.heartbeat_body(minutes_ago(0.5)), **change}

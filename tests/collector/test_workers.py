@@ -218,6 +218,9 @@ def test_uptime_reports_records_the_open_window_and_clipped_seconds(client):
     [
         ({"from": "yesterday"}, "from must be an RFC 3339"),
         ({"from": "2026-11-25T00:00:00Z", "to": "2026-11-24T00:00:00Z"}, "earlier than"),
+        ({"from": "0001-01-01T00:00:00Z"}, "from must lie from 1970"),
+        ({"to": "0001-01-01T00:00:00+01:00"}, "to must lie from 1970"),
+        ({"to": "9999-12-31T23:59:59-01:00"}, "to must lie from 1970"),
     ],
 )
 def test_a_bad_uptime_range_is_a_bad_request(client, query, message):

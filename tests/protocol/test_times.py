@@ -129,7 +129,7 @@ def test_it_formats_an_aware_time_as_utc_with_a_z(value, text):
         datetime(2026, 11, 24, 21, 0, 0, 999999, tzinfo=UTC),
         datetime(2026, 3, 29, 1, 30, 0, 42, tzinfo=timezone(timedelta(hours=2))),
         datetime(1970, 1, 1, tzinfo=UTC),
-        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
     ],
 )
 def test_format_then_parse_gives_back_the_same_instant(value):
@@ -142,3 +142,23 @@ def test_format_then_parse_gives_back_the_same_instant(value):
 )
 def test_parse_then_format_gives_back_the_canonical_text(text):
     assert format_timestamp(parse_timestamp(text)) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",  # before datetime's first instant once in UTC
+        "9999-12-31T23:59:59-01:00",  # after its last
+        "1969-12-31T23:59:59.999999Z",
+        "9999-01-01T00:00:00Z",
+    ],
+)
+def test_a_time_outside_the_supported_range_is_a_clear_error(text):
+    with pytest.raises(ProtocolError, match="must lie from 1970-01-01T00:00:00Z to before 9999"):
+        parse_timestamp(text)
+
+
+def test_the_edges_of_the_supported_range():
+    assert parse_timestamp("1970-01-01T00:00:00Z") == datetime(1970, 1, 1, tzinfo=UTC)
+    assert parse_timestamp("9998-12-31T23:59:59.999999Z").year == 9998
