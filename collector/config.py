@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from protocol import patterns
 from protocol.settings import Rule, SettingsError, read_settings
 from protocol.wallets import WALLET_FORMATS
 
@@ -70,19 +71,10 @@ def _origins(values: tuple) -> bool:
     return all(o == "*" or urlsplit(o).scheme in ("http", "https") for o in values)
 
 
-def _public_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return (
-        parts.scheme in ("http", "https")
-        and bool(parts.netloc)
-        and not (parts.query or parts.fragment)
-        and _SAFE_URL.fullmatch(value) is not None
-    )
-
-
-# Both end up in a shell script (quoted as well): only what a URL or requirement needs.
-_SAFE_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?")
-_REQUIREMENT = re.compile(r"[A-Za-z0-9._~:/@=<>!,+%\[\]\-]+")
+# Both end up in the install script, which checks them again with the same patterns: a value
+# the collector accepts here is one the script it serves accepts too.
+_PUBLIC_URL = re.compile(patterns.COLLECTOR_URL)
+_REQUIREMENT = re.compile(patterns.PIP_REQUIREMENT)
 
 
 def _url_template(value: str) -> bool:
@@ -115,7 +107,12 @@ RULES = {
     "deployment_url_template": Rule(str, _url_template, "an http(s) URL containing {name}"),
     "migrate_on_start": Rule(bool),
     "log_level": Rule(str, ("DEBUG", "INFO", "WARNING", "ERROR")),
-    "public_url": Rule(str, _public_url, "an http(s)://host[:port][/path] URL"),
+    "public_url": Rule(
+        str,
+        lambda v: _PUBLIC_URL.fullmatch(v) is not None,
+        "an http(s)://host[:port][/path] URL (host: a DNS name, IPv4 address or [IPv6] address;"
+        " port: 1 to 65535; path: letters, digits and ._~/- only)",
+    ),
     "agent_package": Rule(
         str, lambda v: _REQUIREMENT.fullmatch(v) is not None, "a pip requirement or URL"
     ),

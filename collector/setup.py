@@ -14,6 +14,7 @@ from flask import Blueprint, Response, request
 from collector import assets, wheel
 from collector.api import ApiError, settings, wallet
 from collector.workers import is_enrolled, token_is_usable, validate_token
+from protocol import patterns
 from protocol.times import utcnow
 
 bp = Blueprint("setup", __name__)
@@ -21,8 +22,18 @@ bp = Blueprint("setup", __name__)
 # The line that ends the block of values the collector fills in.
 _VALUES_END = "# (end of the values the collector fills in)"
 _QUERY_FIELDS = ("wallet", "token")
-# The Host header is the caller's to choose: only a plain host[:port] may reach the script.
-_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# The Host header is the caller's to choose: only a plain host[:port] may reach the script,
+# by the grammar of public_url, so the URL made from it is one the script accepts.
+_HOST = re.compile(patterns.AUTHORITY)
+# The script checks its values (also given as options) with these variables: served, it
+# carries the collector's own patterns; the repository's copy holds the same (a test says so).
+SCRIPT_PATTERNS = {
+    "COLLECTOR_URL_RE": patterns.COLLECTOR_URL,
+    "EVM_WALLET_RE": patterns.EVM_WALLET,
+    "STELLAR_WALLET_RE": patterns.STELLAR_WALLET,
+    "TOKEN_RE": patterns.ENROLLMENT_TOKEN,
+    "PACKAGE_RE": patterns.PIP_REQUIREMENT,
+}
 
 
 def render(template: str, values: dict[str, str]) -> str:
@@ -105,6 +116,7 @@ def setup_script():
         "WHEEL_URL": "" if config.agent_package else f"{url}/packages/{wheel.current().filename}",
         "PACKAGE": config.agent_package or "",
         "AGENT_UNIT": assets.read(assets.AGENT_UNIT).rstrip("\n"),
+        **SCRIPT_PATTERNS,
     }
     return _script(render(assets.read(assets.SETUP_SCRIPT), values))
 

@@ -21,14 +21,14 @@ from collector.api import (
 from collector.db import database, locked
 from collector.models import EnrollmentToken, OpenWindow, Worker, WorkerContainer
 from collector.windows import uptime
-from protocol import ProtocolError
+from protocol import ProtocolError, patterns
 from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, load_public_key, verify
 from protocol.times import format_timestamp, parse_timestamp, utcnow
 
 bp = Blueprint("workers", __name__, url_prefix="/workers")
 
-TOKEN_PREFIX = "tsk_"  # noqa: S105 - a prefix, not a secret
-_TOKEN = re.compile(r"tsk_[A-Za-z0-9_-]{43}")
+TOKEN_PREFIX = patterns.ENROLLMENT_TOKEN_PREFIX
+_TOKEN = re.compile(patterns.ENROLLMENT_TOKEN)
 
 
 # --- enrollment tokens --------------------------------------------------------------------

@@ -8,6 +8,14 @@
 # Re-running it upgrades in place: the key, the spool and the enrollment are kept.
 set -Eeuo pipefail
 
+# What each value must look like: the collector's own rules (protocol/patterns.py), filled in
+# when it serves this script. This file carries the same, so that it also works from a
+# checkout; a test keeps the two equal.
+COLLECTOR_URL_RE='https?://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[A-Za-z0-9._~/-]*)?'
+EVM_WALLET_RE='0x[0-9a-fA-F]{40}'
+STELLAR_WALLET_RE='G[A-Z2-7]{55}'
+TOKEN_RE='tsk_[A-Za-z0-9_-]{43}'
+PACKAGE_RE='[][A-Za-z0-9._~:/@=<>!,+%-]+'
 # The collector fills in these values when it serves this script; options override them.
 COLLECTOR_URL=''
 WALLET=''
@@ -85,24 +93,27 @@ parse_options() {
     done
 }
 
+# Whether all of $1 matches the pattern $2. In a variable, a pattern is read as a plain
+# extended regular expression; in the C locale, [A-Z] means those 26 letters on every system.
+matches() {
+    local LC_ALL=C value=$1 pattern="^($2)\$"
+    [[ $value =~ $pattern ]]
+}
+
 # Everything given on the command line is checked before it reaches a file or a command.
-# (Patterns in variables: bash reads them as plain extended regular expressions then.)
 validate_options() {
-    local host='([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])' path='(/[A-Za-z0-9._~/-]*)?'
-    local url="^https?://$host(:[0-9]{1,5})?$path\$"
-    local token='^tsk_[A-Za-z0-9_-]{43}$' requirement='^[][A-Za-z0-9._~:/@=<>!,+%-]*$'
-    [[ $COLLECTOR_URL =~ $url ]] \
+    matches "$COLLECTOR_URL" "$COLLECTOR_URL_RE" \
         || die "the collector URL must be http(s)://host[:port][/path], not '$COLLECTOR_URL'"
     case $WALLET_FORMAT in
-        evm) [[ $WALLET =~ ^0x[0-9a-fA-F]{40}$ ]] \
+        evm) matches "$WALLET" "$EVM_WALLET_RE" \
             || die "the wallet must be 0x and 40 hexadecimal digits, not '$WALLET'" ;;
-        stellar) [[ $WALLET =~ ^G[A-Z2-7]{55}$ ]] \
+        stellar) matches "$WALLET" "$STELLAR_WALLET_RE" \
             || die "the wallet must be a Stellar account (G and 55 characters), not '$WALLET'" ;;
         *) die "unknown wallet format '$WALLET_FORMAT'" ;;
     esac
-    [[ -z $TOKEN || $TOKEN =~ $token ]] \
+    [[ -z $TOKEN ]] || matches "$TOKEN" "$TOKEN_RE" \
         || die "the token must be an enrollment token as issued (tsk_ and 43 characters)"
-    [[ $PACKAGE =~ $requirement ]] \
+    [[ -z $PACKAGE ]] || matches "$PACKAGE" "$PACKAGE_RE" \
         || die "the package must be a pip requirement or URL without spaces or quotes"
     [[ -z $WHEEL_URL || $WHEEL_URL == "$COLLECTOR_URL"/packages/tassium-*-py3-none-any.whl ]] \
         || die "the wheel must come from the collector, not '$WHEEL_URL'"

@@ -10,12 +10,12 @@ import re
 
 from Crypto.Hash import keccak
 
-from protocol import ProtocolError
+from protocol import ProtocolError, patterns
 
 WALLET_FORMATS = ("evm", "stellar")
 
-_EVM = re.compile(r"0x[0-9a-fA-F]{40}")
-_STELLAR = re.compile(r"G[A-Z2-7]{55}")
+_EVM = re.compile(patterns.EVM_WALLET)
+_STELLAR = re.compile(patterns.STELLAR_WALLET)
 _STELLAR_ACCOUNT_VERSION = 6 << 3  # strkey version byte that encodes to a leading "G"
 
 

@@ -254,6 +254,57 @@ def test_it_names_the_key_and_the_rule_a_file_value_breaks(write_yaml, values, p
     assert problems_of(path, {}) == [f"{path}: {problem}"]
 
 
+# The install script checks these again with the same patterns (tests/packaging): a value
+# taken here is one the served script takes too.
+PUBLIC_URL_RULE = (
+    "public_url: must be an http(s)://host[:port][/path] URL (host: a DNS name, IPv4 address"
+    " or [IPv6] address; port: 1 to 65535; path: letters, digits and ._~/- only)"
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://tassium.example.com",
+        "http://10.0.0.5:8000/collector/",
+        "http://[2001:db8::1]:65535",
+        "http://collector",
+    ],
+)
+def test_it_accepts_a_public_url_workers_can_be_given(write_yaml, url):
+    assert load_config(write_yaml({"public_url": url}), {}).public_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://a:b:c",
+        "http://collector:0",
+        "http://collector:65536",
+        "http://collector.example./",
+        "http://user:pw@collector",
+        "http://collector/?wallet=x",
+        "http://collector/'$(touch x)'",
+        "ftp://collector",
+        "collector.example",
+    ],
+)
+def test_it_refuses_a_public_url_the_install_script_would_refuse(write_yaml, url):
+    path = write_yaml({"public_url": url})
+    assert problems_of(path, {}) == [f"{path}: {PUBLIC_URL_RULE}, not {url!r}"]
+    from_environment = problems_of(write_yaml({}), {"TASSIUM_PUBLIC_URL": url})
+    rule = PUBLIC_URL_RULE.removeprefix("public_url: ")
+    assert from_environment == [f"TASSIUM_PUBLIC_URL: {rule}, not {url!r}"]
+
+
+@pytest.mark.parametrize("package", ["tassium agent", "tassium;x", "tassium#egg", "$(x)"])
+def test_it_refuses_an_agent_package_the_install_script_would_refuse(write_yaml, package):
+    path = write_yaml({"agent_package": package})
+    assert problems_of(path, {}) == [
+        f"{path}: agent_package: must be a pip requirement or URL, not {package!r}"
+    ]
+
+
 @pytest.mark.parametrize("document", ["- port\n- 8000\n", "just text\n"])
 def test_it_rejects_a_file_that_is_not_a_mapping(write_yaml, document):
     path = write_yaml(document)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from collector.models import EnrollmentToken, Worker
+from collector.setup import SCRIPT_PATTERNS
 from collector.workers import issue_token
 from protocol.times import utcnow
 from tests.factories import FakeWorker, new_wallet
@@ -38,17 +39,26 @@ def bash(script: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def rendered_values(script: str, cwd: Path) -> dict[str, str]:
+def rendered_values(script: str, cwd: Path, names=NAMES) -> dict[str, str]:
     """What bash sees in the values block: the script up to its end marker, then each value
     printed NUL-terminated (``set -u`` in the script makes a missing one an error)."""
     head, end, _ = script.partition(END)
     assert end, "the rendered script has no end of its values block"
-    printing = "printf '%s\\0' " + " ".join(f'"${name}"' for name in NAMES)
+    printing = "printf '%s\\0' " + " ".join(f'"${name}"' for name in names)
     result = bash(f"{head}{end}\n{printing}\n", cwd)
     assert (result.returncode, result.stderr) == (0, b"")
     printed = result.stdout.decode().split("\0")
     assert printed[-1] == ""
-    return dict(zip(NAMES, printed[:-1], strict=True))
+    return dict(zip(names, printed[:-1], strict=True))
+
+
+def assert_it_passes_its_own_checks(script: str, cwd: Path) -> None:
+    """The served script's validate_options, run by bash on the values it carries (main is
+    not run): the collector never serves a script that refuses its own values."""
+    functions = script.removesuffix('main "$@"\n')
+    assert functions != script
+    result = bash(functions + "validate_options\n", cwd)
+    assert (result.returncode, result.stderr) == (0, b"")
 
 
 def expected(url: str, wallet: str, **changes: str) -> dict[str, str]:
@@ -158,6 +168,60 @@ def test_without_a_public_url_the_request_address_is_used(client, options, url, 
     body = assert_script(setup(client, ("wallet", EIP55), **options), 200)
     assert rendered_values(body, tmp_path)["COLLECTOR_URL"] == url
     assert rendered_values(body, tmp_path)["WHEEL_URL"] == f"{url}/packages/{WHEEL}"
+
+
+@pytest.mark.parametrize(
+    "value, accepted",
+    [
+        ("collector.example:8443", True),
+        ("10.1.2.3", True),
+        ("[::1]:8000", True),
+        ("[::ffff:10.0.0.1]", True),
+        ("x:65535", True),
+        ("a:b:c", False),
+        ("x:0", False),
+        ("x:080", False),
+        ("x:65536", False),
+        ("-a.example", False),
+        ("a-.example", False),
+        ("a_b", False),
+        ("[::1", False),
+        ("user@x", False),
+    ],
+)
+def test_a_host_header_is_used_only_when_the_script_accepts_the_url_made_from_it(
+    client, value, accepted, tmp_path
+):
+    response = setup(client, ("wallet", EIP55), **host(value))
+    if accepted:
+        body = assert_script(response, 200)
+        assert rendered_values(body, tmp_path)["COLLECTOR_URL"] == f"http://{value}"
+        assert_it_passes_its_own_checks(body, tmp_path)
+    else:
+        refused = "the Host header is not a plain host name; set public_url"
+        assert_refusal(response, refused, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"public_url": "https://tassium.example.com/"},
+        {"public_url": "http://[::1]:65535/collector"},
+        {"public_url": "http://10.0.0.5:8000", "agent_package": "tassium[agent]>=0.1,<1"},
+        {"agent_package": "https://files.example/tassium-0.1.0-py3-none-any.whl"},
+        {"wallet_format": "stellar"},
+    ],
+)
+def test_every_script_served_passes_its_own_checks(make_app, dbconn, settings, tmp_path):
+    client = make_app(enrollment_policy="token", **settings).test_client()
+    address = STELLAR if settings.get("wallet_format") == "stellar" else new_wallet()
+    pairs = [("wallet", address), ("token", token_for(address))]
+    assert_it_passes_its_own_checks(assert_script(setup(client, *pairs), 200), tmp_path)
+
+
+def test_the_served_script_carries_the_collectors_own_patterns(client, tmp_path):
+    body = assert_script(setup(client, ("wallet", EIP55)), 200)
+    assert rendered_values(body, tmp_path, tuple(SCRIPT_PATTERNS)) == SCRIPT_PATTERNS
 
 
 def test_a_configured_agent_package_replaces_the_wheel(make_app, tmp_path):

@@ -2,11 +2,19 @@
 anything happens, and refusals are clear. Installing for real is in test_install_under_systemd."""
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from collector.api import ApiError
+from collector.config import RULES
+from collector.setup import SCRIPT_PATTERNS, render
+from collector.workers import validate_token
+from protocol.wallets import InvalidWallet, normalize_wallet
+from tests.protocol.pattern_cases import CASES
 
 SCRIPT = Path(__file__).parents[2] / "packaging" / "setup.sh"
 WALLET = "0x52908400098527886E0F7030069857D2E4169EE7"
@@ -117,3 +125,115 @@ def test_it_refuses_a_machine_without_systemd(tmp_path):
     result = run_script(*GOOD, cwd=tmp_path)
     assert result.returncode == 1
     assert "systemd is not running" in result.stderr
+
+
+# --- the rules are the collector's ----------------------------------------------------------
+
+# The table of values for each rule, and the variable the script reads that value from.
+FIELDS = {
+    "COLLECTOR_URL": "COLLECTOR_URL",
+    "EVM_WALLET": "WALLET",
+    "STELLAR_WALLET": "WALLET",
+    "ENROLLMENT_TOKEN": "TOKEN",
+    "PIP_REQUIREMENT": "PACKAGE",
+}
+
+
+def script_assignments(script: str) -> dict[str, str]:
+    """Each ``NAME=value`` line of the script's top level, as the shell reads its value."""
+    found = {}
+    for line in script.splitlines():
+        name, equals, value = line.partition("=")
+        if equals and name.isidentifier() and name.isupper():
+            (found[name],) = shlex.split(value)
+    return found
+
+
+def test_the_script_carries_the_collectors_own_patterns():
+    script = SCRIPT.read_text()
+    assignments = script_assignments(script)
+    assert {k: v for k, v in assignments.items() if k.endswith("_RE")} == SCRIPT_PATTERNS
+    # The collector serves the file with its patterns filled in: that changes nothing.
+    assert render(script, SCRIPT_PATTERNS) == script
+
+
+def test_the_script_checks_values_only_through_those_patterns():
+    script = SCRIPT.read_text()
+    # One =~, in the function that anchors a pattern variable; no rule of its own elsewhere.
+    assert script.count("=~") == 1
+    for name in SCRIPT_PATTERNS:
+        assert f'"${name}"' in script.partition("\nvalidate_options() {")[2].partition("\n}")[0]
+
+
+def python_accepts(rule: str, value: str) -> bool:
+    """What the collector says of a value: the very checks it applies before serving one."""
+    try:
+        if rule == "COLLECTOR_URL":
+            return RULES["public_url"].check(value)
+        if rule == "PIP_REQUIREMENT":
+            return RULES["agent_package"].check(value)
+        if rule == "ENROLLMENT_TOKEN":
+            validate_token(value)
+        else:
+            normalize_wallet(value, "stellar" if rule == "STELLAR_WALLET" else "evm")
+    except (ApiError, InvalidWallet):
+        return False
+    return True
+
+
+def script_accepts(pairs: list[tuple[str, str]], cwd: Path) -> list[bool]:
+    """Whether the script's own validate_options passes, for each (variable, value) with the
+    other values good; one bash runs the script's functions (not main) for them all."""
+    script = SCRIPT.read_text()
+    functions = script.removesuffix('main "$@"\n')
+    assert functions != script
+    driver = f"""
+check() {{
+    COLLECTOR_URL=http://127.0.0.1:8000 WALLET={WALLET} WALLET_FORMAT=evm TOKEN='' PACKAGE=''
+    [[ $1 != STELLAR ]] || {{ WALLET_FORMAT=stellar; set -- WALLET "$2"; }}
+    printf -v "$1" '%s' "$2"
+    validate_options
+}}
+while IFS= read -r -d '' name && IFS= read -r -d '' value; do
+    if (check "$name" "$value") >/dev/null 2>&1; then printf 1; else printf 0; fi
+done
+"""
+    result = subprocess.run(
+        ["bash", "-c", functions + driver, "setup.sh"],
+        input="".join(f"{name}\0{value}\0" for name, value in pairs).encode(),
+        cwd=cwd,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, b"")
+    return [flag == "1" for flag in result.stdout.decode()]
+
+
+def test_the_script_and_the_collector_agree_on_every_value(tmp_path):
+    cases = [
+        (rule, value)
+        for rule, (_, table) in CASES.items()
+        for value in table
+        # Empty, a token or package is not given at all: see the next test.
+        if value or rule in ("COLLECTOR_URL", "EVM_WALLET", "STELLAR_WALLET")
+    ]
+    variables = [
+        ("STELLAR" if rule == "STELLAR_WALLET" else FIELDS[rule], value) for rule, value in cases
+    ]
+    by_script = script_accepts(variables, tmp_path)
+    by_python = [python_accepts(rule, value) for rule, value in cases]
+    disagreements = [
+        (rule, value, script, python)
+        for (rule, value), script, python in zip(cases, by_script, by_python, strict=True)
+        if script != python
+    ]
+    assert disagreements == []
+    # The table says which values are good: both sides follow it.
+    assert by_python == [CASES[rule][1][value] for rule, value in cases]
+    assert ("COLLECTOR_URL", "http://a:b:c") in cases
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_an_empty_token_or_package_is_one_not_given(tmp_path):
+    assert script_accepts([("TOKEN", ""), ("PACKAGE", "")], tmp_path) == [True, True]
