@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from collector import db, migrations
-from collector.config import CollectorConfig, ConfigError, load_config
+from collector.config import CollectorConfig, ConfigError, load_config, mask_password
 from protocol import ProtocolError
 from protocol.times import format_timestamp, utcnow
 from protocol.wallets import normalize_wallet
@@ -31,7 +31,31 @@ def _check_schema(database) -> None:
         )
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command: an operator's mistake about the database is a sentence, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except db.DATABASE_DOWN as exc:
+            config = ctx.obj if isinstance(ctx.obj, CollectorConfig) else None
+            raise click.ClickException(_database_problem(config, exc)) from None
+
+
+def _database_problem(config: CollectorConfig | None, exc: Exception) -> str:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if config is None:
+        return f"the database failed: {reason}"
+    where = mask_password(config.database_url)
+    if config.is_postgres:
+        check = "check that PostgreSQL is running there and that DATABASE_URL is right"
+    else:
+        directory = Path(db.sqlite_path(config.database_url)).resolve().parent
+        check = f"check that the directory {directory} exists and is writable"
+    return f"cannot use the database {where}: {reason}; {check}"
+
+
+@click.group(cls=_Commands)
 @click.option(
     "--config",
     "config_path",

@@ -45,6 +45,12 @@ class CollectorConfig:
     max_skew: int = 120
     sweep_interval: int = 60
     max_body_bytes: int = 256 * 1024
+    # Untrusted clients: a request's headers must arrive within header_timeout seconds (also
+    # how long an idle keep-alive connection is kept), its body within body_timeout; each
+    # serving process holds at most connections_per_process connections at once.
+    header_timeout: int = 10
+    body_timeout: int = 30
+    connections_per_process: int = 1000
     deployment_url_template: str = "https://{name}.tassium.app"
     migrate_on_start: bool = False
     log_level: str = "INFO"
@@ -59,7 +65,7 @@ class CollectorConfig:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.api_token:
             shown["api_token"] = "********"  # noqa: S105 - a mask, not a secret
-        shown["database_url"] = _mask_password(self.database_url)
+        shown["database_url"] = mask_password(self.database_url)
         return "CollectorConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @property
@@ -104,6 +110,9 @@ RULES = {
     "max_skew": Rule(int, lambda v: v >= 0, "seconds, 0 or more"),
     "sweep_interval": Rule(int, lambda v: v >= 0, "seconds, 0 turns the sweeper off"),
     "max_body_bytes": Rule(int, lambda v: 1024 <= v <= 64 * 1024 * 1024, "from 1024 to 64 MiB"),
+    "header_timeout": Rule(int, lambda v: 1 <= v <= 300, "seconds, from 1 to 300"),
+    "body_timeout": Rule(int, lambda v: 1 <= v <= 3600, "seconds, from 1 to 3600"),
+    "connections_per_process": Rule(int, lambda v: 10 <= v <= 100_000, "from 10 to 100000"),
     "deployment_url_template": Rule(str, _url_template, "an http(s) URL containing {name}"),
     "migrate_on_start": Rule(bool),
     "log_level": Rule(str, ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -159,7 +168,8 @@ def _file_has_token(path: Path) -> bool:
     return isinstance(document, dict) and "api_token" in document
 
 
-def _mask_password(url: str) -> str:
+def mask_password(url: str) -> str:
+    """The URL with its password, if any, replaced by asterisks: safe for a log line."""
     parts = urlsplit(url)
     if parts.password:
         return url.replace(f":{parts.password}@", ":********@", 1)

@@ -43,11 +43,16 @@ class BaseModel(Model):
         database = database
 
 
+def sqlite_path(url: str) -> str:
+    """The file a ``sqlite:///path`` URL names (relative to the working directory)."""
+    return unquote(url[len("sqlite:///") :])
+
+
 def open_database(url: str) -> Database:
     """A Peewee database for a ``sqlite:///path`` or ``postgresql://`` URL."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        path = unquote(url[len("sqlite:///") :])
+        path = sqlite_path(url)
         # IMMEDIATE takes the write lock when a transaction starts, so two processes applying
         # heartbeats queue on busy_timeout instead of failing on a lock upgrade.
         return SqliteDatabase(
@@ -114,10 +119,8 @@ def close_all(db: Database) -> None:
 
 
 def init_app(app: Flask) -> None:
-    @app.before_request
-    def _connect() -> None:
-        database.connect(reuse_if_open=True)
-
+    # No connection is opened before the view runs: Peewee connects on the first query, so a
+    # request holds a (pooled) connection only once its body is read and it needs one.
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:
         if not database.is_closed():

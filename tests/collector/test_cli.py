@@ -22,6 +22,7 @@ from protocol.heartbeat import AgentInfo, Container, Heartbeat, encode_public_ke
 from protocol.times import format_timestamp, utcnow
 from protocol.wallets import stellar_address
 from tests import programs
+from tests.conftest import free_port
 from tests.factories import connected, minutes_ago, new_wallet
 
 CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -322,3 +323,46 @@ def test_the_console_script_exits_non_zero_on_a_bad_config(console_script, confi
     assert done.returncode == 1
     assert "port: must be a whole number, not 'eighty'" in done.stderr
     assert done.stdout == ""
+
+
+# --- a database the command cannot use -----------------------------------------------------------
+
+ALL_COMMANDS = [
+    ["migrate"],
+    ["sweep"],
+    ["workers"],
+    ["serve"],
+    ["token", "create", "--wallet", "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"],
+]
+
+
+def unreachable_postgres() -> str:
+    return f"postgresql://tassium:s3cret-password@127.0.0.1:{free_port()}/tassium"
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: c[0])
+def test_an_unreachable_postgres_is_one_clear_line_for_every_command(runner, command):
+    result = runner(*command, database_url=unreachable_postgres())
+    assert result.exit_code == 1
+    assert "cannot use the database postgresql://tassium:********@127.0.0.1:" in result.output
+    assert "check that PostgreSQL is running there and that DATABASE_URL is right" in result.output
+    assert "s3cret-password" not in result.output
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: c[0])
+def test_a_sqlite_file_in_a_missing_directory_is_one_clear_line(runner, tmp_path, command):
+    result = runner(*command, database_url=f"sqlite:///{tmp_path}/missing/collector.db")
+    assert result.exit_code == 1
+    assert "unable to open database file" in result.output
+    assert f"check that the directory {tmp_path}/missing exists and is writable" in result.output
+
+
+def test_the_console_script_shows_no_traceback_for_an_unreachable_database(
+    console_script, config_file
+):
+    path = config_file(database_url=unreachable_postgres())
+    for command in ("workers", "migrate"):
+        done = run_script(console_script, "--config", str(path), command)
+        assert done.returncode == 1
+        assert done.stderr.startswith("Error: cannot use the database"), done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
