@@ -1,13 +1,11 @@
 """``tassium-collector``: serve, migrate, sweep, token create, workers."""
 
-import logging
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import click
 
-from collector import db, migrations
+from collector import db, logs, migrations
 from collector.config import CollectorConfig, ConfigError, load_config, mask_password
 from protocol import ProtocolError
 from protocol.times import format_timestamp, utcnow
@@ -69,9 +67,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
         config = load_config(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    logging.basicConfig(
-        level=config.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(config.log_level)
     ctx.obj = config
 
 
