@@ -220,7 +220,9 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
     def _http_error(exc: HTTPException):
         messages = {413: f"request body is larger than {config.max_body_bytes} bytes"}
         message = messages.get(exc.code, exc.description)
-        return jsonify(error=message), exc.code
+        # Keep the headers that go with the status, such as a 405's Allow (RFC 9110).
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return jsonify(error=message), exc.code, headers
 
     origins = set(config.cors_origins)
     if origins:

@@ -2,19 +2,20 @@
 
 from flask import Flask, jsonify
 
-from collector import api, db, deployments, heartbeats, payments, setup, workers
+from collector import api, db, deployments, heartbeats, openapi, payments, setup, workers
 from collector.config import CollectorConfig
 from collector.migrations import LATEST_VERSION, current_version
 
 
 def create_app(config: CollectorConfig) -> Flask:
-    app = Flask(__name__)
+    # No static folder: every route the collector has is documented in /openapi.json.
+    app = Flask(__name__, static_folder=None)
     app.config["TASSIUM"] = config
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     db.bind(config.database_url)
     db.init_app(app)
     api.init_app(app, config)
-    for module in (heartbeats, workers, deployments, payments, setup):
+    for module in (heartbeats, workers, deployments, payments, setup, openapi):
         app.register_blueprint(module.bp)
 
     @app.get("/healthz")

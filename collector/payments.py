@@ -20,6 +20,9 @@ bp = Blueprint("payments", __name__, url_prefix="/payments")
 
 UINT256_MAX = 2**256 - 1
 _AMOUNT = re.compile(r"0|[1-9][0-9]{0,77}")
+# Ids are PostgreSQL serials, so no row has a larger one; and SQLite's driver cannot even
+# send a number beyond 64 bits (OverflowError, a 500).
+MAX_ID = 2**31 - 1
 
 
 def to_json(payment: Payment) -> dict:
@@ -73,7 +76,7 @@ def list_payments():
 
 @bp.get("/<int:payment_id>")
 def get(payment_id: int):
-    payment = Payment.get_or_none(Payment.id == payment_id)
+    payment = Payment.get_or_none(Payment.id == payment_id) if payment_id <= MAX_ID else None
     if payment is None:
         raise ApiError(404, f"no payment with id {payment_id}")
     return jsonify(to_json(payment))

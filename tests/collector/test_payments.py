@@ -22,3 +22,11 @@ def test_an_amount_that_is_no_uint256_string_is_refused(client, amount):
     response = client.post("/payments", json={"name": "x", "amount": amount, "creator": CREATOR})
     assert response.status_code == 400
     assert "amount" in response.json["error"]
+
+
+@pytest.mark.parametrize("payment_id", [2**31, 2**63, 10**30], ids=str)
+def test_an_id_beyond_any_row_is_not_found(client, payment_id):
+    # It was a 500 on SQLite, whose driver cannot send an id beyond 64 bits.
+    response = client.get(f"/payments/{payment_id}")
+    assert response.status_code == 404
+    assert response.json["error"] == f"no payment with id {payment_id}"

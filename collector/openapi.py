@@ -1,0 +1,84 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 document of every route the collector serves.
+
+The operations are in ``openapi_paths.py`` and the body schemas in ``openapi_schemas.py``.
+The document is Python data rather than a YAML file so that the wheel the collector serves
+(``wheel.py`` packs the ``.py`` files) carries it with no further rule. A test compares it
+with Flask's URL map, so a route added without documentation fails, and schemathesis checks
+the served collector against it.
+"""
+
+import functools
+import importlib.metadata
+
+from flask import Blueprint, jsonify
+
+from collector.api import settings
+from collector.openapi_paths import PATHS
+from collector.openapi_schemas import schemas
+from collector.wheel import DISTRIBUTION
+
+bp = Blueprint("openapi", __name__)
+
+# What each error status means, wherever an operation lists it; the body is {"error": "…"}.
+ERRORS = {
+    400: "Malformed JSON, or an unknown or invalid field or query parameter.",
+    401: "Missing or wrong credentials: the API token, or the Ed25519 signature.",
+    403: "Not possible on this collector as configured.",
+    404: "No such resource, or (a path parameter holding `/`) no such route.",
+    405: "A path parameter holding `/` named a route without this method.",
+    408: "The request body did not arrive within `body_timeout`.",
+    409: "A conflict with the current state: a duplicate, or a status transition.",
+    413: "The request body is larger than `max_body_bytes`.",
+    422: "A timestamp outside the accepted range.",
+    503: "The database is unavailable; `Retry-After` says when to try again.",
+}
+
+_TEXT = {"type": "string"}
+
+
+def _error_responses() -> dict:
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    responses = {
+        str(code): {"description": text, "content": error} for code, text in ERRORS.items()
+    }
+    responses["405"]["headers"] = {
+        "Allow": {"description": "The methods the path has", "required": True, "schema": _TEXT}
+    }
+    responses["503"]["headers"] = {
+        "Retry-After": {"description": "Seconds", "required": True, "schema": _TEXT}
+    }
+    return responses
+
+
+@functools.cache
+def document(wallet_format: str) -> dict:
+    """The document for a collector of this wallet format (its wallet pattern differs)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tassium collector",
+            "version": importlib.metadata.version(DISTRIBUTION),
+            "description": "Signed worker heartbeats in; uptime windows, worker status and "
+            "the web UI's deployment and payment tables out. Any other method on these paths "
+            "answers 405 with an Allow header, and any other path 404. On any route a "
+            "request body that is malformed, too large or too slow is answered 400, 413 or "
+            '408 before the route runs. Every error is {"error": "<message>"}.',
+        },
+        "paths": PATHS,
+        "components": {
+            "schemas": schemas(wallet_format),
+            "responses": _error_responses(),
+            "securitySchemes": {
+                "apiToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The collector's api_token (needed only when one is set)",
+                }
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(document(settings().wallet_format))

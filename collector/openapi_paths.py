@@ -1,0 +1,253 @@
+"""The operations of the OpenAPI document (``collector/openapi.py``): one entry per route,
+with every status the route answers. Error statuses refer to the shared responses there."""
+
+from protocol.heartbeat import SIGNATURE_HEADER
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _body(schema: str) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _errors(*statuses: int) -> dict:
+    return {str(s): {"$ref": f"#/components/responses/{s}"} for s in statuses}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _path(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+# Every route reads the database except /openapi.json and /packages/<wheel>.
+_DB = (503,)
+_WRITE = (400, 408, 413, *_DB)  # a JSON body is read and parsed
+_TOKEN = [{"apiToken": []}, {}]  # the bearer token, when the collector has one configured
+_SIGNED = {
+    "name": SIGNATURE_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{86}==$"},
+    "description": "The Ed25519 signature of the exact request body, base64",
+}
+_PAGE = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "page size"),
+    _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0}, "skip"),
+]
+_CREATOR = _query("creator", _ref("Wallet"), "only this creator's entries")
+_WALLET = _path("address", _ref("Wallet"))
+_NAME = _path("name", {"type": "string", "minLength": 1})
+_SCRIPT = {
+    "content": {"text/x-shellscript": {"schema": {"type": "string"}}},
+    "headers": {"Cache-Control": {"required": True, "schema": {"const": "no-store"}}},
+}
+
+PATHS = {
+    "/healthz": {
+        "get": {
+            "summary": "Health: the database answers and its schema is current",
+            "responses": {
+                "200": _json("Health", "Healthy"),
+                "503": _json("Health", "Database unavailable or schema not current"),
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI 3.1 document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+    "/heartbeat": {
+        "post": {
+            "summary": "A worker's signed heartbeat: extends or opens its uptime window",
+            "parameters": [_SIGNED],
+            "requestBody": _body("Heartbeat"),
+            "responses": {
+                "200": _json("HeartbeatAccepted", "Accepted"),
+                **_errors(*_WRITE, 401, 404, 409, 422),
+            },
+        }
+    },
+    "/workers/enroll": {
+        "post": {
+            "summary": "Bind an Ed25519 public key to a wallet (signed by that key)",
+            "parameters": [_SIGNED],
+            "requestBody": _body("Enrollment"),
+            "responses": {
+                "200": _json("WorkerSummary", "The same key was enrolled already, or replaced"),
+                "201": _json("WorkerSummary", "Enrolled"),
+                **_errors(*_WRITE, 401, 409),
+            },
+        }
+    },
+    "/workers/tokens": {
+        "post": {
+            "summary": "Issue a single-use enrollment token for a wallet",
+            "security": [{"apiToken": []}],
+            "requestBody": _body("TokenRequest"),
+            "responses": {
+                "201": _json("Token", "Issued"),
+                **_errors(*_WRITE, 401, 403),
+            },
+        }
+    },
+    "/workers": {
+        "get": {
+            "summary": "Every worker, by wallet",
+            "parameters": _PAGE,
+            "responses": {"200": _json("WorkerSummaryPage", "A page"), **_errors(400, *_DB)},
+        }
+    },
+    "/workers/{address}": {
+        "get": {
+            "summary": "One worker with its open window and containers",
+            "parameters": [_WALLET],
+            "responses": {"200": _json("Worker", "The worker"), **_errors(400, 404, *_DB)},
+        }
+    },
+    "/workers/{address}/containers": {
+        "get": {
+            "summary": "The containers of a worker's last heartbeat",
+            "parameters": [_WALLET],
+            "responses": {"200": _json("Containers", "Its containers"), **_errors(400, 404, *_DB)},
+        }
+    },
+    "/workers/{address}/uptime": {
+        "get": {
+            "summary": "Uptime records and seconds between from and to",
+            "parameters": [
+                _WALLET,
+                _query("from", _ref("Timestamp"), "start; default: 24 hours before to"),
+                _query("to", _ref("Timestamp"), "end; default: now"),
+            ],
+            "responses": {
+                "200": _json("Uptime", "Uptime in the range"),
+                **_errors(400, 404, 422, *_DB),
+            },
+        }
+    },
+    "/deployments": {
+        "post": {
+            "summary": "Create a deployment (status pending)",
+            "security": _TOKEN,
+            "requestBody": _body("NewDeployment"),
+            "responses": {"201": _json("Deployment", "Created"), **_errors(*_WRITE, 401, 409)},
+        },
+        "get": {
+            "summary": "Deployments, newest first",
+            "parameters": [
+                _CREATOR,
+                _query("status", _ref("DeploymentStatus"), "only in this status"),
+                *_PAGE,
+            ],
+            "responses": {"200": _json("DeploymentPage", "A page"), **_errors(400, *_DB)},
+        },
+    },
+    "/deployments/{name}": {
+        "get": {
+            "summary": "One deployment",
+            "parameters": [_NAME],
+            "responses": {
+                "200": _json("Deployment", "The deployment"),
+                **_errors(404, 405, *_DB),
+            },
+        },
+        "delete": {
+            "summary": "Delete a deployment",
+            "security": _TOKEN,
+            "parameters": [_NAME],
+            "responses": {
+                "204": {"description": "Deleted"},
+                **_errors(401, 404, 405, *_DB),
+            },
+        },
+    },
+    "/deployments/{name}/status": {
+        "patch": {
+            "summary": "Move a deployment: pending → processing → success | failed",
+            "security": _TOKEN,
+            "parameters": [_NAME],
+            "requestBody": _body("StatusChange"),
+            "responses": {
+                "200": _json("Deployment", "Moved"),
+                **_errors(*_WRITE, 401, 404, 405, 409),
+            },
+        }
+    },
+    "/payments": {
+        "post": {
+            "summary": "Record a payment",
+            "security": _TOKEN,
+            "requestBody": _body("NewPayment"),
+            "responses": {"201": _json("Payment", "Recorded"), **_errors(*_WRITE, 401)},
+        },
+        "get": {
+            "summary": "Payments, newest first",
+            "parameters": [_CREATOR, *_PAGE],
+            "responses": {"200": _json("PaymentPage", "A page"), **_errors(400, *_DB)},
+        },
+    },
+    "/payments/{payment_id}": {
+        "get": {
+            "summary": "One payment",
+            "parameters": [_path("payment_id", {"type": "integer", "minimum": 0})],
+            "responses": {"200": _json("Payment", "The payment"), **_errors(404, *_DB)},
+        }
+    },
+    **{
+        route: {
+            "get": {
+                "summary": "The worker install script for a wallet"
+                + (" (the plan's name for /setup.sh)" if route == "/api/setup" else ""),
+                "parameters": [
+                    {
+                        **_query("wallet", _ref("Wallet"), "the worker owner's wallet"),
+                        "required": True,
+                    },
+                    _query("token", {"type": "string"}, "an enrollment token for that wallet"),
+                ],
+                "responses": {
+                    "200": {"description": "The script, ready for `| sudo bash`", **_SCRIPT},
+                    "400": {"description": "A script that prints why and exits 1", **_SCRIPT},
+                    **_errors(*_DB),
+                },
+            }
+        }
+        for route in ("/setup.sh", "/api/setup")
+    },
+    "/packages/{name}": {
+        "get": {
+            "summary": "The wheel of the collector's own code, which the install script installs",
+            "parameters": [_path("name", {"type": "string", "minLength": 1})],
+            "responses": {
+                "200": {
+                    "description": "The wheel (ETag: its sha256)",
+                    "content": {"application/octet-stream": {}},
+                },
+                "304": {"description": "Not modified (If-None-Match)"},
+                **_errors(404, 405),
+            },
+        }
+    },
+}

@@ -1,0 +1,209 @@
+"""The OpenAPI document: valid OpenAPI 3.1, naming every route Flask serves, and kept by the
+served collector under schemathesis' generated requests on SQLite and PostgreSQL."""
+
+import re
+
+import httpx
+import hypothesis
+import hypothesis.errors
+import hypothesis.strategies as st
+import pytest
+import requests
+import schemathesis
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from collector import db, wheel
+from collector.app import create_app
+from collector.config import CollectorConfig
+from protocol.times import format_timestamp, utcnow
+from tests.factories import CREATOR, FakeWorker, deployment
+
+API_TOKEN = "openapi-test-token-0123456789"
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+# Requests per operation and generation mode (valid, invalid); about 2,000 per backend.
+EXAMPLES = 50
+# Methods Flask adds to every route by itself.
+_IMPLICIT = {"HEAD", "OPTIONS"}
+
+
+@pytest.fixture(params=["evm", "stellar"])
+def document(request, tmp_path) -> dict:
+    # /openapi.json needs no database; the app still binds one.
+    config = CollectorConfig(
+        database_url=f"sqlite:///{tmp_path / 'unused.db'}", wallet_format=request.param
+    )
+    app = create_app(config)
+    response = app.test_client().get("/openapi.json")
+    db.database.close()
+    assert response.status_code == 200
+    yield response.get_json()
+
+
+def test_the_document_is_valid_openapi_3_1(document):
+    assert document["openapi"].startswith("3.1.")
+    schemathesis.openapi.from_dict(document).validate()
+
+
+def test_the_document_names_every_route_and_method_flask_serves(document, tmp_path):
+    app = create_app(CollectorConfig(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    served = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - _IMPLICIT
+    }
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert served == documented
+
+
+def test_any_other_method_on_a_documented_path_is_405_with_allow(document, tmp_path):
+    client = create_app(CollectorConfig(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    client = client.test_client()
+    templates = {re.sub(r"{\w+}", "[^/]+", path): item for path, item in document["paths"].items()}
+    for path in document["paths"]:
+        url = re.sub(r"{\w+}", "1", path)
+        # /workers/enroll is also /workers/{address}: every path the URL fits counts.
+        documented = {
+            method.upper()
+            for template, item in templates.items()
+            if re.fullmatch(template, url)
+            for method in item
+        }
+        implicit = {"OPTIONS", "HEAD"} if "GET" in documented else {"OPTIONS"}
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE", "TRACE"} - documented:
+            response = client.open(url, method=method)
+            assert response.status_code == 405, (method, path)
+            assert set(response.headers["Allow"].split(", ")) == documented | implicit
+            assert response.json["error"]
+
+
+def test_every_error_answer_is_documented_as_an_error_object(document):
+    shared = document["components"]["responses"]
+    for status, response in shared.items():
+        schema = response["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}, status
+
+
+class Fuzzer:
+    """Sends generated requests for one operation to one collector and keeps what the checks
+    found, so that one run reports every operation that broke the document."""
+
+    def __init__(self, session: requests.Session):
+        self.session = session
+        self.found: list[str] = []
+        self.sent = 0
+
+    def fuzz(self, operation, base_url: str, **path_parameters) -> None:
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+            strategy = operation.as_strategy(
+                generation_mode=mode, path_parameters=path_parameters or None
+            )
+            if mode.is_positive:
+                strategy = st.builds(_steer, strategy, st.booleans())
+            try:
+                self._run(strategy, base_url)
+            except hypothesis.errors.Unsatisfiable:
+                pass  # nothing to make invalid: no parameters, or only fixed ones
+            except (
+                Exception,
+                BaseExceptionGroup,
+            ) as exc:  # schemathesis' FailureGroup is a base one
+                fixed = f" with {path_parameters}" if path_parameters else ""
+                self.found.append(f"{operation.label}{fixed}, {mode.value}, {base_url}:\n{exc}")
+
+    def _run(self, strategy, base_url: str) -> None:
+        @hypothesis.given(case=strategy)
+        @hypothesis.settings(
+            max_examples=EXAMPLES,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+        def run(case):
+            self.sent += 1
+            case.call_and_validate(
+                base_url=base_url,
+                session=self.session,
+                headers={"Authorization": f"Bearer {API_TOKEN}"},
+                checks=CHECKS,
+                timeout=10,
+            )
+
+        run()
+
+
+def _steer(case, now: bool):
+    """Steer valid requests past two rules no schema can state, so that they reach the rest
+    of the route: generated mixed-case addresses almost never carry their EIP-55 checksum
+    (lower-case ones need none), and a generated heartbeat time is almost never within
+    max_backfill of now (half of them are sent as now)."""
+    for part in (case.body, case.query, case.path_parameters):
+        if isinstance(part, dict):
+            for name in ("walletAddress", "creator", "wallet", "address"):
+                if isinstance(part.get(name), str):
+                    part[name] = part[name].lower()
+    if now and case.operation.path == "/heartbeat" and isinstance(case.body, dict):
+        case.body["timestamp"] = format_timestamp(utcnow())
+    return case
+
+
+def _seed(served_url: str) -> dict[str, dict]:
+    """One of each resource, for the operations that read or change one by its path."""
+    worker = FakeWorker()
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with httpx.Client(base_url=served_url) as client:
+        raw, headers = worker.signed(
+            {"walletAddress": worker.wallet, "publicKey": worker.public_key}
+        )
+        assert client.post("/workers/enroll", content=raw, headers=headers).status_code == 201
+        raw, headers = worker.signed(worker.heartbeat_body())
+        assert client.post("/heartbeat", content=raw, headers=headers).status_code == 200
+        created = client.post("/deployments", json=deployment(name="seeded"), headers=auth)
+        assert created.status_code == 201
+        paid = client.post(
+            "/payments", json={"name": "seeded", "amount": "1", "creator": CREATOR}, headers=auth
+        )
+        assert paid.status_code == 201
+    address = {"address": worker.wallet}
+    return {
+        "/workers/{address}": address,
+        "/workers/{address}/containers": address,
+        "/workers/{address}/uptime": address,
+        "/deployments/{name}": {"name": "seeded"},
+        "/deployments/{name}/status": {"name": "seeded"},
+        "/payments/{payment_id}": {"payment_id": paid.json()["id"]},
+        "/packages/{name}": {"name": wheel.current().filename},
+    }
+
+
+def test_the_served_collector_keeps_to_its_document(serve_collector, backend):
+    served = serve_collector(api_token=API_TOKEN)
+    # Heartbeats also reach the window logic when signatures are not required.
+    unsigned = serve_collector(api_token=API_TOKEN, require_signatures=False)
+    seeded = _seed(served.url)
+    schema = schemathesis.openapi.from_url(served.url + "/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    # Deleting the seeded deployment comes last, after the operations that read or move it.
+    operations.sort(key=lambda operation: operation.method.upper() == "DELETE")
+    with requests.Session() as session:
+        fuzzer = Fuzzer(session)
+        for operation in operations:
+            fuzzer.fuzz(operation, served.url)
+            if operation.path in seeded:
+                fuzzer.fuzz(operation, served.url, **seeded[operation.path])
+            if operation.path == "/heartbeat":
+                fuzzer.fuzz(operation, unsigned.url)
+    assert not fuzzer.found, "\n\n".join(fuzzer.found)
+    assert fuzzer.sent > 1000
