@@ -2,7 +2,7 @@
 
 from flask import Flask, jsonify
 
-from collector import api, db, deployments, heartbeats, openapi, payments, setup, workers
+from collector import api, bodies, db, deployments, heartbeats, openapi, payments, setup, workers
 from collector.config import CollectorConfig
 from collector.migrations import LATEST_VERSION, current_version
 
@@ -15,6 +15,7 @@ def create_app(config: CollectorConfig) -> Flask:
     db.bind(config.database_url)
     db.init_app(app)
     api.init_app(app, config)
+    bodies.init_app(app, config)
     for module in (heartbeats, workers, deployments, payments, setup, openapi):
         app.register_blueprint(module.bp)
 

@@ -1,13 +1,26 @@
 """``tassium-collector serve``: the app under gunicorn, with the sweeper in every worker
-process (the lease lets one of them sweep)."""
+process (the lease lets one of them sweep).
+
+Workers are gunicorn's gevent workers, because the collector faces untrusted clients: a
+connection that sends its headers a byte a second, or idles after a keep-alive request,
+costs a greenlet, not a whole worker process. Headers must arrive within ``header_timeout``
+(gunicorn's ``keepalive``: its async workers read each request's headers, the first one
+included, under that deadline) and bodies within ``body_timeout`` (``collector.bodies``).
+Database calls stay blocking (no psycogreen): a greenlet never yields inside a
+transaction, so the locking is what it is with one request per process at a time.
+"""
 
 import ipaddress
 import logging
+import resource
 from datetime import timedelta
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.base_async import AsyncWorker
+from gunicorn.workers.ggevent import GeventWorker
 
 from collector.config import CollectorConfig
+from collector.logs import GunicornLogger
 from protocol.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -20,6 +33,26 @@ def listens_beyond_loopback(host: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
         return True
+
+
+class CollectorWorker(GeventWorker):
+    """gunicorn's gevent worker, with a time-out on every operation of a client socket."""
+
+    def handle(self, listener, client, addr) -> None:
+        # GeventWorker.handle leaves the socket without a time-out, so a client that stops
+        # reading our response would hold its greenlet and connection for good. Header and
+        # body reads have shorter deadlines of their own; this bounds the writes.
+        config = self.app.config_obj
+        client.settimeout(config.header_timeout + config.body_timeout)
+        AsyncWorker.handle(self, listener, client, addr)
+
+    def handle_request(self, listener_name, req, sock, addr) -> bool:
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        except TimeoutError:
+            # Not a server fault worth a traceback: close the connection quietly.
+            self.log.info("closed a connection from %s that stopped reading", addr[0])
+            raise StopIteration from None
 
 
 class CollectorServer(BaseApplication):
@@ -38,7 +71,12 @@ class CollectorServer(BaseApplication):
             ],
         )
         self.cfg.set("workers", config.processes)
+        # By name: gunicorn before 23 only takes a string here.
+        self.cfg.set("worker_class", f"{__name__}.{CollectorWorker.__name__}")
+        self.cfg.set("worker_connections", config.connections_per_process)
+        self.cfg.set("keepalive", config.header_timeout)
         self.cfg.set("accesslog", "-")
+        self.cfg.set("logger_class", GunicornLogger)
         self.cfg.set("loglevel", config.log_level.lower())
         self.cfg.set("post_worker_init", self._start_sweeper)
         self.cfg.set("proc_name", "tassium-collector")
@@ -65,6 +103,28 @@ class CollectorServer(BaseApplication):
             ).start()
 
 
+def raise_open_file_limit(needed: int) -> int:
+    """Raise this process's soft limit on open files to its hard limit (the workers inherit
+    it): every connection is a file, and the usual soft limit of 1024 is below what
+    ``connections_per_process`` allows. Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+    if soft < needed:
+        log.warning(
+            "each process may open only %d files, fewer than connections_per_process needs "
+            "(%d): raise the limit (LimitNOFILE= in a systemd unit, ulimit -n in a shell)",
+            soft,
+            needed,
+        )
+    return soft
+
+
 def serve(config: CollectorConfig) -> None:
     if listens_beyond_loopback(config.host) and not config.api_token:
         log.warning(
@@ -72,4 +132,6 @@ def serve(config: CollectorConfig) -> None:
             "and payments; set api_token",
             config.host,
         )
+    # Room for the database connections, the log and the listening sockets besides.
+    raise_open_file_limit(config.connections_per_process + 64)
     CollectorServer(config).run()

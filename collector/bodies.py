@@ -1,0 +1,134 @@
+"""Request bodies are read whole, bounded in size and time, before Flask sees the request.
+
+A WSGI middleware reads at most ``max_body_bytes`` within ``body_timeout`` seconds and hands
+Flask the bytes in memory. So no view (and no database connection, which Peewee opens on a
+view's first query) waits on a client that trickles its body, a chunked body is held to the
+same limit as one with a Content-Length, and what gunicorn raises on a malformed chunked body
+becomes a 400 instead of a 500. A refused body is answered from a ``before_request`` hook with
+the collector's usual ``{"error": ...}``, so CORS and every other response rule still apply.
+"""
+
+import io
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+
+from flask import Flask, request
+from gevent import Timeout
+from gevent.monkey import is_module_patched
+from gunicorn.http.errors import (
+    ChunkMissingTerminator,
+    InvalidChunkSize,
+    NoMoreData,
+    ParseException,
+)
+
+from collector.api import ApiError
+from collector.config import CollectorConfig
+
+# Where a refusal waits for the before_request hook: (status, message).
+REFUSAL = "tassium.body_refused"
+_STEP = 64 * 1024
+# What gunicorn raises on a malformed body (chunk errors were OSErrors before gunicorn 23).
+_MALFORMED = (ParseException, InvalidChunkSize, ChunkMissingTerminator)
+# gunicorn echoes the offending bytes into its messages: enough of them to find the mistake.
+_MAX_DETAIL = 200
+
+
+class _TooSlow(Exception):
+    """Raised into a read still blocked at the deadline. An Exception (not gevent's Timeout,
+    a BaseException) so that gunicorn marks the body as failed and closes the connection."""
+
+
+class BodyReader:
+    """WSGI middleware: the whole body in memory, or a refusal recorded in the environ."""
+
+    def __init__(self, app: Callable, *, max_bytes: int, timeout: float):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        try:
+            body = self.read(environ)
+        except ApiError as refused:
+            environ[REFUSAL] = (refused.status, refused.message)
+            body = b""
+        if body is not None:
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            # The body is no longer chunked: it is these bytes, whatever the client sent.
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        return self.app(environ, start_response)
+
+    def read(self, environ: dict) -> bytes | None:
+        """The body, or None when the request has none; ApiError when it is refused."""
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        declared = environ.get("CONTENT_LENGTH") or None
+        if not chunked and declared is None:
+            return None
+        if chunked:
+            # One byte past the limit proves the body too large without reading the rest.
+            wanted = self.max_bytes + 1
+        else:
+            try:
+                wanted = int(declared)
+            except ValueError:
+                raise ApiError(400, "Content-Length must be a whole number of bytes") from None
+            if wanted < 0:
+                raise ApiError(400, "Content-Length must be a whole number of bytes")
+            if wanted > self.max_bytes:
+                raise self.too_large()
+        stream = environ["wsgi.input"]
+        deadline = time.monotonic() + self.timeout
+        parts, received = [], 0
+        try:
+            with _interrupt_after(self.timeout):
+                while received < wanted:
+                    if time.monotonic() >= deadline:
+                        raise _TooSlow
+                    part = stream.read(min(_STEP, wanted - received))
+                    if not part:
+                        break
+                    parts.append(part)
+                    received += len(part)
+        except (_TooSlow, TimeoutError):
+            raise ApiError(
+                408,
+                f"request body did not arrive within {self.timeout:g} seconds",
+            ) from None
+        except NoMoreData:
+            raise ApiError(400, "the connection closed before the request body ended") from None
+        except _MALFORMED as exc:
+            detail = str(exc)[:_MAX_DETAIL]
+            raise ApiError(400, f"malformed request body: {detail}") from None
+        if received > self.max_bytes:
+            raise self.too_large()
+        if not chunked and received < wanted:
+            raise ApiError(400, f"request body ended after {received} of {wanted} bytes")
+        return b"".join(parts)
+
+    def too_large(self) -> ApiError:
+        return ApiError(413, f"request body is larger than {self.max_bytes} bytes")
+
+
+def _interrupt_after(seconds: float) -> AbstractContextManager:
+    """Under gevent (how ``serve`` runs the collector) the deadline interrupts a read wherever
+    it waits: gunicorn's reader loops over recv() until it has what was asked for, so a
+    client sending a byte now and then would outlast any per-recv socket time-out. Elsewhere
+    (the test client) bodies are already in memory and never block."""
+    if is_module_patched("socket"):
+        return Timeout(seconds, _TooSlow)
+    return nullcontext()
+
+
+def init_app(app: Flask, config: CollectorConfig) -> None:
+    app.wsgi_app = BodyReader(
+        app.wsgi_app, max_bytes=config.max_body_bytes, timeout=config.body_timeout
+    )
+
+    @app.before_request
+    def _refuse_body() -> None:
+        refusal = request.environ.get(REFUSAL)
+        if refusal is not None:
+            raise ApiError(*refusal)

@@ -1,0 +1,252 @@
+"""Serving to untrusted clients: the collector under gunicorn's gevent workers keeps accepting
+signed heartbeats while slow and idle connections hold on, closes connections whose headers
+or body do not arrive in time, and answers malformed or oversized bodies (parsed by gunicorn
+itself, over raw sockets) with a 4xx and a JSON error."""
+
+import json
+import resource
+import select
+import socket
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from collector.config import ConfigError, load_config
+from collector.serve import raise_open_file_limit
+from tests.factories import FakeWorker
+from tests.hostile_clients import (
+    SlowHeaderClients,
+    idle_keepalive_connections,
+    read_response,
+    still_open,
+)
+from tests.polling import wait_for
+
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: what these tests exercise is the serving, not the database."""
+    return "sqlite"
+
+
+@pytest.fixture(autouse=True)
+def open_files():
+    """A thousand connections are a thousand descriptors on this side too."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if raise_open_file_limit(1500) < 1500:
+        pytest.fail("the open-file limit is below 1500: raise the hard limit (ulimit -Hn)")
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def address(served) -> tuple[str, int]:
+    parts = urlsplit(served.url)
+    return parts.hostname, parts.port
+
+
+def signed_heartbeats(served, count: int, *, pause: float = 0.0) -> list[int]:
+    """Enroll ``count`` fresh workers and send one signed heartbeat from each, every request on
+    a new connection with a 5 s time-out; the statuses of the heartbeats. A collector whose
+    workers were all held by other clients would time these out."""
+    statuses = []
+    for _ in range(count):
+        worker = FakeWorker()
+        raw, headers = worker.signed(
+            {"walletAddress": worker.wallet, "publicKey": worker.public_key}
+        )
+        enrolled = httpx.post(
+            served.url + "/workers/enroll", content=raw, headers=headers, timeout=5
+        )
+        assert enrolled.status_code == 201, enrolled.text
+        raw, headers = worker.signed(worker.heartbeat_body())
+        beat = httpx.post(served.url + "/heartbeat", content=raw, headers=headers, timeout=5)
+        statuses.append(beat.status_code)
+        time.sleep(pause)
+    return statuses
+
+
+def raw_exchange(served, request: bytes, *, shut_write: bool = False) -> tuple[int, dict, bool]:
+    """Send bytes as they are, read one response: its status, its JSON body, and whether the
+    server then closed the connection."""
+    with socket.create_connection(address(served), timeout=15) as sock:
+        sock.sendall(request)
+        if shut_write:
+            sock.shutdown(socket.SHUT_WR)
+        status, body = read_response(sock)
+        try:
+            closed = sock.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+    return status, json.loads(body), closed
+
+
+# --- slow and idle clients --------------------------------------------------------------------
+
+
+def test_fifty_slow_header_connections_leave_signed_heartbeats_flowing(serve_collector):
+    # A header deadline longer than the test, so that the slow connections are held throughout.
+    served = serve_collector(processes=2, header_timeout=60)
+    with SlowHeaderClients(*address(served), count=50) as slow:
+        time.sleep(2)  # every slow connection has started its request
+        statuses = signed_heartbeats(served, 24, pause=0.4)
+        assert slow.open_count == 50
+        assert slow.lifetimes == []  # none was closed: all fifty held on meanwhile
+    assert statuses == [200] * 24
+    assert served.heartbeat_statuses() == [200] * 24
+
+
+def test_slow_header_connections_are_closed_at_the_header_deadline(serve_collector):
+    served = serve_collector(processes=2, header_timeout=3)
+    started = time.monotonic()
+    with SlowHeaderClients(*address(served), count=50) as slow:
+        wait_for(lambda: len(slow.lifetimes) == 50, "the server closing all 50", timeout=20)
+        lived = list(slow.lifetimes)
+    # Closed by the deadline, not for sending too much: a byte a second for 3 s is no limit.
+    assert all(2 <= seconds < 10 for seconds in lived), lived
+    assert time.monotonic() - started < 20
+    assert signed_heartbeats(served, 3) == [200] * 3
+
+
+def test_a_thousand_idle_keepalive_connections_leave_signed_heartbeats_flowing(serve_collector):
+    served = serve_collector(processes=2, header_timeout=120)
+    host, port = address(served)
+    idle = idle_keepalive_connections(host, port, 1000)
+    try:
+        with SlowHeaderClients(host, port, count=50):
+            statuses = signed_heartbeats(served, 20)
+        assert still_open(idle) == 1000
+    finally:
+        for sock in idle:
+            sock.close()
+    assert statuses == [200] * 20
+
+
+def test_idle_keepalive_connections_are_closed_at_the_header_deadline(serve_collector):
+    served = serve_collector(processes=1, header_timeout=2)
+    idle = idle_keepalive_connections(*address(served), 20)
+    try:
+        wait_for(lambda: still_open(idle) == 0, "the server closing idle connections", 15)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+# --- bodies as gunicorn parses them -----------------------------------------------------------
+
+
+def chunked(path: str, *chunks: bytes, tail: bytes = b"0\r\n\r\n") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: collector\r\nContent-Type: application/json\r\n"
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+    return head.encode() + b"Transfer-Encoding: chunked\r\n\r\n" + body + tail
+
+
+def test_a_signed_heartbeat_sent_chunked_is_accepted(serve_collector):
+    served = serve_collector(processes=1)
+    worker = FakeWorker()
+    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": worker.public_key})
+    assert (
+        httpx.post(served.url + "/workers/enroll", content=raw, headers=headers).status_code == 201
+    )
+    raw, headers = worker.signed(worker.heartbeat_body())
+    # A generator has no length: httpx sends it chunked.
+    beat = httpx.post(
+        served.url + "/heartbeat", content=iter([raw[:10], raw[10:]]), headers=headers
+    )
+    assert beat.status_code == 200, beat.text
+
+
+def test_a_malformed_chunked_body_is_a_bad_request_and_closes(serve_collector):
+    served = serve_collector(processes=1)
+    request = chunked("/deployments", b'{"name": ', tail=b"zz\r\nabc\r\n0\r\n\r\n")
+    status, body, closed = raw_exchange(served, request)
+    assert status == 400
+    assert body["error"].startswith("malformed request body: ")
+    # Where the next request would start is unknown: the connection ends.
+    assert closed
+    assert "Traceback" not in served.log.read_text()
+
+
+def test_a_chunked_body_over_the_limit_is_too_large(serve_collector):
+    served = serve_collector(processes=1, max_body_bytes=1024)
+    request = chunked("/heartbeat", *[b"x" * 512] * 3)
+    status, body, _ = raw_exchange(served, request)
+    assert (status, body) == (413, {"error": "request body is larger than 1024 bytes"})
+    # At the limit exactly, the body is read and judged on its content.
+    status, body, _ = raw_exchange(served, chunked("/heartbeat", *[b"x" * 512] * 2))
+    assert status == 400
+    assert "not valid JSON" in body["error"]
+
+
+def test_a_body_shorter_than_its_content_length_is_a_bad_request(serve_collector):
+    served = serve_collector(processes=1)
+    request = (
+        b"POST /heartbeat HTTP/1.1\r\nHost: collector\r\nContent-Length: 100\r\n\r\n"
+        b'{"walletAddress":'
+    )
+    status, body, _ = raw_exchange(served, request, shut_write=True)
+    assert (status, body) == (400, {"error": "request body ended after 17 of 100 bytes"})
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"POST /heartbeat HTTP/1.1\r\nHost: collector\r\nContent-Length: 100\r\n\r\n{",
+        b"POST /heartbeat HTTP/1.1\r\nHost: collector\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{",
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_a_body_that_stalls_times_out_and_closes(serve_collector, request_head):
+    served = serve_collector(processes=1, body_timeout=2)
+    started = time.monotonic()
+    status, body, closed = raw_exchange(served, request_head)
+    assert time.monotonic() - started >= 2
+    assert (status, body) == (408, {"error": "request body did not arrive within 2 seconds"})
+    assert closed
+
+
+def test_a_body_trickled_a_byte_a_second_times_out_at_the_deadline(serve_collector):
+    """gunicorn keeps reading until it has what was asked for: a client that sends a byte now
+    and then never lets a single read time out, so the deadline covers the whole body."""
+    served = serve_collector(processes=1, body_timeout=3)
+    with socket.create_connection(address(served), timeout=15) as sock:
+        sock.sendall(b"POST /heartbeat HTTP/1.1\r\nHost: collector\r\nContent-Length: 1000\r\n\r\n")
+        started = time.monotonic()
+        answer = select.poll()
+        answer.register(sock, select.POLLIN)
+        while not answer.poll(500):
+            assert time.monotonic() - started < 12, "no answer while the body trickled in"
+            sock.sendall(b"x")
+        status, body = read_response(sock)
+    assert (status, json.loads(body)) == (
+        408,
+        {"error": "request body did not arrive within 3 seconds"},
+    )
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_time_outs_and_connection_limits_are_validated(tmp_path):
+    path = tmp_path / "collector.yaml"
+    path.write_text("header_timeout: 0\nbody_timeout: 9999\nconnections_per_process: 5\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    problems = "\n".join(raised.value.problems)
+    for key in ("header_timeout", "body_timeout", "connections_per_process"):
+        assert key in problems
+    path.write_text("header_timeout: 5\nbody_timeout: 20\nconnections_per_process: 300\n")
+    config = load_config(path, environ={})
+    assert (config.header_timeout, config.body_timeout, config.connections_per_process) == (
+        5,
+        20,
+        300,
+    )
+
+
+def test_serve_raises_the_open_file_limit_to_the_hard_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    assert raise_open_file_limit(100) == hard
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
