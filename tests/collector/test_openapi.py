@@ -38,17 +38,19 @@ EXAMPLES = 50
 _IMPLICIT = {"HEAD", "OPTIONS"}
 
 
+def _app(tmp_path, **settings):
+    # These routes need no database; the app still binds one.
+    return create_app(
+        CollectorConfig(database_url=f"sqlite:///{tmp_path / 'unused.db'}", **settings)
+    )
+
+
 @pytest.fixture(params=["evm", "stellar"])
 def document(request, tmp_path) -> dict:
-    # /openapi.json needs no database; the app still binds one.
-    config = CollectorConfig(
-        database_url=f"sqlite:///{tmp_path / 'unused.db'}", wallet_format=request.param
-    )
-    app = create_app(config)
-    response = app.test_client().get("/openapi.json")
+    response = _app(tmp_path, wallet_format=request.param).test_client().get("/openapi.json")
     db.database.close()
     assert response.status_code == 200
-    yield response.get_json()
+    return response.get_json()
 
 
 def test_the_document_is_valid_openapi_3_1(document):
@@ -57,7 +59,7 @@ def test_the_document_is_valid_openapi_3_1(document):
 
 
 def test_the_document_names_every_route_and_method_flask_serves(document, tmp_path):
-    app = create_app(CollectorConfig(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    app = _app(tmp_path)
     served = {
         (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
         for rule in app.url_map.iter_rules()
@@ -68,8 +70,7 @@ def test_the_document_names_every_route_and_method_flask_serves(document, tmp_pa
 
 
 def test_any_other_method_on_a_documented_path_is_405_with_allow(document, tmp_path):
-    client = create_app(CollectorConfig(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
-    client = client.test_client()
+    client = _app(tmp_path).test_client()
     templates = {re.sub(r"{\w+}", "[^/]+", path): item for path, item in document["paths"].items()}
     for path in document["paths"]:
         url = re.sub(r"{\w+}", "1", path)
