@@ -23,8 +23,8 @@ def create_app(config: CollectorConfig) -> Flask:
     def healthz():
         try:
             version = current_version(db.database)
-        except Exception as exc:  # any database failure means: not healthy
-            return jsonify(status="error", error=f"database unavailable: {exc}"), 503
+        except db.DATABASE_DOWN as exc:
+            return api.database_down(exc, status="error")
         healthy = version == LATEST_VERSION
         body = {"status": "ok" if healthy else "error", "schemaVersion": version}
         if not healthy:
