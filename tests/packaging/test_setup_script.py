@@ -14,7 +14,7 @@ from collector.config import RULES
 from collector.setup import SCRIPT_PATTERNS, render
 from collector.workers import validate_token
 from protocol.wallets import InvalidWallet, normalize_wallet
-from tests.protocol.pattern_cases import CASES
+from tests.protocol.pattern_cases import CASES, INJECTIONS
 
 SCRIPT = Path(__file__).parents[2] / "packaging" / "setup.sh"
 WALLET = "0x52908400098527886E0F7030069857D2E4169EE7"
@@ -57,17 +57,6 @@ def test_an_option_without_its_value_is_refused(tmp_path):
     result = run_script("--wallet", cwd=tmp_path)
     assert result.returncode == 1
     assert "--wallet needs a value" in result.stderr
-
-
-INJECTIONS = [
-    "$(touch MARKER)",
-    "`touch MARKER`",
-    "'; touch MARKER; '",
-    '"; touch MARKER; "',
-    "x\ntouch MARKER",
-    "x && touch MARKER",
-    "x | touch MARKER",
-]
 
 
 @pytest.mark.parametrize("payload", INJECTIONS)

@@ -15,6 +15,7 @@ INJECTIONS = [
     '"; touch MARKER; "',
     "x\ntouch MARKER",
     "x && touch MARKER",
+    "x | touch MARKER",
     "${IFS}touch${IFS}MARKER",
 ]
 
