@@ -3,6 +3,7 @@ the sandboxed unit starts gunicorn, migrates at start, reads the API token from 
 environment file, keeps its SQLite database in its own state directory, and (installed from
 the wheel, not a checkout) still serves the install script."""
 
+import re
 from pathlib import Path
 
 import httpx
@@ -74,6 +75,11 @@ def test_the_collector_unit_serves_migrated_with_its_token(operator_machine):
         lambda: len(machine.run(["pgrep", "-P", pid], check=False).stdout.split()) == 2,
         "gunicorn's two workers (processes: 2)",
     )
+    # Room for connections_per_process descriptors in each worker, which the sandbox cannot
+    # raise: LimitNOFILE=65536, capped at what this machine allows, never systemd's soft 1024.
+    limits = machine.run(["cat", f"/proc/{pid}/limits"]).stdout
+    soft, hard = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits).groups()
+    assert int(soft) == int(hard) >= 4096, limits
 
     deployment = {"name": "unit-test", "github": "tassium/demo", "creator": "0x" + "ab" * 20}
     refused = httpx.post(f"{url}/deployments", json=deployment, timeout=5)
