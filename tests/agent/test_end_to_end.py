@@ -129,6 +129,7 @@ def uptime(collector, agent) -> dict:
     return get(collector, f"/workers/{agent.wallet}/uptime")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("spool_max", "windows"),
     [
@@ -188,6 +189,7 @@ def test_the_spool_closes_the_gap_of_a_collector_outage_longer_than_the_gap(
     assert parse_timestamp(spans[-1][1]) > newest_spooled, report
 
 
+@pytest.mark.slow
 def test_heartbeats_spooled_before_a_kill_9_are_delivered_by_the_next_agent(
     serve_collector, agent_process, dockerd
 ):

@@ -39,6 +39,7 @@ from tests.collector.test_windows import (
 )
 from tests.factories import FakeWorker, connected
 
+pytestmark = pytest.mark.slow
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
 # Steps between a worker's heartbeats: mostly within the gap, some exactly at it, some beyond.
 STEPS = [

@@ -189,6 +189,7 @@ def _seed(served_url: str) -> dict[str, dict]:
     }
 
 
+@pytest.mark.slow
 def test_the_served_collector_keeps_to_its_document(serve_collector, backend):
     served = serve_collector(api_token=API_TOKEN)
     # Heartbeats also reach the window logic when signatures are not required.

@@ -85,6 +85,7 @@ def raw_exchange(served, request: bytes, *, shut_write: bool = False) -> tuple[i
 # --- slow and idle clients --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fifty_slow_header_connections_leave_signed_heartbeats_flowing(serve_collector):
     # A header deadline longer than the test, so that the slow connections are held throughout.
     served = serve_collector(processes=2, header_timeout=60)
@@ -109,6 +110,7 @@ def test_slow_header_connections_are_closed_at_the_header_deadline(serve_collect
     assert signed_heartbeats(served, 3) == [200] * 3
 
 
+@pytest.mark.slow
 def test_a_thousand_idle_keepalive_connections_leave_signed_heartbeats_flowing(serve_collector):
     served = serve_collector(processes=2, header_timeout=120)
     host, port = address(served)
