@@ -135,6 +135,26 @@ def test_idle_keepalive_connections_are_closed_at_the_header_deadline(serve_coll
             sock.close()
 
 
+def test_a_stop_closes_idle_connections_instead_of_waiting_out_their_deadline(serve_collector):
+    served = serve_collector(processes=2, header_timeout=120)
+    host, port = address(served)
+    idle = idle_keepalive_connections(host, port, 20)
+    try:
+        with SlowHeaderClients(host, port, count=5):
+            started = time.monotonic()
+            served.stop()
+            stopped_after = time.monotonic() - started
+        # Closed without an answer: a killed wait is a client gone, not a 500 to send.
+        assert [sock.recv(100) for sock in idle] == [b""] * 20
+    finally:
+        for sock in idle:
+            sock.close()
+    assert served.process.returncode == 0
+    # ServedCollector.stop kills after 15 s; the idle connections alone would hold it 120 s.
+    assert stopped_after < 15, stopped_after
+    assert "Traceback" not in served.log.read_text()
+
+
 # --- bodies as gunicorn parses them -----------------------------------------------------------
 
 
