@@ -124,8 +124,7 @@ def main() -> None:
         heartbeat_latencies(url, workers, 20)  # warm up both processes
         quiet = heartbeat_latencies(url, workers, args.heartbeats)
 
-        idle = idle_keepalive_connections(host, int(port), args.idle)
-        try:
+        with idle_keepalive_connections(host, int(port), args.idle) as idle:
             with SlowHeaderClients(host, int(port), args.slow, reopen=True) as slow:
                 time.sleep(2)  # every slow connection is inside its request line
                 started = time.monotonic()
@@ -135,9 +134,6 @@ def main() -> None:
                 closed_slow = len(slow.lifetimes)
             # Seen open after the last heartbeat: the crowd was there throughout.
             held_idle = still_open(idle)
-        finally:
-            for sock in idle:
-                sock.close()
 
     print(f"signed heartbeats, each on a new connection, {args.processes} gevent processes")
     print(f"{'':<38}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")

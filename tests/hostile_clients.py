@@ -7,6 +7,8 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # A request line and headers that never end: gunicorn waits for the blank line.
 _SLOW_REQUEST = b"POST /heartbeat HTTP/1.1\r\nHost: collector\r\nX-Slow: "
@@ -104,18 +106,25 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
     return int(lines[0].split()[1]), body
 
 
-def idle_keepalive_connections(host: str, port: int, count: int) -> list[socket.socket]:
+@contextmanager
+def idle_keepalive_connections(host: str, port: int, count: int) -> Iterator[list[socket.socket]]:
     """``count`` connections that have each been answered one ``GET /healthz`` and stay open,
-    idle, as keep-alive connections of a crowd do. All requests are sent before any answer is
-    read, so opening them takes about as long as the server needs to answer them."""
-    sockets = [socket.create_connection((host, port), timeout=30) for _ in range(count)]
-    request = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
-    for sock in sockets:
-        sock.sendall(request)
-    statuses = {read_response(sock)[0] for sock in sockets}
-    if statuses != {200}:
-        raise AssertionError(f"/healthz answered {statuses} to the idle connections")
-    return sockets
+    idle, as keep-alive connections of a crowd do, until the block ends. All requests are sent
+    before any answer is read, so opening them takes about as long as the server needs to
+    answer them."""
+    sockets = []
+    try:
+        sockets.extend(socket.create_connection((host, port), timeout=30) for _ in range(count))
+        request = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+        for sock in sockets:
+            sock.sendall(request)
+        statuses = {read_response(sock)[0] for sock in sockets}
+        if statuses != {200}:
+            raise AssertionError(f"/healthz answered {statuses} to the idle connections")
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def still_open(sockets: list[socket.socket]) -> int:

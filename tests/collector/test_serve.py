@@ -114,41 +114,29 @@ def test_slow_header_connections_are_closed_at_the_header_deadline(serve_collect
 def test_a_thousand_idle_keepalive_connections_leave_signed_heartbeats_flowing(serve_collector):
     served = serve_collector(processes=2, header_timeout=120)
     host, port = address(served)
-    idle = idle_keepalive_connections(host, port, 1000)
-    try:
+    with idle_keepalive_connections(host, port, 1000) as idle:
         with SlowHeaderClients(host, port, count=50):
             statuses = signed_heartbeats(served, 20)
         assert still_open(idle) == 1000
-    finally:
-        for sock in idle:
-            sock.close()
     assert statuses == [200] * 20
 
 
 def test_idle_keepalive_connections_are_closed_at_the_header_deadline(serve_collector):
     served = serve_collector(processes=1, header_timeout=2)
-    idle = idle_keepalive_connections(*address(served), 20)
-    try:
+    with idle_keepalive_connections(*address(served), 20) as idle:
         wait_for(lambda: still_open(idle) == 0, "the server closing idle connections", 15)
-    finally:
-        for sock in idle:
-            sock.close()
 
 
 def test_a_stop_closes_idle_connections_instead_of_waiting_out_their_deadline(serve_collector):
     served = serve_collector(processes=2, header_timeout=120)
     host, port = address(served)
-    idle = idle_keepalive_connections(host, port, 20)
-    try:
+    with idle_keepalive_connections(host, port, 20) as idle:
         with SlowHeaderClients(host, port, count=5):
             started = time.monotonic()
             served.stop()
             stopped_after = time.monotonic() - started
         # Closed without an answer: a killed wait is a client gone, not a 500 to send.
         assert [sock.recv(100) for sock in idle] == [b""] * 20
-    finally:
-        for sock in idle:
-            sock.close()
     assert served.process.returncode == 0
     # ServedCollector.stop kills after 15 s; the idle connections alone would hold it 120 s.
     assert stopped_after < 15, stopped_after
