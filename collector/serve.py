@@ -51,6 +51,10 @@ class CollectorWorker(GeventWorker):
     def timeout_ctx(self) -> Iterator[None]:
         # The deadline gunicorn puts on each request's headers (a silent one: the connection
         # just closes), with the waiting greenlet remembered so that a stop can close it.
+        if not self.alive:
+            # Stopping: a connection that finished its request after the stop began (and so
+            # was not waiting when handle_exit closed the others) takes no new one.
+            raise NoMoreData()
         waiting = gevent.getcurrent()
         self.awaiting_headers.add(waiting)
         try:
@@ -61,11 +65,17 @@ class CollectorWorker(GeventWorker):
 
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)
-        # A connection waiting for its next request holds no work: close it now, or the
-        # graceful stop waits out its whole keep-alive time (header_timeout) first.
-        # NoMoreData is how gunicorn's own handler learns a client went away: it closes the
-        # socket quietly, where any other exception would be answered with a 500.
-        gevent.spawn(gevent.killall, list(self.awaiting_headers), NoMoreData, block=False)
+        gevent.spawn(self._close_idle_connections)
+
+    def _close_idle_connections(self) -> None:
+        """A connection waiting for its next request holds no work: close it now, or the
+        graceful stop waits out its whole keep-alive time (header_timeout) first. Again and
+        again until the process ends, for connections that finish a request meanwhile.
+        NoMoreData is how gunicorn's own handler learns a client went away: it closes the
+        socket quietly, where any other exception would be answered with a 500."""
+        while True:
+            gevent.killall(list(self.awaiting_headers), NoMoreData, block=False)
+            gevent.sleep(0.2)
 
     def handle(self, listener, client, addr) -> None:
         # GeventWorker.handle leaves the socket without a time-out, so a client that stops
