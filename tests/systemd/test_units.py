@@ -12,22 +12,20 @@ from tests.programs import console_script
 
 UNITS = Path(__file__).parents[2] / "systemd"
 THRESHOLD = 2.0
-# Where the units expect each program; the test points them at this virtualenv's instead.
-PROGRAMS = {
-    "tassium-agent.service": "/opt/tassium-agent/bin/tassium-agent",
-    "tassium-collector.service": "/opt/tassium-collector/bin/tassium-collector",
-}
+NAMES = ["tassium-agent.service", "tassium-collector.service"]
 
 pytestmark = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (package systemd)"
 )
 
 
-@pytest.fixture(params=sorted(PROGRAMS))
+@pytest.fixture(params=NAMES)
 def unit(request, tmp_path) -> Path:
+    """The unit with its program (where an install puts it) replaced by this virtualenv's."""
     name = request.param
-    installed = console_script(Path(PROGRAMS[name]).name)
-    text = (UNITS / name).read_text().replace(PROGRAMS[name], str(installed))
+    text = (UNITS / name).read_text()
+    expected = re.search(r"^ExecStart=(\S+)", text, re.M)[1]
+    text = text.replace(expected, str(console_script(Path(expected).name)))
     path = tmp_path / name
     path.write_text(text)
     return path
