@@ -19,6 +19,7 @@ from protocol import ProtocolError
 from protocol.wallets import normalize_wallet
 
 MAX_PAGE = 200
+MAX_OFFSET = 10**9
 # Seconds a client is asked to wait before retrying while the database is unavailable.
 RETRY_AFTER = 10
 
@@ -33,6 +34,10 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, f"request body is larger than {limit} bytes")
 
 
 def settings() -> CollectorConfig:
@@ -136,7 +141,7 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
 
 def paginated(query: Query, serialize: Callable) -> dict:
     limit = query_int("limit", 50, 1, MAX_PAGE)
-    offset = query_int("offset", 0, 0, 10**9)
+    offset = query_int("offset", 0, 0, MAX_OFFSET)
     return {
         "items": [serialize(row) for row in query.limit(limit).offset(offset)],
         "total": query.count(),
@@ -175,7 +180,7 @@ class DatabaseState:
         with self._lock:
             if not self.down:
                 self.down = True
-                log.error("database unavailable: %s", str(exc).strip() or type(exc).__name__)
+                log.error("database unavailable: %s", db.failure_reason(exc))
 
     def answered(self) -> None:
         with self._lock:
@@ -218,7 +223,7 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        messages = {413: f"request body is larger than {config.max_body_bytes} bytes"}
+        messages = {413: body_too_large(config.max_body_bytes).message}
         message = messages.get(exc.code, exc.description)
         # Keep the headers that go with the status, such as a 405's Allow (RFC 9110).
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]

@@ -23,7 +23,7 @@ from gunicorn.http.errors import (
     ParseException,
 )
 
-from collector.api import ApiError
+from collector.api import ApiError, body_too_large
 from collector.config import CollectorConfig
 
 # Where a refusal waits for the before_request hook: (status, message).
@@ -109,7 +109,7 @@ class BodyReader:
         return b"".join(parts)
 
     def too_large(self) -> ApiError:
-        return ApiError(413, f"request body is larger than {self.max_bytes} bytes")
+        return body_too_large(self.max_bytes)
 
 
 def _interrupt_after(seconds: float) -> AbstractContextManager:

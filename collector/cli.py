@@ -6,7 +6,14 @@ from pathlib import Path
 import click
 
 from collector import db, logs, migrations
-from collector.config import CollectorConfig, ConfigError, load_config, mask_password
+from collector.config import (
+    TOKEN_TTL_MAX,
+    TOKEN_TTL_MIN,
+    CollectorConfig,
+    ConfigError,
+    load_config,
+    mask_password,
+)
 from protocol import ProtocolError
 from protocol.times import format_timestamp, utcnow
 from protocol.wallets import normalize_wallet
@@ -41,7 +48,7 @@ class _Commands(click.Group):
 
 
 def _database_problem(config: CollectorConfig | None, exc: Exception) -> str:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = db.failure_reason(exc)
     if config is None:
         return f"the database failed: {reason}"
     where = mask_password(config.database_url)
@@ -123,7 +130,7 @@ def token() -> None:
 @click.option("--wallet", "wallet_address", required=True, help="the wallet the token enrolls")
 @click.option(
     "--ttl",
-    type=click.IntRange(60, 30 * 24 * 3600),
+    type=click.IntRange(TOKEN_TTL_MIN, TOKEN_TTL_MAX),
     default=None,
     help="seconds until it expires [default: enrollment_token_ttl]",
 )

@@ -17,6 +17,8 @@ from protocol.settings import Rule, SettingsError, read_settings
 from protocol.wallets import WALLET_FORMATS
 
 DEFAULT_CONFIG_PATH = Path("/etc/tassium/collector.yaml")
+# How long an enrollment token may stay valid, in seconds: a minute to 30 days.
+TOKEN_TTL_MIN, TOKEN_TTL_MAX = 60, 30 * 24 * 3600
 ENV_PREFIX = "TASSIUM_"
 
 
@@ -103,7 +105,7 @@ RULES = {
     "require_signatures": Rule(bool),
     "enrollment_policy": Rule(str, ("open", "token")),
     "enrollment_token_ttl": Rule(
-        int, lambda v: 60 <= v <= 30 * 24 * 3600, "seconds, from 60 to 30 days"
+        int, lambda v: TOKEN_TTL_MIN <= v <= TOKEN_TTL_MAX, "seconds, from 60 to 30 days"
     ),
     "gap": Rule(int, lambda v: v >= 1, "seconds, at least 1"),
     "max_backfill": Rule(int, lambda v: v >= 0, "seconds, 0 or more"),

@@ -99,6 +99,12 @@ def locked(query):
     return query.for_update("FOR NO KEY UPDATE") if is_postgres() else query
 
 
+def failure_reason(exc: BaseException) -> str:
+    """The first line of a database error (psycopg2 adds hints below it), for one log line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def discard_connections() -> None:
     """After the database failed, this process's connections may be dead (a restarted server
     leaves every pooled one broken): drop them all instead of handing them out again."""

@@ -1,6 +1,7 @@
 """The operations of the OpenAPI document (``collector/openapi.py``): one entry per route,
 with every status the route answers. Error statuses refer to the shared responses there."""
 
+from collector.api import MAX_OFFSET, MAX_PAGE
 from protocol.heartbeat import SIGNATURE_HEADER
 
 
@@ -46,8 +47,12 @@ _SIGNED = {
     "description": "The Ed25519 signature of the exact request body, base64",
 }
 _PAGE = [
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "page size"),
-    _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0}, "skip"),
+    _query(
+        "limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}, "page size"
+    ),
+    _query(
+        "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "skip"
+    ),
 ]
 _CREATOR = _query("creator", _ref("Wallet"), "only this creator's entries")
 _WALLET = _path("address", _ref("Wallet"))

@@ -4,6 +4,7 @@ bodies. The patterns are the ones the routes check, taken from where they are de
 import re
 
 from collector.api import MAX_PAGE
+from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
 from collector.deployments import _GITHUB, _NAME, _URL, MAX_REPLICAS, STATUSES
 from collector.payments import _AMOUNT
 from protocol import patterns
@@ -147,7 +148,11 @@ def schemas(wallet_format: str) -> dict:
             ["walletAddress"],
             {
                 "walletAddress": wallet,
-                "ttlSeconds": {"type": ["integer", "null"], "minimum": 60, "maximum": 2592000},
+                "ttlSeconds": {
+                    "type": ["integer", "null"],
+                    "minimum": TOKEN_TTL_MIN,
+                    "maximum": TOKEN_TTL_MAX,
+                },
             },
             additionalProperties=False,
         ),

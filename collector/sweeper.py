@@ -12,7 +12,7 @@ import threading
 import uuid
 from datetime import datetime, timedelta
 
-from collector.db import DATABASE_DOWN, database
+from collector.db import DATABASE_DOWN, database, failure_reason
 from collector.models import SweeperLease
 from collector.windows import sweep
 
@@ -66,7 +66,7 @@ class SweeperThread(threading.Thread):
                 if closed:
                     log.info("sweeper closed %d idle windows", closed)
             except DATABASE_DOWN as exc:
-                log.warning("sweep skipped, database unavailable: %s", str(exc).strip())
+                log.warning("sweep skipped, database unavailable: %s", failure_reason(exc))
             except Exception:  # a database hiccup must not end the sweeper for good
                 log.exception("sweep failed; trying again in %s", self.interval)
             self.stopped.wait(self.interval.total_seconds())

@@ -18,6 +18,7 @@ from collector.api import (
     settings,
     wallet,
 )
+from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
 from collector.db import database, locked
 from collector.models import EnrollmentToken, OpenWindow, Worker, WorkerContainer
 from collector.windows import uptime
@@ -149,7 +150,7 @@ def create_token_route():
     address = wallet(fields.get("walletAddress"), "walletAddress")
     ttl = config.enrollment_token_ttl
     if fields.get("ttlSeconds") is not None:
-        ttl = integer(fields["ttlSeconds"], "ttlSeconds", 60, 30 * 24 * 3600)
+        ttl = integer(fields["ttlSeconds"], "ttlSeconds", TOKEN_TTL_MIN, TOKEN_TTL_MAX)
     now = utcnow()
     token = issue_token(address, timedelta(seconds=ttl), now)
     return jsonify(
