@@ -7,12 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-import httpx
-
 from agent import keys
 from agent.config import AgentConfig, load_config
-from agent.containers import list_containers
-from agent.errors import AgentError, DeliveryError, DockerUnavailable
+from agent.errors import AgentError, DeliveryError
 from agent.systemd import Notifier
 from protocol.heartbeat import encode_public_key
 
@@ -37,6 +34,7 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # httpx logs every request at INFO; the agent logs what matters about deliveries itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     # APScheduler logs two lines per job run at INFO: thousands a day of journal noise.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -50,24 +48,25 @@ def cmd_keygen(config: AgentConfig, _args) -> int:
 
 
 def cmd_enroll(config: AgentConfig, args) -> int:
+    from agent.clock import CollectorClock
     from agent.sender import Sender
 
     key = keys.load(config.key_path)
     body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
     if args.token:
         body["token"] = args.token
-    sender = Sender(config, key)
+    sender = Sender(config, key, CollectorClock())
     try:
-        response = sender.post_signed("/workers/enroll", json.dumps(body).encode())
+        status, answer = sender.post_signed("/workers/enroll", json.dumps(body).encode())
     finally:
         sender.close()
-    if response.status_code in (200, 201):
+    if status in (200, 201):
         print(
             f"enrolled {config.wallet} with key {keys.fingerprint(key)}"
-            + (" (already enrolled)" if response.status_code == 200 else "")
+            + (" (already enrolled)" if status == 200 else "")
         )
         return 0
-    print(f"enrollment refused ({response.status_code}): {_error(response)}", file=sys.stderr)
+    print(f"enrollment refused ({status}): {_error(answer)}", file=sys.stderr)
     return 1
 
 
@@ -76,57 +75,32 @@ def cmd_once(config: AgentConfig, _args) -> int:
 
     agent = Agent(config, keys.load(config.key_path))
     try:
+        agent.sync_clock()
         report = agent.tick()
     finally:
         agent.close()
-    print(report.heartbeat.to_body().decode())
-    drain = report.drain
+    print(report.heartbeat.decode())
+    drain, outcome = report.drain, report.drain.watched
     print(
-        f"delivered {drain.delivered}, dropped {drain.dropped}, still spooled {drain.pending}"
+        f"credited {drain.credited}, refused {drain.refused}, still waiting {drain.pending}"
         + (f"; error: {drain.error}" if drain.error else ""),
         file=sys.stderr,
     )
-    return 0 if drain.error is None and drain.pending == 0 else 1
+    if outcome is None or outcome.verdict != "credited":
+        why = outcome.message if outcome is not None else drain.error or "not delivered"
+        print(f"this heartbeat was not credited: {why}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_status(config: AgentConfig, _args) -> int:
-    from agent.service import read_status
-    from agent.spool import Spool
+    from agent import status
 
     healthy = True
-
-    def line(name: str, ok: bool, text: str) -> None:
-        nonlocal healthy
-        healthy = healthy and ok
-        print(f"{'ok ' if ok else 'BAD'} {name:<11} {text}")
-
-    print(f"    {'wallet':<11} {config.wallet}")
-    print(f"    {'collector':<11} {config.collector_url}")
-    try:
-        line("key", True, f"{keys.fingerprint(keys.load(config.key_path))} ({config.key_path})")
-    except AgentError as exc:
-        line("key", False, str(exc))
-    try:
-        count = len(list_containers(config.docker_host, config.docker_timeout))
-        line("docker", True, f"{count} containers at {config.docker_host}")
-    except DockerUnavailable as exc:
-        line("docker", False, str(exc))
-    try:
-        response = httpx.get(
-            config.collector_url + "/healthz",
-            trust_env=True,
-            timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
-        )
-        line("reachable", response.status_code == 200, f"/healthz answered {response.status_code}")
-    except httpx.HTTPError as exc:
-        line("reachable", False, f"cannot reach the collector: {exc}")
-    status = read_status(config)
-    pending = len(Spool(config.spool_path, config.spool_max))
-    line("spool", pending < config.spool_max, f"{pending} heartbeats waiting")
-    print(
-        f"    {'delivered':<11} {status.get('lastDelivery', 'never')}"
-        + (f" (last error: {status['lastError']})" if status.get("lastError") else "")
-    )
+    for line in status.check(config):
+        healthy = healthy and line.ok is not False
+        mark = "   " if line.ok is None else "ok " if line.ok else "BAD"
+        print(f"{mark} {line.name:<11} {line.text}")
     return 0 if healthy else 1
 
 
@@ -136,11 +110,10 @@ def cmd_run(config: AgentConfig, _args) -> int:
     return run(config, keys.load(config.key_path), Notifier.from_environ(os.environ))
 
 
-def _error(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("error"))
-    except ValueError:
-        return response.text[:200]
+def _error(answer: object) -> str:
+    if isinstance(answer, dict):
+        return str(answer.get("error"))
+    return "the answer is not the collector's"
 
 
 COMMANDS = {

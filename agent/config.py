@@ -39,6 +39,8 @@ RULES = {
     "docker_timeout": Rule(float, lambda v: 0 < v <= 300, "seconds, above 0"),
     "connect_timeout": Rule(float, lambda v: 0 < v <= 300, "seconds, above 0"),
     "read_timeout": Rule(float, lambda v: 0 < v <= 300, "seconds, above 0"),
+    "send_timeout": Rule(float, lambda v: 0 < v <= 600, "seconds, above 0"),
+    "batch_size": Rule(int, lambda v: 1 <= v <= 500, "heartbeats per request, from 1 to 500"),
     "retry_base": Rule(float, lambda v: 0 < v <= 3600, "seconds, above 0"),
     "retry_max": Rule(float, lambda v: 0 < v <= 24 * 3600, "seconds, above 0"),
     "log_level": Rule(str, ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -60,6 +62,10 @@ class AgentConfig:
     docker_timeout: float = 10.0
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
+    # The whole of one request, answer included: read_timeout bounds only each read.
+    send_timeout: float = 30.0
+    # Heartbeats per request when replaying a backlog; 1 sends each on its own.
+    batch_size: int = 100
     retry_base: float = 10.0
     retry_max: float = 600.0
     log_level: str = "INFO"

@@ -1,14 +1,24 @@
-"""The agent's work: one ``tick()`` collects, signs and spools a heartbeat, then ``drain()``
-delivers the spool oldest first; ``run()`` repeats them on an APScheduler interval."""
+"""The agent's work, in two independent halves so that neither can starve the other:
 
-import json
+- ``take()`` collects the containers, stamps a heartbeat on the collector's clock and writes
+  it to the spool (or holds it in memory while the spool cannot be written);
+- ``drain()`` delivers what waits, oldest first, in batches when there is a backlog, each
+  request within its deadline and each drain within a time bound.
+
+``run()`` takes a heartbeat on an APScheduler interval and drains on a thread of its own; the
+systemd watchdog is pinged only while both halves make progress.
+"""
+
 import logging
-import os
+import math
 import signal
-import socket
 import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -16,16 +26,23 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent import status
+from agent.clock import CollectorClock
 from agent.config import AgentConfig
 from agent.containers import list_containers
-from agent.errors import DeliveryError, DockerUnavailable, Rejected
-from agent.sender import Backoff, Sender
-from agent.spool import Spool
+from agent.errors import DeliveryError, DockerUnavailable
+from agent.sender import Backoff, Outcome, Sender
+from agent.spool import Entry, Spool
 from agent.systemd import Notifier
 from protocol.heartbeat import AgentInfo, Heartbeat
-from protocol.times import format_timestamp, utcnow
+from protocol.times import utcnow
 
 log = logging.getLogger(__name__)
+
+# One drain delivers for at most this long, then lets the loop look at the clock again.
+DRAIN_SECONDS = 60.0
+# Reading the collector's clock at start is worth a short wait, not a long start-up.
+SYNC_SECONDS = 10.0
 
 
 def agent_version() -> str:
@@ -37,10 +54,11 @@ def agent_version() -> str:
 
 @dataclass(frozen=True)
 class DrainReport:
-    delivered: int
-    dropped: int
+    credited: int
+    refused: int
     pending: int
     error: str | None = None
+    watched: Outcome | None = None  # the verdict on the heartbeat drain() was asked to watch
 
 
 @dataclass(frozen=True)
@@ -49,15 +67,47 @@ class TickReport:
     drain: DrainReport
 
 
+class Trouble:
+    """A problem is logged when it starts or changes, and once when it ends: not on every
+    try, which during an outage would be thousands of identical lines."""
+
+    def __init__(self, recovered: str):
+        self.current: str | None = None
+        self.recovered = recovered
+
+    def report(self, message: str, level: int = logging.WARNING) -> None:
+        if message != self.current:
+            log.log(level, "%s", message)
+            self.current = message
+
+    def clear(self) -> None:
+        if self.current is not None:
+            log.info("%s", self.recovered)
+            self.current = None
+
+
 class Agent:
-    def __init__(self, config: AgentConfig, key: Ed25519PrivateKey, sender: Sender | None = None):
+    def __init__(
+        self,
+        config: AgentConfig,
+        key: Ed25519PrivateKey,
+        clock: CollectorClock | None = None,
+    ):
         self.config = config
-        self.spool = Spool(config.spool_path, config.spool_max)
-        self.sender = sender or Sender(config, key)
+        self.clock = clock or CollectorClock(status.read(config).get("clockOffset"))
+        self.sender = Sender(config, key, self.clock)
         self.backoff = Backoff(config.retry_base, config.retry_max)
         self.retry_at: float | None = None  # time.monotonic() before which drain() waits
-        self.hostname = socket.gethostname()
+        self.hostname = status.hostname()
+        # Heartbeats that could not be written to the spool; they are older than anything
+        # spooled after them, so they go into the spool first once it works again.
+        self.unspooled: deque[bytes] = deque()
         self.lock = threading.Lock()
+        self.spool_trouble = Trouble("the spool can be written again")
+        self.delivery_trouble = Trouble("heartbeats are being delivered again")
+        self._spool: Spool | None = None
+
+    # --- taking a heartbeat ----------------------------------------------------------------
 
     def collect(self) -> Heartbeat:
         try:
@@ -68,104 +118,244 @@ class Agent:
             containers, available = [], False
         return Heartbeat(
             wallet=self.config.wallet,
-            timestamp=utcnow(),
+            timestamp=self.clock.now(),
             containers=tuple(containers),
             agent=AgentInfo(
                 version=agent_version(), hostname=self.hostname, dockerAvailable=available
             ),
         )
 
-    def tick(self) -> TickReport:
-        """One iteration: a new heartbeat goes to the spool first (so a crash keeps it), then
-        the spool is delivered."""
-        heartbeat = self.collect()
+    def take(self) -> bytes:
+        """Collect a heartbeat and keep it for delivery: in the spool, so that a crash keeps
+        it, or in memory while the spool cannot be written."""
+        body = self.collect().to_body()
         with self.lock:
-            self.spool.append(heartbeat.to_body())
-        return TickReport(heartbeat, self.drain(force=True))
+            self.unspooled.append(body)
+            self._spool_what_waits()
+        return body
 
-    def drain(self, force: bool = False) -> DrainReport:
-        """Deliver spooled heartbeats oldest first until one fails; after a failure, wait
-        out the backoff (``force`` is a new heartbeat's try, which ignores it)."""
-        delivered = dropped = 0
-        error = None
+    def _spool_what_waits(self) -> None:
+        try:
+            if self._spool is None:
+                self._spool = Spool(self.config.spool_path, self.config.spool_max)
+            while self.unspooled:
+                self._spool.append(self.unspooled[0])
+                self.unspooled.popleft()
+        except OSError as exc:
+            self.spool_trouble.report(
+                f"cannot write the spool at {self.config.spool_path} "
+                f"({exc.strerror or exc}): sending heartbeats directly, "
+                "they are lost if the agent stops before they are delivered",
+                logging.ERROR,
+            )
+            while len(self.unspooled) > self.config.spool_max:
+                self.unspooled.popleft()
+        else:
+            self.spool_trouble.clear()
+
+    # --- delivering --------------------------------------------------------------------------
+
+    def _waiting(self, count: int) -> list[Entry | bytes]:
+        """The oldest heartbeats waiting: spooled ones, then those held in memory."""
         with self.lock:
-            if not force and self.retry_at is not None and time.monotonic() < self.retry_at:
-                return DrainReport(0, 0, len(self.spool))
-            while (entry := self.spool.oldest()) is not None:
-                try:
-                    self.sender.deliver(entry.body)
-                except Rejected as exc:
-                    log.error("%s; dropping it", exc)
-                    dropped += 1
-                except DeliveryError as exc:
-                    delay = self.backoff.failed()
-                    self.retry_at = time.monotonic() + delay
-                    error = str(exc)
-                    log.warning(
-                        "%s; %d heartbeats spooled, next try in %.0f s", exc, len(self.spool), delay
-                    )
+            waiting: list[Entry | bytes] = []
+            if self._spool is not None:
+                waiting = self._spool.take(count)
+            waiting.extend(list(self.unspooled)[: count - len(waiting)])
+            return waiting
+
+    def pending(self) -> int:
+        with self.lock:
+            return (len(self._spool) if self._spool is not None else 0) + len(self.unspooled)
+
+    def _settle(self, item: Entry | bytes) -> None:
+        with self.lock:
+            if isinstance(item, Entry):
+                self._spool.acknowledge(item)
+            elif item in self.unspooled:
+                self.unspooled.remove(item)
+
+    def drain(
+        self,
+        force: bool = False,
+        budget: float = DRAIN_SECONDS,
+        progress: Callable[[], None] = lambda: None,
+        watch: bytes | None = None,
+    ) -> DrainReport:
+        """Deliver waiting heartbeats oldest first for at most ``budget`` seconds, until one
+        fails; after a failure, wait out the backoff (``force`` is a new heartbeat's try,
+        which ignores it). ``progress`` is called after every request."""
+        if not force and self.retry_at is not None and time.monotonic() < self.retry_at:
+            return DrainReport(0, 0, self.pending())
+        credited = refused = 0
+        error = watched = None
+        end = time.monotonic() + budget
+        while error is None and time.monotonic() < end:
+            items = self._waiting(self.sender.batch_size)
+            if not items:
+                break
+            bodies = [item.body if isinstance(item, Entry) else item for item in items]
+            try:
+                outcomes = self.sender.deliver_many(bodies)
+            except DeliveryError as exc:
+                error = str(exc)
+                break
+            finally:
+                progress()
+            for item, body, outcome in zip(items, bodies, outcomes, strict=False):
+                if body == watch:
+                    watched = outcome
+                if outcome.verdict == "retry":
+                    error = outcome.message
                     break
+                if outcome.verdict == "refused":
+                    log.error(
+                        "the collector refused a heartbeat for good (%d: %s); dropping it",
+                        outcome.status,
+                        outcome.message,
+                    )
+                    refused += 1
                 else:
-                    delivered += 1
-                    self.backoff.succeeded()
-                    self.retry_at = None
-                self.spool.acknowledge(entry)
-            pending = len(self.spool)
-        if delivered or dropped or error:
-            self._record_status(delivered, error, pending)
-        return DrainReport(delivered, dropped, pending, error)
+                    credited += 1
+                self._settle(item)
+        pending = self.pending()
+        if error is not None:
+            delay = self.backoff.failed()
+            self.retry_at = time.monotonic() + delay
+            self.delivery_trouble.report(f"{error}; heartbeats stay spooled and are retried")
+            log.debug("%d heartbeats waiting, next try in %.0f s", pending, delay)
+        elif credited or refused:
+            self.backoff.succeeded()
+            self.retry_at = None
+            self.delivery_trouble.clear()
+        if credited or refused or error:
+            status.record(
+                self.config,
+                credited=credited,
+                error=error,
+                pending=pending,
+                offset=self.clock.offset,
+            )
+        return DrainReport(credited, refused, pending, error, watched)
 
-    def _record_status(self, delivered: int, error: str | None, pending: int) -> None:
-        status = read_status(self.config)
-        now = format_timestamp(utcnow())
-        status["lastAttempt"] = now
-        if delivered:
-            status["lastDelivery"] = now
-        status["lastError"] = error
-        status["pending"] = pending
-        temporary = self.config.status_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(status))
-        os.replace(temporary, self.config.status_path)
+    def sync_clock(self) -> None:
+        """Learn the collector's clock before stamping a heartbeat (an answer does as well)."""
+        try:
+            self.sender.request("GET", "/healthz", deadline=SYNC_SECONDS)
+        except DeliveryError as exc:
+            log.debug("cannot read the collector's clock yet: %s", exc)
+
+    def tick(self) -> TickReport:
+        """``once``: take a heartbeat and deliver everything waiting, this one last."""
+        body = self.take()
+        return TickReport(body, self.drain(force=True, watch=body))
 
     def close(self) -> None:
         self.sender.close()
 
 
-def read_status(config: AgentConfig) -> dict:
-    try:
-        return json.loads(config.status_path.read_text())
-    except (OSError, ValueError):
-        return {}
+class Liveness:
+    """What the watchdog trusts. Each part says when it begins and ends a step; a step past
+    its time limit (a hang), or a periodic step that has not begun for longer than its
+    period (a scheduler that skips it), stops the pings, so systemd restarts the agent."""
+
+    def __init__(self, limits: dict[str, float], periods: dict[str, float] | None = None):
+        self.limits = limits
+        self.periods = periods or {}
+        self.started: dict[str, float] = {}
+        now = time.monotonic()
+        self.last_begun = {name: now for name in self.periods}
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.begin(name)
+        try:
+            yield
+        finally:
+            self.end(name)
+
+    def begin(self, name: str) -> None:
+        with self.lock:
+            self.started[name] = self.last_begun[name] = time.monotonic()
+
+    def end(self, name: str) -> None:
+        with self.lock:
+            self.started.pop(name, None)
+
+    def since_begun(self, name: str) -> float:
+        with self.lock:
+            return time.monotonic() - self.last_begun[name]
+
+    def stuck(self) -> list[str]:
+        now = time.monotonic()
+        with self.lock:
+            hung = [
+                f"{name} has not progressed for {now - since:.0f} s"
+                for name, since in self.started.items()
+                if now - since > self.limits.get(name, math.inf)
+            ]
+            skipped = [
+                f"no {name} begun for {now - self.last_begun[name]:.0f} s"
+                for name, period in self.periods.items()
+                if now - self.last_begun[name] > period
+            ]
+        return hung + skipped
 
 
 def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
     """The daemon: heartbeats on the interval (with jitter so a fleet does not beat in
-    lockstep), spool retries and watchdog pings in between, a clean stop on SIGTERM."""
+    lockstep), delivery on its own thread, watchdog pings while both progress, a clean stop
+    on SIGTERM."""
     agent = Agent(config, key)
-    # One executor thread runs every job, so a job that hangs stops the watchdog pings too,
-    # and systemd restarts the agent.
+    stop, wake = threading.Event(), threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    liveness = Liveness(
+        {
+            # Listing containers is a handful of Docker calls, each bounded by the timeout.
+            "taking a heartbeat": 4 * config.docker_timeout + 10,
+            "delivering": config.send_timeout + config.connect_timeout + 10,
+        },
+        # The interval with its largest jitter, and the time one take may take.
+        {
+            "taking a heartbeat": config.interval * (1 + config.jitter)
+            + 4 * config.docker_timeout
+            + 10
+        },
+    )
+    agent.sync_clock()
+
+    def take() -> None:
+        with liveness.step("taking a heartbeat"):
+            agent.take()
+        wake.set()
+
+    def deliver() -> None:
+        force = False
+        while not stop.is_set():
+            liveness.begin("delivering")
+            report = agent.drain(force=force, progress=lambda: liveness.begin("delivering"))
+            liveness.end("delivering")
+            # A drain that stopped at its time bound with work left goes straight on.
+            if report.pending and report.error is None and report.credited + report.refused:
+                continue
+            force = wake.wait(timeout=min(5.0, config.interval))
+            wake.clear()
+
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     scheduler.add_job(
-        agent.tick,
+        take,
         IntervalTrigger(seconds=config.interval, jitter=config.interval * config.jitter or None),
         next_run_time=utcnow(),
         id="heartbeat",
     )
-    poll = min(5.0, config.interval, notifier.watchdog_interval or 5.0)
-
-    def maintain() -> None:
-        notifier.watchdog()
-        agent.drain()
-
-    scheduler.add_job(maintain, IntervalTrigger(seconds=poll), id="maintain")
-
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     scheduler.start()
+    delivery = threading.Thread(target=deliver, name="delivery", daemon=True)
+    delivery.start()
     notifier.ready(f"sending heartbeats for {config.wallet} every {config.interval} s")
     log.info(
         "agent %s started: wallet %s, collector %s, interval %d s",
@@ -174,9 +364,30 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
         config.collector_url,
         config.interval,
     )
-    stop.wait()
+    ping = min(5.0, notifier.watchdog_interval or 5.0)
+    hung = Trouble("every part of the agent is progressing again")
+    while not stop.wait(ping):
+        stuck = liveness.stuck()
+        if stuck:
+            hung.report(f"{'; '.join(stuck)}: not pinging the watchdog", logging.ERROR)
+        else:
+            hung.clear()
+            notifier.watchdog()
+        if jump := agent.clock.wall_jump():
+            # APScheduler waits by the wall clock: set back an hour, it would wait an hour.
+            due = max(0.0, config.interval - liveness.since_begun("taking a heartbeat"))
+            scheduler.modify_job("heartbeat", next_run_time=utcnow() + timedelta(seconds=due))
+            log.warning(
+                "this machine's clock was set %s by %.0f s; heartbeats keep the collector's "
+                "time, and the next one is due in %.0f s as before",
+                "forward" if jump > 0 else "back",
+                abs(jump),
+                due,
+            )
     notifier.stopping()
     log.info("stopping")
     scheduler.shutdown(wait=True)
+    wake.set()
+    delivery.join(timeout=config.send_timeout + config.connect_timeout)
     agent.close()
     return 0

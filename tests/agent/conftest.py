@@ -170,8 +170,9 @@ class AgentProcess:
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
 
-    def _argv(self, *args: str) -> list[str]:
+    def _argv(self, *args: str, prefix: tuple[str, ...] = ()) -> list[str]:
         return [
+            *prefix,
             sys.executable,
             "-c",
             "from agent.cli import main; main()",
@@ -180,17 +181,28 @@ class AgentProcess:
             *args,
         ]
 
-    def command(self, *args: str) -> subprocess.CompletedProcess:
-        """Run ``tassium-agent --config F ARGS`` to completion."""
-        return subprocess.run(self._argv(*args), capture_output=True, text=True, timeout=60)
+    def command(
+        self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess:
+        """Run ``tassium-agent --config F ARGS`` to completion (under ``prefix``, a wrapper
+        command, with ``env`` added to the environment)."""
+        return subprocess.run(
+            self._argv(*args, prefix=prefix),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **(env or {})},
+        )
 
-    def start(self, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """Start ``tassium-agent run`` (with ``env`` added to the environment); its output
-        goes to a log file of its own."""
+    def start(
+        self, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
+        """Start ``tassium-agent run`` (under ``prefix``, with ``env`` added to the
+        environment); its output goes to a log file of its own."""
         log = self.dir / f"run-{len(self.processes)}.log"
         with log.open("wb") as output:  # the child keeps its own descriptor
             process = subprocess.Popen(
-                self._argv("run"),
+                self._argv("run", prefix=prefix),
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},

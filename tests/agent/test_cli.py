@@ -34,7 +34,7 @@ def test_once_prints_and_delivers_one_heartbeat(agent):
     assert done.returncode == 0, done.stderr
     sent = json.loads(done.stdout)
     assert sent["walletAddress"] == worker.wallet and sent["agent"]["dockerAvailable"] is True
-    assert "delivered 1" in done.stderr
+    assert "credited 1" in done.stderr
 
 
 def test_keygen_refuses_to_replace_a_key(agent):

@@ -2,26 +2,33 @@
 for later; the backoff; proxy settings from the environment."""
 
 import http.server
+import json
 import random
 import threading
+import time
 from datetime import timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
 from agent import keys
+from agent.clock import CollectorClock
 from agent.config import AgentConfig
-from agent.errors import DeliveryError, Rejected
-from agent.sender import Backoff, Sender
-from protocol.heartbeat import Heartbeat
-from protocol.times import utcnow
+from agent.errors import DeliveryError
+from agent.sender import Backoff, Outcome, Sender
+from protocol.heartbeat import Heartbeat, encode_public_key, verify
+from protocol.times import format_timestamp, utcnow
+from tests.agent.fake_collector import FakeCollector, Reply, accept_everything, collector_json
 from tests.conftest import free_port
 from tests.factories import new_wallet
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
-def make_sender(url: str, tmp_path: Path, wallet: str | None = None) -> tuple[Sender, str]:
+def make_sender(
+    url: str, tmp_path: Path, wallet: str | None = None, **settings
+) -> tuple[Sender, str]:
     wallet = wallet or new_wallet()
     config = AgentConfig(
         collector_url=url,
@@ -29,11 +36,10 @@ def make_sender(url: str, tmp_path: Path, wallet: str | None = None) -> tuple[Se
         state_dir=tmp_path,
         key_path=tmp_path / "agent.key",
         spool_path=tmp_path / "spool",
-        connect_timeout=2,
-        read_timeout=5,
+        **{"connect_timeout": 2, "read_timeout": 5, **settings},
     )
     key = keys.load(config.key_path) if config.key_path.exists() else keys.generate(config.key_path)
-    return Sender(config, key), wallet
+    return Sender(config, key, CollectorClock()), wallet
 
 
 @pytest.fixture
@@ -46,29 +52,45 @@ def enrolled(serve_collector, tmp_path, agent_process):
     sender.close()
 
 
+@pytest.fixture
+def fake(tmp_path):
+    """``fake(answer)``: a sender talking to a FakeCollector that answers with ``answer``."""
+    made = []
+
+    def make(answer, **settings) -> tuple[Sender, FakeCollector]:
+        collector = FakeCollector(answer).__enter__()
+        sender, _ = make_sender(collector.url, tmp_path, **settings)
+        made.append((sender, collector))
+        return sender, collector
+
+    yield make
+    for sender, collector in made:
+        sender.close()
+        collector.__exit__(None, None, None)
+
+
 def body(wallet: str, ago: timedelta = timedelta(0)) -> bytes:
     return Heartbeat(wallet, utcnow() - ago).to_body()
 
 
-def test_a_heartbeat_is_delivered_and_its_replay_counts_as_delivered(enrolled):
+def test_a_heartbeat_is_credited_and_its_replay_is_credited_as_already_stored(enrolled):
     sender, wallet = enrolled
     beat = body(wallet)
-    assert sender.deliver(beat) == 200
-    assert sender.deliver(beat) == 409
+    assert sender.deliver(beat) == Outcome(200, "credited", "accepted")
+    assert sender.deliver(beat) == Outcome(409, "credited", "already stored")
 
 
 def test_a_heartbeat_older_than_the_backfill_is_refused_for_good(enrolled):
     sender, wallet = enrolled
-    with pytest.raises(Rejected) as refused:
-        sender.deliver(body(wallet, timedelta(days=2)))
-    assert refused.value.status == 422
+    outcome = sender.deliver(body(wallet, timedelta(days=2)))
+    assert (outcome.status, outcome.verdict) == (422, "refused")
 
 
 def test_an_unenrolled_worker_is_kept_for_later_not_refused(serve_collector, tmp_path):
     sender, wallet = make_sender(serve_collector().url, tmp_path)
-    with pytest.raises(DeliveryError) as failed:
-        sender.deliver(body(wallet))
-    assert not isinstance(failed.value, Rejected) and "404" in str(failed.value)
+    outcome = sender.deliver(body(wallet))
+    assert (outcome.status, outcome.verdict) == (404, "retry")
+    assert "not enrolled" in outcome.message
     sender.close()
 
 
@@ -77,6 +99,122 @@ def test_an_unreachable_collector_is_a_delivery_error(tmp_path, backend):
     with pytest.raises(DeliveryError):
         sender.deliver(body(wallet))
     sender.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(200, "text/html", b"<html>Welcome to the hotel Wi-Fi</html>"),
+        Reply(200, "application/json", b"{}"),
+        Reply(200, "application/json", b'{"accepted": "yes"}'),
+        Reply(409, "text/html", b"<html>conflict</html>"),
+        Reply(422, "text/plain", b"unprocessable"),
+        Reply(502, "text/html", b"bad gateway"),
+    ],
+    ids=["portal", "empty-json", "not-true", "html-409", "plain-422", "bad-gateway"],
+)
+def test_only_the_collectors_acknowledgement_credits_a_heartbeat(fake, reply, backend):
+    sender, collector = fake(lambda request: reply)
+    outcome = sender.deliver(body(new_wallet()))
+    assert outcome.verdict == "retry" and not outcome.settled
+    assert len(collector.requests) == 1
+
+
+def test_a_trickled_answer_is_cut_at_the_deadline(fake, backend):
+    # One byte every half second: each read is quick, the whole answer would take a minute.
+    answer = Reply(200, body=b'{"accepted": true, "pad": "' + b"x" * 120 + b'"}', trickle=0.5)
+    sender, _ = fake(lambda request: answer, send_timeout=2, read_timeout=5)
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="no whole answer within 2 s"):
+        sender.deliver(body(new_wallet()))
+    assert time.monotonic() - started < 20
+
+
+def test_a_backlog_goes_in_batches_and_each_heartbeat_gets_its_verdict(fake, backend):
+    def answer(request):
+        if request.path != "/heartbeats":
+            return collector_json(accepted=True)
+        statuses = [200, 409, 422]
+        results = [
+            {"status": code, "accepted": True}
+            if code == 200
+            else {"status": code, "error": "no", "stored": False}
+            for code, _ in zip(statuses, request.json()["heartbeats"], strict=False)
+        ]
+        return collector_json(results=results)
+
+    sender, collector = fake(answer, batch_size=3)
+    wallet = new_wallet()
+    bodies = [body(wallet, timedelta(minutes=m)) for m in (5, 4, 3, 2, 1)]
+    outcomes = sender.deliver_many(bodies)
+    assert [o.verdict for o in outcomes] == ["credited", "refused", "refused"]
+    assert [r.path for r in collector.requests] == ["/heartbeats"]
+    sent = collector.requests[0].json()["heartbeats"]
+    assert [e["body"].encode() for e in sent] == bodies[:3]
+    # Each heartbeat is signed on its own, as the single route would want it.
+    for entry in sent:
+        verify(encode_public_key(sender.key), entry["body"].encode(), entry["signature"])
+    # One heartbeat alone goes to the single route.
+    assert len(sender.deliver_many(bodies[4:])) == 1
+    assert collector.requests[-1].path == "/heartbeat"
+
+
+def test_a_collector_without_the_batch_route_gets_one_heartbeat_at_a_time(fake, backend):
+    def answer(request):
+        if request.path == "/heartbeats":
+            return collector_json(404, error="not found")
+        return collector_json(accepted=True)
+
+    sender, collector = fake(answer)
+    wallet = new_wallet()
+    bodies = [body(wallet, timedelta(minutes=m)) for m in (3, 2, 1)]
+    assert [o.verdict for o in sender.deliver_many(bodies)] == ["credited"]
+    assert [o.verdict for o in sender.deliver_many(bodies[1:])] == ["credited"]
+    assert [r.path for r in collector.requests] == ["/heartbeats", "/heartbeat", "/heartbeat"]
+
+
+def test_a_batch_refused_as_too_large_is_halved(fake, backend):
+    def answer(request):
+        if request.path == "/heartbeats" and len(request.json()["heartbeats"]) > 2:
+            return collector_json(413, error="request body too large")
+        return accept_everything(request)
+
+    sender, collector = fake(answer, batch_size=8)
+    wallet = new_wallet()
+    bodies = [body(wallet, timedelta(minutes=m)) for m in range(8, 0, -1)]
+    assert sender.deliver_many(bodies) == []
+    assert sender.deliver_many(bodies) == []
+    assert len(sender.deliver_many(bodies)) == 2
+    assert sender.batch_size == 2
+
+
+def test_a_batch_the_collector_did_not_take_is_a_delivery_error(fake, backend):
+    sender, _ = fake(lambda request: collector_json(503, error="database unavailable"))
+    wallet = new_wallet()
+    with pytest.raises(DeliveryError, match="503: database unavailable"):
+        sender.deliver_many([body(wallet, timedelta(minutes=2)), body(wallet)])
+
+
+@pytest.mark.parametrize("source", ["serverTime", "Date"])
+def test_the_collectors_clock_is_learned_from_its_answers(fake, source, backend):
+    collector_time = utcnow() + timedelta(minutes=5)
+
+    def answer(request):
+        if source == "serverTime":
+            return Reply(
+                body=json.dumps(
+                    {"accepted": True, "serverTime": format_timestamp(collector_time)}
+                ).encode()
+            )
+        return Reply(
+            body=b'{"accepted": true}',
+            headers={"Date": format_datetime(collector_time, usegmt=True)},
+        )
+
+    sender, _ = fake(answer)
+    assert sender.clock.offset is None
+    sender.deliver(body(new_wallet()))
+    assert 295 < sender.clock.offset < 305
 
 
 def test_the_backoff_doubles_within_jitter_up_to_the_cap_and_resets(backend):
@@ -96,9 +234,9 @@ class RecordingProxy(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", "18")
         self.end_headers()
-        self.wfile.write(b"{}")
+        self.wfile.write(b'{"accepted": true}')
 
     def log_message(self, *args):
         pass
@@ -113,7 +251,7 @@ def test_proxy_settings_from_the_environment_are_honoured(tmp_path, monkeypatch,
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         sender, wallet = make_sender("http://collector.invalid:8000", tmp_path)
-        assert sender.deliver(body(wallet)) == 200
+        assert sender.deliver(body(wallet)).verdict == "credited"
         sender.close()
     finally:
         proxy.shutdown()

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from agent.spool import Spool
+from agent.spool import Spool, entry_names
 
 
 def bodies(spool: Spool) -> list[bytes]:
@@ -48,18 +49,86 @@ def test_a_full_spool_drops_the_oldest_and_says_so(tmp_path, caplog):
     assert "dropped the 1 oldest" in caplog.text
 
 
-def test_an_interrupted_write_is_cleaned_up_and_never_returned(tmp_path):
+def test_an_interrupted_write_is_never_returned_and_cleaned_up_once_stale(tmp_path):
     Spool(tmp_path, max_entries=10).append(b"whole")
-    (tmp_path / ".tmp-000000000002.json").write_bytes(b'{"half')
+    stale = tmp_path / ".tmp-1-000000000002"
+    stale.write_bytes(b'{"half')
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    # A young one may be another process's write in progress: it stays.
+    young = tmp_path / ".tmp-2-000000000003"
+    young.write_bytes(b'{"half')
     spool = Spool(tmp_path, max_entries=10)
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert list(tmp_path.glob(".tmp-*")) == [young]
     assert bodies(spool) == [b"whole"]
+
+
+def test_two_writers_on_one_spool_never_overwrite_each_other(tmp_path):
+    daemon, once = Spool(tmp_path, max_entries=100), Spool(tmp_path, max_entries=100)
+    for i in range(5):  # both start from the same next number
+        daemon.append(b"daemon %d" % i)
+        once.append(b"once %d" % i)
+    taken = bodies(Spool(tmp_path, max_entries=100))
+    assert sorted(taken) == sorted(
+        [b"daemon %d" % i for i in range(5)] + [b"once %d" % i for i in range(5)]
+    )
+    assert [b for b in taken if b.startswith(b"daemon")] == [b"daemon %d" % i for i in range(5)]
+
+
+def test_reading_the_spools_entries_changes_nothing(tmp_path):
+    spool_dir = tmp_path / "spool"
+    assert entry_names(spool_dir) == [] and not spool_dir.exists()
+    Spool(spool_dir, max_entries=10).append(b"a")
+    (spool_dir / ".tmp-9-000000000002").write_bytes(b"half")
+    before = sorted(os.listdir(spool_dir))
+    assert entry_names(spool_dir) == ["000000000001.json"]
+    assert sorted(os.listdir(spool_dir)) == before
+
+
+def _plant(kind: str, path):
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "symlink":
+        path.symlink_to("/etc/hostname")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "not utf-8":
+        path.write_bytes(b"\xff\xfe not text")
+
+
+@pytest.mark.parametrize("kind", ["directory", "symlink", "fifo", "not utf-8"])
+def test_an_entry_that_cannot_be_read_is_quarantined_once_and_the_rest_delivered(
+    tmp_path, caplog, kind
+):
+    spool = Spool(tmp_path, max_entries=10)
+    spool.append(b"first")
+    _plant(kind, tmp_path / "000000000002.json")
+    spool = Spool(tmp_path, max_entries=10)
+    spool.append(b"third")
+    with caplog.at_level(logging.ERROR, logger="agent.spool"):
+        assert bodies(spool) == [b"first", b"third"]
+        assert bodies(spool) == []
+    assert caplog.text.count("000000000002.json cannot be read") == 1
+    assert os.listdir(tmp_path / "quarantine") == ["000000000002.json"]
+
+
+def test_an_entry_that_cannot_be_moved_aside_is_skipped_and_named_once(tmp_path, caplog):
+    spool = Spool(tmp_path, max_entries=10)
+    (tmp_path / "quarantine").write_text("a file where the folder would go")
+    (tmp_path / "000000000001.json").mkdir()
+    spool = Spool(tmp_path, max_entries=10)
+    spool.append(b"second")
+    with caplog.at_level(logging.ERROR, logger="agent.spool"):
+        assert bodies(spool) == [b"second"]
+        assert bodies(spool) == []
+    assert caplog.text.count("nor moved aside") == 1
+    assert len(spool) == 0
 
 
 WRITER = """
 import json, sys
 from pathlib import Path
-from agent.spool import Spool
+from agent.spool import Spool, entry_names
 spool = Spool(Path(sys.argv[1]), max_entries=100_000)
 i = len(spool)
 print("ready", flush=True)

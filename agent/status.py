@@ -1,0 +1,173 @@
+"""What the agent knows about itself: ``status.json`` (written by the daemon and ``once``
+after each delivery attempt) and the checks ``tassium-agent status`` prints, which read and
+ask but never change anything on disk."""
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent import keys
+from agent.clock import CollectorClock
+from agent.config import AgentConfig
+from agent.containers import list_containers
+from agent.errors import AgentError, DeliveryError, DockerUnavailable
+from agent.sender import Sender
+from agent.spool import QUARANTINE, entry_names
+from protocol.heartbeat import encode_public_key
+from protocol.times import format_timestamp, utcnow
+
+log = logging.getLogger(__name__)
+
+# The collector's default, for a collector too old to say its own.
+DEFAULT_MAX_SKEW = 120
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def read(config: AgentConfig) -> dict:
+    try:
+        document = json.loads(config.status_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def record(
+    config: AgentConfig, *, credited: int, error: str | None, pending: int, offset: float | None
+) -> None:
+    """Note a delivery attempt. Best effort: a full disk must not stop delivery."""
+    document = read(config)
+    now = format_timestamp(utcnow())
+    document.update(lastAttempt=now, lastError=error, pending=pending)
+    if credited:
+        document["lastDelivery"] = now
+    if offset is not None:
+        document["clockOffset"] = round(offset, 3)
+    # A name of its own: the daemon and a ``once`` beside it may write at the same moment.
+    temporary = config.status_path.with_name(f".status-{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(document))
+        os.replace(temporary, config.status_path)
+    except OSError as exc:
+        log.debug("cannot write %s: %s", config.status_path, exc)
+        temporary.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    ok: bool | None  # None: information, neither good nor bad
+    text: str
+
+
+def check(config: AgentConfig) -> list[Line]:
+    """Every check ``status`` prints, in order."""
+    lines = [Line("wallet", None, config.wallet), Line("collector", None, config.collector_url)]
+    try:
+        key = keys.load(config.key_path)
+        lines.append(Line("key", True, f"{keys.fingerprint(key)} ({config.key_path})"))
+    except AgentError as exc:
+        key = None
+        lines.append(Line("key", False, str(exc)))
+    try:
+        count = len(list_containers(config.docker_host, config.docker_timeout))
+        lines.append(Line("docker", True, f"{count} containers at {config.docker_host}"))
+    except DockerUnavailable as exc:
+        lines.append(Line("docker", False, str(exc)))
+
+    clock = CollectorClock()
+    sender = Sender(config, key, clock)
+    try:
+        lines += _collector_lines(config, sender, key)
+    finally:
+        sender.close()
+
+    lines += _spool_lines(config)
+    document = read(config)
+    error = document.get("lastError")
+    lines.append(
+        Line(
+            "delivered",
+            error is None,
+            f"last at {document.get('lastDelivery', 'never')}"
+            + (f"; the last attempt failed: {error}" if error else ""),
+        )
+    )
+    return lines
+
+
+def _collector_lines(
+    config: AgentConfig, sender: Sender, key: Ed25519PrivateKey | None
+) -> list[Line]:
+    try:
+        code, health = sender.request("GET", "/healthz")
+    except DeliveryError as exc:
+        return [Line("reachable", False, f"cannot reach the collector: {exc}")]
+    if not isinstance(health, dict) or "status" not in health:
+        return [Line("reachable", False, f"/healthz answered {code}, not as a collector does")]
+    lines = [Line("reachable", code == 200, f"/healthz answered {code}")]
+
+    offset = sender.clock.offset
+    if offset is not None:
+        limit = health.get("maxSkew", DEFAULT_MAX_SKEW)
+        behind = "behind" if offset > 0 else "ahead of"
+        text = f"this machine's clock is {abs(offset):.1f} s {behind} the collector's"
+        if abs(offset) > limit:
+            text += (
+                f", beyond its {limit} s limit: heartbeats are stamped on the collector's time, "
+                "but set the clock right (timedatectl set-ntp true)"
+            )
+        lines.append(Line("clock", abs(offset) <= limit, text))
+
+    if key is not None:
+        lines.append(_enrollment_line(config, sender, key))
+    return lines
+
+
+def _enrollment_line(config: AgentConfig, sender: Sender, key: Ed25519PrivateKey) -> Line:
+    try:
+        code, worker = sender.request("GET", f"/workers/{config.wallet}")
+    except DeliveryError as exc:
+        return Line("enrolled", False, f"cannot ask the collector: {exc}")
+    enroll = "run tassium-agent enroll"
+    if code == 404:
+        return Line("enrolled", False, f"the collector does not know {config.wallet}: {enroll}")
+    if code != 200 or not isinstance(worker, dict):
+        return Line("enrolled", False, f"the collector answered {code} about this wallet")
+    if not worker.get("enrolled"):
+        return Line("enrolled", False, f"this wallet has no key at the collector: {enroll}")
+    ours = encode_public_key(key)
+    theirs = worker.get("publicKey", ours)  # a collector from before publicKey was shown
+    if theirs != ours:
+        return Line(
+            "enrolled",
+            False,
+            "the collector holds another key for this wallet, so it refuses these heartbeats: "
+            "tassium-agent enroll --token <a token from the operator> replaces it",
+        )
+    seen = worker.get("lastHeartbeat") or "none yet"
+    return Line("enrolled", True, f"with this key; last heartbeat the collector has: {seen}")
+
+
+def _spool_lines(config: AgentConfig) -> list[Line]:
+    pending = len(entry_names(config.spool_path))
+    lines = [Line("spool", pending < config.spool_max, f"{pending} heartbeats waiting")]
+    try:
+        aside = len(os.listdir(config.spool_path / QUARANTINE))
+    except OSError:
+        aside = 0
+    if aside:
+        lines.append(
+            Line(
+                "quarantine",
+                None,
+                f"{aside} unreadable entries in {config.spool_path / QUARANTINE}",
+            )
+        )
+    return lines

@@ -1,0 +1,159 @@
+"""The agent's two halves in one process: taking heartbeats into the spool and draining it,
+against a collector stand-in that misbehaves as the real one cannot on demand."""
+
+import json
+import logging
+import time
+from datetime import timedelta
+
+import pytest
+
+from agent import keys, status
+from agent.clock import CollectorClock
+from agent.config import AgentConfig
+from agent.service import Agent, Liveness
+from protocol.times import parse_timestamp, utcnow
+from tests.agent.fake_collector import FakeCollector, Reply, accept_everything
+from tests.factories import new_wallet
+
+PORTAL = Reply(200, "text/html", b"<html>Sign in to the hotel Wi-Fi</html>")
+
+
+@pytest.fixture
+def make_agent(tmp_path):
+    """``make_agent(collector_url, clock=None, **settings)``: an Agent with its own state
+    directory and key, Docker pointed at nothing (it reports dockerAvailable=false)."""
+    made = []
+
+    def make(url: str, clock: CollectorClock | None = None, **settings) -> Agent:
+        state = tmp_path / f"agent-{len(made)}"
+        config = AgentConfig(
+            collector_url=url,
+            wallet=new_wallet(),
+            state_dir=state,
+            key_path=state / "agent.key",
+            spool_path=state / "spool",
+            docker_host=f"unix://{tmp_path}/no-docker.sock",
+            **{"retry_base": 0.01, "retry_max": 0.01, **settings},
+        )
+        agent = Agent(config, keys.generate(config.key_path), clock)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        agent.close()
+
+
+@pytest.fixture
+def collector():
+    with FakeCollector() as fake:
+        yield fake
+
+
+def stamps(bodies) -> list[str]:
+    return [json.loads(b)["timestamp"] if isinstance(b, bytes) else b["timestamp"] for b in bodies]
+
+
+def test_a_captive_portals_200_removes_nothing_and_warns_once(make_agent, collector, caplog):
+    collector.answer = lambda request: PORTAL
+    agent = make_agent(collector.url)
+    taken = []
+    with caplog.at_level(logging.WARNING, logger="agent.service"):
+        for _ in range(4):
+            taken.append(agent.take())
+            report = agent.drain(force=True)
+            assert report.credited == 0 and report.error is not None
+    assert agent.pending() == 4
+    warnings = [r for r in caplog.records if "not the collector's acknowledgement" in r.message]
+    assert len(warnings) == 1
+
+    collector.answer = accept_everything
+    with caplog.at_level(logging.INFO, logger="agent.service"):
+        report = agent.drain(force=True)
+    assert (report.credited, report.pending, report.error) == (4, 0, None)
+    assert "delivered again" in caplog.text
+    assert stamps(collector.heartbeats()[-4:]) == stamps(taken)
+
+
+def test_an_unreadable_spool_entry_is_set_aside_and_the_rest_delivered(make_agent, collector):
+    agent = make_agent(collector.url)
+    first = agent.take()
+    (agent.config.spool_path / "000000000002.json").mkdir()
+    agent._spool._next = 3
+    third = agent.take()
+    for _ in range(2):  # a directory used to raise on every drain, for ever
+        agent.drain(force=True)
+    assert stamps(collector.heartbeats()) == stamps([first, third])
+    assert agent.pending() == 0
+    assert [p.name for p in (agent.config.spool_path / "quarantine").iterdir()] == [
+        "000000000002.json"
+    ]
+
+
+def test_a_drain_is_bounded_in_time_and_reports_progress_per_request(make_agent, collector):
+    collector.answer = lambda request: Reply(
+        body=json.dumps({"accepted": True}).encode(), delay=0.2
+    )
+    agent = make_agent(collector.url, batch_size=1)
+    for _ in range(10):
+        agent.take()
+    calls = []
+    report = agent.drain(force=True, budget=0.5, progress=lambda: calls.append(1))
+    assert 1 <= report.credited < 10 and report.pending == 10 - report.credited
+    assert len(calls) == report.credited
+    while agent.pending():
+        agent.drain(force=True)
+    assert len(collector.heartbeats()) == 10
+
+
+def test_after_a_failure_the_drain_waits_out_the_backoff(make_agent, collector):
+    collector.answer = lambda request: PORTAL
+    agent = make_agent(collector.url, retry_base=60, retry_max=60)
+    agent.take()
+    agent.drain(force=True)
+    collector.answer = accept_everything
+    assert agent.drain().credited == 0  # waiting
+    assert agent.drain(force=True).credited == 1  # a new heartbeat's try does not wait
+
+
+def test_heartbeats_are_stamped_on_the_collectors_clock(make_agent, collector):
+    five_minutes_fast = CollectorClock(wall=lambda: time.time() + 300)
+    agent = make_agent(collector.url, clock=five_minutes_fast)
+    agent.sync_clock()
+    stamped = parse_timestamp(json.loads(agent.take())["timestamp"])
+    assert abs((stamped - utcnow()).total_seconds()) < 5
+    # What was learned is kept for the next start, when the collector may be unreachable.
+    agent.drain(force=True)
+    assert -305 < status.read(agent.config)["clockOffset"] < -295
+
+
+def test_a_clock_step_while_running_changes_no_timestamp(collector):
+    wall = [time.time()]
+    clock = CollectorClock(offset=0.0, wall=lambda: wall[0])
+    first = clock.now()
+    wall[0] -= 3600  # someone sets the machine's clock back an hour
+    second = clock.now()
+    assert timedelta(0) < second - first < timedelta(seconds=5)
+
+
+def test_timestamps_never_repeat_or_go_back_when_the_offset_shrinks():
+    clock = CollectorClock(offset=10.0)
+    before = clock.now()
+    clock.observe(utcnow(), clock.local(), clock.local())  # the offset drops to about 0
+    assert clock.now() > before
+
+
+def test_liveness_reports_a_hung_step_and_a_skipped_period():
+    liveness = Liveness({"delivering": 0.05}, {"taking a heartbeat": 0.05})
+    liveness.begin("delivering")
+    liveness.begin("taking a heartbeat")
+    liveness.end("taking a heartbeat")
+    assert liveness.stuck() == []
+    time.sleep(0.1)
+    stuck = liveness.stuck()
+    assert any(s.startswith("delivering has not progressed") for s in stuck)
+    assert any(s.startswith("no taking a heartbeat begun") for s in stuck)
+    liveness.end("delivering")
+    liveness.begin("taking a heartbeat")
+    assert liveness.stuck() == []
