@@ -9,6 +9,7 @@
 systemd watchdog is pinged only while both halves make progress.
 """
 
+import contextlib
 import logging
 import math
 import signal
@@ -106,6 +107,8 @@ class Agent:
         self.spool_trouble = Trouble("the spool can be written again")
         self.delivery_trouble = Trouble("heartbeats are being delivered again")
         self._spool: Spool | None = None
+        with contextlib.suppress(OSError):  # take() says why, and retries, on every tick
+            self._spool = Spool(config.spool_path, config.spool_max)
 
     # --- taking a heartbeat ----------------------------------------------------------------
 
