@@ -14,67 +14,14 @@ and their ratio, and how many hostile connections were still open at the end.
 import argparse
 import resource
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
-import yaml
 
+from bench.served import served_collector
 from collector.serve import raise_open_file_limit
-from tests.conftest import free_port
 from tests.factories import FakeWorker
 from tests.hostile_clients import SlowHeaderClients, idle_keepalive_connections, still_open
-
-
-@contextmanager
-def served_collector(processes: int, header_timeout: int) -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="tassium-bench-") as directory:
-        port = free_port()
-        config = Path(directory) / "collector.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "database_url": f"sqlite:///{directory}/collector.db",
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "processes": processes,
-                    "header_timeout": header_timeout,
-                    "migrate_on_start": True,
-                    "sweep_interval": 0,
-                    "log_level": "WARNING",
-                }
-            )
-        )
-        main = "from collector.cli import main; main()"
-        command = [sys.executable, "-c", main, "--config", str(config), "serve"]
-        with (Path(directory) / "serve.log").open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, process)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
-
-
-def wait_healthy(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the collector exited with {process.returncode}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the collector did not answer within 60 s")
 
 
 def enrolled_workers(url: str, count: int) -> list[FakeWorker]:
@@ -118,7 +65,7 @@ def main() -> None:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         raise SystemExit(f"the open-file limit ({soft}) is too low for this many connections")
 
-    with served_collector(args.processes, args.header_timeout) as url:
+    with served_collector(processes=args.processes, header_timeout=args.header_timeout) as url:
         host, port = url.removeprefix("http://").split(":")
         workers = enrolled_workers(url, args.workers)
         heartbeat_latencies(url, workers, 20)  # warm up both processes

@@ -1,0 +1,61 @@
+"""A served collector for the benchmarks: a real process on a free port, stopped after."""
+
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import yaml
+
+from tests.conftest import free_port
+
+
+@contextmanager
+def served_collector(**settings) -> Iterator[str]:
+    """``tassium-collector serve`` on SQLite in a temporary directory, with ``settings``
+    added to its configuration; yields its URL."""
+    with tempfile.TemporaryDirectory(prefix="tassium-bench-") as directory:
+        port = free_port()
+        config = Path(directory) / "collector.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "database_url": f"sqlite:///{directory}/collector.db",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "migrate_on_start": True,
+                    "sweep_interval": 0,
+                    "log_level": "WARNING",
+                    **settings,
+                }
+            )
+        )
+        main = "from collector.cli import main; main()"
+        command = [sys.executable, "-c", main, "--config", str(config), "serve"]
+        with (Path(directory) / "serve.log").open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, process)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def wait_healthy(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the collector exited with {process.returncode}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the collector did not answer within 60 s")
