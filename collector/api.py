@@ -30,10 +30,14 @@ class ApiError(Exception):
     """An error answered as ``{"error": message}`` with ``status``; raised inside a
     transaction it also rolls that transaction back, so a rejected request writes nothing."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, **details: object):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.details = details  # more fields of the answer, beside "error"
+
+    def answer(self) -> dict:
+        return {"error": self.message, **self.details}
 
 
 def body_too_large(limit: int) -> ApiError:
@@ -219,7 +223,7 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return jsonify(error=exc.message), exc.status
+        return jsonify(exc.answer()), exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

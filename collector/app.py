@@ -5,6 +5,7 @@ from flask import Flask, jsonify
 from collector import api, bodies, db, deployments, heartbeats, openapi, payments, setup, workers
 from collector.config import CollectorConfig
 from collector.migrations import LATEST_VERSION, current_version
+from protocol.times import format_timestamp, utcnow
 
 
 def create_app(config: CollectorConfig) -> Flask:
@@ -26,7 +27,14 @@ def create_app(config: CollectorConfig) -> Flask:
         except db.DATABASE_DOWN as exc:
             return api.database_down(exc, status="error")
         healthy = version == LATEST_VERSION
-        body = {"status": "ok" if healthy else "error", "schemaVersion": version}
+        body = {
+            "status": "ok" if healthy else "error",
+            "schemaVersion": version,
+            # What an agent needs to judge its clock (tassium-agent status).
+            "serverTime": format_timestamp(utcnow()),
+            "maxSkew": config.max_skew,
+            "maxBackfill": config.max_backfill,
+        }
         if not healthy:
             body["error"] = f"schema is at version {version}, expected {LATEST_VERSION}"
         return jsonify(body), 200 if healthy else 503

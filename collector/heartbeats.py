@@ -1,10 +1,14 @@
-"""``POST /heartbeat``: parse, verify, check the clock, then hand over to the windows."""
+"""Heartbeats: ``POST /heartbeat`` for one, ``POST /heartbeats`` for an agent replaying its
+backlog. Both hand each heartbeat to ``receive()``: parse, verify, check the clock, then the
+windows. Every answer carries ``serverTime``, so an agent with a wrong clock learns the
+collector's from any answer, a refusal included."""
 
 from datetime import timedelta
 
 from flask import Blueprint, jsonify, request
 
-from collector.api import ApiError, json_object, settings, wallet
+from collector.api import ApiError, accept_fields, json_object, settings, wallet
+from collector.config import CollectorConfig
 from collector.models import Worker
 from collector.windows import StaleHeartbeat, UnknownWorker, apply_heartbeat
 from protocol import ProtocolError
@@ -13,16 +17,25 @@ from protocol.times import format_timestamp, utcnow
 
 bp = Blueprint("heartbeats", __name__)
 
+# Heartbeats in one batch: a few hundred carry a long outage's backlog in a few requests,
+# while a request stays well under a second of work.
+MAX_BATCH = 500
 
-@bp.post("/heartbeat")
-def heartbeat():
-    config = settings()
-    body = request.get_data(cache=True)
+
+def receive(body: bytes, signature: str | None, config: CollectorConfig) -> tuple[int, dict]:
+    """One heartbeat, as both routes take it: its status and its JSON answer. Each accepted
+    heartbeat is its own transaction; a refusal writes nothing."""
+    try:
+        return 200, _accept(body, signature, config)
+    except ApiError as exc:
+        return exc.status, exc.answer()
+
+
+def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
     document = json_object(body)
     address = wallet(document.get("walletAddress"), "walletAddress")
 
     if config.require_signatures:
-        signature = request.headers.get(SIGNATURE_HEADER)
         if not signature:
             raise ApiError(401, f"heartbeat must be signed: missing {SIGNATURE_HEADER} header")
         worker = Worker.get_or_none(Worker.wallet_address == address)
@@ -56,12 +69,57 @@ def heartbeat():
             create_worker=not config.require_signatures,
         )
     except StaleHeartbeat as exc:
-        raise ApiError(409, f"duplicate or replayed heartbeat: {exc}") from None
+        raise ApiError(
+            409,
+            f"duplicate or replayed heartbeat: {exc}",
+            stored=exc.stored,
+            lastAccepted=format_timestamp(exc.last),
+        ) from None
     except UnknownWorker:
         raise ApiError(404, f"worker {address} is not enrolled") from None
-    return jsonify(
-        accepted=True,
-        action=applied.action,
-        openWindow=applied.window.to_json(),
-        containers=len(beat.containers),
-    )
+    return {
+        "accepted": True,
+        "action": applied.action,
+        "openWindow": applied.window.to_json(),
+        "containers": len(beat.containers),
+    }
+
+
+def _server_time() -> str:
+    return format_timestamp(utcnow())
+
+
+@bp.post("/heartbeat")
+def heartbeat():
+    body = request.get_data(cache=True)
+    status, answer = receive(body, request.headers.get(SIGNATURE_HEADER), settings())
+    return jsonify({**answer, "serverTime": _server_time()}), status
+
+
+@bp.post("/heartbeats")
+def heartbeats():
+    """A batch: each entry is a heartbeat's exact body (as JSON text) and its signature,
+    answered one result each, in order, with the status ``POST /heartbeat`` would give."""
+    config = settings()
+    entries = accept_fields(json_object(), {"heartbeats"}, required={"heartbeats"})["heartbeats"]
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BATCH:
+        raise ApiError(400, f"heartbeats must be a list of 1 to {MAX_BATCH} heartbeats")
+    # The whole envelope is checked before any heartbeat is applied: a malformed one
+    # changes nothing.
+    batch = []
+    for index, entry in enumerate(entries):
+        where = f"heartbeats[{index}]"
+        if not isinstance(entry, dict):
+            raise ApiError(400, f"{where} must be an object with body and signature")
+        fields = accept_fields(entry, {"body", "signature"}, required={"body"})
+        if not isinstance(fields["body"], str):
+            raise ApiError(400, f"{where}.body must be the heartbeat's JSON as a string")
+        signature = fields.get("signature")
+        if signature is not None and not isinstance(signature, str):
+            raise ApiError(400, f"{where}.signature must be a base64 string")
+        batch.append((fields["body"].encode("utf-8"), signature))
+    results = []
+    for body, signature in batch:
+        status, answer = receive(body, signature, config)
+        results.append({"status": status, **answer})
+    return jsonify(results=results, serverTime=_server_time())

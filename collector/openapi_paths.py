@@ -94,6 +94,16 @@ PATHS = {
             },
         }
     },
+    "/heartbeats": {
+        "post": {
+            "summary": "A batch of signed heartbeats, for an agent replaying its backlog",
+            "requestBody": _body("HeartbeatBatch"),
+            "responses": {
+                "200": _json("HeartbeatResults", "One result per heartbeat, in order"),
+                **_errors(*_WRITE),
+            },
+        }
+    },
     "/workers/enroll": {
         "post": {
             "summary": "Bind an Ed25519 public key to a wallet (signed by that key)",

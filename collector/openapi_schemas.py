@@ -6,6 +6,7 @@ import re
 from collector.api import MAX_PAGE
 from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
 from collector.deployments import _GITHUB, _NAME, _URL, MAX_REPLICAS, STATUSES
+from collector.heartbeats import MAX_BATCH
 from collector.payments import _AMOUNT
 from protocol import patterns
 from protocol.heartbeat import MAX_CONTAINERS, MAX_TEXT
@@ -70,6 +71,7 @@ def schemas(wallet_format: str) -> dict:
         "walletAddress": wallet,
         "createdAt": _nullable(time),
         "enrolled": {"type": "boolean"},
+        "publicKey": _nullable({"type": "string", "description": "The enrolled key, base64"}),
         "enrolledAt": _nullable(time),
         "hostname": _nullable(text),
         "agentVersion": _nullable(text),
@@ -89,6 +91,12 @@ def schemas(wallet_format: str) -> dict:
         "description": "owner/repo or https://github.com/owner/repo; answered as the URL",
     }
     status = {"type": "string", "enum": list(STATUSES)}
+    accepted = {
+        "accepted": {"const": True},
+        "action": {"enum": ["opened", "extended", "flushed", "reopened"]},
+        "openWindow": window,
+        "containers": {"type": "integer", "minimum": 0},
+    }
     return {
         "Error": _object(["error"], {"error": {"type": "string"}}),
         "Wallet": wallet,
@@ -100,6 +108,9 @@ def schemas(wallet_format: str) -> dict:
                 "status": {"type": "string", "enum": ["ok", "error"]},
                 "schemaVersion": {"type": "integer"},
                 "error": {"type": "string"},
+                "serverTime": time,
+                "maxSkew": {"type": "integer", "description": "seconds a heartbeat may be ahead"},
+                "maxBackfill": {"type": "integer", "description": "seconds it may be behind"},
             },
         ),
         "Heartbeat": _object(
@@ -121,12 +132,57 @@ def schemas(wallet_format: str) -> dict:
             "keep working. The X-Tassium-Signature header signs these exact bytes.",
         ),
         "HeartbeatAccepted": _object(
-            ["accepted", "action", "openWindow", "containers"],
+            ["accepted", "action", "openWindow", "containers", "serverTime"],
+            {**accepted, "serverTime": time},
+        ),
+        "HeartbeatBatch": _object(
+            ["heartbeats"],
             {
-                "accepted": {"const": True},
-                "action": {"enum": ["opened", "extended", "flushed", "reopened"]},
-                "openWindow": window,
-                "containers": {"type": "integer", "minimum": 0},
+                "heartbeats": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH,
+                    "items": _object(
+                        ["body"],
+                        {
+                            "body": {
+                                "type": "string",
+                                "description": "The heartbeat's exact JSON text, as signed",
+                            },
+                            "signature": {
+                                "type": ["string", "null"],
+                                "description": "The Ed25519 signature of body's UTF-8 bytes",
+                            },
+                        },
+                        additionalProperties=False,
+                    ),
+                }
+            },
+            additionalProperties=False,
+        ),
+        "HeartbeatResults": _object(
+            ["results", "serverTime"],
+            {
+                "results": {
+                    "type": "array",
+                    "description": "One per heartbeat, in order: what POST /heartbeat would "
+                    "answer, with its status",
+                    "items": {
+                        "oneOf": [
+                            _object(["status", *accepted], {"status": {"const": 200}, **accepted}),
+                            _object(
+                                ["status", "error"],
+                                {
+                                    "status": {"type": "integer", "minimum": 400},
+                                    "error": {"type": "string"},
+                                    "stored": {"type": "boolean"},
+                                    "lastAccepted": time,
+                                },
+                            ),
+                        ]
+                    },
+                },
+                "serverTime": time,
             },
         ),
         "Enrollment": _object(

@@ -16,11 +16,14 @@ from protocol.heartbeat import Heartbeat
 
 
 class StaleHeartbeat(Exception):
-    """The heartbeat is not later than the last accepted one: a duplicate or a replay."""
+    """The heartbeat is not later than the last accepted one: a duplicate or a replay, whose
+    time is then already counted (``stored``), or one that arrived out of order and never
+    can be."""
 
-    def __init__(self, last: datetime):
+    def __init__(self, last: datetime, stored: bool):
         super().__init__(f"not later than the last accepted heartbeat at {last.isoformat()}")
         self.last = last
+        self.stored = stored
 
 
 class UnknownWorker(Exception):
@@ -47,7 +50,7 @@ def apply_heartbeat(
         if worker is None:
             raise UnknownWorker(heartbeat.wallet)
         if worker.last_heartbeat_at is not None and ts <= worker.last_heartbeat_at:
-            raise StaleHeartbeat(worker.last_heartbeat_at)
+            raise StaleHeartbeat(worker.last_heartbeat_at, _counted(worker, ts))
 
         window = locked(OpenWindow.select().where(OpenWindow.worker == worker)).first()
         if window is None:
@@ -72,6 +75,22 @@ def apply_heartbeat(
             docker_available=agent.dockerAvailable if agent else None,
         ).where(Worker.wallet_address == worker.wallet_address).execute()
     return Applied(action, window)
+
+
+def _counted(worker: Worker, ts: datetime) -> bool:
+    """Whether the worker's uptime already covers ``ts``: its last heartbeat, its open window
+    or one of its records."""
+    if ts == worker.last_heartbeat_at:
+        return True
+    window = OpenWindow.select().where(
+        (OpenWindow.worker == worker) & (OpenWindow.start_time <= ts) & (OpenWindow.end_time >= ts)
+    )
+    record = UptimeRecord.select().where(
+        (UptimeRecord.worker == worker)
+        & (UptimeRecord.time_from <= ts)
+        & (UptimeRecord.time_to >= ts)
+    )
+    return window.exists() or record.exists()
 
 
 def _open(worker: Worker, ts: datetime, gap: timedelta) -> tuple[str, OpenWindow]:

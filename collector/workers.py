@@ -175,6 +175,8 @@ def _summary(worker: Worker, now: datetime) -> dict:
         "walletAddress": worker.wallet_address,
         "createdAt": ts(worker.created_at),
         "enrolled": worker.public_key is not None,
+        # Public by nature; lets an agent check that it is enrolled with its own key.
+        "publicKey": worker.public_key,
         "enrolledAt": ts(worker.enrolled_at),
         "hostname": worker.hostname,
         "agentVersion": worker.agent_version,

@@ -172,6 +172,34 @@ def test_status_and_once_fail_for_a_worker_the_collector_does_not_know(
     assert once.returncode == 1 and "not credited" in once.stderr, once.stderr
 
 
+def test_status_fails_for_a_wallet_enrolled_with_another_key(
+    serve_collector, agent_process, no_docker
+):
+    collector = serve_collector()
+    agent = agent_process(collector.url, start=False, **no_docker)
+    (agent.state_dir / "agent.key").unlink()  # the owner lost the key and made a new one
+    assert agent.command("keygen").returncode == 0
+    status = agent.command("status")
+    assert status.returncode == 1
+    enrolled = [line for line in status.stdout.splitlines() if line[4:].startswith("enrolled")]
+    assert enrolled and enrolled[0].startswith("BAD") and "another key" in enrolled[0]
+
+
+def test_once_replays_a_backlog_in_batches_and_every_heartbeat_is_credited(
+    serve_collector, agent_process, no_docker
+):
+    collector = serve_collector()
+    agent = agent_process(collector.url, start=False, batch_size=100, **no_docker)
+    backlog = spool_backlog(agent, 250, start=timedelta(minutes=10))
+    done = agent.command("once")
+    assert done.returncode == 0, done.stderr
+    assert "credited 251, refused 0, still waiting 0" in done.stderr
+    window = worker_seen(collector, agent)["openWindow"]
+    assert window["startTime"] == backlog[0]
+    log = collector.log.read_text()
+    assert log.count("POST /heartbeats ") == 3 and log.count("POST /heartbeat ") == 0
+
+
 def test_status_changes_nothing_on_disk(serve_collector, agent_process, dockerd):
     collector = serve_collector()
     agent = agent_process(collector.url, start=False, docker_host=dockerd.host)

@@ -80,6 +80,14 @@ def test_a_heartbeat_is_credited_and_its_replay_is_credited_as_already_stored(en
     assert sender.deliver(beat) == Outcome(409, "credited", "already stored")
 
 
+def test_a_heartbeat_older_than_the_last_accepted_one_is_refused_not_credited(enrolled):
+    sender, wallet = enrolled
+    older = body(wallet, timedelta(hours=2))
+    assert sender.deliver(body(wallet)).verdict == "credited"
+    outcome = sender.deliver(older)
+    assert (outcome.status, outcome.verdict) == (409, "refused")
+
+
 def test_a_heartbeat_older_than_the_backfill_is_refused_for_good(enrolled):
     sender, wallet = enrolled
     outcome = sender.deliver(body(wallet, timedelta(days=2)))

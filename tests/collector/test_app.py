@@ -2,11 +2,15 @@
 
 import httpx
 
+from protocol.times import parse_timestamp, utcnow
 from tests.factories import deployment
 
 
-def test_healthz_reports_the_schema(client):
-    assert client.get("/healthz").json == {"status": "ok", "schemaVersion": 2}
+def test_healthz_reports_the_schema_and_what_an_agent_needs_to_judge_its_clock(client):
+    before = utcnow()
+    health = client.get("/healthz").json
+    assert before <= parse_timestamp(health.pop("serverTime")) <= utcnow()
+    assert health == {"status": "ok", "schemaVersion": 2, "maxSkew": 120, "maxBackfill": 86400}
 
 
 def test_the_served_app_answers_over_real_http(serve_collector):

@@ -10,7 +10,7 @@ import pytest
 
 from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer
 from protocol.heartbeat import SIGNATURE_HEADER
-from protocol.times import format_timestamp, utcnow
+from protocol.times import format_timestamp, parse_timestamp, utcnow
 from protocol.wallets import stellar_address
 from tests.factories import FakeWorker, minutes_ago, new_wallet
 
@@ -116,9 +116,35 @@ class TestRejectedSignatures:
         response = post(client, body, headers[SIGNATURE_HEADER])
         assert response.status_code == 409
         assert "duplicate" in response.json["error"]
+        # Its time is counted already: the agent may forget it.
+        assert response.json["stored"] is True
+        assert response.json["lastAccepted"] == json.loads(body)["timestamp"]
 
-    def test_an_older_heartbeat_is_a_conflict(self, client, worker):
-        assert worker.beat(client, minutes_ago(11)).status_code == 409
+    def test_an_older_heartbeat_is_a_conflict_that_is_not_stored(self, client, worker):
+        response = worker.beat(client, minutes_ago(11))
+        assert response.status_code == 409
+        assert response.json["stored"] is False
+
+
+def test_an_older_heartbeat_inside_the_open_window_is_stored_already(client, worker):
+    for minutes in (10, 5):
+        assert worker.beat(client, minutes_ago(minutes)).status_code == 200
+    response = worker.beat(client, minutes_ago(7))
+    assert (response.status_code, response.json["stored"]) == (409, True)
+
+
+def test_every_answer_carries_the_collectors_time(client, worker):
+    before, ts = utcnow(), minutes_ago(1)
+    answers = [
+        worker.beat(client, ts),  # 200
+        worker.beat(client, ts),  # 409
+        worker.beat(client, utcnow() + timedelta(hours=1)),  # 422
+        post(client, b"{", None),  # 400
+        FakeWorker().beat(client),  # 404
+    ]
+    assert [a.status_code for a in answers] == [200, 409, 422, 400, 404]
+    for answer in answers:
+        assert before <= parse_timestamp(answer.json["serverTime"]) <= utcnow()
 
 
 @pytest.mark.usefixtures("unchanged")

@@ -1,0 +1,123 @@
+"""POST /heartbeats: a backlog in one request, each heartbeat judged exactly as POST
+/heartbeat would judge it, and a malformed envelope that changes nothing."""
+
+import base64
+import json
+import os
+
+import pytest
+
+from collector.heartbeats import MAX_BATCH
+from protocol.times import utcnow
+from tests.collector.test_heartbeats import snapshot
+from tests.factories import FakeWorker, minutes_ago
+
+
+@pytest.fixture
+def worker(client):
+    enrolled = FakeWorker()
+    assert enrolled.enroll(client).status_code == 201
+    return enrolled
+
+
+def entry(worker: FakeWorker, ts=None, **extra) -> dict:
+    """A batch entry: the heartbeat's exact JSON text and its signature."""
+    body, headers = worker.signed(worker.heartbeat_body(ts, **extra))
+    return {"body": body.decode(), "signature": next(iter(headers.values()))}
+
+
+def send(client, entries: list):
+    return client.post("/heartbeats", json={"heartbeats": entries})
+
+
+def test_each_heartbeat_gets_the_answer_the_single_route_would_give(client, worker, dbconn):
+    stranger = FakeWorker()
+    forged = {
+        **entry(worker, minutes_ago(9)),
+        "signature": base64.b64encode(os.urandom(64)).decode(),
+    }
+    first = entry(worker, minutes_ago(10))
+    entries = [
+        first,  # accepted
+        first,  # the same again: stored
+        forged,  # bad signature
+        entry(stranger, minutes_ago(8)),  # not enrolled
+        entry(worker, minutes_ago(60 * 25)),  # beyond the backfill
+        {"body": "{", "signature": "c2ln"},  # not JSON
+        entry(worker, minutes_ago(5)),  # accepted
+    ]
+    response = send(client, entries)
+    assert response.status_code == 200, response.json
+    results = response.json["results"]
+    assert [r["status"] for r in results] == [200, 409, 401, 404, 422, 400, 200]
+    assert results[0]["accepted"] is True and results[0]["action"] == "opened"
+    assert results[1]["stored"] is True
+    assert results[6]["action"] == "extended"
+    assert all(r["error"] for r in results[1:6])
+    window = client.get(f"/workers/{worker.wallet}").json["openWindow"]
+    assert (window["startTime"], window["endTime"]) == (
+        json.loads(entries[0]["body"])["timestamp"],
+        json.loads(entries[6]["body"])["timestamp"],
+    )
+    assert "serverTime" in response.json
+
+
+def test_a_batch_gives_the_windows_of_the_same_heartbeats_sent_one_by_one(client, dbconn):
+    one_by_one, batched = FakeWorker(), FakeWorker()
+    for w in (one_by_one, batched):
+        assert w.enroll(client).status_code == 201
+    # Two bursts with a silence longer than the gap (30 min) between them, and a replay.
+    times = [minutes_ago(m) for m in (120, 115, 110, 60, 55, 50)]
+    times.insert(5, times[4])
+    singles = [one_by_one.beat(client, ts).status_code for ts in times]
+    results = send(client, [entry(batched, ts) for ts in times]).json["results"]
+    assert [r["status"] for r in results] == singles == [200, 200, 200, 200, 200, 409, 200]
+
+    def uptime(w):
+        shown = client.get(f"/workers/{w.wallet}/uptime?from=2000-01-01T00:00:00Z").json
+        return shown["records"], shown["openWindow"], shown["totalSeconds"]
+
+    assert uptime(batched) == uptime(one_by_one)
+
+
+@pytest.mark.parametrize(
+    "envelope, message",
+    [
+        ({"heartbeats": []}, "list of 1 to"),
+        ({"heartbeats": "x"}, "list of 1 to"),
+        ({}, "heartbeats is required"),
+        ({"heartbeats": [{}], "more": 1}, "unknown field 'more'"),
+        ({"heartbeats": ["x"]}, "heartbeats[0] must be an object"),
+        ({"heartbeats": [{"body": {"walletAddress": "0x"}}]}, "body must be the heartbeat's JSON"),
+        ({"heartbeats": [{"body": "{}", "signature": 5}]}, "signature must be a base64 string"),
+        ({"heartbeats": [{"body": "{}", "sig": "x"}]}, "unknown field 'sig'"),
+    ],
+    ids=["empty", "not-list", "missing", "extra", "entry", "body", "signature", "typo"],
+)
+def test_a_malformed_envelope_is_refused_and_applies_nothing(
+    client, worker, dbconn, envelope, message
+):
+    # A good heartbeat first: it must not be applied when a later entry is malformed.
+    if isinstance(envelope.get("heartbeats"), list) and envelope["heartbeats"]:
+        envelope = {**envelope, "heartbeats": [entry(worker), *envelope["heartbeats"]]}
+        message = message.replace("[0]", "[1]")
+    before = snapshot(dbconn)
+    response = client.post("/heartbeats", json=envelope)
+    assert response.status_code == 400
+    assert message in response.json["error"]
+    assert snapshot(dbconn) == before
+
+
+def test_a_batch_holds_at_most_the_limit(client, worker, dbconn):
+    body = json.dumps(worker.heartbeat_body(utcnow(), containers=[]))
+    response = send(client, [{"body": body, "signature": "x"}] * (MAX_BATCH + 1))
+    assert response.status_code == 400
+    assert str(MAX_BATCH) in response.json["error"]
+
+
+def test_with_signatures_off_a_batch_needs_no_signatures(make_app, dbconn):
+    client = make_app(require_signatures=False).test_client()
+    worker = FakeWorker()
+    entries = [{"body": json.dumps(worker.heartbeat_body(minutes_ago(m)))} for m in (2, 1)]
+    results = send(client, entries).json["results"]
+    assert [r["status"] for r in results] == [200, 200]
