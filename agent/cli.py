@@ -1,4 +1,5 @@
-"""``tassium-agent``: run | once | status | enroll | keygen."""
+"""tassium-agent: the Tassium worker agent, which proves this machine's uptime to the
+collector with signed heartbeats."""
 
 import argparse
 import json
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agent import keys
-from agent.config import AgentConfig, load_config
+from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, check_state_dir, load_config
 from agent.errors import AgentError, DeliveryError
 from agent.systemd import Notifier
 from protocol.heartbeat import encode_public_key
@@ -40,6 +41,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_keygen(config: AgentConfig, _args) -> int:
+    check_state_dir(config, create=True)
     key = keys.generate(config.key_path)
     print(f"key written to {config.key_path} (mode 0600)")
     print(f"public key: {encode_public_key(key)}")
@@ -60,10 +62,14 @@ def cmd_enroll(config: AgentConfig, args) -> int:
         status, answer = sender.post_signed("/workers/enroll", json.dumps(body).encode())
     finally:
         sender.close()
-    if status in (200, 201):
+    if status in (200, 201) and isinstance(answer, dict):
+        fingerprint = keys.fingerprint(key)
         print(
-            f"enrolled {config.wallet} with key {keys.fingerprint(key)}"
-            + (" (already enrolled)" if status == 200 else "")
+            {
+                "replaced": f"enrolled {config.wallet} with the new key {fingerprint}, "
+                "replacing the key enrolled before",
+                "unchanged": f"{config.wallet} is already enrolled with key {fingerprint}",
+            }.get(answer.get("enrollment"), f"enrolled {config.wallet} with key {fingerprint}")
         )
         return 0
     print(f"enrollment refused ({status}): {_error(answer)}", file=sys.stderr)
@@ -73,6 +79,7 @@ def cmd_enroll(config: AgentConfig, args) -> int:
 def cmd_once(config: AgentConfig, _args) -> int:
     from agent.service import Agent
 
+    check_state_dir(config)
     agent = Agent(config, keys.load(config.key_path))
     try:
         agent.sync_clock()
@@ -107,6 +114,7 @@ def cmd_status(config: AgentConfig, _args) -> int:
 def cmd_run(config: AgentConfig, _args) -> int:
     from agent.service import run
 
+    check_state_dir(config)
     return run(config, keys.load(config.key_path), Notifier.from_environ(os.environ))
 
 
@@ -118,16 +126,25 @@ def _error(answer: object) -> str:
 
 COMMANDS = {
     "run": (cmd_run, "run the daemon (what systemd starts)"),
-    "once": (cmd_once, "send one heartbeat now, printing it, for troubleshooting"),
-    "status": (cmd_status, "check the key, Docker, the collector and the spool"),
+    "once": (cmd_once, "send one heartbeat now and print it; fails unless it was credited"),
+    "status": (
+        cmd_status,
+        "check the state directory, key, Docker, collector, clock, enrollment and spool",
+    ),
     "enroll": (cmd_enroll, "register this worker's public key with the collector"),
     "keygen": (cmd_keygen, "generate the worker's signing key"),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="tassium-agent", description=__doc__)
-    parser.add_argument("--config", type=Path, help="default: /etc/tassium/agent.yaml")
+    parser = argparse.ArgumentParser(
+        prog="tassium-agent",
+        description=__doc__,
+        epilog=f"Settings are read from {DEFAULT_CONFIG_PATH} (or --config); each can be "
+        "overridden by an environment variable named TASSIUM_ and the setting in capitals, "
+        "such as TASSIUM_COLLECTOR_URL.",
+    )
+    parser.add_argument("--config", type=Path, help=f"default: {DEFAULT_CONFIG_PATH}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text)
@@ -142,3 +159,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"tassium-agent: cannot reach the collector: {exc}")
     except AgentError as exc:
         sys.exit(f"tassium-agent: {exc}")
+    except ModuleNotFoundError as exc:
+        # keygen needs only the base install; the other commands need the agent extra.
+        sys.exit(
+            f"tassium-agent: {(exc.name or 'a module').split('.')[0]} is not installed, "
+            "which this command needs: "
+            "install the agent extra, pip install 'tassium[agent]'"
+        )
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        sys.exit(f"tassium-agent: {exc.strerror or exc}{where}")

@@ -79,6 +79,28 @@ class AgentConfig:
         return f"AgentConfig({shown})"
 
 
+def check_state_dir(config: AgentConfig, *, create: bool = False) -> None:
+    """One sentence for a state directory the agent cannot use, instead of a traceback from
+    wherever it is first touched. ``create`` makes a missing one (as keygen does)."""
+    path = config.state_dir
+    if create and not path.exists():
+        try:
+            path.mkdir(parents=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"state_dir {path} cannot be created: {exc.strerror}") from None
+    if not path.exists():
+        raise ConfigError(
+            f"state_dir {path} does not exist: run tassium-agent keygen, which creates it"
+        )
+    if not path.is_dir():
+        raise ConfigError(f"state_dir {path} is not a directory: point state_dir at one")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"state_dir {path} is not writable here (a read-only mount, or another user's "
+            "directory): run the agent as the user that owns it, e.g. sudo -u tassium"
+        )
+
+
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AgentConfig:
     environ = os.environ if environ is None else environ
     explicit = path is not None or "TASSIUM_CONFIG" in environ

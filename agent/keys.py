@@ -17,12 +17,14 @@ def generate(path: Path) -> Ed25519PrivateKey:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # O_EXCL with the mode at creation: the key is never readable by others, not even briefly.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise KeyFileError(f"{path} already exists; remove it first to make a new key") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot write the key at {path}: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
         handle.flush()

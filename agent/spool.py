@@ -34,7 +34,7 @@ def entry_names(path: Path) -> list[str]:
     """The spool's entries, oldest first; none when it does not exist. Changes nothing."""
     try:
         return sorted(name for name in os.listdir(path) if _ENTRY.fullmatch(name))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
 
 

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import keys
 from agent.clock import CollectorClock
-from agent.config import AgentConfig
+from agent.config import AgentConfig, check_state_dir
 from agent.containers import list_containers
-from agent.errors import AgentError, DeliveryError, DockerUnavailable
+from agent.errors import AgentError, ConfigError, DeliveryError, DockerUnavailable
 from agent.sender import Sender
 from agent.spool import QUARANTINE, entry_names
 from protocol.heartbeat import encode_public_key
@@ -69,6 +69,11 @@ class Line:
 def check(config: AgentConfig) -> list[Line]:
     """Every check ``status`` prints, in order."""
     lines = [Line("wallet", None, config.wallet), Line("collector", None, config.collector_url)]
+    try:
+        check_state_dir(config)
+        lines.append(Line("state", True, str(config.state_dir)))
+    except ConfigError as exc:
+        lines.append(Line("state", False, str(exc)))
     try:
         key = keys.load(config.key_path)
         lines.append(Line("key", True, f"{keys.fingerprint(key)} ({config.key_path})"))

@@ -110,8 +110,8 @@ PATHS = {
             "parameters": [_SIGNED],
             "requestBody": _body("Enrollment"),
             "responses": {
-                "200": _json("WorkerSummary", "The same key was enrolled already, or replaced"),
-                "201": _json("WorkerSummary", "Enrolled"),
+                "200": _json("Enrolled", "The same key was enrolled already, or replaced"),
+                "201": _json("Enrolled", "Enrolled"),
                 **_errors(*_WRITE, 401, 409),
             },
         }

@@ -221,6 +221,10 @@ def schemas(wallet_format: str) -> dict:
             },
         ),
         "WorkerSummary": _object(list(summary), summary),
+        "Enrolled": _object(
+            [*summary, "enrollment"],
+            {**summary, "enrollment": {"enum": ["enrolled", "unchanged", "replaced"]}},
+        ),
         "Worker": _object(
             [*summary, "openWindow", "containers"],
             {

@@ -88,14 +88,15 @@ def is_enrolled(wallet_address: str) -> bool:
 
 def enroll(
     wallet_address: str, public_key: str, token: str | None, policy: str, now: datetime
-) -> int:
-    """Bind a public key to a wallet; return 201 for a new binding, 200 for the same key again.
-    Raises ApiError (and so rolls back) for every refusal."""
+) -> str:
+    """Bind a public key to a wallet; return what happened: ``enrolled`` (a new binding),
+    ``unchanged`` (the same key again) or ``replaced`` (a new key, by a token). Raises
+    ApiError (and so rolls back) for every refusal."""
     with database.atomic():
         Worker.insert(wallet_address=wallet_address, created_at=now).on_conflict_ignore().execute()
         worker = locked(Worker.select().where(Worker.wallet_address == wallet_address)).get()
         if worker.public_key == public_key:
-            return 200
+            return "unchanged"
         replacing = worker.public_key is not None
         if token is None:
             if replacing:
@@ -111,7 +112,7 @@ def enroll(
         worker.public_key = public_key
         worker.enrolled_at = now
         worker.save()
-        return 200 if replacing else 201
+        return "replaced" if replacing else "enrolled"
 
 
 @bp.post("/enroll")
@@ -131,9 +132,10 @@ def enroll_route():
     except ProtocolError as exc:
         raise ApiError(401, f"enrollment must be signed by the key being enrolled: {exc}") from None
 
-    status = enroll(address, public_key, token, config.enrollment_policy, utcnow())
+    outcome = enroll(address, public_key, token, config.enrollment_policy, utcnow())
     worker = Worker.get_by_id(address)
-    return jsonify(_summary(worker, utcnow())), status
+    answer = {**_summary(worker, utcnow()), "enrollment": outcome}
+    return jsonify(answer), 201 if outcome == "enrolled" else 200
 
 
 @bp.post("/tokens")

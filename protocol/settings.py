@@ -114,6 +114,12 @@ def _check(rule: Rule, value: object) -> object:
         value = tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
+        # YAML reads an unquoted 0xC659… as a hex number, and 1e5 or 0755 as numbers too.
+        raise ValueError(
+            "must be text, but YAML read it as a number (an unquoted 0x… is a hex number): "
+            "put the value in quotes"
+        )
     if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
         shown = "********" if rule.secret else repr(value)
         raise ValueError(f"must be {_KIND_NAMES[kind]}, not {shown}")

@@ -146,7 +146,7 @@ def test_the_printed_token_enrolls_its_wallet_once(runner, database_url):
     token = runner("token", "create", "--wallet", CHECKSUMMED).stdout.strip()
     key = encode_public_key(Ed25519PrivateKey.generate())
     with connected(database_url):
-        assert enroll(CHECKSUMMED.lower(), key, token, "token", utcnow()) == 201
+        assert enroll(CHECKSUMMED.lower(), key, token, "token", utcnow()) == "enrolled"
         assert Worker.get_by_id(CHECKSUMMED.lower()).public_key == key
         assert EnrollmentToken.get().used_at is not None
 

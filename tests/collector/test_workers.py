@@ -29,7 +29,9 @@ def test_first_enrollment_creates_the_worker_and_the_same_key_again_is_ok(client
     worker = FakeWorker()
     first = worker.enroll(client)
     assert (first.status_code, first.json["enrolled"]) == (201, True)
-    assert worker.enroll(client).status_code == 200
+    assert first.json["enrollment"] == "enrolled"
+    again = worker.enroll(client)
+    assert (again.status_code, again.json["enrollment"]) == (200, "unchanged")
 
 
 def test_a_new_key_without_a_token_is_a_conflict(client, dbconn):
@@ -47,7 +49,8 @@ def test_a_token_replaces_the_key_once(client, dbconn):
     worker.enroll(client)
     replacement = FakeWorker(worker.wallet)
     token = token_for(worker.wallet)
-    assert replacement.enroll(client, token).status_code == 200
+    replaced = replacement.enroll(client, token)
+    assert (replaced.status_code, replaced.json["enrollment"]) == (200, "replaced")
     assert worker.beat(client).status_code == 401  # the old key no longer verifies
     assert replacement.beat(client).status_code == 200
     third = FakeWorker(worker.wallet)
