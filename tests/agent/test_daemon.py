@@ -21,9 +21,11 @@ from tests.agent.fake_collector import FakeCollector, Reply, accept_everything
 from tests.polling import wait_for
 
 # The served collectors here run on SQLite; the fake ones have no database at all.
+# Each test waits on a hang, a replay or a daemon's ticks by design: slow.
 pytestmark = [
     pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
     pytest.mark.usefixtures("backend"),
+    pytest.mark.slow,
 ]
 
 
