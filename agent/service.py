@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 60.0
 # Reading the collector's clock at start is worth a short wait, not a long start-up.
 SYNC_SECONDS = 10.0
+# How long a stop waits for a delivery in progress.
+STOP_SECONDS = 10.0
 
 
 def agent_version() -> str:
@@ -95,7 +97,7 @@ class Agent:
         clock: CollectorClock | None = None,
     ):
         self.config = config
-        self.clock = clock or CollectorClock(status.read(config).get("clockOffset"))
+        self.clock = clock or CollectorClock(status.saved_offset(config))
         self.sender = Sender(config, key, self.clock)
         self.backoff = Backoff(config.retry_base, config.retry_max)
         self.retry_at: float | None = None  # time.monotonic() before which drain() waits
@@ -391,6 +393,7 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
     log.info("stopping")
     scheduler.shutdown(wait=True)
     wake.set()
-    delivery.join(timeout=config.send_timeout + config.connect_timeout)
+    # Within systemd's TimeoutStopSec; a request cut short leaves its heartbeats spooled.
+    delivery.join(timeout=STOP_SECONDS)
     agent.close()
     return 0

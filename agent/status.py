@@ -38,6 +38,14 @@ def read(config: AgentConfig) -> dict:
     return document if isinstance(document, dict) else {}
 
 
+def saved_offset(config: AgentConfig) -> float | None:
+    """The clock offset learned last time, for a start while the collector is unreachable."""
+    offset = read(config).get("clockOffset")
+    return (
+        float(offset) if isinstance(offset, int | float) and not isinstance(offset, bool) else None
+    )
+
+
 def record(
     config: AgentConfig, *, credited: int, error: str | None, pending: int, offset: float | None
 ) -> None:

@@ -157,3 +157,13 @@ def test_liveness_reports_a_hung_step_and_a_skipped_period():
     liveness.end("delivering")
     liveness.begin("taking a heartbeat")
     assert liveness.stuck() == []
+
+
+@pytest.mark.parametrize("saved", ['{"clockOffset": -42.5}', '{"clockOffset": "soon"}', "{oops"])
+def test_the_saved_clock_offset_is_used_when_sound_and_ignored_otherwise(tmp_path, saved):
+    config = AgentConfig(
+        collector_url="http://127.0.0.1:9", wallet=new_wallet(), state_dir=tmp_path
+    )
+    config.status_path.write_text(saved)
+    expected = -42.5 if "42" in saved else None
+    assert status.saved_offset(config) == expected
