@@ -18,26 +18,17 @@ from pathlib import Path
 
 from agent import keys
 from agent.clock import CollectorClock
-from agent.config import AgentConfig
 from agent.sender import Sender
 from agent.service import Agent
 from agent.spool import Spool
 from bench.served import served_collector
 from protocol.heartbeat import Heartbeat, encode_public_key
 from protocol.times import utcnow
-from tests.factories import new_wallet
+from tests.factories import agent_config
 
 
 def enrolled_agent(url: str, state: Path, batch_size: int, backlog: int) -> Agent:
-    config = AgentConfig(
-        collector_url=url,
-        wallet=new_wallet(),
-        state_dir=state,
-        key_path=state / "agent.key",
-        spool_path=state / "spool",
-        spool_max=backlog,
-        batch_size=batch_size,
-    )
+    config = agent_config(url, state, spool_max=backlog, batch_size=batch_size)
     key = keys.generate(config.key_path)
     enroll = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
     sender = Sender(config, key, CollectorClock())

@@ -4,15 +4,30 @@ import json
 import secrets
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.config import AgentConfig
 from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, sign
 from protocol.times import format_timestamp, utcnow
 
 
 def new_wallet() -> str:
     return "0x" + secrets.token_hex(20)
+
+
+def agent_config(url: str, state_dir: Path, **settings) -> AgentConfig:
+    """An agent's settings (a new wallet unless one is given) with everything it keeps under
+    ``state_dir``, as load_config derives them."""
+    settings.setdefault("wallet", new_wallet())
+    return AgentConfig(
+        collector_url=url,
+        state_dir=state_dir,
+        key_path=state_dir / "agent.key",
+        spool_path=state_dir / "spool",
+        **settings,
+    )
 
 
 class FakeWorker:

@@ -14,14 +14,13 @@ import pytest
 
 from agent import keys
 from agent.clock import CollectorClock
-from agent.config import AgentConfig
 from agent.errors import DeliveryError
 from agent.sender import Backoff, Outcome, Sender
 from protocol.heartbeat import Heartbeat, encode_public_key, verify
 from protocol.times import format_timestamp, utcnow
 from tests.agent.fake_collector import FakeCollector, Reply, accept_everything, collector_json
 from tests.conftest import free_port
-from tests.factories import new_wallet
+from tests.factories import agent_config, new_wallet
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -29,17 +28,10 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def make_sender(
     url: str, tmp_path: Path, wallet: str | None = None, **settings
 ) -> tuple[Sender, str]:
-    wallet = wallet or new_wallet()
-    config = AgentConfig(
-        collector_url=url,
-        wallet=wallet,
-        state_dir=tmp_path,
-        key_path=tmp_path / "agent.key",
-        spool_path=tmp_path / "spool",
-        **{"connect_timeout": 2, "read_timeout": 5, **settings},
-    )
+    settings = {"connect_timeout": 2, "read_timeout": 5, **settings}
+    config = agent_config(url, tmp_path, wallet=wallet or new_wallet(), **settings)
     key = keys.load(config.key_path) if config.key_path.exists() else keys.generate(config.key_path)
-    return Sender(config, key, CollectorClock()), wallet
+    return Sender(config, key, CollectorClock()), config.wallet
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from agent.config import AgentConfig
 from agent.service import Agent, Liveness
 from protocol.times import parse_timestamp, utcnow
 from tests.agent.fake_collector import FakeCollector, Reply, accept_everything
-from tests.factories import new_wallet
+from tests.factories import agent_config, new_wallet
 
 PORTAL = Reply(200, "text/html", b"<html>Sign in to the hotel Wi-Fi</html>")
 
@@ -27,12 +27,9 @@ def make_agent(tmp_path):
 
     def make(url: str, clock: CollectorClock | None = None, **settings) -> Agent:
         state = tmp_path / f"agent-{len(made)}"
-        config = AgentConfig(
-            collector_url=url,
-            wallet=new_wallet(),
-            state_dir=state,
-            key_path=state / "agent.key",
-            spool_path=state / "spool",
+        config = agent_config(
+            url,
+            state,
             docker_host=f"unix://{tmp_path}/no-docker.sock",
             **{"retry_base": 0.01, "retry_max": 0.01, **settings},
         )
