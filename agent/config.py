@@ -2,6 +2,8 @@
 once into a frozen ``AgentConfig``."""
 
 import os
+import pwd
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -79,26 +81,95 @@ class AgentConfig:
         return f"AgentConfig({shown})"
 
 
-def check_state_dir(config: AgentConfig, *, create: bool = False) -> None:
-    """One sentence for a state directory the agent cannot use, instead of a traceback from
-    wherever it is first touched. ``create`` makes a missing one (as keygen does)."""
+def check_state_dir(config: AgentConfig, *, create: bool = False, write: bool = True) -> None:
+    """One sentence for a state directory the agent cannot use, naming it and what to do,
+    instead of a traceback from wherever it is first touched. ``create`` makes a missing one
+    (keygen); otherwise nothing is created, since ``status`` changes nothing on disk.
+    ``write=False`` for a command that only reads it (enroll)."""
     path = config.state_dir
-    if create and not path.exists():
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as exc:  # a parent we may not search, a symlink loop
+        raise ConfigError(f"state_dir {path} cannot be reached: {exc.strerror}") from None
+    if mode is None:
+        if path.is_symlink():
+            raise ConfigError(
+                f"state_dir {path} is a symbolic link to {os.readlink(path)}, which does not "
+                "exist: create that directory or point state_dir at another"
+            )
+        blocker = _creation_blocker(path)
+        if blocker:
+            raise ConfigError(f"state_dir {path} cannot be created: {blocker}")
+        if not create:
+            raise ConfigError(
+                f"state_dir {path} does not exist: run tassium-agent keygen, which creates it"
+            )
         try:
             path.mkdir(parents=True, mode=0o700)
         except OSError as exc:
             raise ConfigError(f"state_dir {path} cannot be created: {exc.strerror}") from None
-    if not path.exists():
+        return
+    if not stat.S_ISDIR(mode):
         raise ConfigError(
-            f"state_dir {path} does not exist: run tassium-agent keygen, which creates it"
+            f"state_dir {path} is a file, not a directory: point state_dir at a directory"
         )
-    if not path.is_dir():
-        raise ConfigError(f"state_dir {path} is not a directory: point state_dir at one")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"state_dir {path} is not writable here (a read-only mount, or another user's "
-            "directory): run the agent as the user that owns it, e.g. sudo -u tassium"
+    problem = _unusable(path, write)
+    if problem:
+        raise ConfigError(f"state_dir {path} {problem}")
+
+
+def _creation_blocker(path: Path) -> str | None:
+    """Why ``mkdir -p path`` would fail, found without creating anything."""
+    for parent in path.parents:
+        try:
+            mode = parent.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # the nearest parent that exists decides
+        except OSError as exc:
+            return f"{parent} cannot be reached: {exc.strerror}"
+        if not stat.S_ISDIR(mode):
+            return f"{parent} is a file, not a directory: point state_dir elsewhere"
+        if os.access(parent, os.W_OK | os.X_OK):
+            return None
+        if os.statvfs(parent).f_flag & os.ST_RDONLY:
+            return f"{parent} {_READ_ONLY}"
+        me = _user(os.geteuid())
+        return (
+            f"{me} may not write to {parent}: create {path} for {me} "
+            f"(as root: install -d -o {me} -m 700 {path}), or point state_dir elsewhere"
         )
+    return None
+
+
+# Under systemd also what ProtectSystem=strict makes of any path the unit may not write.
+_READ_ONLY = (
+    "is on a read-only file system: point state_dir at a writable directory "
+    "(under systemd, the unit's StateDirectory /var/lib/tassium-agent)"
+)
+
+
+def _unusable(directory: Path, write: bool) -> str | None:
+    """What stops this user using an existing ``directory`` (and what to do), or None."""
+    if os.access(directory, os.R_OK | os.X_OK | (os.W_OK if write else 0)):
+        return None
+    if write and os.statvfs(directory).f_flag & os.ST_RDONLY:
+        return _READ_ONLY
+    owner, me = _user(directory.stat().st_uid), _user(os.geteuid())
+    if owner != me:
+        return (
+            f"belongs to {owner}, and {me} may not {'write to' if write else 'read'} it: "
+            f"run tassium-agent as {owner} (sudo -u {owner} tassium-agent ...)"
+        )
+    return f"is not {'writable' if write else 'readable'} by its owner {me}: chmod 700 {directory}"
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a name, as in a container
+        return f"uid {uid}"
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AgentConfig:
