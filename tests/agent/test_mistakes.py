@@ -13,6 +13,7 @@ import yaml
 from agent.cli import COMMANDS
 from agent.config import load_config
 from agent.errors import ConfigError
+from tests.agent.fake_collector import FakeCollector, collector_json
 from tests.factories import new_wallet
 from tests.programs import console_script
 
@@ -181,6 +182,27 @@ def test_enroll_says_when_it_replaced_a_lost_key(serve_collector, tmp_path):
     assert replaced.returncode == 0, replaced.stderr
     assert "replacing the key enrolled before" in replaced.stdout
     assert "already" not in replaced.stdout
+
+
+@pytest.mark.parametrize(
+    ("code", "token", "said"),
+    [
+        (201, None, "enrolled {wallet} with key SHA256:"),
+        (200, None, "{wallet} is already enrolled with key SHA256:"),
+        (200, "tsk_" + "a" * 43, "replacing the key enrolled before"),
+    ],
+)
+def test_enroll_reads_an_older_collectors_answer_by_its_status_and_the_token(
+    tmp_path, code, token, said
+):
+    # A collector from before the answer's "enrollment" field, which the real one now has.
+    with FakeCollector(lambda request: collector_json(code, walletAddress="0x")) as old:
+        config = write_config(tmp_path, collector_url=old.url, state_dir=str(tmp_path / "s"))
+        assert agent(config, "keygen").returncode == 0
+        done = agent(config, "enroll", *(("--token", token) if token else ()))
+    assert done.returncode == 0, done.stderr
+    wallet = yaml.safe_load(config.read_text())["wallet"]
+    assert said.format(wallet=wallet) in done.stdout
 
 
 def without(module: str) -> str:
