@@ -53,6 +53,7 @@ def cmd_enroll(config: AgentConfig, args) -> int:
     from agent.clock import CollectorClock
     from agent.sender import Sender
 
+    check_state_dir(config, write=False)  # enrolling reads the key and writes nothing
     key = keys.load(config.key_path)
     body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
     if args.token:
@@ -64,12 +65,17 @@ def cmd_enroll(config: AgentConfig, args) -> int:
         sender.close()
     if status in (200, 201) and isinstance(answer, dict):
         fingerprint = keys.fingerprint(key)
+        # A collector older than the "enrollment" field answered 200 both for the same key
+        # again and for a key a token replaced: the token is what tells them apart there.
+        outcome = answer.get("enrollment") or (
+            "enrolled" if status == 201 else "replaced" if args.token else "unchanged"
+        )
         print(
             {
                 "replaced": f"enrolled {config.wallet} with the new key {fingerprint}, "
                 "replacing the key enrolled before",
                 "unchanged": f"{config.wallet} is already enrolled with key {fingerprint}",
-            }.get(answer.get("enrollment"), f"enrolled {config.wallet} with key {fingerprint}")
+            }.get(outcome, f"enrolled {config.wallet} with key {fingerprint}")
         )
         return 0
     print(f"enrollment refused ({status}): {_error(answer)}", file=sys.stderr)
@@ -124,32 +130,41 @@ def _error(answer: object) -> str:
     return "the answer is not the collector's"
 
 
+# In the order an owner uses them; each help is one line of plain text (--help shows it).
 COMMANDS = {
-    "run": (cmd_run, "run the daemon (what systemd starts)"),
-    "once": (cmd_once, "send one heartbeat now and print it; fails unless it was credited"),
-    "status": (
-        cmd_status,
-        "check the state directory, key, Docker, collector, clock, enrollment and spool",
-    ),
-    "enroll": (cmd_enroll, "register this worker's public key with the collector"),
     "keygen": (cmd_keygen, "generate the worker's signing key"),
+    "enroll": (cmd_enroll, "register this worker's public key with the collector"),
+    "run": (cmd_run, "run the daemon (what systemd starts)"),
+    "once": (cmd_once, "send one heartbeat now; fails unless it is credited"),
+    "status": (cmd_status, "check state, key, Docker, collector, clock, enrollment, spool"),
 }
+
+
+_OWN_PACKAGES = frozenset({"agent", "protocol", "collector"})
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="tassium-agent",
         description=__doc__,
-        epilog=f"Settings are read from {DEFAULT_CONFIG_PATH} (or --config); each can be "
-        "overridden by an environment variable named TASSIUM_ and the setting in capitals, "
-        "such as TASSIUM_COLLECTOR_URL.",
+        epilog=f"Settings are read from {DEFAULT_CONFIG_PATH} (or --config, or the file "
+        "TASSIUM_CONFIG names); each can be overridden by an environment variable named "
+        "TASSIUM_ and the setting in capitals, such as TASSIUM_COLLECTOR_URL.",
     )
-    parser.add_argument("--config", type=Path, help=f"default: {DEFAULT_CONFIG_PATH}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help=f"instead of {DEFAULT_CONFIG_PATH}"
+    )
+    commands = parser.add_subparsers(
+        title="commands", dest="command", metavar="COMMAND", required=True
+    )
     for name, (_, help_text) in COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text)
         if name == "enroll":
-            sub.add_argument("--token", help="enrollment token from the operator")
+            sub.add_argument(
+                "--token",
+                help="single-use enrollment token from the operator: needed when the collector "
+                "asks for one, or to replace a lost key",
+            )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -161,11 +176,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"tassium-agent: {exc}")
     except ModuleNotFoundError as exc:
         # keygen needs only the base install; the other commands need the agent extra.
+        missing = (exc.name or "").partition(".")[0]
+        if not missing or missing in _OWN_PACKAGES:
+            raise  # a broken checkout, not a missing extra: the traceback is what helps
         sys.exit(
-            f"tassium-agent: {(exc.name or 'a module').split('.')[0]} is not installed, "
-            "which this command needs: "
+            f"tassium-agent: {missing} is not installed, which this command needs: "
             "install the agent extra, pip install 'tassium[agent]'"
         )
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        sys.exit(f"tassium-agent: {exc.strerror or exc}{where}")
+        # What no check above foresaw still names the path and the reason in one line.
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        sys.exit(f"tassium-agent: {paths + ': ' if paths else ''}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C on once or status: the owner knows, no traceback needed

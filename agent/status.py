@@ -169,7 +169,10 @@ def _enrollment_line(config: AgentConfig, sender: Sender, key: Ed25519PrivateKey
 
 
 def _spool_lines(config: AgentConfig) -> list[Line]:
-    pending = len(entry_names(config.spool_path))
+    try:
+        pending = len(entry_names(config.spool_path))
+    except OSError as exc:
+        return [Line("spool", False, f"cannot read {config.spool_path}: {exc.strerror}")]
     lines = [Line("spool", pending < config.spool_max, f"{pending} heartbeats waiting")]
     try:
         aside = len(os.listdir(config.spool_path / QUARANTINE))
