@@ -79,6 +79,8 @@ SAID = {
 }
 
 
+# 25 programs started: slow, so the lowest-versions run (which keeps CI short) skips them.
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(SAID))
 @pytest.mark.parametrize("command", EVERY_COMMAND)
 def test_an_unusable_state_dir_is_a_sentence(tmp_path, kind, command):
