@@ -193,7 +193,7 @@ class DatabaseState:
                 log.warning("database available again")
 
 
-def database_down(exc: BaseException, **extra: str) -> Response:
+def database_down(exc: BaseException, **extra: object) -> Response:
     """A 503 for a database that cannot answer; the outage is logged once, and this process's
     connections are dropped so that none broken is handed out once it is back."""
     current_app.extensions["tassium.database_state"].failed(exc)

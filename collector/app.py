@@ -5,7 +5,7 @@ from flask import Flask, jsonify
 from collector import api, bodies, db, deployments, heartbeats, openapi, payments, setup, workers
 from collector.config import CollectorConfig
 from collector.migrations import LATEST_VERSION, current_version
-from protocol.times import format_timestamp, utcnow
+from protocol.times import format_millis, utcnow
 
 
 def create_app(config: CollectorConfig) -> Flask:
@@ -20,21 +20,23 @@ def create_app(config: CollectorConfig) -> Flask:
     for module in (heartbeats, workers, deployments, payments, setup, openapi):
         app.register_blueprint(module.bp)
 
+    def clock() -> dict:
+        # What an agent needs to judge its clock (tassium-agent status), answered even while
+        # the database is down, and read last, as the answer leaves.
+        return {
+            "serverTime": format_millis(utcnow()),
+            "maxSkew": config.max_skew,
+            "maxBackfill": config.max_backfill,
+        }
+
     @app.get("/healthz")
     def healthz():
         try:
             version = current_version(db.database)
         except db.DATABASE_DOWN as exc:
-            return api.database_down(exc, status="error")
+            return api.database_down(exc, status="error", **clock())
         healthy = version == LATEST_VERSION
-        body = {
-            "status": "ok" if healthy else "error",
-            "schemaVersion": version,
-            # What an agent needs to judge its clock (tassium-agent status).
-            "serverTime": format_timestamp(utcnow()),
-            "maxSkew": config.max_skew,
-            "maxBackfill": config.max_backfill,
-        }
+        body = {"status": "ok" if healthy else "error", "schemaVersion": version, **clock()}
         if not healthy:
             body["error"] = f"schema is at version {version}, expected {LATEST_VERSION}"
         return jsonify(body), 200 if healthy else 503

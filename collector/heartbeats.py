@@ -5,7 +5,7 @@ collector's from any answer, a refusal included."""
 
 from datetime import timedelta
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from collector.api import ApiError, accept_fields, json_object, settings, wallet
 from collector.config import CollectorConfig
@@ -13,7 +13,7 @@ from collector.models import Worker
 from collector.windows import StaleHeartbeat, UnknownWorker, apply_heartbeat
 from protocol import ProtocolError
 from protocol.heartbeat import SIGNATURE_HEADER, parse_heartbeat, verify
-from protocol.times import format_timestamp, utcnow
+from protocol.times import format_millis, format_timestamp, utcnow
 
 bp = Blueprint("heartbeats", __name__)
 
@@ -37,7 +37,11 @@ def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict
 
     if config.require_signatures:
         if not signature:
-            raise ApiError(401, f"heartbeat must be signed: missing {SIGNATURE_HEADER} header")
+            raise ApiError(
+                401,
+                f"heartbeat must be signed: missing {SIGNATURE_HEADER} header "
+                "(in a batch, the entry's signature)",
+            )
         worker = Worker.get_or_none(Worker.wallet_address == address)
         if worker is None or not worker.public_key:
             raise ApiError(404, f"worker {address} is not enrolled")
@@ -69,11 +73,17 @@ def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict
             create_worker=not config.require_signatures,
         )
     except StaleHeartbeat as exc:
+        last = format_timestamp(exc.last)
+        why = (
+            "its time is already stored (a duplicate or a replay)"
+            if exc.stored
+            else "it arrived out of order, outside the worker's windows, and can never count"
+        )
         raise ApiError(
             409,
-            f"duplicate or replayed heartbeat: {exc}",
+            f"heartbeat not later than the last accepted one at {last}: {why}",
             stored=exc.stored,
-            lastAccepted=format_timestamp(exc.last),
+            lastAccepted=last,
         ) from None
     except UnknownWorker:
         raise ApiError(404, f"worker {address} is not enrolled") from None
@@ -85,15 +95,24 @@ def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict
     }
 
 
-def _server_time() -> str:
-    return format_timestamp(utcnow())
+@bp.after_request
+def _stamp_server_time(response: Response) -> Response:
+    """``serverTime`` on every JSON answer of these routes, whatever made it: the routes
+    themselves, a body refused before they ran (400, 408, 413), a database outage (503). So
+    an agent learns the collector's clock from any answer, a refusal included; it is read
+    as the answer leaves, closest to when the agent receives it."""
+    answer = response.get_json(silent=True) if response.is_json else None
+    if isinstance(answer, dict):
+        answer["serverTime"] = format_millis(utcnow())
+        response.set_data(current_app.json.dumps(answer) + "\n")
+    return response
 
 
 @bp.post("/heartbeat")
 def heartbeat():
     body = request.get_data(cache=True)
     status, answer = receive(body, request.headers.get(SIGNATURE_HEADER), settings())
-    return jsonify({**answer, "serverTime": _server_time()}), status
+    return jsonify(answer), status
 
 
 @bp.post("/heartbeats")
@@ -122,4 +141,4 @@ def heartbeats():
     for body, signature in batch:
         status, answer = receive(body, signature, config)
         results.append({"status": status, **answer})
-    return jsonify(results=results, serverTime=_server_time())
+    return jsonify(results=results)

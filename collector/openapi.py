@@ -36,17 +36,33 @@ ERRORS = {
 _TEXT = {"type": "string"}
 
 
+# The heartbeat routes answer every error with serverTime too (Heartbeat<status>), and their
+# 409 says whether the heartbeat is stored.
+HEARTBEAT_STALE = (
+    "Not later than the worker's last accepted heartbeat: `stored` says whether its time is "
+    "already counted (a duplicate, or inside a window) or never can be (out of order)."
+)
+
+
 def _error_responses() -> dict:
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    responses = {
-        str(code): {"description": text, "content": error} for code, text in ERRORS.items()
-    }
-    responses["405"]["headers"] = {
-        "Allow": {"description": "The methods the path has", "required": True, "schema": _TEXT}
-    }
-    responses["503"]["headers"] = {
-        "Retry-After": {"description": "Seconds", "required": True, "schema": _TEXT}
-    }
+    def content(schema: str) -> dict:
+        return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+
+    responses = {}
+    for code, text in ERRORS.items():
+        responses[str(code)] = {"description": text, "content": content("Error")}
+        responses[f"Heartbeat{code}"] = (
+            {"description": HEARTBEAT_STALE, "content": content("HeartbeatStale")}
+            if code == 409
+            else {"description": text, "content": content("HeartbeatRefused")}
+        )
+    for prefix in ("", "Heartbeat"):
+        responses[f"{prefix}405"]["headers"] = {
+            "Allow": {"description": "The methods the path has", "required": True, "schema": _TEXT}
+        }
+        responses[f"{prefix}503"]["headers"] = {
+            "Retry-After": {"description": "Seconds", "required": True, "schema": _TEXT}
+        }
     return responses
 
 
@@ -62,7 +78,9 @@ def document(wallet_format: str) -> dict:
             "the web UI's deployment and payment tables out. Any other method on these paths "
             "answers 405 with an Allow header, and any other path 404. On any route a "
             "request body that is malformed, too large or too slow is answered 400, 413 or "
-            '408 before the route runs. Every error is {"error": "<message>"}.',
+            '408 before the route runs. Every error is {"error": "<message>"}; the heartbeat '
+            "routes add serverTime to every answer, errors included, so that an agent learns "
+            "the collector's clock from any of them.",
         },
         "paths": PATHS,
         "components": {

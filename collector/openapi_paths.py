@@ -17,8 +17,8 @@ def _body(schema: str) -> dict:
     return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
 
 
-def _errors(*statuses: int) -> dict:
-    return {str(s): {"$ref": f"#/components/responses/{s}"} for s in statuses}
+def _errors(*statuses: int, shared: str = "") -> dict:
+    return {str(s): {"$ref": f"#/components/responses/{shared}{s}"} for s in statuses}
 
 
 def _query(name: str, schema: dict, description: str) -> dict:
@@ -90,7 +90,7 @@ PATHS = {
             "requestBody": _body("Heartbeat"),
             "responses": {
                 "200": _json("HeartbeatAccepted", "Accepted"),
-                **_errors(*_WRITE, 401, 404, 409, 422),
+                **_errors(*_WRITE, 401, 404, 409, 422, shared="Heartbeat"),
             },
         }
     },
@@ -100,7 +100,7 @@ PATHS = {
             "requestBody": _body("HeartbeatBatch"),
             "responses": {
                 "200": _json("HeartbeatResults", "One result per heartbeat, in order"),
-                **_errors(*_WRITE),
+                **_errors(*_WRITE, shared="Heartbeat"),
             },
         }
     },

@@ -52,6 +52,17 @@ def schemas(wallet_format: str) -> dict:
         else "A Stellar account public key (its CRC16 checked)",
     }
     time = {"type": "string", "format": "date-time", "description": "RFC 3339; answered in UTC"}
+    server_time = {
+        "type": "string",
+        "format": "date-time",
+        "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+        "description": "The collector's clock as it answered: RFC 3339 UTC, in milliseconds",
+    }
+    public_key = {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9+/]{43}=$",
+        "description": "The 32-byte Ed25519 key, base64",
+    }
     text = {"type": "string", "maxLength": MAX_TEXT}
     window = _object(
         ["startTime", "endTime"],
@@ -71,7 +82,7 @@ def schemas(wallet_format: str) -> dict:
         "walletAddress": wallet,
         "createdAt": _nullable(time),
         "enrolled": {"type": "boolean"},
-        "publicKey": _nullable({"type": "string", "description": "The enrolled key, base64"}),
+        "publicKey": _nullable({**public_key, "description": "The enrolled key, base64"}),
         "enrolledAt": _nullable(time),
         "hostname": _nullable(text),
         "agentVersion": _nullable(text),
@@ -97,8 +108,25 @@ def schemas(wallet_format: str) -> dict:
         "openWindow": window,
         "containers": {"type": "integer", "minimum": 0},
     }
+    refused = {"error": {"type": "string"}}
+    # A heartbeat not later than the worker's last accepted one.
+    stale = {
+        **refused,
+        "stored": {
+            "type": "boolean",
+            "description": "true: its time is already counted (a duplicate, or inside a "
+            "window); false: it arrived out of order and can never be",
+        },
+        "lastAccepted": time,
+    }
     return {
-        "Error": _object(["error"], {"error": {"type": "string"}}),
+        "Error": _object(["error"], refused),
+        "HeartbeatRefused": _object(
+            ["error", "serverTime"], {**refused, "serverTime": server_time}
+        ),
+        "HeartbeatStale": _object(
+            ["error", "stored", "lastAccepted", "serverTime"], {**stale, "serverTime": server_time}
+        ),
         "Wallet": wallet,
         "Timestamp": time,
         "DeploymentStatus": status,
@@ -108,7 +136,7 @@ def schemas(wallet_format: str) -> dict:
                 "status": {"type": "string", "enum": ["ok", "error"]},
                 "schemaVersion": {"type": "integer"},
                 "error": {"type": "string"},
-                "serverTime": time,
+                "serverTime": server_time,
                 "maxSkew": {"type": "integer", "description": "seconds a heartbeat may be ahead"},
                 "maxBackfill": {"type": "integer", "description": "seconds it may be behind"},
             },
@@ -133,7 +161,7 @@ def schemas(wallet_format: str) -> dict:
         ),
         "HeartbeatAccepted": _object(
             ["accepted", "action", "openWindow", "containers", "serverTime"],
-            {**accepted, "serverTime": time},
+            {**accepted, "serverTime": server_time},
         ),
         "HeartbeatBatch": _object(
             ["heartbeats"],
@@ -170,30 +198,29 @@ def schemas(wallet_format: str) -> dict:
                     "items": {
                         "oneOf": [
                             _object(["status", *accepted], {"status": {"const": 200}, **accepted}),
+                            _object(["status", *stale], {"status": {"const": 409}, **stale}),
                             _object(
                                 ["status", "error"],
                                 {
-                                    "status": {"type": "integer", "minimum": 400},
-                                    "error": {"type": "string"},
-                                    "stored": {"type": "boolean"},
-                                    "lastAccepted": time,
+                                    "status": {
+                                        "type": "integer",
+                                        "minimum": 400,
+                                        "not": {"const": 409},
+                                    },
+                                    **refused,
                                 },
                             ),
                         ]
                     },
                 },
-                "serverTime": time,
+                "serverTime": server_time,
             },
         ),
         "Enrollment": _object(
             ["walletAddress", "publicKey"],
             {
                 "walletAddress": wallet,
-                "publicKey": {
-                    "type": "string",
-                    "pattern": "^[A-Za-z0-9+/]{43}=$",
-                    "description": "The 32-byte Ed25519 key, base64",
-                },
+                "publicKey": public_key,
                 "token": _nullable(
                     {"type": "string", "pattern": pattern(patterns.ENROLLMENT_TOKEN)}
                 ),

@@ -44,5 +44,13 @@ def format_timestamp(value: datetime) -> str:
     return text + "Z"
 
 
+def format_millis(value: datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC with exactly three fractional digits
+    (truncated): the collector's clock as agents read it. A fixed width keeps every answer
+    alike, and finer digits would be noise beside a request's round trip."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}Z"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

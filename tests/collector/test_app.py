@@ -2,15 +2,35 @@
 
 import httpx
 
-from protocol.times import parse_timestamp, utcnow
+from protocol.times import utcnow
+from tests.collector.test_heartbeats import assert_server_time
 from tests.factories import deployment
 
 
 def test_healthz_reports_the_schema_and_what_an_agent_needs_to_judge_its_clock(client):
     before = utcnow()
     health = client.get("/healthz").json
-    assert before <= parse_timestamp(health.pop("serverTime")) <= utcnow()
+    assert_server_time(health, before)
+    del health["serverTime"]
     assert health == {"status": "ok", "schemaVersion": 2, "maxSkew": 120, "maxBackfill": 86400}
+
+
+def test_healthz_tells_the_time_while_the_database_is_down(make_app, tmp_path):
+    # SQLite's "unable to open database file": the directory is gone.
+    database_url = f"sqlite:///{tmp_path / 'gone' / 'c.db'}"
+    client = make_app(database_url=database_url, max_skew=60, max_backfill=3600).test_client()
+    before = utcnow()
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    health = response.json
+    assert_server_time(health, before)
+    del health["serverTime"]
+    assert health == {
+        "status": "error",
+        "error": "database unavailable",
+        "maxSkew": 60,
+        "maxBackfill": 3600,
+    }
 
 
 def test_the_served_app_answers_over_real_http(serve_collector):

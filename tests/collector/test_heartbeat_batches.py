@@ -5,11 +5,13 @@ import base64
 import json
 import os
 
+import httpx
 import pytest
 
 from collector.heartbeats import MAX_BATCH
+from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import utcnow
-from tests.collector.test_heartbeats import snapshot
+from tests.collector.test_heartbeats import assert_server_time, snapshot
 from tests.factories import FakeWorker, minutes_ago
 
 
@@ -62,22 +64,44 @@ def test_each_heartbeat_gets_the_answer_the_single_route_would_give(client, work
     assert "serverTime" in response.json
 
 
-def test_a_batch_gives_the_windows_of_the_same_heartbeats_sent_one_by_one(client, dbconn):
+def test_a_batch_gives_the_answers_and_windows_of_the_same_heartbeats_sent_one_by_one(
+    client, dbconn
+):
     one_by_one, batched = FakeWorker(), FakeWorker()
     for w in (one_by_one, batched):
         assert w.enroll(client).status_code == 201
-    # Two bursts with a silence longer than the gap (30 min) between them, and a replay.
+    # Two bursts with a silence longer than the gap (30 min) between them, a replay, an
+    # older heartbeat in no window, one with another key's signature and one not JSON.
     times = [minutes_ago(m) for m in (120, 115, 110, 60, 55, 50)]
     times.insert(5, times[4])
-    singles = [one_by_one.beat(client, ts).status_code for ts in times]
-    results = send(client, [entry(batched, ts) for ts in times]).json["results"]
-    assert [r["status"] for r in results] == singles == [200, 200, 200, 200, 200, 409, 200]
+    times.insert(6, minutes_ago(90))
+
+    def entries(w: FakeWorker) -> list[dict]:
+        made = [entry(w, ts) for ts in times]
+        made.insert(4, {**entry(w, minutes_ago(58)), "signature": entry(FakeWorker())["signature"]})
+        made.insert(2, {"body": "{", "signature": made[0]["signature"]})
+        return made
+
+    singles = []
+    for sent in entries(one_by_one):
+        headers = {SIGNATURE_HEADER: sent["signature"], "Content-Type": "application/json"}
+        answer = client.post("/heartbeat", data=sent["body"].encode(), headers=headers)
+        fields = answer.json
+        del fields["serverTime"]  # the batch tells its time once, beside the results
+        singles.append({"status": answer.status_code, **fields})
+    results = send(client, entries(batched)).json["results"]
+
+    assert [r["status"] for r in results] == [200, 200, 400, 200, 200, 401, 200, 409, 409, 200]
+    assert [r.get("stored") for r in results if r["status"] == 409] == [True, False]
+    # Field for field what the single route answered.
+    assert results == singles
 
     def uptime(w):
         shown = client.get(f"/workers/{w.wallet}/uptime?from=2000-01-01T00:00:00Z").json
         return shown["records"], shown["openWindow"], shown["totalSeconds"]
 
     assert uptime(batched) == uptime(one_by_one)
+    assert uptime(batched)[0]  # the silence flushed a record
 
 
 @pytest.mark.parametrize(
@@ -102,17 +126,22 @@ def test_a_malformed_envelope_is_refused_and_applies_nothing(
         envelope = {**envelope, "heartbeats": [entry(worker), *envelope["heartbeats"]]}
         message = message.replace("[0]", "[1]")
     before = snapshot(dbconn)
+    started = utcnow()
     response = client.post("/heartbeats", json=envelope)
     assert response.status_code == 400
     assert message in response.json["error"]
+    assert_server_time(response.json, started)
     assert snapshot(dbconn) == before
 
 
 def test_a_batch_holds_at_most_the_limit(client, worker, dbconn):
     body = json.dumps(worker.heartbeat_body(utcnow(), containers=[]))
-    response = send(client, [{"body": body, "signature": "x"}] * (MAX_BATCH + 1))
-    assert response.status_code == 400
-    assert str(MAX_BATCH) in response.json["error"]
+    full = send(client, [{"body": body, "signature": "x"}] * MAX_BATCH)
+    assert full.status_code == 200
+    assert [r["status"] for r in full.json["results"]] == [401] * MAX_BATCH
+    over = send(client, [{"body": body, "signature": "x"}] * (MAX_BATCH + 1))
+    assert over.status_code == 400
+    assert f"1 to {MAX_BATCH} heartbeats" in over.json["error"]
 
 
 def test_with_signatures_off_a_batch_needs_no_signatures(make_app, dbconn):
@@ -121,3 +150,39 @@ def test_with_signatures_off_a_batch_needs_no_signatures(make_app, dbconn):
     entries = [{"body": json.dumps(worker.heartbeat_body(minutes_ago(m)))} for m in (2, 1)]
     results = send(client, entries).json["results"]
     assert [r["status"] for r in results] == [200, 200]
+    assert results[1]["action"] == "extended"
+
+
+def test_a_signed_batch_needs_each_signature(client, worker, dbconn):
+    body = json.dumps(worker.heartbeat_body(minutes_ago(1)))
+    results = send(client, [{"body": body}, {"body": body, "signature": None}]).json["results"]
+    assert [r["status"] for r in results] == [401, 401]
+    assert "signature" in results[0]["error"]
+    assert client.get(f"/workers/{worker.wallet}").json["openWindow"] is None
+
+
+def test_a_served_collector_takes_a_batch_within_max_body_bytes_and_refuses_a_larger_one(
+    serve_collector,
+):
+    served = serve_collector(processes=1, max_body_bytes=16 * 1024)
+    worker = FakeWorker()
+    with httpx.Client(base_url=served.url, timeout=10) as http:
+        raw, headers = worker.signed(
+            {"walletAddress": worker.wallet, "publicKey": worker.public_key}
+        )
+        assert http.post("/workers/enroll", content=raw, headers=headers).status_code == 201
+        started = utcnow()
+        small = http.post("/heartbeats", json={"heartbeats": [entry(worker, minutes_ago(2))]})
+        assert small.status_code == 200
+        assert [r["status"] for r in small.json()["results"]] == [200]
+        assert_server_time(small.json(), started)
+
+        many = [entry(worker, minutes_ago(1 - i / 1000)) for i in range(100)]
+        assert len(json.dumps({"heartbeats": many})) > 16 * 1024
+        big = http.post("/heartbeats", json={"heartbeats": many})
+        assert big.status_code == 413
+        assert "16384 bytes" in big.json()["error"]
+        assert_server_time(big.json(), started)
+        shown = http.get(f"/workers/{worker.wallet}").json()
+    # Only the small batch's heartbeat: the refused one applied nothing.
+    assert shown["openWindow"]["startTime"] == shown["openWindow"]["endTime"]

@@ -4,7 +4,8 @@ writes nothing."""
 import base64
 import json
 import os
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -123,6 +124,8 @@ class TestRejectedSignatures:
     def test_an_older_heartbeat_is_a_conflict_that_is_not_stored(self, client, worker):
         response = worker.beat(client, minutes_ago(11))
         assert response.status_code == 409
+        assert "out of order" in response.json["error"]
+        # Older than every window: it can never be counted, and the agent drops it.
         assert response.json["stored"] is False
 
 
@@ -133,18 +136,41 @@ def test_an_older_heartbeat_inside_the_open_window_is_stored_already(client, wor
     assert (response.status_code, response.json["stored"]) == (409, True)
 
 
+SERVER_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def assert_server_time(answer: dict, before: datetime) -> None:
+    """``serverTime`` is the collector's clock when it answered, in milliseconds."""
+    assert SERVER_TIME.fullmatch(answer["serverTime"]), answer
+    told = parse_timestamp(answer["serverTime"])
+    assert before - timedelta(milliseconds=1) < told <= utcnow()
+
+
 def test_every_answer_carries_the_collectors_time(client, worker):
     before, ts = utcnow(), minutes_ago(1)
+    huge = [{"containerName": f"c{i}", "port": "x" * 250} for i in range(1000)]
     answers = [
         worker.beat(client, ts),  # 200
         worker.beat(client, ts),  # 409
         worker.beat(client, utcnow() + timedelta(hours=1)),  # 422
         post(client, b"{", None),  # 400
         FakeWorker().beat(client),  # 404
+        post(client, json.dumps(worker.heartbeat_body()).encode(), None),  # 401
+        worker.beat(client, containers=huge),  # 413, refused before the route runs
     ]
-    assert [a.status_code for a in answers] == [200, 409, 422, 400, 404]
+    assert [a.status_code for a in answers] == [200, 409, 422, 400, 404, 401, 413]
     for answer in answers:
-        assert before <= parse_timestamp(answer.json["serverTime"]) <= utcnow()
+        assert_server_time(answer.json, before)
+
+
+def test_a_database_outage_is_answered_with_the_collectors_time(make_app, tmp_path):
+    # SQLite's "unable to open database file": the directory is gone.
+    client = make_app(database_url=f"sqlite:///{tmp_path / 'gone' / 'c.db'}").test_client()
+    before = utcnow()
+    response = FakeWorker().beat(client)
+    assert response.status_code == 503
+    assert response.json["error"] == "database unavailable"
+    assert_server_time(response.json, before)
 
 
 @pytest.mark.usefixtures("unchanged")

@@ -91,9 +91,28 @@ def test_any_other_method_on_a_documented_path_is_405_with_allow(document, tmp_p
 
 def test_every_error_answer_is_documented_as_an_error_object(document):
     shared = document["components"]["responses"]
-    for status, response in shared.items():
-        schema = response["content"]["application/json"]["schema"]
-        assert schema == {"$ref": "#/components/schemas/Error"}, status
+    schemas = document["components"]["schemas"]
+    for name, response in shared.items():
+        ref = response["content"]["application/json"]["schema"]["$ref"]
+        schema = schemas[ref.rpartition("/")[2]]
+        assert "error" in schema["required"], name
+        if name.startswith("Heartbeat"):
+            # An agent learns the collector's clock from any answer of the heartbeat routes.
+            assert "serverTime" in schema["required"], name
+            assert ("stored" in schema["required"]) == (name == "Heartbeat409"), name
+        else:
+            assert ref == "#/components/schemas/Error", name
+
+
+def test_the_heartbeat_routes_document_serverTime_on_every_answer(document):
+    for path in ("/heartbeat", "/heartbeats"):
+        for status, response in document["paths"][path]["post"]["responses"].items():
+            if "$ref" in response:
+                assert response["$ref"] == f"#/components/responses/Heartbeat{status}"
+            else:
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                schema = document["components"]["schemas"][ref.rpartition("/")[2]]
+                assert "serverTime" in schema["required"], (path, status)
 
 
 class Fuzzer:

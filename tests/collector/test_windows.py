@@ -175,11 +175,25 @@ def test_a_heartbeat_beyond_the_gap_flushes_the_window_into_a_record_and_opens_a
 
 
 @pytest.mark.parametrize(
-    "offset",
-    [timedelta(0), -US, -timedelta(minutes=5), -timedelta(days=1)],
-    ids=["duplicate", "a-microsecond-older", "minutes-older", "a-day-older"],
+    "offset, stored",
+    [
+        (timedelta(0), True),
+        (-US, True),
+        (-timedelta(minutes=5), True),
+        (-timedelta(minutes=10), True),
+        (-timedelta(minutes=10) - US, False),
+        (-timedelta(days=1), False),
+    ],
+    ids=[
+        "duplicate",
+        "a-microsecond-older",
+        "minutes-older",
+        "the-window-start",
+        "before-the-window",
+        "a-day-older",
+    ],
 )
-def test_a_duplicate_or_older_heartbeat_is_stale_and_changes_nothing(wallet, offset):
+def test_a_duplicate_or_older_heartbeat_is_stale_and_changes_nothing(wallet, offset, stored):
     last = T0 + timedelta(minutes=10)
     apply(wallet, T0)
     apply(wallet, last, now=last + timedelta(seconds=3))
@@ -193,6 +207,8 @@ def test_a_duplicate_or_older_heartbeat_is_stale_and_changes_nothing(wallet, off
         )
 
     assert raised.value.last == last
+    # Stored: its time lies in the open window [T0, last], so the agent may forget it.
+    assert raised.value.stored is stored
     assert snapshot(wallet) == before
 
 
@@ -402,17 +418,37 @@ def test_a_reopened_window_is_swept_again_into_a_single_record(swept):
 
 
 @pytest.mark.parametrize(
-    "ts",
-    [T0 + timedelta(minutes=10), T0 + timedelta(minutes=5), T0 - timedelta(hours=1)],
-    ids=["the-swept-end", "inside-the-swept-record", "between-records"],
+    "ts, stored",
+    [
+        (T0 + timedelta(minutes=10), True),
+        (T0 + timedelta(minutes=5), True),
+        (T0, True),
+        (T0 - timedelta(hours=1), False),
+        (T0 - timedelta(hours=2, minutes=40), True),
+        (T0 - timedelta(hours=2, minutes=50), True),
+        (T0 - timedelta(hours=3), True),
+        (T0 - timedelta(hours=3) - US, False),
+    ],
+    ids=[
+        "the-swept-end",
+        "inside-the-swept-record",
+        "the-swept-start",
+        "between-records",
+        "the-earlier-end",
+        "inside-the-earlier-record",
+        "the-earlier-start",
+        "before-every-record",
+    ],
 )
-def test_a_heartbeat_not_later_than_the_swept_window_is_stale(swept, ts):
+def test_a_heartbeat_not_later_than_the_swept_window_is_stale(swept, ts, stored):
     wallet, _ = swept
     before = snapshot(wallet)
 
-    with pytest.raises(StaleHeartbeat):
+    with pytest.raises(StaleHeartbeat) as raised:
         apply(wallet, ts, now=T0 + timedelta(hours=4, minutes=1))
 
+    # Stored when a record covers it (ends included): its time is counted already.
+    assert raised.value.stored is stored
     assert snapshot(wallet) == before
 
 
@@ -451,6 +487,11 @@ class Reference:
             self.open[w] = False
         return len(closing)
 
+    def stored(self, wallet: str, ts: datetime) -> bool:
+        """Whether a stale heartbeat's time is already counted: inside a window (ends
+        included), closed or open."""
+        return any(a <= ts <= b for a, b in plan_windows(self.accepted.get(wallet, [])))
+
     def expected(self, wallet: str) -> tuple[list[Span], Span | None]:
         windows = plan_windows(self.accepted.get(wallet, []))
         if self.open.get(wallet):
@@ -479,7 +520,7 @@ def test_any_mix_of_heartbeats_and_sweeps_gives_the_plans_windows_without_overla
     wallets = [new_worker() for _ in range(3)]
     last = dict.fromkeys(wallets, T0)
     reference = Reference()
-    actions = set()
+    actions, stale_stored = set(), set()
 
     for step in range(150):
         if rng.random() < 0.7:
@@ -489,8 +530,10 @@ def test_any_mix_of_heartbeats_and_sweeps_gives_the_plans_windows_without_overla
             # It arrives after any sweep so far, as a spooled heartbeat would.
             now = max(last.values()) + timedelta(hours=3)
             if expected is None:
-                with pytest.raises(StaleHeartbeat):
+                with pytest.raises(StaleHeartbeat) as raised:
                     apply(wallet, ts, now=now)
+                assert raised.value.stored is reference.stored(wallet, ts), f"step {step}"
+                stale_stored.add(raised.value.stored)
             else:
                 assert apply(wallet, ts, now=now).action == expected, f"step {step}"
                 last[wallet] = ts
@@ -506,6 +549,7 @@ def test_any_mix_of_heartbeats_and_sweeps_gives_the_plans_windows_without_overla
 
     # The sequence went through every kind of step, so the comparison meant something.
     assert actions == {"opened", "extended", "flushed", "reopened"}
+    assert stale_stored == {True, False}
 
 
 # --- uptime -----------------------------------------------------------------------------------

@@ -176,6 +176,30 @@ def test_a_worker_shows_online_window_and_containers(client):
     assert [w["walletAddress"] for w in listed["items"]] == [worker.wallet]
 
 
+def test_a_worker_shows_its_enrolled_key_so_an_agent_can_check_its_own(client, dbconn):
+    worker = FakeWorker()
+    # Enrolled in another spelling of the same bytes: shown as stored, canonical.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    spelled = worker.public_key[:-2] + alphabet[alphabet.index(worker.public_key[-2]) | 1] + "="
+    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": spelled})
+    assert client.post("/workers/enroll", data=raw, headers=headers).status_code == 201
+    assert client.get(f"/workers/{worker.wallet}").json["publicKey"] == worker.public_key
+    assert client.get("/workers").json["items"][0]["publicKey"] == worker.public_key
+
+    replacement = FakeWorker(worker.wallet)
+    assert replacement.enroll(client, token_for(worker.wallet)).status_code == 200
+    assert client.get(f"/workers/{worker.wallet}").json["publicKey"] == replacement.public_key
+
+
+def test_a_worker_without_a_key_shows_none(make_app, dbconn):
+    client = make_app(require_signatures=False).test_client()
+    worker = FakeWorker()
+    assert client.post("/heartbeat", json=worker.heartbeat_body()).status_code == 200
+    shown = client.get(f"/workers/{worker.wallet}").json
+    assert (shown["enrolled"], shown["publicKey"]) == (False, None)
+    assert client.get("/workers").json["items"][0]["publicKey"] is None
+
+
 def test_a_worker_silent_longer_than_the_gap_is_offline(client):
     worker = FakeWorker()
     worker.enroll(client)
