@@ -68,8 +68,9 @@ class Sender:
         self.key = key
         self.clock = clock
         self.deadline = config.send_timeout
+        # Heartbeats per request; 1 (configured, or for good once the collector turned out
+        # to lack the batch route) sends each to POST /heartbeat.
         self.batch_size = config.batch_size
-        self.batches = config.batch_size > 1  # off for good once a collector lacks the route
         # trust_env: HTTPS_PROXY / NO_PROXY from the environment are honoured.
         self.client = httpx.Client(
             base_url=config.collector_url,
@@ -148,7 +149,7 @@ class Sender:
     def deliver_many(self, bodies: list[bytes]) -> list[Outcome]:
         """Send the first heartbeats of ``bodies`` oldest first, several per request when
         the collector has the batch route; returns one outcome per heartbeat sent."""
-        if not self.batches or len(bodies) == 1:
+        if self.batch_size == 1 or len(bodies) == 1:
             return [self.deliver(bodies[0])]
         chosen = self.batch(bodies)
         entries = [{"body": b.decode("utf-8"), "signature": sign(self.key, b)} for b in chosen]
@@ -158,9 +159,9 @@ class Sender:
             log.info(
                 "the collector has no batch route (%d): sending one heartbeat at a time", status
             )
-            self.batches = False
+            self.batch_size = 1
             return [self.deliver(bodies[0])]
-        if status == 413 and self.batch_size > 1:
+        if status == 413:
             self.batch_size = max(1, self.batch_size // 2)
             log.warning(
                 "the collector refused a batch as too large: batches of %d from now on",
