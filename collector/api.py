@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from collector import db
 from collector.config import CollectorConfig
 from protocol import ProtocolError
+from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.wallets import normalize_wallet
 
 MAX_PAGE = 200
@@ -234,15 +235,21 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
         return jsonify(error=message), exc.code, headers
 
     origins = set(config.cors_origins)
-    if origins:
+    # The front ends' dialect is called from browsers on other origins, and the original it
+    # replaces answered every origin: "*" there unless the operator names origins.
+    dialect_origins = origins or {"*"}
 
-        @app.after_request
-        def _cors(response):
-            origin = request.headers.get("Origin")
-            if origin and ("*" in origins or origin in origins):
-                response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
-                response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
-                response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-                response.headers["Access-Control-Max-Age"] = "600"
+    @app.after_request
+    def _cors(response):
+        allowed = dialect_origins if request.path.startswith("/api/v1/") else origins
+        origin = request.headers.get("Origin")
+        if origin and ("*" in allowed or origin in allowed):
+            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Authorization, Content-Type, " + SIGNATURE_HEADER
+            )
+            response.headers["Access-Control-Max-Age"] = "600"
+        if allowed:
             response.vary.add("Origin")
-            return response
+        return response

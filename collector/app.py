@@ -2,9 +2,22 @@
 
 from flask import Flask, jsonify
 
-from collector import api, bodies, db, deployments, heartbeats, openapi, payments, setup, workers
+from collector import (
+    api,
+    bodies,
+    db,
+    deployments,
+    heartbeats,
+    openapi,
+    payments,
+    setup,
+    ui_v1,
+    workers,
+)
 from collector.config import CollectorConfig
+from collector.deployer import Deployer
 from collector.migrations import LATEST_VERSION, current_version
+from collector.pings import PingBook
 from protocol.times import format_millis, utcnow
 
 
@@ -17,7 +30,14 @@ def create_app(config: CollectorConfig) -> Flask:
     db.init_app(app)
     api.init_app(app, config)
     bodies.init_app(app, config)
-    for module in (heartbeats, workers, deployments, payments, setup, openapi):
+    app.extensions["tassium.pings"] = PingBook()
+    if config.deployer_url:
+        app.extensions["tassium.deployer"] = Deployer(
+            config.deployer_url,
+            timeout=config.deployer_timeout,
+            build_timeout=config.deployer_build_timeout,
+        )
+    for module in (heartbeats, workers, deployments, payments, setup, openapi, ui_v1):
         app.register_blueprint(module.bp)
 
     def clock() -> dict:

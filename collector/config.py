@@ -61,6 +61,18 @@ class CollectorConfig:
     public_url: str | None = None
     # A pip requirement the install script installs instead of the collector's own wheel.
     agent_package: str | None = None
+    # How often agents ping: a worker is HEALTHY within 2 intervals of its last ping, WARNING
+    # within 3, DEAD after.
+    ping_interval: int = 30
+    # How long the metrics points behind the worker client's chart are kept.
+    metrics_retention_days: int = 30
+    # The original Tassium deployer service: without one, deployments move through their
+    # statuses by PATCH /deployments/<name>/status alone.
+    deployer_url: str | None = None
+    # Seconds a build may take (the deployer answers a deploy when it is done), and seconds
+    # for its quick calls (env vars, removal), which an HTTP request waits for.
+    deployer_build_timeout: int = 900
+    deployer_timeout: int = 30
 
     def __repr__(self) -> str:
         # The API token and a database password must not reach a log line.
@@ -83,6 +95,7 @@ def _origins(values: tuple) -> bool:
 # the collector accepts here is one the script it serves accepts too.
 _PUBLIC_URL = re.compile(patterns.COLLECTOR_URL)
 _REQUIREMENT = re.compile(patterns.PIP_REQUIREMENT)
+_DEPLOYER_URL = re.compile(patterns.COLLECTOR_URL)
 
 
 def _url_template(value: str) -> bool:
@@ -127,6 +140,15 @@ RULES = {
     "agent_package": Rule(
         str, lambda v: _REQUIREMENT.fullmatch(v) is not None, "a pip requirement or URL"
     ),
+    "ping_interval": Rule(int, lambda v: 5 <= v <= 3600, "seconds, from 5 to 3600"),
+    "metrics_retention_days": Rule(int, lambda v: 1 <= v <= 3660, "days, from 1 to 3660"),
+    "deployer_url": Rule(
+        str,
+        lambda v: _DEPLOYER_URL.fullmatch(v) is not None,
+        "an http(s)://host[:port][/path] URL",
+    ),
+    "deployer_build_timeout": Rule(int, lambda v: 10 <= v <= 24 * 3600, "seconds, 10 to a day"),
+    "deployer_timeout": Rule(int, lambda v: 1 <= v <= 600, "seconds, from 1 to 600"),
 }
 
 

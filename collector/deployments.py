@@ -1,9 +1,15 @@
-"""Deployments (the plan's projects): create, read, list, delete, and the status machine
-pending → processing → success | failed."""
+"""Deployments (the plan's projects): create, read, list, scale, change env vars, delete,
+and the status machine pending → processing → success | failed.
 
+With a deployer configured (collector/deployer.py), creating a deployment starts its build and
+the deployer's answer drives the status; without one, ``PATCH …/status`` does. The functions
+here are what both our routes and the ``/api/v1`` dialect (collector/ui_v1.py) call.
+"""
+
+import logging
 import re
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from peewee import IntegrityError
 
 from collector.api import (
@@ -17,15 +23,22 @@ from collector.api import (
     settings,
     wallet,
 )
-from collector.db import database, locked
+from collector.db import DATABASE_DOWN, database, locked
+from collector.deployer import Deployer
 from collector.models import Project
-from protocol.times import format_timestamp
+from protocol.times import format_timestamp, utcnow
 
 bp = Blueprint("deployments", __name__, url_prefix="/deployments")
+log = logging.getLogger(__name__)
 
 STATUSES = ("pending", "processing", "success", "failed")
 TRANSITIONS = {"pending": ("processing",), "processing": ("success", "failed")}
-MAX_REPLICAS = 100
+MAX_REPLICAS = 10
+MAX_ENV_VARS = 200
+MAX_ENV_VALUE = 32 * 1024
+# A git branch name: no leading dash or slash (never an option), no "..", no control characters.
+_BRANCH = re.compile(r"(?!-)(?!/)(?!.*\.\.)[A-Za-z0-9._/-]{1,255}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 # A DNS label of at most 20 characters, since the name becomes the deployment's host name.
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?")
@@ -35,9 +48,15 @@ _GITHUB = re.compile(
 )
 # No white space or control characters: PostgreSQL refuses NUL, and a URL has no use for them.
 _URL = re.compile(r"https?://[^\s/$.?#\x00-\x1f\x7f][^\s\x00-\x1f\x7f]{0,2000}")
-_FIELDS = {"name", "github", "creator", "url", "port", "replicas"}
+_FIELDS = {"name", "github", "creator", "url", "port", "replicas", "branch", "envVars"}
 # The existing web UI's names for the same fields (the plan's app_name and github_repo).
-_ALIASES = {"appName": "name", "app_name": "name", "githubRepo": "github", "github_repo": "github"}
+_ALIASES = {
+    "appName": "name",
+    "app_name": "name",
+    "githubRepo": "github",
+    "github_repo": "github",
+    "env_vars": "envVars",
+}
 
 
 def to_json(project: Project) -> dict:
@@ -48,10 +67,18 @@ def to_json(project: Project) -> dict:
         "port": project.port,
         "status": project.status,
         "github": project.github,
+        "branch": project.branch,
         "replicas": project.replicas,
         "creator": project.creator,
+        "errorMessage": project.error_message,
         "createdAt": format_timestamp(project.created_at),
+        "updatedAt": format_timestamp(project.updated_at),
     }
+
+
+def repository(project: Project) -> str:
+    """``owner/repo``: how the original clients and the deployer name a repository."""
+    return project.github.removeprefix("https://github.com/")
 
 
 def validate_name(value: object) -> str:
@@ -85,39 +112,177 @@ def _status(value: object) -> str:
     return value
 
 
-@bp.post("")
-@require_api_token
-def create():
-    fields = accept_fields(json_object(), _FIELDS, _ALIASES, required=("name", "github", "creator"))
+def _branch(value: object) -> str:
+    if not isinstance(value, str) or not _BRANCH.fullmatch(value):
+        raise ApiError(400, "branch must be a git branch name (letters, digits and ._/-)")
+    return value
+
+
+def _env_vars(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ApiError(400, "envVars must be an object of NAME: value strings")
+    if len(value) > MAX_ENV_VARS:
+        raise ApiError(400, f"envVars may hold at most {MAX_ENV_VARS} variables")
+    for key, item in value.items():
+        if not _ENV_NAME.fullmatch(key):
+            raise ApiError(400, f"envVars: {key!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        if not isinstance(item, str) or len(item) > MAX_ENV_VALUE:
+            raise ApiError(400, f"envVars.{key} must be a string of at most {MAX_ENV_VALUE} bytes")
+    return value
+
+
+def deployer() -> Deployer | None:
+    return current_app.extensions.get("tassium.deployer")
+
+
+def _no_deployer() -> ApiError:
+    return ApiError(
+        422,
+        "env vars go to the deployer, and this collector has none configured (deployer_url); "
+        "they are never stored here",
+    )
+
+
+def create(document: dict) -> Project:
+    """Validate and store a new deployment; with a deployer, start its build (status
+    processing) and return at once: the build's answer moves it on later."""
+    fields = accept_fields(document, _FIELDS, _ALIASES, required=("name", "github", "creator"))
     name = validate_name(fields["name"])
+    env_vars = _env_vars(fields["envVars"]) if fields.get("envVars") is not None else {}
+    builder = deployer()
+    if env_vars and builder is None:
+        raise _no_deployer()
+    now = utcnow()
     values = {
         "name": name,
         "github": _github(fields["github"]),
+        "branch": _branch(fields.get("branch", "main")),
         "creator": wallet(fields["creator"], "creator"),
         "url": _url(fields["url"])
         if fields.get("url") is not None
         else settings().deployment_url_template.replace("{name}", name),
         "port": integer(fields.get("port", 3000), "port", 1, 65535),
         "replicas": integer(fields.get("replicas", 1), "replicas", 1, MAX_REPLICAS),
+        "created_at": now,
+        "updated_at": now,
     }
     try:
         with database.atomic():
             project = Project.create(**values)
     except IntegrityError:
         raise ApiError(409, f"a deployment named {name!r} already exists") from None
-    return jsonify(to_json(Project.get_by_id(project.id))), 201
+    if builder is None:
+        return Project.get_by_id(project.id)
+    project = advance(name, "processing")
+    builder.in_background(lambda: _build(builder, project, env_vars), name)
+    return project
 
 
-@bp.get("")
-def list_deployments():
+def _build(builder: Deployer, project: Project, env_vars: dict) -> None:
+    answer = builder.deploy(
+        project.name, repository(project), project.branch, project.port, env_vars
+    )
+    try:
+        with database.connection_context():
+            if answer.ok:
+                changes = {"url": answer.url} if answer.url and _URL.fullmatch(answer.url) else {}
+                advance(project.name, "success", error_message=None, **changes)
+            else:
+                advance(project.name, "failed", error_message=answer.message)
+    except ApiError as exc:  # deleted or moved on meanwhile: the answer no longer applies
+        log.info("deployer answer for %s not applied: %s", project.name, exc.message)
+    except DATABASE_DOWN:
+        log.exception("deployer answer for %s lost: database unavailable", project.name)
+
+
+def advance(name: str, new: str, **changes: object) -> Project:
+    """The one status flow: move a deployment to ``new`` if its current status allows it."""
+    with database.atomic():
+        project = locked(Project.select().where(Project.name == _known_name(name))).first()
+        if project is None:
+            raise ApiError(404, f"no deployment named {name!r}")
+        allowed = TRANSITIONS.get(project.status, ())
+        if new not in allowed:
+            raise ApiError(
+                409,
+                f"cannot move deployment {name!r} from {project.status} to {new}; allowed: "
+                + (", ".join(allowed) if allowed else f"none, {project.status} is final"),
+            )
+        project.status = new
+        project.updated_at = utcnow()
+        for field, value in changes.items():
+            setattr(project, field, value)
+        project.save()
+    return project
+
+
+def scale(name: str, document: dict) -> Project:
+    fields = accept_fields(document, {"replicas"}, required=("replicas",))
+    replicas = integer(fields["replicas"], "replicas", 1, MAX_REPLICAS)
+    with database.atomic():
+        changed = (
+            Project.update(replicas=replicas, updated_at=utcnow())
+            .where(Project.name == _known_name(name))
+            .execute()
+        )
+    if not changed:
+        raise ApiError(404, f"no deployment named {name!r}")
+    return find(name)
+
+
+def change_env(name: str, document: dict) -> Project:
+    """Hand new env vars (and optionally a port) to the deployer, which restarts the app."""
+    fields = accept_fields(document, {"envVars", "port"}, {"env_vars": "envVars"})
+    if fields.get("envVars") is None:
+        raise ApiError(400, "envVars is required")
+    env_vars = _env_vars(fields["envVars"])
+    port = integer(fields["port"], "port", 1, 65535) if fields.get("port") is not None else None
+    project = find(name)
+    builder = deployer()
+    if builder is None:
+        raise _no_deployer()
+    answer = builder.update_env(project.name, env_vars, port)
+    if not answer.ok:
+        raise ApiError(502, f"the deployer refused the env vars: {answer.message}")
+    if port is not None:
+        Project.update(port=port, updated_at=utcnow()).where(Project.id == project.id).execute()
+    else:
+        Project.update(updated_at=utcnow()).where(Project.id == project.id).execute()
+    return find(name)
+
+
+def remove(name: str) -> None:
+    """Delete a deployment; with a deployer, only once the deployer has removed the app (or
+    never had it), so that nothing keeps running unaccounted for."""
+    project = find(name)
+    builder = deployer()
+    if builder is not None:
+        answer = builder.remove(project.name)
+        if not answer.ok and answer.status_code != 404:
+            raise ApiError(502, f"the deployer did not remove {name!r}: {answer.message}")
+    Project.delete().where(Project.id == project.id).execute()
+
+
+def listing():
     query = Project.select().order_by(Project.created_at.desc(), Project.id.desc())
     query = by_creator(query, Project.creator)
     if "status" in request.args:
         query = query.where(Project.status == _status(request.args["status"]))
-    return jsonify(paginated(query, to_json))
+    return query
 
 
-def _get(name: str) -> Project:
+@bp.post("")
+@require_api_token
+def create_route():
+    return jsonify(to_json(create(json_object()))), 201
+
+
+@bp.get("")
+def list_deployments():
+    return jsonify(paginated(listing(), to_json))
+
+
+def find(name: str) -> Project:
     project = Project.get_or_none(Project.name == _known_name(name))
     if project is None:
         raise ApiError(404, f"no deployment named {name!r}")
@@ -134,34 +299,30 @@ def _known_name(name: str) -> str:
 
 @bp.get("/<name>")
 def get(name: str):
-    return jsonify(to_json(_get(name)))
+    return jsonify(to_json(find(name)))
 
 
 @bp.patch("/<name>/status")
 @require_api_token
 def set_status(name: str):
     fields = accept_fields(json_object(), {"status"})
-    new = _status(fields.get("status"))
-    with database.atomic():
-        project = locked(Project.select().where(Project.name == _known_name(name))).first()
-        if project is None:
-            raise ApiError(404, f"no deployment named {name!r}")
-        allowed = TRANSITIONS.get(project.status, ())
-        if new not in allowed:
-            raise ApiError(
-                409,
-                f"cannot move deployment {name!r} from {project.status} to {new}; allowed: "
-                + (", ".join(allowed) if allowed else f"none, {project.status} is final"),
-            )
-        project.status = new
-        project.save()
-    return jsonify(to_json(project))
+    return jsonify(to_json(advance(name, _status(fields.get("status")))))
+
+
+@bp.patch("/<name>/replicas")
+@require_api_token
+def set_replicas(name: str):
+    return jsonify(to_json(scale(name, json_object())))
+
+
+@bp.patch("/<name>/env")
+@require_api_token
+def set_env(name: str):
+    return jsonify(to_json(change_env(name, json_object())))
 
 
 @bp.delete("/<name>")
 @require_api_token
 def delete(name: str):
-    deleted = Project.delete().where(Project.name == _known_name(name)).execute()
-    if not deleted:
-        raise ApiError(404, f"no deployment named {name!r}")
+    remove(name)
     return "", 204

@@ -1,18 +1,19 @@
 """Heartbeats: ``POST /heartbeat`` for one, ``POST /heartbeats`` for an agent replaying its
-backlog. Both hand each heartbeat to ``receive()``: parse, verify, check the clock, then the
-windows. Every answer carries ``serverTime``, so an agent with a wrong clock learns the
-collector's from any answer, a refusal included."""
+backlog, ``POST /heartbeat/ping`` for the light ping between them. The first two hand each
+heartbeat to ``receive()``: parse, verify, check the clock, then the windows. Every answer
+carries ``serverTime``, so an agent with a wrong clock learns the collector's from any answer,
+a refusal included."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from collector.api import ApiError, accept_fields, json_object, settings, wallet
 from collector.config import CollectorConfig
-from collector.models import Worker
+from collector.models import Worker, credits
 from collector.windows import StaleHeartbeat, UnknownWorker, apply_heartbeat
 from protocol import ProtocolError
-from protocol.heartbeat import SIGNATURE_HEADER, parse_heartbeat, verify
+from protocol.heartbeat import SIGNATURE_HEADER, parse_heartbeat, parse_ping, verify
 from protocol.times import format_millis, format_timestamp, utcnow
 
 bp = Blueprint("heartbeats", __name__)
@@ -31,39 +32,47 @@ def receive(body: bytes, signature: str | None, config: CollectorConfig) -> tupl
         return exc.status, exc.answer()
 
 
+def _authenticate(address: str, body: bytes, signature: str | None, config: CollectorConfig):
+    """With signatures required: the body must carry the enrolled key's signature."""
+    if not config.require_signatures:
+        return
+    if not signature:
+        raise ApiError(
+            401,
+            f"heartbeat must be signed: missing {SIGNATURE_HEADER} header "
+            "(in a batch, the entry's signature)",
+        )
+    worker = Worker.get_or_none(Worker.wallet_address == address)
+    if worker is None or not worker.public_key:
+        raise ApiError(404, f"worker {address} is not enrolled")
+    try:
+        verify(worker.public_key, body, signature)
+    except ProtocolError as exc:
+        raise ApiError(401, str(exc)) from None
+
+
+def _check_time(timestamp: datetime, now: datetime, back: int, ahead: int) -> None:
+    earliest = now - timedelta(seconds=back)
+    latest = now + timedelta(seconds=ahead)
+    if not earliest <= timestamp <= latest:
+        raise ApiError(
+            422,
+            f"timestamp {format_timestamp(timestamp)} is outside the accepted range "
+            f"{format_timestamp(earliest)} to {format_timestamp(latest)}",
+        )
+
+
 def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
     document = json_object(body)
     address = wallet(document.get("walletAddress"), "walletAddress")
-
-    if config.require_signatures:
-        if not signature:
-            raise ApiError(
-                401,
-                f"heartbeat must be signed: missing {SIGNATURE_HEADER} header "
-                "(in a batch, the entry's signature)",
-            )
-        worker = Worker.get_or_none(Worker.wallet_address == address)
-        if worker is None or not worker.public_key:
-            raise ApiError(404, f"worker {address} is not enrolled")
-        try:
-            verify(worker.public_key, body, signature)
-        except ProtocolError as exc:
-            raise ApiError(401, str(exc)) from None
-
+    _authenticate(address, body, signature, config)
     try:
         beat = parse_heartbeat(document, config.wallet_format)
     except ProtocolError as exc:
         raise ApiError(400, str(exc)) from None
 
     now = utcnow()
-    earliest = now - timedelta(seconds=config.max_backfill)
-    latest = now + timedelta(seconds=config.max_skew)
-    if not earliest <= beat.timestamp <= latest:
-        raise ApiError(
-            422,
-            f"timestamp {format_timestamp(beat.timestamp)} is outside the accepted range "
-            f"{format_timestamp(earliest)} to {format_timestamp(latest)}",
-        )
+    _check_time(beat.timestamp, now, config.max_backfill, config.max_skew)
 
     try:
         applied = apply_heartbeat(
@@ -92,7 +101,31 @@ def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict
         "action": applied.action,
         "openWindow": applied.window.to_json(),
         "containers": len(beat.containers),
+        "creditsEarned": credits(applied.credits_millis),
     }
+
+
+def ping(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
+    """Take a ping: signed like a heartbeat, recent (a ping is about now, so no backfill),
+    and kept in memory until collector/pings.py writes it."""
+    document = json_object(body)
+    address = wallet(document.get("walletAddress"), "walletAddress")
+    _authenticate(address, body, signature, config)
+    try:
+        beat = parse_ping(document, config.wallet_format)
+    except ProtocolError as exc:
+        raise ApiError(400, str(exc)) from None
+    now = utcnow()
+    _check_time(beat.timestamp, now, config.max_skew, config.max_skew)
+    if (
+        not config.require_signatures
+        and Worker.get_or_none(Worker.wallet_address == address) is None
+    ):
+        raise ApiError(404, f"worker {address} has sent no heartbeat yet")
+    # Never later than now: a clock running ahead must not keep a silent worker healthy.
+    at = min(beat.timestamp, now)
+    current_app.extensions["tassium.pings"].record(address, at)
+    return {"accepted": True, "lastPing": format_timestamp(at)}
 
 
 @bp.after_request
@@ -113,6 +146,12 @@ def heartbeat():
     body = request.get_data(cache=True)
     status, answer = receive(body, request.headers.get(SIGNATURE_HEADER), settings())
     return jsonify(answer), status
+
+
+@bp.post("/heartbeat/ping")
+def ping_route():
+    body = request.get_data(cache=True)
+    return jsonify(ping(body, request.headers.get(SIGNATURE_HEADER), settings()))
 
 
 @bp.post("/heartbeats")

@@ -14,11 +14,15 @@ from collector.db import is_postgres
 _DIALECT = {
     "sqlite": {
         "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "bigserial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "float": "REAL",
         "ts": "DATETIME",
         "now": "CURRENT_TIMESTAMP",
     },
     "postgres": {
         "serial": "SERIAL PRIMARY KEY",
+        "bigserial": "BIGSERIAL PRIMARY KEY",
+        "float": "DOUBLE PRECISION",
         "ts": "TIMESTAMP",
         "now": "(now() AT TIME ZONE 'utc')",
     },
@@ -112,6 +116,41 @@ MIGRATIONS = (
             name VARCHAR(32) PRIMARY KEY,
             holder VARCHAR(255) NOT NULL,
             expires_at {ts} NOT NULL)""",
+        ),
+    ),
+    Migration(
+        3,
+        "what the Tassium front ends show: branches, deployer errors, machine facts, pings, "
+        "credits, metrics",
+        (
+            "ALTER TABLE projects ADD COLUMN branch VARCHAR(255) NOT NULL DEFAULT 'main'",
+            "ALTER TABLE projects ADD COLUMN error_message TEXT",
+            "ALTER TABLE projects ADD COLUMN updated_at {ts}",
+            "UPDATE projects SET updated_at = created_at",
+            "ALTER TABLE workers ADD COLUMN tailscale_ip VARCHAR(15)",
+            "ALTER TABLE workers ADD COLUMN cpu_cores INTEGER",
+            "ALTER TABLE workers ADD COLUMN ram_total_gb {float}",
+            "ALTER TABLE workers ADD COLUMN storage_total_gb {float}",
+            "ALTER TABLE workers ADD COLUMN last_ping_at {ts}",
+            # Thousandths of a credit, so that sums are exact.
+            "ALTER TABLE workers ADD COLUMN credits_millis BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE worker_containers ADD COLUMN cpu_percent {float}",
+            "ALTER TABLE worker_containers ADD COLUMN mem_usage_mb {float}",
+            """CREATE TABLE worker_metrics (
+            id {bigserial},
+            worker_address VARCHAR(64) NOT NULL
+                REFERENCES workers (wallet_address) ON DELETE CASCADE,
+            timestamp {ts} NOT NULL,
+            cpu_cores INTEGER,
+            cpu_usage_percent {float},
+            ram_total_gb {float},
+            ram_used_gb {float},
+            storage_total_gb {float},
+            storage_used_gb {float},
+            container_count INTEGER NOT NULL,
+            credits_millis BIGINT NOT NULL)""",
+            "CREATE INDEX worker_metrics_worker_time ON worker_metrics (worker_address, timestamp)",
+            "CREATE INDEX worker_metrics_time ON worker_metrics (timestamp)",
         ),
     ),
 )

@@ -3,8 +3,11 @@ in the feature modules that use them (deployments, payments, workers, windows)."
 
 from peewee import (
     AutoField,
+    BigAutoField,
+    BigIntegerField,
     BooleanField,
     CharField,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     TextField,
@@ -28,6 +31,10 @@ class Project(BaseModel):
     replicas = IntegerField(default=1)
     creator = CharField(max_length=WALLET_LENGTH)
     created_at = UTCDateTimeField(default=utcnow)
+    branch = CharField(max_length=255, default="main")
+    # Why the deployer failed, as it said.
+    error_message = TextField(null=True)
+    updated_at = UTCDateTimeField(default=utcnow)
 
     class Meta:
         table_name = "projects"
@@ -56,6 +63,14 @@ class Worker(BaseModel):
     last_heartbeat_at = UTCDateTimeField(null=True)
     # The collector's clock when that heartbeat arrived.
     last_seen_at = UTCDateTimeField(null=True)
+    # The machine as its last heartbeat described it.
+    tailscale_ip = CharField(max_length=15, null=True)
+    cpu_cores = IntegerField(null=True)
+    ram_total_gb = FloatField(null=True)
+    storage_total_gb = FloatField(null=True)
+    # Written in batches by collector/pings.py: may lag the process that took the ping.
+    last_ping_at = UTCDateTimeField(null=True)
+    credits_millis = BigIntegerField(default=0)
 
     class Meta:
         table_name = "workers"
@@ -107,6 +122,8 @@ class WorkerContainer(BaseModel):
     image = CharField(max_length=255, null=True)
     state = CharField(max_length=255, null=True)
     health = CharField(max_length=255, null=True)
+    cpu_percent = FloatField(null=True)
+    mem_usage_mb = FloatField(null=True)
 
     class Meta:
         table_name = "worker_containers"
@@ -119,7 +136,46 @@ class WorkerContainer(BaseModel):
             "image": self.image,
             "state": self.state,
             "health": self.health,
+            "cpuPercent": self.cpu_percent,
+            "memUsageMb": self.mem_usage_mb,
         }
+
+
+class WorkerMetric(BaseModel):
+    """One point per accepted heartbeat: the machine as reported, and the credit it earned."""
+
+    id = BigAutoField()
+    worker = ForeignKeyField(Worker, column_name="worker_address", on_delete="CASCADE")
+    timestamp = UTCDateTimeField()
+    cpu_cores = IntegerField(null=True)
+    cpu_usage_percent = FloatField(null=True)
+    ram_total_gb = FloatField(null=True)
+    ram_used_gb = FloatField(null=True)
+    storage_total_gb = FloatField(null=True)
+    storage_used_gb = FloatField(null=True)
+    container_count = IntegerField()
+    credits_millis = BigIntegerField()
+
+    class Meta:
+        table_name = "worker_metrics"
+
+    def to_json(self) -> dict:
+        return {
+            "timestamp": format_timestamp(self.timestamp),
+            "cpuCores": self.cpu_cores,
+            "cpuUsagePercent": self.cpu_usage_percent,
+            "ramUsedGb": self.ram_used_gb,
+            "ramTotalGb": self.ram_total_gb,
+            "storageUsedGb": self.storage_used_gb,
+            "storageTotalGb": self.storage_total_gb,
+            "containerCount": self.container_count,
+            "creditsEarned": credits(self.credits_millis),
+        }
+
+
+def credits(millis: int) -> float:
+    """Credits as shown: thousandths are what is stored and summed."""
+    return millis / 1000
 
 
 class EnrollmentToken(BaseModel):

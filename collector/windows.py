@@ -10,8 +10,9 @@ ends in the records a serial run would give.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from collector import credits
 from collector.db import database, is_postgres, locked
-from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer
+from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer, WorkerMetric
 from protocol.heartbeat import Heartbeat
 
 
@@ -34,6 +35,8 @@ class UnknownWorker(Exception):
 class Applied:
     action: str  # opened | extended | flushed | reopened
     window: OpenWindow
+    counted: timedelta  # how much the worker's uptime grew by
+    credits_millis: int  # what that uptime earned (collector/credits.py)
 
 
 def apply_heartbeat(
@@ -53,28 +56,66 @@ def apply_heartbeat(
             raise StaleHeartbeat(worker.last_heartbeat_at, _counted(worker, ts))
 
         window = locked(OpenWindow.select().where(OpenWindow.worker == worker)).first()
+        counted = timedelta(0)
         if window is None:
-            action, window = _open(worker, ts, gap)
+            action, window, counted = _open(worker, ts, gap)
         elif ts - window.end_time > gap:
             UptimeRecord.create(worker=worker, time_from=window.start_time, time_to=window.end_time)
             window.start_time = window.end_time = ts
             window.save()
             action = "flushed"
         else:
+            counted = ts - window.end_time
             window.end_time = ts
             window.save()
             action = "extended"
 
         _replace_containers(worker, heartbeat)
-        agent = heartbeat.agent
+        earned = credits.earned_millis(credits.rate(heartbeat), counted)
+        _record_metrics(worker, heartbeat, earned)
+        agent, system = heartbeat.agent, heartbeat.system
         Worker.update(
             last_heartbeat_at=ts,
             last_seen_at=now,
             hostname=agent.hostname if agent and agent.hostname else worker.hostname,
             agent_version=agent.version if agent and agent.version else worker.agent_version,
             docker_available=agent.dockerAvailable if agent else None,
+            tailscale_ip=heartbeat.tailscale_ip,
+            # Facts a heartbeat leaves out stay as the last one that had them said.
+            cpu_cores=_reported(system, "cpuCores", worker.cpu_cores),
+            ram_total_gb=_reported(system, "ramTotalGb", worker.ram_total_gb),
+            storage_total_gb=_reported(system, "storageTotalGb", worker.storage_total_gb),
+            credits_millis=Worker.credits_millis + earned,
         ).where(Worker.wallet_address == worker.wallet_address).execute()
-    return Applied(action, window)
+    return Applied(action, window, counted, earned)
+
+
+def _reported(system, name: str, previous):
+    value = getattr(system, name) if system is not None else None
+    return previous if value is None else value
+
+
+def _record_metrics(worker: Worker, heartbeat: Heartbeat, earned: int) -> None:
+    system = heartbeat.system
+    facts = (
+        {
+            "cpu_cores": system.cpuCores,
+            "cpu_usage_percent": system.cpuUsagePercent,
+            "ram_total_gb": system.ramTotalGb,
+            "ram_used_gb": system.ramUsedGb,
+            "storage_total_gb": system.storageTotalGb,
+            "storage_used_gb": system.storageUsedGb,
+        }
+        if system is not None
+        else {}
+    )
+    WorkerMetric.insert(
+        worker=worker.wallet_address,
+        timestamp=heartbeat.timestamp,
+        container_count=len(heartbeat.containers),
+        credits_millis=earned,
+        **facts,
+    ).execute()
 
 
 def _counted(worker: Worker, ts: datetime) -> bool:
@@ -93,7 +134,7 @@ def _counted(worker: Worker, ts: datetime) -> bool:
     return window.exists() or record.exists()
 
 
-def _open(worker: Worker, ts: datetime, gap: timedelta) -> tuple[str, OpenWindow]:
+def _open(worker: Worker, ts: datetime, gap: timedelta) -> tuple[str, OpenWindow, timedelta]:
     # The sweeper may have closed the window while the worker's heartbeats were held up (its
     # agent spools them through an outage and replays them late). A heartbeat that follows
     # the last record within the gap continues that window, so an outage of the collector
@@ -105,10 +146,11 @@ def _open(worker: Worker, ts: datetime, gap: timedelta) -> tuple[str, OpenWindow
         .first()
     )
     if last is not None and ts - last.time_to <= gap:
-        start = last.time_from
+        start, counted = last.time_from, ts - last.time_to
         last.delete_instance()
-        return "reopened", OpenWindow.create(worker=worker, start_time=start, end_time=ts)
-    return "opened", OpenWindow.create(worker=worker, start_time=ts, end_time=ts)
+        window = OpenWindow.create(worker=worker, start_time=start, end_time=ts)
+        return "reopened", window, counted
+    return "opened", OpenWindow.create(worker=worker, start_time=ts, end_time=ts), timedelta(0)
 
 
 def _replace_containers(worker: Worker, heartbeat: Heartbeat) -> None:
@@ -122,6 +164,8 @@ def _replace_containers(worker: Worker, heartbeat: Heartbeat) -> None:
             "image": c.image,
             "state": c.state,
             "health": c.health,
+            "cpu_percent": c.cpuPercent,
+            "mem_usage_mb": c.memUsageMb,
         }
         for c in heartbeat.containers
     ]

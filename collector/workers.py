@@ -6,7 +6,7 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from collector.api import (
     ApiError,
@@ -14,13 +14,22 @@ from collector.api import (
     integer,
     json_object,
     paginated,
+    query_int,
     require_api_token,
     settings,
     wallet,
 )
 from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
 from collector.db import database, locked
-from collector.models import EnrollmentToken, OpenWindow, Worker, WorkerContainer
+from collector.models import (
+    EnrollmentToken,
+    OpenWindow,
+    Worker,
+    WorkerContainer,
+    WorkerMetric,
+    credits,
+)
+from collector.pings import live_status
 from collector.windows import uptime
 from protocol import ProtocolError, patterns
 from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, load_public_key, verify
@@ -134,7 +143,7 @@ def enroll_route():
 
     outcome = enroll(address, public_key, token, config.enrollment_policy, utcnow())
     worker = Worker.get_by_id(address)
-    answer = {**_summary(worker, utcnow()), "enrollment": outcome}
+    answer = {**summary(worker, utcnow()), "enrollment": outcome}
     return jsonify(answer), 201 if outcome == "enrolled" else 200
 
 
@@ -169,7 +178,29 @@ def is_online(worker: Worker, now: datetime) -> bool:
     return worker.last_heartbeat_at is not None and now - worker.last_heartbeat_at <= gap
 
 
-def _summary(worker: Worker, now: datetime) -> dict:
+# The longest series the metrics route serves, in hours.
+MAX_METRICS_HOURS = 7 * 24
+
+
+def last_ping(worker: Worker) -> datetime | None:
+    """The last sign of life: a ping (written late by collector/pings.py, so this process's own
+    pending one counts too) or the arrival of a heartbeat."""
+    pending = current_app.extensions["tassium.pings"].latest(worker.wallet_address)
+    signs = [t for t in (worker.last_ping_at, pending, worker.last_seen_at) if t is not None]
+    return max(signs, default=None)
+
+
+def liveness(worker: Worker, now: datetime) -> dict:
+    ping = last_ping(worker)
+    return {
+        "status": live_status(ping, now, settings().ping_interval),
+        "lastPing": format_timestamp(ping) if ping is not None else None,
+    }
+
+
+def summary(worker: Worker, now: datetime) -> dict:
+    """What every reader of a worker gets: our routes and the /api/v1 dialect."""
+
     def ts(value):
         return format_timestamp(value) if value is not None else None
 
@@ -186,7 +217,31 @@ def _summary(worker: Worker, now: datetime) -> dict:
         "online": is_online(worker, now),
         "lastHeartbeat": ts(worker.last_heartbeat_at),
         "lastSeen": ts(worker.last_seen_at),
+        "tailscaleIp": worker.tailscale_ip,
+        "cpuCores": worker.cpu_cores,
+        "ramTotalGb": worker.ram_total_gb,
+        "storageTotalGb": worker.storage_total_gb,
+        "credits": credits(worker.credits_millis),
+        **liveness(worker, now),
     }
+
+
+def find_worker(address: str) -> Worker | None:
+    return Worker.get_or_none(Worker.wallet_address == wallet(address, "wallet"))
+
+
+def metrics(worker: Worker, now: datetime) -> list[dict]:
+    """The points of the last ``?hours=`` hours (1 by default), oldest first."""
+    hours = query_int("hours", 1, 1, MAX_METRICS_HOURS)
+    query = (
+        WorkerMetric.select()
+        .where(
+            (WorkerMetric.worker == worker)
+            & (WorkerMetric.timestamp >= now - timedelta(hours=hours))
+        )
+        .order_by(WorkerMetric.timestamp, WorkerMetric.id)
+    )
+    return [point.to_json() for point in query]
 
 
 def _get_worker(address: str) -> Worker:
@@ -196,7 +251,7 @@ def _get_worker(address: str) -> Worker:
     return worker
 
 
-def _containers(worker: Worker) -> list[dict]:
+def containers(worker: Worker) -> list[dict]:
     query = (
         WorkerContainer.select()
         .where(WorkerContainer.worker == worker)
@@ -209,7 +264,7 @@ def _containers(worker: Worker) -> list[dict]:
 def list_workers():
     now = utcnow()
     query = Worker.select().order_by(Worker.wallet_address)
-    return jsonify(paginated(query, lambda w: _summary(w, now)))
+    return jsonify(paginated(query, lambda w: summary(w, now)))
 
 
 @bp.get("/<address>")
@@ -218,9 +273,9 @@ def get_worker(address: str):
     window = OpenWindow.get_or_none(OpenWindow.worker == worker)
     return jsonify(
         {
-            **_summary(worker, utcnow()),
+            **summary(worker, utcnow()),
             "openWindow": window.to_json() if window else None,
-            "containers": _containers(worker),
+            "containers": containers(worker),
         }
     )
 
@@ -228,7 +283,19 @@ def get_worker(address: str):
 @bp.get("/<address>/containers")
 def get_containers(address: str):
     worker = _get_worker(address)
-    return jsonify(walletAddress=worker.wallet_address, containers=_containers(worker))
+    return jsonify(walletAddress=worker.wallet_address, containers=containers(worker))
+
+
+@bp.get("/<address>/status")
+def get_status(address: str):
+    worker = _get_worker(address)
+    return jsonify(walletAddress=worker.wallet_address, **liveness(worker, utcnow()))
+
+
+@bp.get("/<address>/metrics")
+def get_metrics(address: str):
+    worker = _get_worker(address)
+    return jsonify(walletAddress=worker.wallet_address, points=metrics(worker, utcnow()))
 
 
 @bp.get("/<address>/uptime")

@@ -6,7 +6,9 @@ it trusts anything it parsed, and the agent signs the bytes it is about to send.
 
 import base64
 import binascii
+import ipaddress
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -21,6 +23,12 @@ from protocol.wallets import normalize_wallet
 SIGNATURE_HEADER = "X-Tassium-Signature"
 MAX_CONTAINERS = 1000
 MAX_TEXT = 255
+# Bounds on reported machine facts: generous for any real machine, small enough that a
+# credit computed from them stays an exact integer in a BIGINT.
+MAX_CPU_CORES = 4096
+MAX_GB = 1_000_000.0
+MAX_CONTAINER_CPU_PERCENT = 100.0 * MAX_CPU_CORES
+MAX_MEMORY_MB = MAX_GB * 1024
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,21 @@ class Container:
     image: str | None = None
     state: str | None = None
     health: str | None = None
+    # From the agent's own consecutive stats samples: the average over the last interval.
+    cpuPercent: float | None = None  # noqa: N815
+    memUsageMb: float | None = None  # noqa: N815
+
+
+@dataclass(frozen=True)
+class System:
+    """The machine's facts as the worker client shows them; every one is optional."""
+
+    cpuCores: int | None = None  # noqa: N815
+    cpuUsagePercent: float | None = None  # noqa: N815 - of the whole machine, 0 to 100
+    ramTotalGb: float | None = None  # noqa: N815
+    ramUsedGb: float | None = None  # noqa: N815
+    storageTotalGb: float | None = None  # noqa: N815 - of the Docker data root
+    storageUsedGb: float | None = None  # noqa: N815
 
 
 @dataclass(frozen=True)
@@ -46,19 +69,40 @@ class Heartbeat:
     timestamp: datetime
     containers: tuple[Container, ...] = ()
     agent: AgentInfo | None = field(default=None)
+    system: System | None = None
+    tailscale_ip: str | None = None
 
     def to_body(self) -> bytes:
         """The JSON body the agent sends (and signs)."""
         body: dict = {
             "walletAddress": self.wallet,
             "timestamp": format_timestamp(self.timestamp),
-            "containers": [
-                {k: v for k, v in asdict(c).items() if v is not None} for c in self.containers
-            ],
+            "containers": [_present(c) for c in self.containers],
         }
         if self.agent is not None:
-            body["agent"] = {k: v for k, v in asdict(self.agent).items() if v is not None}
+            body["agent"] = _present(self.agent)
+        if self.system is not None:
+            body["system"] = _present(self.system)
+        if self.tailscale_ip is not None:
+            body["tailscaleIp"] = self.tailscale_ip
         return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Ping:
+    """The light signed "still here" an agent sends between heartbeats: it moves the worker's
+    live status and nothing else (no uptime, no credit)."""
+
+    wallet: str
+    timestamp: datetime
+
+    def to_body(self) -> bytes:
+        body = {"walletAddress": self.wallet, "timestamp": format_timestamp(self.timestamp)}
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def _present(value: object) -> dict:
+    return {k: v for k, v in asdict(value).items() if v is not None}
 
 
 def parse_wallet_field(document: dict, wallet_format: str) -> str:
@@ -79,7 +123,26 @@ def parse_heartbeat(document: object, wallet_format: str = "evm") -> Heartbeat:
         raise ProtocolError(f"containers may list at most {MAX_CONTAINERS} entries")
     containers = tuple(_container(c, i) for i, c in enumerate(raw_containers))
     agent = _agent(document["agent"]) if document.get("agent") is not None else None
-    return Heartbeat(wallet, timestamp, containers, agent)
+    # The original bash agent sends the host name at the top level, beside no "agent".
+    hostname = _text(document.get("hostname"), "hostname")
+    if hostname and (agent is None or agent.hostname is None):
+        agent = AgentInfo(
+            version=agent.version if agent else None,
+            hostname=hostname,
+            dockerAvailable=agent.dockerAvailable if agent else True,
+        )
+    system = _system(document["system"]) if document.get("system") is not None else None
+    return Heartbeat(
+        wallet, timestamp, containers, agent, system, _ipv4(document.get("tailscaleIp"))
+    )
+
+
+def parse_ping(document: object, wallet_format: str = "evm") -> Ping:
+    if not isinstance(document, dict):
+        raise ProtocolError("ping body must be a JSON object")
+    return Ping(
+        parse_wallet_field(document, wallet_format), parse_timestamp(document.get("timestamp"))
+    )
 
 
 def _text(value: object, where: str, *, required: bool = False) -> str | None:
@@ -98,14 +161,58 @@ def _container(raw: object, index: int) -> Container:
     where = f"containers[{index}]"
     if not isinstance(raw, dict):
         raise ProtocolError(f"{where} must be an object")
+    # "name" is the original bash agent's word for the plan's containerName.
+    name_field = "containerName" if "containerName" in raw or "name" not in raw else "name"
     return Container(
-        containerName=_text(raw.get("containerName"), f"{where}.containerName", required=True),
+        containerName=_text(raw.get(name_field), f"{where}.{name_field}", required=True),
         port=_text(raw.get("port", ""), f"{where}.port") or "",
         **{
             name: _text(raw.get(name), f"{where}.{name}")
             for name in ("id", "image", "state", "health")
         },
+        cpuPercent=_number(raw.get("cpuPercent"), f"{where}.cpuPercent", MAX_CONTAINER_CPU_PERCENT),
+        memUsageMb=_number(raw.get("memUsageMb"), f"{where}.memUsageMb", MAX_MEMORY_MB),
     )
+
+
+def _number(value: object, where: str, high: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError(f"{where} must be a number")
+    if not 0 <= value <= high:
+        raise ProtocolError(f"{where} must be from 0 to {high:g}")
+    return value
+
+
+def _system(raw: object) -> System:
+    if not isinstance(raw, dict):
+        raise ProtocolError("system must be an object")
+    cores = raw.get("cpuCores")
+    if cores is not None and (
+        isinstance(cores, bool) or not isinstance(cores, int) or not 1 <= cores <= MAX_CPU_CORES
+    ):
+        raise ProtocolError(f"system.cpuCores must be a whole number from 1 to {MAX_CPU_CORES}")
+    return System(
+        cpuCores=cores,
+        cpuUsagePercent=_number(raw.get("cpuUsagePercent"), "system.cpuUsagePercent", 100.0),
+        **{
+            name: _number(raw.get(name), f"system.{name}", MAX_GB)
+            for name in ("ramTotalGb", "ramUsedGb", "storageTotalGb", "storageUsedGb")
+        },
+    )
+
+
+def _ipv4(value: object) -> str | None:
+    # The original agent sends "" (or null) when Tailscale is not installed.
+    if value is None or value == "":
+        return None
+    try:
+        if not isinstance(value, str):
+            raise TypeError(value)
+        return str(ipaddress.IPv4Address(value))
+    except (ipaddress.AddressValueError, TypeError):
+        raise ProtocolError("tailscaleIp must be an IPv4 address") from None
 
 
 def _agent(raw: object) -> AgentInfo:

@@ -17,6 +17,13 @@ def new_wallet() -> str:
     return "0x" + secrets.token_hex(20)
 
 
+def new_stellar_wallet() -> str:
+    """A G… strkey, as the Tassium front ends (Freighter) use."""
+    from protocol.wallets import stellar_address
+
+    return stellar_address(secrets.token_bytes(32))
+
+
 def agent_config(url: str, state_dir: Path, **settings) -> AgentConfig:
     """An agent's settings (a new wallet unless one is given) with everything it keeps under
     ``state_dir``, as load_config derives them."""

@@ -2,6 +2,7 @@
 
 import httpx
 
+from collector.migrations import LATEST_VERSION
 from protocol.times import utcnow
 from tests.collector.test_heartbeats import assert_server_time
 from tests.factories import deployment
@@ -12,7 +13,12 @@ def test_healthz_reports_the_schema_and_what_an_agent_needs_to_judge_its_clock(c
     health = client.get("/healthz").json
     assert_server_time(health, before)
     del health["serverTime"]
-    assert health == {"status": "ok", "schemaVersion": 2, "maxSkew": 120, "maxBackfill": 86400}
+    assert health == {
+        "status": "ok",
+        "schemaVersion": LATEST_VERSION,
+        "maxSkew": 120,
+        "maxBackfill": 86400,
+    }
 
 
 def test_healthz_tells_the_time_while_the_database_is_down(make_app, tmp_path):

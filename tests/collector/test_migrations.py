@@ -16,6 +16,7 @@ from collector.models import (
     UptimeRecord,
     Worker,
     WorkerContainer,
+    WorkerMetric,
 )
 from tests.factories import connected
 
@@ -26,6 +27,7 @@ MODELS = [
     UptimeRecord,
     OpenWindow,
     WorkerContainer,
+    WorkerMetric,
     EnrollmentToken,
     SweeperLease,
 ]
