@@ -173,9 +173,11 @@ class WorkerMetric(BaseModel):
         }
 
 
-def credits(millis: int) -> float:
-    """Credits as shown: thousandths are what is stored and summed."""
-    return millis / 1000
+def credits(millis: int) -> int | float:
+    """Credits as shown (a whole number when it is one): thousandths are what is stored and
+    summed."""
+    whole, rest = divmod(millis, 1000)
+    return whole if rest == 0 else millis / 1000
 
 
 class EnrollmentToken(BaseModel):
