@@ -156,10 +156,10 @@ def token_create(config: CollectorConfig, wallet_address: str, ttl: int | None) 
 @cli.command("workers")
 @click.pass_obj
 def list_workers(config: CollectorConfig) -> None:
-    """A table of workers: online or not, last heartbeat, containers."""
+    """A table of workers: online or not, last heartbeat, containers, credits."""
     from peewee import JOIN, fn
 
-    from collector.models import Worker, WorkerContainer
+    from collector.models import Worker, WorkerContainer, credits
 
     gap = timedelta(seconds=config.gap)
     now = utcnow()
@@ -174,7 +174,7 @@ def list_workers(config: CollectorConfig) -> None:
             .group_by(Worker.wallet_address)
             .order_by(Worker.wallet_address)
         )
-        table = [("WALLET", "STATUS", "LAST HEARTBEAT", "CONTAINERS", "HOSTNAME")]
+        table = [("WALLET", "STATUS", "LAST HEARTBEAT", "CONTAINERS", "CREDITS", "HOSTNAME")]
         for w in rows:
             last = w.last_heartbeat_at
             online = last is not None and now - last <= gap
@@ -184,6 +184,7 @@ def list_workers(config: CollectorConfig) -> None:
                     "online" if online else "offline",
                     format_timestamp(last) if last else "never",
                     str(w.container_count),
+                    str(credits(w.credits_millis)),
                     w.hostname or "-",
                 )
             )

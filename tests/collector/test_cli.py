@@ -29,7 +29,7 @@ CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 MIGRATE_OUTPUT = [
     f"applied migration {m.version}: {m.description}" for m in migrations.MIGRATIONS
 ] + [f"schema is at version {migrations.LATEST_VERSION}"]
-HEADINGS = ["WALLET", "STATUS", "LAST", "HEARTBEAT", "CONTAINERS", "HOSTNAME"]
+HEADINGS = ["WALLET", "STATUS", "LAST", "HEARTBEAT", "CONTAINERS", "CREDITS", "HOSTNAME"]
 NEEDS_MIGRATE = (
     "Error: the database schema is at version {version}, this collector needs "
     f"{migrations.LATEST_VERSION}: run tassium-collector migrate"
@@ -222,12 +222,12 @@ def test_workers_prints_a_table_with_online_and_offline_workers(runner, database
     header, *rows = result.stdout.splitlines()
     assert header.split() == HEADINGS
     assert [row.split() for row in rows] == [
-        [online, "online", format_timestamp(recent), "2", "node-1"],
-        [offline, "offline", format_timestamp(old), "1", "-"],
-        [silent, "offline", "never", "0", "-"],
+        [online, "online", format_timestamp(recent), "2", "0", "node-1"],
+        [offline, "offline", format_timestamp(old), "1", "0", "-"],
+        [silent, "offline", "never", "0", "0", "-"],
     ]
     # Columns line up under their headings.
-    for heading in ("STATUS", "LAST HEARTBEAT", "CONTAINERS", "HOSTNAME"):
+    for heading in ("STATUS", "LAST HEARTBEAT", "CONTAINERS", "CREDITS", "HOSTNAME"):
         column = header.index(heading)
         assert all(row[column - 2 : column] == "  " and row[column] != " " for row in rows)
 
