@@ -29,7 +29,8 @@ ERRORS = {
     408: "The request body did not arrive within `body_timeout`.",
     409: "A conflict with the current state: a duplicate, or a status transition.",
     413: "The request body is larger than `max_body_bytes`.",
-    422: "A timestamp outside the accepted range.",
+    422: "A timestamp outside the accepted range, or env vars with no deployer configured.",
+    502: "The deployer refused the change or could not be reached.",
     503: "The database is unavailable; `Retry-After` says when to try again.",
 }
 

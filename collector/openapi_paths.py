@@ -2,6 +2,7 @@
 with every status the route answers. Error statuses refer to the shared responses there."""
 
 from collector.api import MAX_OFFSET, MAX_PAGE
+from collector.workers import MAX_METRICS_HOURS
 from protocol.heartbeat import SIGNATURE_HEADER
 
 
@@ -94,6 +95,19 @@ PATHS = {
             },
         }
     },
+    "/heartbeat/ping": {
+        "post": {
+            "summary": "A worker's signed ping: moves its live status, nothing else",
+            "description": "Kept in the serving process's memory and written every few "
+            "seconds; other processes' status reads see it after that write.",
+            "parameters": [_SIGNED],
+            "requestBody": _body("Ping"),
+            "responses": {
+                "200": _json("PingAccepted", "Taken"),
+                **_errors(*_WRITE, 401, 404, 422, shared="Heartbeat"),
+            },
+        }
+    },
     "/heartbeats": {
         "post": {
             "summary": "A batch of signed heartbeats, for an agent replaying its backlog",
@@ -148,6 +162,30 @@ PATHS = {
             "responses": {"200": _json("Containers", "Its containers"), **_errors(400, 404, *_DB)},
         }
     },
+    "/workers/{address}/status": {
+        "get": {
+            "summary": "A worker's live status, from its last ping or heartbeat",
+            "parameters": [_WALLET],
+            "responses": {
+                "200": _json("WorkerStatus", "Its status"),
+                **_errors(400, 404, *_DB),
+            },
+        }
+    },
+    "/workers/{address}/metrics": {
+        "get": {
+            "summary": "A worker's metrics points (one per accepted heartbeat), oldest first",
+            "parameters": [
+                _WALLET,
+                _query(
+                    "hours",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_METRICS_HOURS, "default": 1},
+                    "the last this many hours",
+                ),
+            ],
+            "responses": {"200": _json("Metrics", "Its points"), **_errors(400, 404, *_DB)},
+        }
+    },
     "/workers/{address}/uptime": {
         "get": {
             "summary": "Uptime records and seconds between from and to",
@@ -164,10 +202,13 @@ PATHS = {
     },
     "/deployments": {
         "post": {
-            "summary": "Create a deployment (status pending)",
+            "summary": "Create a deployment (pending; processing when a deployer builds it)",
             "security": _TOKEN,
             "requestBody": _body("NewDeployment"),
-            "responses": {"201": _json("Deployment", "Created"), **_errors(*_WRITE, 401, 409)},
+            "responses": {
+                "201": _json("Deployment", "Created"),
+                **_errors(*_WRITE, 401, 409, 422),
+            },
         },
         "get": {
             "summary": "Deployments, newest first",
@@ -194,7 +235,7 @@ PATHS = {
             "parameters": [_NAME],
             "responses": {
                 "204": {"description": "Deleted"},
-                **_errors(401, 404, 405, *_DB),
+                **_errors(401, 404, 405, 502, *_DB),
             },
         },
     },
@@ -207,6 +248,30 @@ PATHS = {
             "responses": {
                 "200": _json("Deployment", "Moved"),
                 **_errors(*_WRITE, 401, 404, 405, 409),
+            },
+        }
+    },
+    "/deployments/{name}/replicas": {
+        "patch": {
+            "summary": "Scale a deployment (1 to 10 replicas)",
+            "security": _TOKEN,
+            "parameters": [_NAME],
+            "requestBody": _body("ReplicasChange"),
+            "responses": {
+                "200": _json("Deployment", "Scaled"),
+                **_errors(*_WRITE, 401, 404, 405),
+            },
+        }
+    },
+    "/deployments/{name}/env": {
+        "patch": {
+            "summary": "Restart a deployment with new env vars, through the deployer",
+            "security": _TOKEN,
+            "parameters": [_NAME],
+            "requestBody": _body("EnvChange"),
+            "responses": {
+                "200": _json("Deployment", "The deployer took them"),
+                **_errors(*_WRITE, 401, 404, 405, 422, 502),
             },
         }
     },

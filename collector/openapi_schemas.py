@@ -5,11 +5,33 @@ import re
 
 from collector.api import MAX_PAGE
 from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
-from collector.deployments import _GITHUB, _NAME, _URL, MAX_REPLICAS, STATUSES
+from collector.deployments import (
+    _BRANCH,
+    _ENV_NAME,
+    _GITHUB,
+    _NAME,
+    _URL,
+    MAX_ENV_VALUE,
+    MAX_ENV_VARS,
+    MAX_REPLICAS,
+    STATUSES,
+)
 from collector.heartbeats import MAX_BATCH
 from collector.payments import _AMOUNT
+from collector.pings import DEAD, HEALTHY, UNKNOWN, WARNING
 from protocol import patterns
-from protocol.heartbeat import MAX_CONTAINERS, MAX_TEXT
+from protocol.heartbeat import (
+    MAX_CONTAINER_CPU_PERCENT,
+    MAX_CONTAINERS,
+    MAX_CPU_CORES,
+    MAX_GB,
+    MAX_MEMORY_MB,
+    MAX_TEXT,
+)
+
+# A dotted-quad IPv4 address as Python's ipaddress reads it (no leading zeros).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 
 
 def pattern(regex: re.Pattern | str) -> str:
@@ -70,14 +92,66 @@ def schemas(wallet_format: str) -> dict:
         additionalProperties=False,
     )
     optional_window = {"oneOf": [window, {"type": "null"}]}
+
+    def amount(high: float, description: str) -> dict:
+        return {
+            "type": ["number", "null"],
+            "minimum": 0,
+            "maximum": high,
+            "description": description,
+        }
+
     container = _object(
         ["containerName"],
         {
             "containerName": {**text, "minLength": 1},
             "port": text,
             **{name: _nullable(text) for name in ("id", "image", "state", "health")},
+            "cpuPercent": amount(
+                MAX_CONTAINER_CPU_PERCENT,
+                "Average CPU use since the agent's previous sample (100 per core)",
+            ),
+            "memUsageMb": amount(MAX_MEMORY_MB, "Memory in use, MB"),
         },
     )
+    # As an agent sends it: the original bash agent names the container "name".
+    sent_container = {
+        **container,
+        "required": [],
+        "anyOf": [{"required": ["containerName"]}, {"required": ["name"]}],
+        "properties": {
+            **container["properties"],
+            "name": {**text, "minLength": 1, "description": "The same as containerName"},
+        },
+    }
+    gigabytes = {"type": ["number", "null"], "minimum": 0, "maximum": MAX_GB}
+    system = {
+        "type": ["object", "null"],
+        "description": "The machine, as the worker client shows it; every fact is optional. "
+        "Credits are computed from cpuCores, cpuUsagePercent, ramTotalGb, storageTotalGb and "
+        "the number of containers.",
+        "properties": {
+            "cpuCores": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_CPU_CORES},
+            "cpuUsagePercent": amount(100, "Of the whole machine"),
+            "ramTotalGb": gigabytes,
+            "ramUsedGb": gigabytes,
+            "storageTotalGb": {**gigabytes, "description": "Of the Docker data root"},
+            "storageUsedGb": gigabytes,
+        },
+    }
+    credits = {
+        "type": "number",
+        "minimum": 0,
+        "description": "Credits, exact to the thousandth (a whole number when whole)",
+    }
+    live = {
+        "status": {
+            "enum": [HEALTHY, WARNING, DEAD, UNKNOWN],
+            "description": "By the age of the last ping or heartbeat: HEALTHY within two "
+            "ping_interval, WARNING within three, DEAD after; UNKNOWN when never heard from",
+        },
+        "lastPing": _nullable({**time, "description": "The last ping or heartbeat's arrival"}),
+    }
     summary = {
         "walletAddress": wallet,
         "createdAt": _nullable(time),
@@ -90,6 +164,12 @@ def schemas(wallet_format: str) -> dict:
         "online": {"type": "boolean"},
         "lastHeartbeat": _nullable(time),
         "lastSeen": _nullable(time),
+        "tailscaleIp": {"type": ["string", "null"], "pattern": f"^{_IPV4}$"},
+        "cpuCores": {"type": ["integer", "null"], "minimum": 1},
+        "ramTotalGb": gigabytes,
+        "storageTotalGb": gigabytes,
+        "credits": credits,
+        **live,
     }
     name = {
         "type": "string",
@@ -107,6 +187,31 @@ def schemas(wallet_format: str) -> dict:
         "action": {"enum": ["opened", "extended", "flushed", "reopened"]},
         "openWindow": window,
         "containers": {"type": "integer", "minimum": 0},
+        "creditsEarned": {
+            **credits,
+            "description": "What the uptime this heartbeat counted earned (0 when it opened "
+            "or restarted a window)",
+        },
+    }
+    point = {
+        "timestamp": time,
+        "cpuCores": {"type": ["integer", "null"], "minimum": 1},
+        "cpuUsagePercent": amount(100, "Of the whole machine"),
+        "ramUsedGb": gigabytes,
+        "ramTotalGb": gigabytes,
+        "storageUsedGb": gigabytes,
+        "storageTotalGb": gigabytes,
+        "containerCount": {"type": "integer", "minimum": 0},
+        "creditsEarned": {**credits, "description": "What the uptime before it earned"},
+    }
+    branch = {"type": "string", "pattern": pattern(_BRANCH), "default": "main"}
+    env_vars = {
+        "type": "object",
+        "maxProperties": MAX_ENV_VARS,
+        "propertyNames": {"pattern": pattern(_ENV_NAME)},
+        "additionalProperties": {"type": "string", "maxLength": MAX_ENV_VALUE},
+        "description": "Passed to the deployer (deployer_url), never stored; a collector "
+        "without a deployer answers 422",
     }
     refused = {"error": {"type": "string"}}
     # A heartbeat not later than the worker's last accepted one.
@@ -146,7 +251,11 @@ def schemas(wallet_format: str) -> dict:
             {
                 "walletAddress": wallet,
                 "timestamp": time,
-                "containers": {"type": "array", "maxItems": MAX_CONTAINERS, "items": container},
+                "containers": {
+                    "type": "array",
+                    "maxItems": MAX_CONTAINERS,
+                    "items": sent_container,
+                },
                 "agent": {
                     "type": ["object", "null"],
                     "properties": {
@@ -155,13 +264,33 @@ def schemas(wallet_format: str) -> dict:
                         "dockerAvailable": {"type": "boolean"},
                     },
                 },
+                "system": system,
+                "tailscaleIp": {
+                    "type": ["string", "null"],
+                    "pattern": f"^(?:{_IPV4})?$",
+                    "description": "The machine's Tailscale IPv4 address; empty or null "
+                    "without Tailscale",
+                },
+                "hostname": {
+                    **_nullable(text),
+                    "description": "The original bash agent's place for agent.hostname",
+                },
             },
             description="Unknown fields are ignored, so that agents of neighbouring versions "
             "keep working. The X-Tassium-Signature header signs these exact bytes.",
         ),
         "HeartbeatAccepted": _object(
-            ["accepted", "action", "openWindow", "containers", "serverTime"],
-            {**accepted, "serverTime": server_time},
+            [*accepted, "serverTime"], {**accepted, "serverTime": server_time}
+        ),
+        "Ping": _object(
+            ["walletAddress", "timestamp"],
+            {"walletAddress": wallet, "timestamp": time},
+            description="Unknown fields are ignored. The X-Tassium-Signature header signs "
+            "these exact bytes; the timestamp must be within max_skew of the collector's clock.",
+        ),
+        "PingAccepted": _object(
+            ["accepted", "lastPing", "serverTime"],
+            {"accepted": {"const": True}, "lastPing": time, "serverTime": server_time},
         ),
         "HeartbeatBatch": _object(
             ["heartbeats"],
@@ -264,6 +393,18 @@ def schemas(wallet_format: str) -> dict:
             ["walletAddress", "containers"],
             {"walletAddress": wallet, "containers": {"type": "array", "items": container}},
         ),
+        "WorkerStatus": _object(["walletAddress", *live], {"walletAddress": wallet, **live}),
+        "Metrics": _object(
+            ["walletAddress", "points"],
+            {
+                "walletAddress": wallet,
+                "points": {
+                    "type": "array",
+                    "description": "One per accepted heartbeat, oldest first",
+                    "items": _object(list(point), point),
+                },
+            },
+        ),
         "Uptime": _object(
             ["walletAddress", "timeFrom", "timeTo", "records", "openWindow"]
             + ["totalSeconds", "uptimeFraction"],
@@ -293,6 +434,9 @@ def schemas(wallet_format: str) -> dict:
                 "url": {"type": ["string", "null"], "pattern": pattern(_URL)},
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 3000},
                 "replicas": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS},
+                "branch": branch,
+                "envVars": _nullable(env_vars),
+                "env_vars": _nullable(env_vars),
             },
             # One spelling of each of name and github is required.
             allOf=[
@@ -300,11 +444,16 @@ def schemas(wallet_format: str) -> dict:
                 {"anyOf": [{"required": [n]} for n in ("github", "githubRepo", "github_repo")]},
             ],
             additionalProperties=False,
-            description="appName/app_name and githubRepo/github_repo are the web UI's names "
-            "for name and github. Unknown fields are refused (400).",
+            description="appName/app_name, githubRepo/github_repo and env_vars are the web "
+            "UI's names for name, github and envVars. Unknown fields are refused (400). With a "
+            "deployer configured the deployment is answered processing, and its build moves it "
+            "to success or failed.",
         ),
         "Deployment": _object(
-            ["id", "name", "url", "port", "status", "github", "replicas", "creator", "createdAt"],
+            [
+                *("id", "name", "url", "port", "status", "github", "branch", "replicas"),
+                *("creator", "errorMessage", "createdAt", "updatedAt"),
+            ],
             {
                 "id": {"type": "integer"},
                 "name": name,
@@ -312,12 +461,35 @@ def schemas(wallet_format: str) -> dict:
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                 "status": status,
                 "github": {"type": "string"},
+                "branch": {"type": "string"},
                 "replicas": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS},
                 "creator": wallet,
+                "errorMessage": {
+                    "type": ["string", "null"],
+                    "description": "Why the deployer failed, in its words",
+                },
                 "createdAt": time,
+                "updatedAt": time,
             },
         ),
         "StatusChange": _object(["status"], {"status": status}, additionalProperties=False),
+        "ReplicasChange": _object(
+            ["replicas"],
+            {"replicas": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS}},
+            additionalProperties=False,
+        ),
+        "EnvChange": _object(
+            [],
+            {
+                "envVars": env_vars,
+                "env_vars": env_vars,
+                "port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
+            },
+            anyOf=[{"required": ["envVars"]}, {"required": ["env_vars"]}],
+            additionalProperties=False,
+            description="The deployer restarts the app with these env vars (and port); "
+            "env_vars is the web UI's name for envVars.",
+        ),
         "NewPayment": _object(
             ["name", "amount", "creator"],
             {
