@@ -113,12 +113,17 @@ def serve(config: CollectorConfig, run_migrations: bool) -> None:
 @cli.command()
 @click.pass_obj
 def sweep(config: CollectorConfig) -> None:
-    """Close every uptime window silent for longer than the gap (one pass)."""
-    from collector.windows import sweep as sweep_pass
+    """Close every uptime window silent for longer than the gap, and delete metrics points
+    older than metrics_retention_days (one pass)."""
+    from collector.sweeper import sweep_pass
 
+    days = config.metrics_retention_days
     with _open(config).connection_context():
-        closed = sweep_pass(gap=timedelta(seconds=config.gap), now=utcnow())
-    click.echo(f"closed {closed} windows")
+        swept = sweep_pass(
+            gap=timedelta(seconds=config.gap), retention=timedelta(days=days), now=utcnow()
+        )
+    click.echo(f"closed {swept.closed} windows")
+    click.echo(f"deleted {swept.pruned} metrics points older than {days} days")
 
 
 @cli.group()

@@ -137,6 +137,7 @@ class CollectorServer(BaseApplication):
 
             SweeperThread(
                 gap=timedelta(seconds=config.gap),
+                retention=timedelta(days=config.metrics_retention_days),
                 interval=timedelta(seconds=config.sweep_interval),
                 clock=utcnow,
             ).start()

@@ -1,4 +1,5 @@
-"""The interval sweeper inside the serving processes.
+"""The interval sweeper inside the serving processes: each pass closes the windows silent
+past the gap and deletes the metrics points past their retention.
 
 Every process runs the loop, but only the holder of the lease sweeps: the lease is a row
 claimed by a conditional update, so exactly one process sweeps at a time even across hosts,
@@ -10,8 +11,10 @@ import os
 import socket
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from collector import metrics
 from collector.db import DATABASE_DOWN, database, failure_reason
 from collector.models import SweeperLease
 from collector.windows import sweep
@@ -37,20 +40,33 @@ def claim_lease(holder: str, now: datetime, ttl: timedelta) -> bool:
     return changed == 1
 
 
+@dataclass(frozen=True)
+class Swept:
+    closed: int  # windows silent longer than the gap, now uptime records
+    pruned: int  # metrics points older than the retention, deleted
+
+
+def sweep_pass(*, gap: timedelta, retention: timedelta, now: datetime) -> Swept:
+    """One pass, as the interval job and ``tassium-collector sweep`` run it."""
+    closed = sweep(gap=gap, now=now)
+    return Swept(closed, metrics.prune(retention=retention, now=now))
+
+
 def sweep_if_leader(
-    holder: str, *, gap: timedelta, interval: timedelta, now: datetime
-) -> int | None:
-    """One tick of the interval job: the number of windows closed, or None when another
-    process holds the lease."""
+    holder: str, *, gap: timedelta, retention: timedelta, interval: timedelta, now: datetime
+) -> Swept | None:
+    """One tick of the interval job: what the pass did, or None when another process holds
+    the lease."""
     if not claim_lease(holder, now, ttl=interval * 3):
         return None
-    return sweep(gap=gap, now=now)
+    return sweep_pass(gap=gap, retention=retention, now=now)
 
 
 class SweeperThread(threading.Thread):
-    def __init__(self, *, gap: timedelta, interval: timedelta, clock):
+    def __init__(self, *, gap: timedelta, retention: timedelta, interval: timedelta, clock):
         super().__init__(name="tassium-sweeper", daemon=True)
         self.gap = gap
+        self.retention = retention
         self.interval = interval
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -60,11 +76,17 @@ class SweeperThread(threading.Thread):
         while not self.stopped.is_set():
             try:
                 with database.connection_context():
-                    closed = sweep_if_leader(
-                        self.holder, gap=self.gap, interval=self.interval, now=self.clock()
+                    swept = sweep_if_leader(
+                        self.holder,
+                        gap=self.gap,
+                        retention=self.retention,
+                        interval=self.interval,
+                        now=self.clock(),
                     )
-                if closed:
-                    log.info("sweeper closed %d idle windows", closed)
+                if swept and swept.closed:
+                    log.info("sweeper closed %d idle windows", swept.closed)
+                if swept and swept.pruned:
+                    log.info("sweeper deleted %d metrics points past retention", swept.pruned)
             except DATABASE_DOWN as exc:
                 log.warning("sweep skipped, database unavailable: %s", failure_reason(exc))
             except Exception:  # a database hiccup must not end the sweeper for good

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from collector import migrations
 from collector.cli import cli
 from collector.config import CollectorConfig
-from collector.models import EnrollmentToken, OpenWindow, UptimeRecord, Worker
+from collector.models import EnrollmentToken, OpenWindow, UptimeRecord, Worker, WorkerMetric
 from collector.windows import apply_heartbeat
 from collector.workers import enroll
 from protocol.heartbeat import AgentInfo, Container, Heartbeat, encode_public_key
@@ -85,6 +85,10 @@ def test_migrate_finishes_a_partly_migrated_database(runner, empty_database_url)
 # --- sweep ------------------------------------------------------------------------------------
 
 
+def swept(closed: int, pruned: int = 0, days: int = 30) -> str:
+    return f"closed {closed} windows\ndeleted {pruned} metrics points older than {days} days\n"
+
+
 def test_sweep_closes_a_stale_window_and_prints_the_count(runner, database_url):
     stale, fresh = new_wallet(), new_wallet()
     started, ended = minutes_ago(130), minutes_ago(120)
@@ -98,7 +102,7 @@ def test_sweep_closes_a_stale_window_and_prints_the_count(runner, database_url):
     result = runner("sweep")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == "closed 1 windows\n"
+    assert result.stdout == swept(1)
     with connected(database_url):
         assert [(r.worker_address, r.time_from, r.time_to) for r in UptimeRecord.select()] == [
             (stale, started, ended)
@@ -108,16 +112,34 @@ def test_sweep_closes_a_stale_window_and_prints_the_count(runner, database_url):
 
 def test_sweep_never_closes_a_window_twice(runner, database_url):
     seed(database_url, heartbeat(new_wallet(), minutes_ago(120)))
-    assert runner("sweep").stdout == "closed 1 windows\n"
-    assert runner("sweep").stdout == "closed 0 windows\n"
+    assert runner("sweep").stdout == swept(1)
+    assert runner("sweep").stdout == swept(0)
     with connected(database_url):
         assert UptimeRecord.select().count() == 1
 
 
 def test_sweep_uses_the_configured_gap(runner, database_url):
     seed(database_url, heartbeat(new_wallet(), minutes_ago(120)))
-    assert runner("sweep", gap=3 * 3600).stdout == "closed 0 windows\n"
-    assert runner("sweep", gap=3600).stdout == "closed 1 windows\n"
+    assert runner("sweep", gap=3 * 3600).stdout == swept(0)
+    assert runner("sweep", gap=3600).stdout == swept(1)
+
+
+def test_sweep_deletes_metrics_points_past_the_retention_and_keeps_credits(runner, database_url):
+    wallet = new_wallet()
+    beats = [
+        heartbeat(wallet, utcnow() - timedelta(days=d, minutes=m))
+        for d, m in ((3, 5), (3, 0), (1, 0))
+    ]
+    seed(database_url, *beats)
+    with connected(database_url):
+        credits = Worker.get_by_id(wallet).credits_millis
+    assert credits > 0
+
+    assert runner("sweep", metrics_retention_days=2).stdout == swept(1, pruned=2, days=2)
+
+    with connected(database_url):
+        assert [p.timestamp for p in WorkerMetric.select()] == [beats[2].timestamp]
+        assert Worker.get_by_id(wallet).credits_millis == credits
 
 
 # --- token create -----------------------------------------------------------------------------

@@ -3,14 +3,14 @@ job, and the sweeper thread running for real (directly with a clock we pass, and
 served collector). The ``sweep`` command is covered in test_cli.py."""
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 
 from collector import migrations
-from collector.models import OpenWindow, SweeperLease, UptimeRecord
-from collector.sweeper import LEASE, SweeperThread, claim_lease, sweep_if_leader
+from collector.models import OpenWindow, SweeperLease, UptimeRecord, Worker, WorkerMetric
+from collector.sweeper import LEASE, SweeperThread, Swept, claim_lease, sweep_if_leader
 from collector.workers import enroll
 from protocol.times import format_timestamp, utcnow
 from tests.collector.test_windows import (
@@ -27,6 +27,7 @@ from tests.polling import wait_for
 
 TTL = timedelta(minutes=3)
 INTERVAL = timedelta(minutes=1)
+RETENTION = timedelta(days=30)
 
 
 def lease() -> tuple[str, object] | None:
@@ -83,6 +84,10 @@ def test_the_holder_may_renew_even_after_its_lease_ran_out(dbconn):
 # --- one tick ---------------------------------------------------------------------------------
 
 
+def tick(holder: str, now: datetime) -> Swept | None:
+    return sweep_if_leader(holder, gap=GAP, retention=RETENTION, interval=INTERVAL, now=now)
+
+
 @pytest.fixture
 def stale_windows(dbconn):
     """Two windows that went silent at T0 and one still fresh at T0+1h; ticks run at T0+1h."""
@@ -99,7 +104,7 @@ def test_sweep_if_leader_returns_none_for_a_non_leader_and_closes_nothing(stale_
     now = T0 + timedelta(hours=1)
     claim_lease("a", now, 3 * INTERVAL)
 
-    assert sweep_if_leader("b", gap=GAP, interval=INTERVAL, now=now) is None
+    assert tick("b", now) is None
 
     assert [stored_window(w) for w in stale] == [(T0, T0), (T0, T0)]
     assert UptimeRecord.select().count() == 0
@@ -110,20 +115,36 @@ def test_sweep_if_leader_returns_the_count_for_the_leader(stale_windows):
     stale, fresh = stale_windows
     now = T0 + timedelta(hours=1)
 
-    assert sweep_if_leader("a", gap=GAP, interval=INTERVAL, now=now) == 2
-    assert sweep_if_leader("a", gap=GAP, interval=INTERVAL, now=now + INTERVAL) == 0
+    assert tick("a", now) == Swept(closed=2, pruned=0)
+    assert tick("a", now + INTERVAL) == Swept(closed=0, pruned=0)
 
     assert [stored_records(w) for w in stale] == [[(T0, T0)], [(T0, T0)]]
     assert stored_window(fresh) is not None
 
 
+def test_the_leaders_tick_also_deletes_metrics_points_past_their_retention(dbconn):
+    wallet = create_worker()
+    apply(wallet, T0)
+    apply(wallet, T0 + timedelta(minutes=5))
+    credits = Worker.get_by_id(wallet).credits_millis
+    now = T0 + RETENTION + timedelta(minutes=1)
+    claim_lease("b", now, 3 * INTERVAL)
+
+    assert tick("a", now) is None
+    assert WorkerMetric.select().count() == 2
+
+    assert tick("b", now) == Swept(closed=1, pruned=1)
+    assert [p.timestamp for p in WorkerMetric.select()] == [T0 + timedelta(minutes=5)]
+    assert Worker.get_by_id(wallet).credits_millis == credits
+
+
 def test_a_leader_that_stops_ticking_is_replaced_after_three_intervals(stale_windows):
     now = T0 + timedelta(hours=1)
-    sweep_if_leader("a", gap=GAP, interval=INTERVAL, now=now)
+    tick("a", now)
 
-    assert sweep_if_leader("b", gap=GAP, interval=INTERVAL, now=now + 3 * INTERVAL) is None
+    assert tick("b", now + 3 * INTERVAL) is None
     # A count, not None: b leads now, though the fresh window is not stale yet.
-    assert sweep_if_leader("b", gap=GAP, interval=INTERVAL, now=now + 3 * INTERVAL + US) == 0
+    assert tick("b", now + 3 * INTERVAL + US) == Swept(closed=0, pruned=0)
     assert lease()[0] == "b"
 
 
@@ -136,7 +157,7 @@ def start_sweeper():
     threads = []
 
     def start(**kwargs) -> SweeperThread:
-        thread = SweeperThread(**kwargs)
+        thread = SweeperThread(**{"retention": RETENTION, **kwargs})
         threads.append(thread)
         thread.start()
         return thread
@@ -155,12 +176,19 @@ def test_a_sweeper_thread_closes_a_stale_window(dbconn, start_sweeper):
     apply(wallet, T0 + timedelta(minutes=5))
     now = T0 + timedelta(hours=1)
 
-    thread = start_sweeper(gap=GAP, interval=timedelta(milliseconds=20), clock=lambda: now)
+    thread = start_sweeper(
+        gap=GAP,
+        retention=timedelta(minutes=58),
+        interval=timedelta(milliseconds=20),
+        clock=lambda: now,
+    )
 
     wait_for(lambda: stored_window(wallet) is None, "the sweeper thread closing the window")
     thread.stop()
     thread.join(timeout=30)
     assert stored_records(wallet) == [(T0, T0 + timedelta(minutes=5))]
+    # Older than 58 minutes at T0+1h: the first point went, the second stayed.
+    assert [p.timestamp for p in WorkerMetric.select()] == [T0 + timedelta(minutes=5)]
     assert lease() == (thread.holder, now + 3 * timedelta(milliseconds=20))
 
 
