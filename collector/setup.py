@@ -2,8 +2,8 @@
 plan's ``/api/setup``), and the agent wheel it installs (``/packages/<wheel>``).
 
 Every value written into the script is validated first and then shell-quoted, so nothing a
-caller sends can become shell code. A refusal is itself a tiny script that prints the reason
-and exits 1, so ``curl … | sudo bash`` shows the owner what is wrong even without ``-f``.
+caller sends can become shell code. A refusal is itself a tiny sh script that prints the
+reason and exits 1, so ``curl -s … | sh`` (or ``| sudo bash``) shows the owner what is wrong.
 """
 
 import re
@@ -21,6 +21,9 @@ bp = Blueprint("setup", __name__)
 
 # The line that ends the block of values the collector fills in.
 _VALUES_END = "# (end of the values the collector fills in)"
+# The line that ends the here-document holding the bash installer: in a value, it would end
+# the installer early and hand the rest of the script to the sh prologue as commands.
+INSTALLER_END = "TASSIUM_SETUP_BASH"
 _QUERY_FIELDS = ("wallet", "token")
 # The Host header is the caller's to choose: only a plain host[:port] may reach the script,
 # by the grammar of public_url, so the URL made from it is one the script accepts.
@@ -42,6 +45,8 @@ def render(template: str, values: dict[str, str]) -> str:
     if not end:
         raise ValueError("the setup script has no block of values to fill in")
     for name, value in values.items():
+        if INSTALLER_END in value.split("\n"):
+            raise ValueError(f"{name} holds a line that would end the installer")
         head, count = re.subn(
             rf"^{name}=.*$",
             lambda _, v=value, n=name: f"{n}={shlex.quote(v)}",
@@ -55,7 +60,9 @@ def render(template: str, values: dict[str, str]) -> str:
 
 
 def refusal(status: int, message: str) -> Response:
-    body = f"#!/bin/sh\necho {shlex.quote('tassium setup: error: ' + message)} >&2\nexit 1\n"
+    # printf, not echo: dash's echo would read backslashes in the message as escapes.
+    line = shlex.quote("tassium setup: error: " + message)
+    body = f"#!/bin/sh\nprintf '%s\\n' {line} >&2\nexit 1\n"
     return _script(body, status)
 
 

@@ -1,11 +1,48 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Install, upgrade or remove the Tassium worker agent on a Debian or Ubuntu machine.
 #
+#   curl -s 'https://<collector>/api/setup?wallet=<wallet>' | sh
+#   curl -fsSL 'https://<collector>/setup.sh?wallet=<wallet>' | sh -s -- --no-docker
 #   curl -fsSL 'https://<collector>/setup.sh?wallet=<wallet>' | sudo bash
-#   curl -fsSL 'https://<collector>/setup.sh?wallet=<wallet>' | sudo bash -s -- --no-docker
-#   sudo bash setup.sh --uninstall
+#   sh setup.sh --uninstall
 #
 # Re-running it upgrades in place: the key, the spool and the enrollment are kept.
+#
+# The installer is the bash script in the here-document below. These first lines are plain sh
+# (the owner's line pipes this to sh: dash on Debian and Ubuntu) and hand it to bash as root,
+# through sudo for a normal user. sh never parses a quoted here-document, and bash gets it on
+# its stdin even when this script came on sh's own stdin from a pipe (sudo asks for a password
+# on the terminal, not on stdin). A download cut short runs nothing: main is its last line.
+setup_error() {
+    printf 'tassium setup: error: %s\n' "$*" >&2
+    exit 1
+}
+# Run from a file (a checkout), the installer takes the agent's unit from beside it.
+setup_dir=''
+if [ -f "$0" ]; then
+    setup_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd) || setup_dir=''
+fi
+if [ "$(id -u)" -eq 0 ]; then
+    set -- bash -s -- "$setup_dir" "$@"
+else
+    case " $* " in
+        # Only the usage: nothing to become root for.
+        *" -h "* | *" --help "*) set -- bash -s -- "$setup_dir" "$@" ;;
+        *)
+            command -v sudo >/dev/null 2>&1 \
+                || setup_error "installing the agent needs root, and sudo is not installed:" \
+                    "run this line as root, or install sudo and let $(id -un) use it"
+            # The password prompt and "try again" go to the terminal; what sudo says on
+            # stderr when it refuses is replaced by the one message below.
+            sudo -v 2>/dev/null \
+                || setup_error "installing the agent needs root, and sudo did not let $(id -un)" \
+                    "become root (not allowed, or no password typed at a terminal):" \
+                    "run this line as root, or as a user sudo allows"
+            set -- sudo bash -s -- "$setup_dir" "$@"
+            ;;
+    esac
+fi
+exec "$@" <<'TASSIUM_SETUP_BASH'
 set -Eeuo pipefail
 
 # What each value must look like: the collector's own rules (protocol/patterns.py), filled in
@@ -35,6 +72,7 @@ UNIT_DIR=/etc/systemd/system
 UNIT=$UNIT_DIR/tassium-agent.service
 SERVICE_USER=tassium
 
+SETUP_DIR=''
 INSTALL_DOCKER=yes
 ACTION=install
 KEY_CHOICE=ask
@@ -120,7 +158,7 @@ validate_options() {
 }
 
 check_system() {
-    [[ $(id -u) == 0 ]] || die "run me as root (curl ... | sudo bash)"
+    [[ $(id -u) == 0 ]] || die "run me as root (curl ... | sh asks sudo)"
     [[ -r /etc/os-release ]] || die "cannot tell which system this is: /etc/os-release is missing"
     local id like
     # shellcheck source=/dev/null
@@ -248,11 +286,9 @@ install_unit() {
         printf '%s\n' "$AGENT_UNIT" >"$new"
     else
         # Run from a checkout: the unit beside this script.
-        local here
-        here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-        [[ -f $here/../systemd/tassium-agent.service ]] \
+        [[ -n $SETUP_DIR && -f $SETUP_DIR/../systemd/tassium-agent.service ]] \
             || die "no unit to install: fetch this script from the collector"
-        cp "$here/../systemd/tassium-agent.service" "$new"
+        cp "$SETUP_DIR/../systemd/tassium-agent.service" "$new"
     fi
     step "Installing $UNIT"
     install -m 0644 "$new" "$UNIT"
@@ -320,6 +356,9 @@ uninstall() {
 }
 
 main() {
+    # First the directory the script was run from (empty when piped), then the options.
+    SETUP_DIR=$1
+    shift
     parse_options "$@"
     if [[ $ACTION == uninstall ]]; then
         check_system
@@ -338,3 +377,4 @@ main() {
 }
 
 main "$@"
+TASSIUM_SETUP_BASH

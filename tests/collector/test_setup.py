@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from collector.models import EnrollmentToken, Worker
-from collector.setup import SCRIPT_PATTERNS
+from collector.setup import INSTALLER_END, SCRIPT_PATTERNS, render
 from collector.workers import issue_token
 from protocol.times import utcnow
 from tests.factories import FakeWorker, new_wallet
+from tests.packaging.installer import installer
 
 ROOT = Path(__file__).parents[2]
 TEMPLATE = (ROOT / "packaging" / "setup.sh").read_text()
@@ -32,17 +33,17 @@ STELLAR = "GBRPYHIL2CI3FNQ4BXLFMNDLFJUNPU2HY3ZMFSHONUCEOASW7QC7OX2H"
 PREFIX = "tassium setup: error: "
 
 
-def bash(script: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run a script as ``curl … | bash`` would: bash reading it on stdin."""
+def bash(script: str, cwd: Path, shell: str = "bash") -> subprocess.CompletedProcess:
+    """Run a script as ``curl … | bash`` (or ``| sh``) would: the shell reading it on stdin."""
     return subprocess.run(
-        ["bash", "-s"], input=script.encode(), cwd=cwd, capture_output=True, timeout=30
+        [shell, "-s"], input=script.encode(), cwd=cwd, capture_output=True, timeout=30
     )
 
 
 def rendered_values(script: str, cwd: Path, names=NAMES) -> dict[str, str]:
-    """What bash sees in the values block: the script up to its end marker, then each value
+    """What bash sees in the values block: the installer up to its end marker, then each value
     printed NUL-terminated (``set -u`` in the script makes a missing one an error)."""
-    head, end, _ = script.partition(END)
+    head, end, _ = installer(script).partition(END)
     assert end, "the rendered script has no end of its values block"
     printing = "printf '%s\\0' " + " ".join(f'"${name}"' for name in names)
     result = bash(f"{head}{end}\n{printing}\n", cwd)
@@ -55,8 +56,8 @@ def rendered_values(script: str, cwd: Path, names=NAMES) -> dict[str, str]:
 def assert_it_passes_its_own_checks(script: str, cwd: Path) -> None:
     """The served script's validate_options, run by bash on the values it carries (main is
     not run): the collector never serves a script that refuses its own values."""
-    functions = script.removesuffix('main "$@"\n')
-    assert functions != script
+    functions = installer(script).removesuffix('main "$@"\n')
+    assert functions != installer(script)
     result = bash(functions + "validate_options\n", cwd)
     assert (result.returncode, result.stderr) == (0, b"")
 
@@ -92,14 +93,18 @@ def assert_script(response, status: int) -> str:
 
 
 def assert_refusal(response, message: str, cwd: Path) -> None:
-    """A 400 whose body, run by bash, says why on stderr and exits 1."""
+    """A 400 whose body, run by bash and by sh (dash), says why on stderr and exits 1."""
     body = assert_script(response, 400)
     assert body.startswith("#!/bin/sh\n") and len(body) < 1000
-    result = bash(body, cwd)
-    stderr = result.stderr.decode()
-    assert (result.returncode, result.stdout) == (1, b"")
-    assert stderr.startswith(PREFIX) and stderr.count("\n") == 1, stderr
-    assert message in stderr
+    said = set()
+    for shell in ("bash", "dash"):
+        result = bash(body, cwd, shell)
+        stderr = result.stderr.decode()
+        assert (result.returncode, result.stdout) == (1, b""), shell
+        assert stderr.startswith(PREFIX) and stderr.count("\n") == 1, (shell, stderr)
+        assert message in stderr
+        said.add(stderr)
+    assert len(said) == 1, said
 
 
 def token_for(wallet: str, issued: timedelta = timedelta(0)) -> str:
@@ -248,8 +253,25 @@ def test_the_whole_rendered_script_is_valid_bash(client, dbconn, tmp_path):
     body = assert_script(setup(client, ("wallet", wallet), ("token", token_for(wallet))), 200)
     script = tmp_path / "setup.sh"
     script.write_text(body)
-    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    for shell in ("dash", "bash"):
+        result = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
+        assert (result.returncode, result.stderr) == (0, "")
+    # The installer, which neither parses in the here-document:
+    result = subprocess.run(["bash", "-n"], input=installer(body), capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [INSTALLER_END, f"x\n{INSTALLER_END}", f"x\n{INSTALLER_END}\ny"],
+    ids=["alone", "last-line", "middle-line"],
+)
+def test_no_value_can_end_the_installer_early(value):
+    # Every value is validated before it gets here; this is the last line of defence.
+    with pytest.raises(ValueError, match="would end the installer"):
+        render(TEMPLATE, {"AGENT_UNIT": value})
+    # Not a line of its own, it is only text.
+    assert f"{INSTALLER_END}x" in render(TEMPLATE, {"AGENT_UNIT": f"{INSTALLER_END}x"})
 
 
 # --- tokens ---------------------------------------------------------------------------------

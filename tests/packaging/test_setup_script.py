@@ -14,6 +14,7 @@ from collector.config import RULES
 from collector.setup import SCRIPT_PATTERNS, render
 from collector.workers import validate_token
 from protocol.wallets import InvalidWallet, normalize_wallet
+from tests.packaging.installer import installer
 from tests.protocol.pattern_cases import CASES, INJECTIONS
 
 SCRIPT = Path(__file__).parents[2] / "packaging" / "setup.sh"
@@ -22,22 +23,42 @@ TOKEN = "tsk_" + "A" * 43
 GOOD = ["--wallet", WALLET, "--collector", "http://127.0.0.1:8000"]
 
 
-def run_script(*args: str, cwd: Path, user: str | None = None) -> subprocess.CompletedProcess:
-    command = ["bash", str(SCRIPT), *args]
-    if user is not None:
-        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``bash setup.sh ARGS`` as root, from the checkout. A normal user's prologue would ask
+    sudo first (test_setup_under_sh tries that): the installer is then run as it would be."""
+    if os.geteuid() == 0:
+        command, text = ["bash", str(SCRIPT), *args], None
+    else:
+        command = ["bash", "-s", "--", str(SCRIPT.parent), *args]
+        text = installer(SCRIPT.read_text())
+    return subprocess.run(
+        command, input=text, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
-def test_the_script_is_valid_bash():
-    result = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash"])
+def test_the_script_is_valid_sh_and_bash(shell):
+    result = subprocess.run([shell, "-n", str(SCRIPT)], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_the_installer_is_valid_bash():
+    # The whole script's check never parses the here-document: this one does.
+    result = subprocess.run(
+        ["bash", "-n"], input=installer(SCRIPT.read_text()), capture_output=True, text=True
+    )
     assert (result.returncode, result.stderr) == (0, "")
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
 def test_shellcheck_finds_nothing():
-    result = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
+    # The prologue as sh (the shebang says so), then the installer, which it does not read.
+    for command, text in [
+        (["shellcheck", str(SCRIPT)], None),
+        (["shellcheck", "--shell=bash", "-"], installer(SCRIPT.read_text())),
+    ]:
+        result = subprocess.run(command, input=text, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
 
 
 def test_help_describes_the_options(tmp_path):
@@ -102,8 +123,18 @@ def test_a_wallet_of_the_wrong_length_is_refused(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
-def test_it_must_run_as_root(tmp_path):
-    result = run_script(*GOOD, "--token", TOKEN, cwd=tmp_path, user="65534")
+def test_the_installer_must_run_as_root(tmp_path):
+    # The prologue sees to that; the installer checks again, run without it as here.
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-s", "--", ""]
+        + [*GOOD, "--token", TOKEN],
+        input=installer(SCRIPT.read_text()),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     assert "run me as root" in result.stderr
 
@@ -173,7 +204,7 @@ def python_accepts(rule: str, value: str) -> bool:
 def script_accepts(pairs: list[tuple[str, str]], cwd: Path) -> list[bool]:
     """Whether the script's own validate_options passes, for each (variable, value) with the
     other values good; one bash runs the script's functions (not main) for them all."""
-    script = SCRIPT.read_text()
+    script = installer(SCRIPT.read_text())
     functions = script.removesuffix('main "$@"\n')
     assert functions != script
     driver = f"""
