@@ -76,6 +76,28 @@ class FakeWorker:
         raw, headers = self.signed(self.heartbeat_body(ts, containers, **extra))
         return client.post("/heartbeat", data=raw, headers=headers)
 
+    def ping_body(self, ts: datetime | None = None) -> dict:
+        return {"walletAddress": self.wallet, "timestamp": format_timestamp(ts or utcnow())}
+
+    def ping(self, client, ts: datetime | None = None):
+        """A signed ping through a Flask test client."""
+        raw, headers = self.signed(self.ping_body(ts))
+        return client.post("/heartbeat/ping", data=raw, headers=headers)
+
+
+def machine(**changes) -> dict:
+    """A heartbeat's ``system``: a 4-core, 16 GB machine with 200 GB for Docker, busy (12.5 %
+    CPU). Its credit rate with one container: floor((10 + 20 + 48 + 20 + 15) × 1.2) = 135."""
+    return {
+        "cpuCores": 4,
+        "cpuUsagePercent": 12.5,
+        "ramTotalGb": 16,
+        "ramUsedGb": 6.5,
+        "storageTotalGb": 200,
+        "storageUsedGb": 50,
+        **changes,
+    }
+
 
 # A valid EIP-55 address, for bodies that name a creator.
 CREATOR = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
