@@ -62,15 +62,20 @@ def _check_time(timestamp: datetime, now: datetime, back: int, ahead: int) -> No
         )
 
 
-def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
+def _read(body: bytes, signature: str | None, config: CollectorConfig, parse):
+    """A signed body (a heartbeat or a ping), authenticated, then parsed by ``parse``."""
     document = json_object(body)
     address = wallet(document.get("walletAddress"), "walletAddress")
     _authenticate(address, body, signature, config)
     try:
-        beat = parse_heartbeat(document, config.wallet_format)
+        return parse(document, config.wallet_format)
     except ProtocolError as exc:
         raise ApiError(400, str(exc)) from None
 
+
+def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
+    beat = _read(body, signature, config, parse_heartbeat)
+    address = beat.wallet
     now = utcnow()
     _check_time(beat.timestamp, now, config.max_backfill, config.max_skew)
 
@@ -108,13 +113,8 @@ def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict
 def ping(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
     """Take a ping: signed like a heartbeat, recent (a ping is about now, so no backfill),
     and kept in memory until collector/pings.py writes it."""
-    document = json_object(body)
-    address = wallet(document.get("walletAddress"), "walletAddress")
-    _authenticate(address, body, signature, config)
-    try:
-        beat = parse_ping(document, config.wallet_format)
-    except ProtocolError as exc:
-        raise ApiError(400, str(exc)) from None
+    beat = _read(body, signature, config, parse_ping)
+    address = beat.wallet
     now = utcnow()
     _check_time(beat.timestamp, now, config.max_skew, config.max_skew)
     if (
