@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer
+from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer, WorkerMetric
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, parse_timestamp, utcnow
 from protocol.wallets import stellar_address
-from tests.factories import FakeWorker, minutes_ago, new_wallet
+from tests.factories import FakeWorker, machine, minutes_ago, new_wallet
 
 
 @pytest.fixture
@@ -30,6 +30,8 @@ def snapshot(dbconn) -> tuple:
         sorted((w.worker_address, w.start_time, w.end_time) for w in OpenWindow.select()),
         sorted((r.worker_address, r.time_from, r.time_to) for r in UptimeRecord.select()),
         sorted((c.worker_address, c.container_name) for c in WorkerContainer.select()),
+        sorted((m.worker_address, m.timestamp) for m in WorkerMetric.select()),
+        sorted((w.wallet_address, w.credits_millis, w.cpu_cores) for w in Worker.select()),
     )
 
 
@@ -203,6 +205,16 @@ def test_a_late_heartbeat_inside_the_backfill_is_accepted(client, worker):
         ({"timestamp": "9999-12-31T23:59:59-01:00"}, "must lie from 1970"),
         ({"containers": [{"containerName": "web\ud800"}]}, "lone UTF-16 surrogate"),
         ({"agent": {"hostname": "a\u0000b"}}, "NUL"),
+        ({"containers": [{"containerName": "web", "cpuPercent": -1}]}, "cpuPercent"),
+        ({"containers": [{"containerName": "web", "memUsageMb": "12"}]}, "memUsageMb"),
+        ({"system": {"cpuCores": 0}}, "cpuCores"),
+        ({"system": {"cpuCores": 2.5}}, "cpuCores"),
+        ({"system": {"cpuUsagePercent": 100.5}}, "cpuUsagePercent"),
+        ({"system": {"ramTotalGb": True}}, "ramTotalGb"),
+        ({"system": "big"}, "system must be an object"),
+        ({"tailscaleIp": "100.64.0.300"}, "tailscaleIp"),
+        ({"tailscaleIp": "fd7a:115c:a1e0::1"}, "tailscaleIp"),
+        ({"hostname": 7}, "hostname"),
     ],
     ids=[
         "naive-time",
@@ -214,6 +226,16 @@ def test_a_late_heartbeat_inside_the_backfill_is_accepted(client, worker):
         "past-the-last-instant",
         "lone-surrogate",
         "nul",
+        "negative-cpu",
+        "memory-as-text",
+        "no-cores",
+        "fractional-cores",
+        "cpu-over-100",
+        "ram-as-bool",
+        "system-not-object",
+        "bad-tailscale-ip",
+        "tailscale-ipv6",
+        "hostname-not-text",
     ],
 )
 def test_a_malformed_field_is_a_bad_request(client, worker, change, message):
@@ -286,3 +308,80 @@ def test_a_first_heartbeat_opens_a_window_and_stores_the_containers(client):
         client.get(f"/workers/{worker.wallet}/containers").json["containers"][0]["containerName"]
         == "web"
     )
+
+
+# --- what the worker client shows ---------------------------------------------------------
+
+
+def test_containers_carry_their_cpu_and_memory(client, worker):
+    containers = [
+        {"containerName": "web", "port": "8080/tcp", "cpuPercent": 12.5, "memUsageMb": 256.25},
+        {"containerName": "db", "cpuPercent": 0, "memUsageMb": 0},
+        {"containerName": "idle"},
+    ]
+    assert worker.beat(client, minutes_ago(1), containers=containers).status_code == 200
+    shown = client.get(f"/workers/{worker.wallet}/containers").json["containers"]
+    assert [(c["containerName"], c["cpuPercent"], c["memUsageMb"]) for c in shown] == [
+        ("db", 0, 0),
+        ("idle", None, None),
+        ("web", 12.5, 256.25),
+    ]
+
+
+def test_the_machine_facts_of_a_heartbeat_are_stored_and_kept_until_reported_again(client, worker):
+    system = machine()
+    first = worker.beat(client, minutes_ago(3), system=system, tailscaleIp="100.64.0.7")
+    assert first.status_code == 200, first.json
+    worker.beat(client, minutes_ago(2))  # an older agent's heartbeat: no system
+    shown = client.get(f"/workers/{worker.wallet}").json
+    assert (shown["cpuCores"], shown["ramTotalGb"], shown["storageTotalGb"]) == (4, 16, 200)
+    # The address is what the last heartbeat said: none.
+    assert shown["tailscaleIp"] is None
+    worker.beat(client, minutes_ago(1), system={"cpuCores": 8}, tailscaleIp="100.64.0.8")
+    shown = client.get(f"/workers/{worker.wallet}").json
+    assert (shown["cpuCores"], shown["ramTotalGb"], shown["tailscaleIp"]) == (8, 16, "100.64.0.8")
+
+
+def bash_agent_body(wallet: str, ts: datetime, tailscale_ip: str = "") -> dict:
+    """What the original bash agent sends every 300 s (unsigned)."""
+    return {
+        "walletAddress": wallet,
+        "timestamp": format_timestamp(ts),
+        "tailscaleIp": tailscale_ip,
+        "hostname": "worker-7",
+        "containers": [{"name": "web", "cpuPercent": 3.25, "memUsageMb": 120.5}],
+        "system": {
+            "cpuCores": 2,
+            "cpuUsagePercent": 40.5,
+            "ramTotalGb": 3.8,
+            "ramUsedGb": 1.2,
+            "storageTotalGb": 58.4,
+            "storageUsedGb": 20.1,
+        },
+    }
+
+
+def test_the_original_bash_agents_heartbeat_is_taken_with_signatures_off(make_app, dbconn):
+    client = make_app(require_signatures=False).test_client()
+    wallet = new_wallet()
+    start = minutes_ago(10)
+
+    first = client.post("/heartbeat", json=bash_agent_body(wallet, start))
+    assert first.status_code == 200, first.json
+    assert (first.json["action"], first.json["creditsEarned"]) == ("opened", 0)
+    second = client.post("/heartbeat", json=bash_agent_body(wallet, start + timedelta(minutes=5)))
+    # floor((10 + 5·2 + 3·3.8 + 5.84 + 15) × 1.2) = floor(62.688) = 62 for 300 s.
+    assert second.json["creditsEarned"] == 62
+
+    shown = client.get(f"/workers/{wallet}").json
+    assert (shown["hostname"], shown["tailscaleIp"], shown["cpuCores"]) == ("worker-7", None, 2)
+    assert (shown["ramTotalGb"], shown["storageTotalGb"], shown["credits"]) == (3.8, 58.4, 62)
+    [container] = shown["containers"]
+    assert (container["containerName"], container["cpuPercent"], container["memUsageMb"]) == (
+        "web",
+        3.25,
+        120.5,
+    )
+    later = bash_agent_body(wallet, start + timedelta(minutes=6), tailscale_ip="100.101.102.103")
+    assert client.post("/heartbeat", json=later).status_code == 200
+    assert client.get(f"/workers/{wallet}").json["tailscaleIp"] == "100.101.102.103"

@@ -12,7 +12,7 @@ from collector.models import EnrollmentToken, Worker
 from collector.workers import issue_token
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, utcnow
-from tests.factories import FakeWorker, minutes_ago
+from tests.factories import FakeWorker, machine, minutes_ago
 
 API_TOKEN = "a" * 32
 
@@ -255,3 +255,115 @@ def test_a_bad_uptime_range_is_a_bad_request(client, query, message):
     worker.enroll(client)
     response = client.get(f"/workers/{worker.wallet}/uptime", query_string=query)
     assert response.status_code == 400 and message in response.json["error"]
+
+
+# --- what the worker client shows ---------------------------------------------------------
+
+
+def test_a_new_worker_shows_no_facts_no_credits_and_an_unknown_status(client):
+    worker = FakeWorker()
+    worker.enroll(client)
+    shown = client.get(f"/workers/{worker.wallet}").json
+    assert {
+        key: shown[key]
+        for key in ("tailscaleIp", "cpuCores", "ramTotalGb", "storageTotalGb", "credits")
+    } == {
+        "tailscaleIp": None,
+        "cpuCores": None,
+        "ramTotalGb": None,
+        "storageTotalGb": None,
+        "credits": 0,
+    }
+    assert (shown["status"], shown["lastPing"]) == ("UNKNOWN", None)
+
+
+def test_a_worker_shows_its_machine_credits_and_live_status(client):
+    worker = FakeWorker()
+    worker.enroll(client)
+    start = utcnow().replace(microsecond=0) - timedelta(minutes=6)
+    worker.beat(client, start, system=machine(), tailscaleIp="100.64.1.2")
+    worker.beat(client, start + timedelta(minutes=5), system=machine(), tailscaleIp="100.64.1.2")
+
+    shown = client.get(f"/workers/{worker.wallet}").json
+    expected = {
+        "tailscaleIp": "100.64.1.2",
+        "cpuCores": 4,
+        "ramTotalGb": 16,
+        "storageTotalGb": 200,
+        "credits": 135,  # machine(): 135 per 300 s with one container
+        "status": "HEALTHY",  # the heartbeat arrived just now
+    }
+    assert {key: shown[key] for key in expected} == expected
+    assert shown["lastPing"] == shown["lastSeen"]
+    [listed] = client.get("/workers").json["items"]
+    assert {key: listed[key] for key in expected} == expected
+
+
+def metrics(client, wallet: str, **query):
+    return client.get(f"/workers/{wallet}/metrics", query_string=query)
+
+
+def test_metrics_are_one_point_per_heartbeat_of_the_last_hours_oldest_first(client):
+    worker = FakeWorker()
+    worker.enroll(client)
+    now = utcnow().replace(microsecond=0)
+    minutes = (170, 90, 50, 45, 20)
+    for m in minutes:
+        system = machine(cpuUsagePercent=m / 10, ramUsedGb=m / 100)
+        assert worker.beat(client, now - timedelta(minutes=m), system=system).status_code == 200
+
+    def stamps(**query) -> list[str]:
+        response = metrics(client, worker.wallet, **query)
+        assert response.status_code == 200, response.json
+        assert response.json["walletAddress"] == worker.wallet
+        return [p["timestamp"] for p in response.json["points"]]
+
+    at = [format_timestamp(now - timedelta(minutes=m)) for m in minutes]
+    assert stamps() == stamps(hours=1) == at[2:]
+    assert stamps(hours=2) == at[1:]
+    assert stamps(hours=3) == stamps(hours=168) == at
+
+    last = metrics(client, worker.wallet).json["points"][-1]
+    assert last == {
+        "timestamp": at[-1],
+        "cpuCores": 4,
+        "cpuUsagePercent": 2.0,
+        "ramUsedGb": 0.2,
+        "ramTotalGb": 16,
+        "storageUsedGb": 50,
+        "storageTotalGb": 200,
+        "containerCount": 1,
+        # 25 minutes at 113 per 300 s (2 % CPU is idle).
+        "creditsEarned": 565,
+    }
+
+
+def test_a_heartbeat_without_machine_facts_is_a_point_without_them(client):
+    worker = FakeWorker()
+    worker.enroll(client)
+    now = utcnow()
+    worker.beat(client, minutes_ago(5, now), containers=[])
+    two = [{"containerName": "a"}, {"containerName": "b"}]
+    worker.beat(client, minutes_ago(2, now), containers=two)
+    points = metrics(client, worker.wallet).json["points"]
+    assert [(p["cpuCores"], p["ramTotalGb"], p["containerCount"]) for p in points] == [
+        (None, None, 0),
+        (None, None, 2),
+    ]
+    # The original flat 100 per 300 s: 3 minutes earn 60.
+    assert [p["creditsEarned"] for p in points] == [0, 60]
+
+
+@pytest.mark.parametrize("hours", ["0", "169", "-1", "1.5", "x", ""])
+def test_metrics_hours_outside_1_to_168_is_a_bad_request(client, hours):
+    worker = FakeWorker()
+    worker.enroll(client)
+    response = metrics(client, worker.wallet, hours=hours)
+    assert response.status_code == 400
+    assert "hours" in response.json["error"]
+
+
+@pytest.mark.parametrize("path, code", [("0x" + "1" * 40, 404), ("0x123", 400)])
+def test_the_metrics_and_status_of_an_unknown_or_invalid_wallet_are_refused(client, path, code):
+    for suffix in ("/metrics", "/status"):
+        assert client.get(f"/workers/{path}{suffix}").status_code == code
