@@ -23,9 +23,18 @@ from pathlib import Path, PurePosixPath
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-# What a fresh minimal server has, plus what the tests drive it with. Not python3-venv: the
-# install script under test must install that itself.
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "ca-certificates", "curl", "procps")
+# What a fresh minimal server has (sudo, for its owner's account), plus what the tests drive
+# it with. Not python3-venv: the install script under test must install that itself.
+PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "ca-certificates",
+    "curl",
+    "procps",
+    "sudo",
+)
 # Bump when _customise changes, so that cached roots built the old way are not reused.
 RECIPE = 2
 CACHE_DIR = Path("/var/cache/tassium-tests")

@@ -1,8 +1,11 @@
-"""What a worker owner does, under a real systemd: the one line from the UI installs the agent
-from a collector on the host, systemd keeps it running (the watchdog restarts a hung agent),
-the same line upgrades it with the same key, and --uninstall leaves nothing behind."""
+"""What a worker owner does, under a real systemd: the one line the worker client shows,
+``curl -s '…/api/setup?wallet=G…' | sh`` typed by the owner's own account with sudo, installs
+the agent from a collector on the host; systemd keeps it running (the watchdog restarts a
+hung agent), the same script run as root upgrades it with the same key, and --uninstall
+leaves nothing behind."""
 
 import json
+import shlex
 import shutil
 from collections.abc import Callable
 
@@ -11,7 +14,7 @@ import pytest
 
 from collector import wheel
 from protocol.times import utcnow
-from tests.factories import FakeWorker, new_wallet
+from tests.factories import FakeWorker, new_stellar_wallet
 from tests.polling import wait_for
 
 # One collector backend is enough here: the routes themselves are tested on both.
@@ -21,7 +24,9 @@ KEY = "/var/lib/tassium-agent/agent.key"
 SPOOL = "/var/lib/tassium-agent/spool"
 # Seconds to wait for the machine: installing and restarting under systemd is slow.
 SLOW = 60
-API_TOKEN = "operator-token-0123456789"
+# The owner's own account on the machine, in Debian's sudo group.
+ACCOUNT = "owner"
+PASSWORD = "owner's password"
 # Short enough for a test, long enough for the agent's pings (every WatchdogSec/2).
 WATCHDOG_DROP_IN = """[Service]
 WatchdogSec=6
@@ -36,22 +41,29 @@ class Owner:
     def __init__(self, machine, collector):
         self.machine = machine
         self.collector = collector
-        self.collector_url = collector_url = collector.url
-        self.wallet = new_wallet()
-        # The operator hands out an enrollment token, and the UI puts it in the line.
-        issued = httpx.post(
-            f"{collector_url}/workers/tokens",
-            json={"walletAddress": self.wallet},
-            headers={"Authorization": f"Bearer {API_TOKEN}"},
-            timeout=5,
+        self.collector_url = collector.url
+        # The worker client signs in with Freighter: a Stellar wallet.
+        self.wallet = new_stellar_wallet()
+
+    def line_from_the_client(self, account: str = ACCOUNT, check: bool = True):
+        """Exactly the line the worker client shows, typed at a terminal by ``account``
+        (script(1) gives it a pty; su starts its login shell there), which answers sudo's
+        password prompt. --session-command, not -c: -c starts a new session, without the
+        terminal sudo asks on."""
+        line = f"curl -s '{self.collector_url}/api/setup?wallet={self.wallet}' | sh"
+        login = f"su --login {account} --session-command {shlex.quote(line)}"
+        return self.machine.run(
+            ["script", "-qec", login, "/dev/null"],
+            input=PASSWORD + "\n",
+            check=check,
+            timeout=900,
         )
-        assert issued.status_code == 201, issued.text
-        self.token = issued.json()["token"]
 
     def setup(self, *options: str, answer: str | None = None):
-        """The line from the UI; with ``answer``, typed at a terminal (script(1) gives the
-        command a pty) the way an owner answers the script's question."""
-        url = f"{self.collector_url}/setup.sh?wallet={self.wallet}&token={self.token}"
+        """The script run as root, as ``curl … | sudo bash -s -- OPTIONS`` does; with
+        ``answer``, typed at a terminal (script(1) gives the command a pty) the way an owner
+        answers the script's question."""
+        url = f"{self.collector_url}/setup.sh?wallet={self.wallet}"
         line = f"curl -fsSL '{url}' | bash -s -- {' '.join(options)}"
         if answer is None:
             return self.machine.run(line, timeout=900)
@@ -99,17 +111,41 @@ def create_container(machine, name: str) -> None:
     )
 
 
+def add_the_owners_account(machine) -> None:
+    """A normal user in the sudo group, with a password, as on a server the owner rents."""
+    machine.run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", ACCOUNT])
+    machine.run(["chpasswd"], input=f"{ACCOUNT}:{PASSWORD}\n")
+
+
 @pytest.fixture
 def owner(online_machine, serve_collector) -> Owner:
     let_docker_run_in(online_machine)
-    collector = serve_collector(enrollment_policy="token", api_token=API_TOKEN)
+    add_the_owners_account(online_machine)
+    # As the worker client's collector: Stellar wallets, and its line carries no token.
+    collector = serve_collector(wallet_format="stellar")
     return Owner(online_machine, collector)
 
 
 def test_install_run_restart_upgrade_uninstall(machine, owner):
-    # Install: the owner's one line with the operator's token; Docker is installed too.
-    installed = owner.setup()
+    # An account sudo does not allow gets one message, and nothing is installed.
+    machine.run(["useradd", "--create-home", "--shell", "/bin/bash", "stranger"])
+    refused = owner.line_from_the_client("stranger", check=False)
+    assert refused.returncode == 1
+    assert refused.stdout.splitlines()[-1] == (
+        "tassium setup: error: installing the agent needs root, and sudo did not let stranger"
+        " become root (not allowed, or no password typed at a terminal): run this line as"
+        " root, or as a user sudo allows"
+    )
+    assert not machine.path("/opt/tassium-agent").exists()
+
+    # Install: the worker client's line, piped to sh by the owner's account, which sudo lets
+    # become root once its password is typed; Docker is installed too.
+    installed = owner.line_from_the_client()
+    assert f"[sudo] password for {ACCOUNT}:" in installed.stdout
     assert "==> Installing python3-venv docker.io" in installed.stdout
+    assert f"==> Done: this worker sends heartbeats for {owner.wallet}" in installed.stdout
+    config = machine.path("/etc/tassium/agent.yaml").read_text()
+    assert config.endswith(f'wallet: "{owner.wallet}"\nwallet_format: "stellar"\n')
     assert machine.run("command -v docker").stdout == "/usr/bin/docker\n"
     assert "==> Generating the worker key" in installed.stdout
     assert owner.service("ActiveState") == "active"
@@ -230,9 +266,7 @@ def test_an_unsupported_system_is_refused_before_anything_changes(machine, owner
     machine.run("rm -f /etc/os-release")  # a symlink into /usr/lib on Debian
     machine.path("/etc/os-release").write_text('NAME="Fedora Linux"\nID=fedora\n')
     refused = machine.run(
-        f"curl -fsSL '{owner.collector_url}/setup.sh?wallet={owner.wallet}&token={owner.token}'"
-        " | bash",
-        check=False,
+        f"curl -fsSL '{owner.collector_url}/setup.sh?wallet={owner.wallet}' | bash", check=False
     )
     assert refused.returncode == 1
     assert "only Debian and Ubuntu are supported, this is 'fedora'" in refused.stderr
