@@ -23,7 +23,10 @@ from tests.polling import wait_for
 
 @pytest.fixture
 def book(app) -> PingBook:
-    return app.extensions["tassium.pings"]
+    book = app.extensions["tassium.pings"]
+    yield book
+    # Written now, while this test's database is there, not at the process's exit.
+    book.flush()
 
 
 @pytest.fixture
@@ -152,6 +155,7 @@ def test_with_signatures_off_a_ping_needs_a_worker_seen_before(make_app, dbconn)
     plain = worker.heartbeat_body(utcnow() - timedelta(seconds=10))
     assert client.post("/heartbeat", json=plain).status_code == 200
     assert client.post("/heartbeat/ping", json=worker.ping_body()).status_code == 200
+    assert client.application.extensions["tassium.pings"].flush() == 1
 
 
 # --- live status --------------------------------------------------------------------------
