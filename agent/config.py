@@ -43,6 +43,7 @@ RULES = {
     "read_timeout": Rule(float, lambda v: 0 < v <= 300, "seconds, above 0"),
     "send_timeout": Rule(float, lambda v: 0 < v <= 600, "seconds, above 0"),
     "batch_size": Rule(int, lambda v: 1 <= v <= 500, "heartbeats per request, from 1 to 500"),
+    "ping_interval": Rule(int, lambda v: 0 <= v <= 3600, "seconds, from 1 to 3600; 0: no pings"),
     "retry_base": Rule(float, lambda v: 0 < v <= 3600, "seconds, above 0"),
     "retry_max": Rule(float, lambda v: 0 < v <= 24 * 3600, "seconds, above 0"),
     "log_level": Rule(str, ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -68,6 +69,8 @@ class AgentConfig:
     send_timeout: float = 30.0
     # Heartbeats per request when replaying a backlog; 1 sends each on its own.
     batch_size: int = 100
+    # A light signed "still here" between heartbeats, for the worker's live status.
+    ping_interval: int = 30
     retry_base: float = 10.0
     retry_max: float = 600.0
     log_level: str = "INFO"

@@ -1,8 +1,16 @@
 """The containers on this worker, read through the Docker SDK, every call bounded by a
-timeout. Docker failing is DockerUnavailable; a container vanishing mid-listing is skipped."""
+timeout. Docker failing is DockerUnavailable; a container vanishing mid-listing is skipped.
 
+Each running container's CPU and memory come from one-shot stats, asked concurrently and
+within a time budget (one call takes about a second, so 100 in a row would take minutes).
+CPU % is computed from this agent's own previous sample of the container, so it is the
+average over the interval between heartbeats, not an instant."""
+
+import concurrent.futures
 import logging
 import socket
+import time
+from dataclasses import dataclass, replace
 
 import docker
 import requests
@@ -14,21 +22,148 @@ from protocol.heartbeat import Container
 log = logging.getLogger(__name__)
 
 _DOCKER_ERRORS = {DockerException: DockerUnavailable, requests.RequestException: DockerUnavailable}
+# Stats calls in flight at once: enough for 100 containers in a few seconds, few enough not
+# to load the engine.
+STATS_WORKERS = 16
+MIB = 2**20
 
 
 def list_containers(docker_host: str, timeout: float) -> list[Container]:
     """Every container (running or not), as the heartbeat reports it."""
+    return survey(docker_host, timeout).containers
+
+
+@dataclass(frozen=True)
+class Survey:
+    containers: list[Container]
+    docker_root: str | None = None  # where the engine keeps its data, for the storage figures
+
+
+@dataclass(frozen=True)
+class _Sample:
+    container: int  # the container's CPU time, ns
+    system: int  # the host's CPU time, ns
+    cpus: int
+
+
+class ContainerStats:
+    """The previous stats sample of each container, for CPU % over the interval."""
+
+    def __init__(self) -> None:
+        self._previous: dict[str, _Sample] = {}
+
+    def measure(
+        self, client: docker.APIClient, ids: list[str], budget: float
+    ) -> dict[str, tuple[float | None, float | None]]:
+        """CPU % and memory MB per container id, for those whose stats came within ``budget``
+        seconds; the others are left out (their container is still listed)."""
+        results: dict[str, tuple[float | None, float | None]] = {}
+        if not ids:
+            return results
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(STATS_WORKERS, len(ids)), thread_name_prefix="docker-stats"
+        )
+        try:
+            futures = {pool.submit(_one_shot, client, i): i for i in ids}
+            done, late = concurrent.futures.wait(futures, timeout=budget)
+            if late:
+                log.info("stats of %d of %d containers not in within %.0f s; left out",
+                         len(late), len(ids), budget)  # fmt: skip
+            for future in done:
+                stats = future.result()
+                if stats is not None:
+                    results[futures[future]] = self._figures(futures[future], stats)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        # Forget containers that are gone, so the map does not grow for ever.
+        self._previous = {i: s for i, s in self._previous.items() if i in ids}
+        return results
+
+    def _figures(self, container_id: str, stats: dict) -> tuple[float | None, float | None]:
+        cpu = stats.get("cpu_stats") or {}
+        usage = cpu.get("cpu_usage") or {}
+        sample = None
+        if isinstance(usage.get("total_usage"), int) and isinstance(
+            cpu.get("system_cpu_usage"), int
+        ):
+            cpus = cpu.get("online_cpus") or len(usage.get("percpu_usage") or ()) or 1
+            sample = _Sample(usage["total_usage"], cpu["system_cpu_usage"], cpus)
+        previous = self._previous.get(container_id)
+        percent = None
+        if sample is not None:
+            self._previous[container_id] = sample
+            if previous is not None and sample.system > previous.system:
+                share = (sample.container - previous.container) / (sample.system - previous.system)
+                percent = round(min(max(share * sample.cpus * 100, 0.0), 100.0 * sample.cpus), 2)
+        return percent, _memory_mb(stats.get("memory_stats") or {})
+
+
+def _data_root(client: docker.APIClient) -> str | None:
+    try:
+        root = client.info().get("DockerRootDir")
+    except (DockerException, requests.RequestException) as exc:
+        log.debug("no engine info: %s", exc)
+        return None
+    return root if isinstance(root, str) else None
+
+
+def _one_shot(client: docker.APIClient, container_id: str) -> dict | None:
+    try:
+        stats = client.stats(container_id, stream=False, one_shot=True)
+    except (DockerException, requests.RequestException) as exc:
+        log.debug("no stats for container %s: %s", container_id[:12], exc)
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
+def _memory_mb(memory: dict) -> float | None:
+    """Memory as `docker stats` shows it: usage less the inactive page cache."""
+    usage = memory.get("usage")
+    if not isinstance(usage, int):
+        return None
+    details = memory.get("stats") or {}
+    # cgroup v1 names it total_inactive_file, v2 inactive_file.
+    cache = details.get("total_inactive_file", details.get("inactive_file", 0))
+    if isinstance(cache, int) and cache < usage:
+        usage -= cache
+    return round(usage / MIB, 2)
+
+
+def survey(
+    docker_host: str,
+    timeout: float,
+    stats: ContainerStats | None = None,
+    stats_budget: float | None = None,
+) -> Survey:
+    """Every container (running or not) as the heartbeat reports it; with ``stats``, the
+    running ones' CPU and memory too, and the engine's data root."""
     _check_socket(docker_host, timeout)
     with translated(_DOCKER_ERRORS, "docker"):
-        client = docker.APIClient(base_url=docker_host, timeout=timeout, version="auto")
+        client = docker.APIClient(
+            base_url=docker_host, timeout=timeout, version="auto", max_pool_size=STATS_WORKERS
+        )
         try:
+            started = time.monotonic()
             summaries = client.containers(all=True)
             result = []
             for summary in summaries:
                 container = _describe(client, summary)
                 if container is not None:
                     result.append(container)
-            return sorted(result, key=lambda c: c.containerName)
+            result.sort(key=lambda c: c.containerName)
+            if stats is None:
+                return Survey(result)
+            root = _data_root(client)
+            budget = (stats_budget or timeout) - (time.monotonic() - started)
+            running = [c.id for c in result if c.state == "running" and c.id]
+            figures = stats.measure(client, running, max(budget, 0.5))
+            measured = [
+                replace(c, cpuPercent=figures[c.id][0], memUsageMb=figures[c.id][1])
+                if c.id in figures
+                else c
+                for c in result
+            ]
+            return Survey(measured, root)
         finally:
             client.close()
 

@@ -30,12 +30,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent import status
 from agent.clock import CollectorClock
 from agent.config import AgentConfig
-from agent.containers import list_containers
+from agent.containers import ContainerStats, survey
 from agent.errors import DeliveryError, DockerUnavailable
+from agent.machine import Machine, tailscale_ip
 from agent.sender import Backoff, Outcome, Sender
 from agent.spool import Entry, Spool
 from agent.systemd import Notifier
-from protocol.heartbeat import AgentInfo, Heartbeat
+from protocol.heartbeat import AgentInfo, Heartbeat, Ping
 from protocol.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -102,12 +103,15 @@ class Agent:
         self.backoff = Backoff(config.retry_base, config.retry_max)
         self.retry_at: float | None = None  # time.monotonic() before which drain() waits
         self.hostname = status.hostname()
+        self.machine = Machine()
+        self.stats = ContainerStats()
         # Heartbeats that could not be written to the spool; they are older than anything
         # spooled after them, so they go into the spool first once it works again.
         self.unspooled: deque[bytes] = deque()
         self.lock = threading.Lock()
         self.spool_trouble = Trouble("the spool can be written again")
         self.delivery_trouble = Trouble("heartbeats are being delivered again")
+        self.ping_trouble = Trouble("pings are being taken again")
         self._spool: Spool | None = None
         with contextlib.suppress(OSError):  # take() says why, and retries, on every tick
             self._spool = Spool(config.spool_path, config.spool_max)
@@ -115,9 +119,10 @@ class Agent:
     # --- taking a heartbeat ----------------------------------------------------------------
 
     def collect(self) -> Heartbeat:
+        root = None
         try:
-            containers = list_containers(self.config.docker_host, self.config.docker_timeout)
-            available = True
+            found = survey(self.config.docker_host, self.config.docker_timeout, self.stats)
+            containers, root, available = found.containers, found.docker_root, True
         except DockerUnavailable as exc:
             log.warning("%s; reporting dockerAvailable=false", exc)
             containers, available = [], False
@@ -128,7 +133,27 @@ class Agent:
             agent=AgentInfo(
                 version=agent_version(), hostname=self.hostname, dockerAvailable=available
             ),
+            system=self.machine.read(root),
+            tailscale_ip=tailscale_ip(),
         )
+
+    def ping(self) -> bool:
+        """Tell the collector this worker is up; True when it took the ping. A ping is not
+        spooled: a lost one costs nothing, the next replaces it."""
+        body = Ping(self.config.wallet, self.clock.now()).to_body()
+        try:
+            status_code, answer = self.sender.request(
+                "POST", "/heartbeat/ping", body, deadline=self.config.ping_interval or None
+            )
+        except DeliveryError as exc:
+            self.ping_trouble.report(f"ping not delivered: {exc}")
+            return False
+        if status_code == 200 and isinstance(answer, dict) and answer.get("accepted") is True:
+            self.ping_trouble.clear()
+            return True
+        error = answer.get("error") if isinstance(answer, dict) else None
+        self.ping_trouble.report(f"ping refused ({status_code}): {error or 'no reason given'}")
+        return False
 
     def take(self) -> bytes:
         """Collect a heartbeat and keep it for delivery: in the spool, so that a crash keeps
@@ -349,7 +374,9 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
             wake.clear()
 
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(1)},
+        # Pings on a thread of their own: a slow Docker engine never delays them, nor they
+        # a heartbeat.
+        executors={"default": ThreadPoolExecutor(1), "pings": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     scheduler.add_job(
@@ -358,6 +385,14 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
         next_run_time=utcnow(),
         id="heartbeat",
     )
+    if config.ping_interval:
+        scheduler.add_job(
+            agent.ping,
+            IntervalTrigger(seconds=config.ping_interval),
+            next_run_time=utcnow(),
+            id="ping",
+            executor="pings",
+        )
     scheduler.start()
     delivery = threading.Thread(target=deliver, name="delivery", daemon=True)
     delivery.start()
@@ -382,6 +417,8 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
             # APScheduler waits by the wall clock: set back an hour, it would wait an hour.
             due = max(0.0, config.interval - liveness.since_begun("taking a heartbeat"))
             scheduler.modify_job("heartbeat", next_run_time=utcnow() + timedelta(seconds=due))
+            if config.ping_interval:
+                scheduler.modify_job("ping", next_run_time=utcnow())
             log.warning(
                 "this machine's clock was set %s by %.0f s; heartbeats keep the collector's "
                 "time, and the next one is due in %.0f s as before",

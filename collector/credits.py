@@ -23,7 +23,9 @@ _MICROS_PER_PERIOD = PERIOD // timedelta(microseconds=1)
 def rate(heartbeat: Heartbeat) -> int:
     """The original formula: credits per PERIOD for the machine this heartbeat describes."""
     system = heartbeat.system
-    if system is None:
+    # A system without a single fact is no description of a machine: paid as none at all, so
+    # that a metrics point (which keeps the facts) always says what the credit was for.
+    if system is None or all(value is None for value in vars(system).values()):
         return FLAT_RATE
     base = (
         10

@@ -155,7 +155,7 @@ class AgentProcess:
     def __init__(self, directory: Path, collector_url: str, overrides: dict):
         self.dir = directory
         directory.mkdir()
-        self.wallet = new_wallet()
+        self.wallet = overrides.pop("wallet", None) or new_wallet()
         self.state_dir = directory / "state"
         self.spool_path = self.state_dir / "spool"
         self.config = directory / "agent.yaml"

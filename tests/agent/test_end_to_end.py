@@ -1,15 +1,18 @@
 """The agent daemon end to end: real processes (``tassium-agent run``, ``tassium-collector
 serve``), a real Docker engine, and a collector that goes away and comes back."""
 
+import os
 import signal
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
 from protocol.times import parse_timestamp, utcnow
 from tests.conftest import free_port
+from tests.factories import new_stellar_wallet
 from tests.polling import wait_for
 
 GAP = 3  # seconds of silence after which the collector closes a window
@@ -213,3 +216,61 @@ def test_heartbeats_spooled_before_a_kill_9_are_delivered_by_the_next_agent(
     report = uptime(restarted, agent)
     assert report["records"] == [], report
     assert report["openWindow"]["startTime"] == before_kill[0]["timestamp"], report
+
+
+# --- the worker owners' client -----------------------------------------------------------------
+
+
+def test_the_real_agent_feeds_the_worker_clients_four_reads(
+    serve_collector, agent_process, dockerd, run_container
+):
+    """What the worker client polls (/api/v1: the worker, its containers, its status, its
+    metrics), fed by the real agent reading a real Docker engine."""
+    collector = serve_collector(wallet_format="stellar", ping_interval=5)
+    wallet = new_stellar_wallet()
+    suffix = uuid.uuid4().hex[:10]
+    busy = run_container("sh", "-c", "while :; do :; done", name=f"busy-{suffix}")
+    idle = run_container("sleep", "300", name=f"idle-{suffix}")
+    agent = agent_process(
+        collector.url,
+        interval=2,
+        ping_interval=1,
+        docker_host=dockerd.host,
+        wallet=wallet,
+        wallet_format="stellar",
+    )
+    v1 = f"/api/v1/workers/{wallet}"
+
+    def measured():
+        containers = {c["name"]: c for c in get(collector, f"{v1}/containers")}
+        if busy.name not in containers or containers[busy.name].get("cpuPercent") is None:
+            return None
+        return containers
+
+    containers = wait_for(measured, lambda: explain(agent, collector), timeout=60)
+    assert containers[busy.name]["cpuPercent"] > 10  # a busy loop on one core
+    assert containers[idle.name]["cpuPercent"] < 5
+    assert containers[busy.name]["memUsageMb"] > 0
+
+    shown = get(collector, v1)
+    assert shown["exists"] is True and shown["isActive"] is True
+    assert shown["cpuCores"] == os.cpu_count()
+    meminfo = Path("/proc/meminfo").read_text().split()
+    ram_total_gb = int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20
+    assert abs(shown["ramTotalGb"] - ram_total_gb) < 0.02
+    assert shown["storageTotalGb"] > 0
+    assert shown["credits"] > 0 and shown["status"] == "HEALTHY"
+
+    status = get(collector, f"{v1}/status")
+    assert status["status"] == "HEALTHY"
+    assert utcnow() - parse_timestamp(status["lastPing"]) < timedelta(seconds=10)
+
+    agent.stop()  # so that the points and the total below are read at rest
+    points = get(collector, f"{v1}/metrics?hours=1")
+    assert len(points) >= 2
+    assert [p["timestamp"] for p in points] == sorted(p["timestamp"] for p in points)
+    latest = points[-1]
+    assert 0 <= latest["cpuUsagePercent"] <= 100 and latest["containerCount"] >= 2
+    assert latest["ramTotalGb"] == get(collector, v1)["ramTotalGb"] and latest["ramUsedGb"] > 0
+    earned = sum(round(p["creditsEarned"] * 1000) for p in points)
+    assert earned == round(get(collector, v1)["credits"] * 1000)
