@@ -18,8 +18,12 @@ API_VERSION = "1.41"
 VERSION_PATH = r"/version"
 LIST_PATH = r"/v[\d.]+/containers/json"
 INSPECT_PATH = r"/v[\d.]+/containers/([^/]+)/json"
+STATS_PATH = r"/v[\d.]+/containers/([^/]+)/stats"
+INFO_PATH = r"/v[\d.]+/info"
 _LIST = re.compile(LIST_PATH)
 _INSPECT = re.compile(INSPECT_PATH)
+_STATS = re.compile(STATS_PATH)
+_INFO = re.compile(INFO_PATH)
 
 
 class FakeEngine:
@@ -37,6 +41,8 @@ class FakeEngine:
         self.failing: tuple[int, re.Pattern] | None = None
         self.hanging: re.Pattern | None = None
         self.paths: list[str] = []  # every request's path, in order
+        self.stats: dict[str, dict] = {}  # a container's one-shot stats document, by id
+        self.data_root: str | None = None  # DockerRootDir in GET /info
         self.released = threading.Event()
         self.server = _Server(str(socket_path), _handler_for(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -97,6 +103,13 @@ class FakeEngine:
             if found is None:
                 return 404, {"message": f"No such container: {match[1]}"}
             return 200, found
+        if match := _STATS.fullmatch(path):
+            found = self.stats.get(match[1])
+            if found is None:
+                return 404, {"message": f"No such container: {match[1]}"}
+            return 200, found
+        if _INFO.fullmatch(path) and self.data_root is not None:
+            return 200, {"DockerRootDir": self.data_root}
         return 404, {"message": "page not found"}
 
 

@@ -16,12 +16,18 @@ import pytest
 
 from agent import keys
 from agent.config import AgentConfig
-from agent.containers import format_ports, list_containers
+from agent.containers import ContainerStats, format_ports, list_containers, survey
 from agent.errors import DockerUnavailable
 from agent.service import Agent
 from protocol.heartbeat import Container
 from tests.agent.conftest import IMAGE
-from tests.agent.fake_engine import INSPECT_PATH, LIST_PATH, VERSION_PATH, FakeEngine
+from tests.agent.fake_engine import (
+    INSPECT_PATH,
+    LIST_PATH,
+    STATS_PATH,
+    VERSION_PATH,
+    FakeEngine,
+)
 from tests.factories import new_wallet
 
 TIMEOUT = 10.0  # what the agent gives the real engine per call
@@ -375,3 +381,92 @@ def test_collect_reports_what_the_fake_engine_lists(collect, engine):
     assert [(c.containerName, c.port) for c in heartbeat.containers] == [
         ("web", "0.0.0.0:8080->80/tcp")
     ]
+
+
+# --- stats -------------------------------------------------------------------------------------
+
+MIB = 2**20
+
+
+def one_shot(container_ns: int, system_ns: int, cpus: int = 2, memory: dict | None = None):
+    """A one-shot stats document as the engine answers it (no precpu_stats with one_shot)."""
+    return {
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": container_ns},
+            "system_cpu_usage": system_ns,
+            "online_cpus": cpus,
+        },
+        "memory_stats": memory if memory is not None else {"usage": 64 * MIB, "stats": {}},
+    }
+
+
+def measured(engine, stats, container_id, **kwargs) -> Container:
+    (found,) = [c for c in survey(engine.host, 2.0, stats, **kwargs).containers
+                if c.id == container_id]  # fmt: skip
+    return found
+
+
+def test_cpu_percent_is_the_average_since_the_agents_own_previous_sample(engine):
+    web = engine.add("web")
+    stats = ContainerStats()
+    engine.stats[web] = one_shot(container_ns=1_000_000_000, system_ns=10_000_000_000)
+    first = measured(engine, stats, web)
+    assert first.cpuPercent is None and first.memUsageMb == 64.0
+
+    # 1 s of the container's CPU time over 10 s of the host's two CPUs' time: 20 % of a CPU.
+    engine.stats[web] = one_shot(container_ns=2_000_000_000, system_ns=20_000_000_000)
+    assert measured(engine, stats, web).cpuPercent == 20.0
+    # Nothing used since: 0, not the previous figure.
+    engine.stats[web] = one_shot(container_ns=2_000_000_000, system_ns=30_000_000_000)
+    assert measured(engine, stats, web).cpuPercent == 0.0
+
+
+@pytest.mark.parametrize(
+    ("memory", "expected"),
+    [
+        ({"usage": 100 * MIB, "stats": {"total_inactive_file": 30 * MIB}}, 70.0),  # cgroup v1
+        ({"usage": 100 * MIB, "stats": {"inactive_file": 40 * MIB}}, 60.0),  # cgroup v2
+        ({"usage": 100 * MIB}, 100.0),
+        ({}, None),
+    ],
+)
+def test_memory_is_usage_less_the_inactive_page_cache_as_docker_stats_shows_it(
+    engine, memory, expected
+):
+    web = engine.add("web")
+    engine.stats[web] = one_shot(1, 1, memory=memory)
+    assert measured(engine, ContainerStats(), web).memUsageMb == expected
+
+
+def test_only_running_containers_are_asked_for_stats(engine):
+    running, exited = engine.add("web"), engine.add("old", state="exited")
+    engine.stats[running] = engine.stats[exited] = one_shot(1, 1)
+    survey(engine.host, 2.0, ContainerStats())
+    asked = {re.fullmatch(STATS_PATH, p)[1] for p in engine.paths if re.fullmatch(STATS_PATH, p)}
+    assert asked == {running}
+
+
+@pytest.mark.parametrize("trouble", ["error", "vanished", "hangs"])
+def test_a_container_whose_stats_fail_is_still_listed_without_them(engine, trouble):
+    web, db = engine.add("web"), engine.add("db")
+    engine.stats[db] = one_shot(1, 1)
+    if trouble == "error":
+        engine.stats[web] = one_shot(1, 1)
+        engine.fail(500, on=STATS_PATH.replace("([^/]+)", web))
+    elif trouble == "hangs":
+        engine.stats[web] = one_shot(1, 1)
+        engine.hang(on=STATS_PATH.replace("([^/]+)", web))
+    # "vanished": gone between listing and its stats call (the engine answers 404).
+    started = time.monotonic()
+    found = {c.containerName: c for c in survey(engine.host, 2.0, ContainerStats(),
+                                                stats_budget=1.0).containers}  # fmt: skip
+    assert time.monotonic() - started < 5  # the budget holds, not the hung call
+    assert found["web"].memUsageMb is None and found["web"].state == "running"
+    assert found["db"].memUsageMb == 64.0
+
+
+def test_the_data_root_comes_from_the_engine(engine, tmp_path):
+    engine.data_root = str(tmp_path)
+    assert survey(engine.host, 2.0, ContainerStats()).docker_root == str(tmp_path)
+    engine.data_root = None  # an engine that does not say: no storage figures, no failure
+    assert survey(engine.host, 2.0, ContainerStats()).docker_root is None

@@ -263,6 +263,7 @@ def test_the_real_agent_feeds_the_worker_clients_four_reads(
 
     status = get(collector, f"{v1}/status")
     assert status["status"] == "HEALTHY"
+    assert '"POST /heartbeat/ping HTTP/1.1" 200' in collector.log.read_text()
     assert utcnow() - parse_timestamp(status["lastPing"]) < timedelta(seconds=10)
 
     agent.stop()  # so that the points and the total below are read at rest

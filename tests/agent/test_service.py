@@ -12,8 +12,10 @@ from agent import keys, status
 from agent.clock import CollectorClock
 from agent.config import AgentConfig
 from agent.service import Agent, Liveness
+from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, verify
 from protocol.times import parse_timestamp, utcnow
-from tests.agent.fake_collector import FakeCollector, Reply, accept_everything
+from tests.agent.fake_collector import FakeCollector, Reply, accept_everything, collector_json
+from tests.conftest import free_port
 from tests.factories import agent_config, new_wallet
 
 PORTAL = Reply(200, "text/html", b"<html>Sign in to the hotel Wi-Fi</html>")
@@ -164,3 +166,45 @@ def test_the_saved_clock_offset_is_used_when_sound_and_ignored_otherwise(tmp_pat
     config.status_path.write_text(saved)
     expected = -42.5 if "42" in saved else None
     assert status.saved_offset(config) == expected
+
+
+# --- pings -------------------------------------------------------------------------------------
+
+
+def ping_requests(collector) -> list:
+    return [r for r in collector.requests if r.path == "/heartbeat/ping"]
+
+
+def test_a_ping_is_signed_and_carries_only_the_wallet_and_the_collectors_time(
+    make_agent, collector
+):
+    collector.answer = lambda request: collector_json(accepted=True)
+    agent = make_agent(collector.url)
+    assert agent.ping() is True
+    (request,) = ping_requests(collector)
+    verify(encode_public_key(agent.sender.key), request.body, request.headers[SIGNATURE_HEADER])
+    body = request.json()
+    assert set(body) == {"walletAddress", "timestamp"}
+    assert body["walletAddress"] == agent.config.wallet
+    assert abs(parse_timestamp(body["timestamp"]) - utcnow()) < timedelta(seconds=5)
+    assert agent.pending() == 0  # a ping is never spooled
+
+
+def test_a_refused_or_lost_ping_warns_once_until_pings_are_taken_again(
+    make_agent, collector, caplog
+):
+    answers = iter(
+        [collector_json(401, error="bad signature")] * 3 + [collector_json(accepted=True)]
+    )
+    collector.answer = lambda request: next(answers)
+    agent = make_agent(collector.url)
+    with caplog.at_level(logging.INFO, logger="agent.service"):
+        assert [agent.ping() for _ in range(4)] == [False, False, False, True]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["ping refused (401): bad signature", "pings are being taken again"]
+
+
+def test_a_ping_to_a_collector_that_is_down_is_false_not_an_error(make_agent, tmp_path):
+    agent = make_agent(f"http://127.0.0.1:{free_port()}")
+    assert agent.ping() is False
+    assert agent.pending() == 0
