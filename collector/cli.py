@@ -120,10 +120,15 @@ def sweep(config: CollectorConfig) -> None:
     days = config.metrics_retention_days
     with _open(config).connection_context():
         swept = sweep_pass(
-            gap=timedelta(seconds=config.gap), retention=timedelta(days=days), now=utcnow()
+            gap=timedelta(seconds=config.gap),
+            retention=timedelta(days=days),
+            now=utcnow(),
+            build_timeout=config.build_timeout,
         )
     click.echo(f"closed {swept.closed} windows")
     click.echo(f"deleted {swept.pruned} metrics points older than {days} days")
+    if swept.failed:
+        click.echo(f"failed {swept.failed} deployments whose build the collector lost track of")
 
 
 @cli.group()

@@ -7,6 +7,7 @@ import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,6 +82,11 @@ class CollectorConfig:
             shown["api_token"] = "********"  # noqa: S105 - a mask, not a secret
         shown["database_url"] = mask_password(self.database_url)
         return "CollectorConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    @property
+    def build_timeout(self) -> timedelta | None:
+        """How long a build may take, when a deployer runs builds (else none to watch)."""
+        return timedelta(seconds=self.deployer_build_timeout) if self.deployer_url else None
 
     @property
     def is_postgres(self) -> bool:

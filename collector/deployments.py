@@ -8,6 +8,7 @@ here are what both our routes and the ``/api/v1`` dialect (collector/ui_v1.py) c
 
 import logging
 import re
+from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
 from peewee import IntegrityError
@@ -214,6 +215,26 @@ def advance(name: str, new: str, **changes: object) -> Project:
             setattr(project, field, value)
         project.save()
     return project
+
+
+# How long past the build time-out a deployment may stay processing before it counts as lost.
+LOST_BUILD_MARGIN = timedelta(minutes=1)
+LOST_BUILD = (
+    "the collector stopped before the deployer answered this build, so how it ended is not "
+    "known; deploy it again"
+)
+
+
+def fail_lost_builds(build_timeout: timedelta, now: datetime) -> int:
+    """Fail the deployments still processing well past the build time-out: the collector
+    process that waited for their build stopped (the wait lives in that process alone).
+    processing → failed is a move the status flow allows; returns how many."""
+    cutoff = now - build_timeout - LOST_BUILD_MARGIN
+    return (
+        Project.update(status="failed", error_message=LOST_BUILD, updated_at=now)
+        .where((Project.status == "processing") & (Project.updated_at < cutoff))
+        .execute()
+    )
 
 
 def scale(name: str, document: dict) -> Project:

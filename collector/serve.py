@@ -140,6 +140,7 @@ class CollectorServer(BaseApplication):
                 retention=timedelta(days=config.metrics_retention_days),
                 interval=timedelta(seconds=config.sweep_interval),
                 clock=utcnow,
+                build_timeout=config.build_timeout,
             ).start()
 
 

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from collector import metrics
+from collector import deployments, metrics
 from collector.db import DATABASE_DOWN, database, failure_reason
 from collector.models import SweeperLease
 from collector.windows import sweep
@@ -44,29 +44,54 @@ def claim_lease(holder: str, now: datetime, ttl: timedelta) -> bool:
 class Swept:
     closed: int  # windows silent longer than the gap, now uptime records
     pruned: int  # metrics points older than the retention, deleted
+    failed: int = 0  # deployments whose build the collector lost track of, now failed
 
 
-def sweep_pass(*, gap: timedelta, retention: timedelta, now: datetime) -> Swept:
-    """One pass, as the interval job and ``tassium-collector sweep`` run it."""
+def sweep_pass(
+    *,
+    gap: timedelta,
+    retention: timedelta,
+    now: datetime,
+    build_timeout: timedelta | None = None,
+) -> Swept:
+    """One pass, as the interval job and ``tassium-collector sweep`` run it. With a deployer
+    (``build_timeout``), builds nobody waits for any more are failed too."""
     closed = sweep(gap=gap, now=now)
-    return Swept(closed, metrics.prune(retention=retention, now=now))
+    pruned = metrics.prune(retention=retention, now=now)
+    failed = deployments.fail_lost_builds(build_timeout, now) if build_timeout else 0
+    return Swept(closed, pruned, failed)
 
 
 def sweep_if_leader(
-    holder: str, *, gap: timedelta, retention: timedelta, interval: timedelta, now: datetime
+    holder: str,
+    *,
+    gap: timedelta,
+    retention: timedelta,
+    interval: timedelta,
+    now: datetime,
+    build_timeout: timedelta | None = None,
 ) -> Swept | None:
     """One tick of the interval job: what the pass did, or None when another process holds
     the lease."""
     if not claim_lease(holder, now, ttl=interval * 3):
         return None
-    return sweep_pass(gap=gap, retention=retention, now=now)
+    return sweep_pass(gap=gap, retention=retention, now=now, build_timeout=build_timeout)
 
 
 class SweeperThread(threading.Thread):
-    def __init__(self, *, gap: timedelta, retention: timedelta, interval: timedelta, clock):
+    def __init__(
+        self,
+        *,
+        gap: timedelta,
+        retention: timedelta,
+        interval: timedelta,
+        clock,
+        build_timeout: timedelta | None = None,
+    ):
         super().__init__(name="tassium-sweeper", daemon=True)
         self.gap = gap
         self.retention = retention
+        self.build_timeout = build_timeout
         self.interval = interval
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -82,11 +107,14 @@ class SweeperThread(threading.Thread):
                         retention=self.retention,
                         interval=self.interval,
                         now=self.clock(),
+                        build_timeout=self.build_timeout,
                     )
                 if swept and swept.closed:
                     log.info("sweeper closed %d idle windows", swept.closed)
                 if swept and swept.pruned:
                     log.info("sweeper deleted %d metrics points past retention", swept.pruned)
+                if swept and swept.failed:
+                    log.warning("sweeper failed %d deployments with lost builds", swept.failed)
             except DATABASE_DOWN as exc:
                 log.warning("sweep skipped, database unavailable: %s", failure_reason(exc))
             except Exception:  # a database hiccup must not end the sweeper for good

@@ -89,7 +89,7 @@ class FakeCollector:
                 except OSError:  # the agent gave up and closed
                     self.close_connection = True
 
-            do_GET = do_POST = _serve  # noqa: N815 - the stdlib's names
+            do_GET = do_POST = do_PATCH = do_DELETE = _serve  # noqa: N815 - the stdlib's names
 
             def log_message(self, *args) -> None:
                 pass

@@ -1,0 +1,202 @@
+"""Deployments driven by the original Tassium deployer service: a build runs off the request
+and its answer moves the status on; env vars and removals wait for the deployer's word. A
+stand-in deployer succeeds, refuses, hangs or is down; on SQLite and PostgreSQL."""
+
+from datetime import timedelta
+
+import pytest
+
+from collector import deployments
+from collector.db import database
+from collector.models import Project
+from collector.sweeper import sweep_pass
+from protocol.times import utcnow
+from tests.agent.fake_collector import Reply
+from tests.collector.fake_deployer import HANGS, FakeDeployer, builds, refuses
+from tests.conftest import free_port
+from tests.factories import deployment
+from tests.polling import wait_for
+
+DEPLOY = "POST /api/v1/deploy/new"
+SECRET = "s3cret-value-that-must-not-be-stored"
+
+
+@pytest.fixture
+def deployer():
+    with FakeDeployer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def served_by(make_app):
+    """``served_by(url, **settings)``: a test client of an app whose deployer is at ``url``."""
+
+    def make(url: str, **settings):
+        settings = {"deployer_timeout": 1, "deployer_build_timeout": 30, **settings}
+        return make_app(deployer_url=url, **settings).test_client()
+
+    return make
+
+
+def stored(name: str, **fields) -> Project:
+    """A deployment written straight to the table, in whatever state a test needs."""
+    values = {"url": "https://x.example", "github": "https://github.com/a/b",
+              "creator": "0x" + "1" * 40, **fields}  # fmt: skip
+    return Project.create(name=name, **values)
+
+
+def settled(client, name: str) -> dict:
+    """The deployment once its build has been answered (no longer processing)."""
+    return wait_for(
+        lambda: (d := client.get(f"/deployments/{name}").json)["status"] != "processing" and d,
+        f"deployment {name} still processing",
+    )
+
+
+def test_a_build_runs_off_the_request_and_its_success_sets_the_url(served_by, deployer):
+    deployer.answers[DEPLOY] = builds("https://shop.apps.example", delay=1.0)
+    client = served_by(deployer.url)
+    body = deployment(name="shop", github="tassium/shop", branch="dev", port=8080,
+                      envVars={"API_KEY": SECRET})  # fmt: skip
+    created = client.post("/deployments", json=body)
+    # Answered before the build ended: it would say success otherwise.
+    assert created.status_code == 201 and created.json["status"] == "processing"
+
+    done = settled(client, "shop")
+    assert done["status"] == "success" and done["url"] == "https://shop.apps.example"
+    assert done["errorMessage"] is None
+    assert deployer.received("POST", "/api/v1/deploy/new") == [
+        {"app_name": "shop", "github_repo": "tassium/shop", "branch": "dev", "port": 8080,
+         "env_vars": {"API_KEY": SECRET}}
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (refuses(422, "Build failed: no Dockerfile"), "Build failed: no Dockerfile"),
+        (refuses(409, "App 'shop' already exists"), "App 'shop' already exists"),
+        (Reply(500, "text/html", b"<h1>oops</h1>"), "answered HTTP 500"),
+    ],
+)
+def test_a_refused_build_fails_with_the_deployers_words(served_by, deployer, answer, message):
+    deployer.answers[DEPLOY] = answer
+    client = served_by(deployer.url)
+    assert client.post("/deployments", json=deployment(name="shop")).status_code == 201
+    done = settled(client, "shop")
+    assert done["status"] == "failed" and message in done["errorMessage"]
+    assert done["url"] == "https://shop.tassium.app"  # the template's, never the deployer's
+
+
+@pytest.mark.slow  # waits out a deployer time-out
+def test_a_hanging_deployer_fails_the_build_at_its_time_out(served_by, deployer):
+    deployer.answers[DEPLOY] = HANGS
+    client = served_by(deployer.url, deployer_build_timeout=1)
+    assert client.post("/deployments", json=deployment(name="shop")).json["status"] == "processing"
+    done = settled(client, "shop")
+    assert done["status"] == "failed" and "did not answer within 1 s" in done["errorMessage"]
+
+
+def test_a_deployer_that_is_down_fails_the_build(served_by):
+    client = served_by(f"http://127.0.0.1:{free_port()}")
+    client.post("/deployments", json=deployment(name="shop"))
+    done = settled(client, "shop")
+    assert done["status"] == "failed" and "unreachable" in done["errorMessage"]
+
+
+def every_stored_text() -> str:
+    tables = database.get_tables()
+    rows = [database.execute_sql(f"SELECT * FROM {t}").fetchall() for t in tables]  # noqa: S608
+    return repr(rows)
+
+
+def test_env_var_values_reach_the_deployer_and_are_stored_nowhere(served_by, deployer):
+    deployer.answers[DEPLOY] = builds()
+    deployer.answers["PATCH /api/v1/apps/shop/env"] = builds()
+    client = served_by(deployer.url)
+    client.post("/deployments", json=deployment(name="shop", envVars={"TOKEN": SECRET}))
+    settled(client, "shop")
+    changed = client.patch("/deployments/shop/env", json={"envVars": {"TOKEN": SECRET + "2"}})
+    assert changed.status_code == 200
+    assert deployer.received("PATCH", "/api/v1/apps/shop/env") == [
+        {"env_vars": {"TOKEN": SECRET + "2"}, "port": None}
+    ]
+    with database.connection_context():
+        assert SECRET not in every_stored_text()
+
+
+def test_new_env_vars_and_port_are_applied_once_the_deployer_took_them(served_by, deployer):
+    deployer.answers["PATCH /api/v1/apps/web-1/env"] = builds()
+    client = served_by(deployer.url)
+    stored("web-1", status="success")
+    changed = client.patch("/deployments/web-1/env", json={"envVars": {"A": "1"}, "port": 8080})
+    assert changed.status_code == 200 and changed.json["port"] == 8080
+
+
+@pytest.mark.slow  # waits out a deployer time-out
+@pytest.mark.parametrize("trouble", ["refuses", "hangs", "down"])
+def test_env_vars_the_deployer_does_not_take_are_a_502_and_change_nothing(
+    served_by, deployer, trouble
+):
+    deployer.answers["PATCH /api/v1/apps/web-1/env"] = (
+        refuses(500, "service update failed") if trouble == "refuses" else HANGS
+    )
+    url = deployer.url if trouble != "down" else f"http://127.0.0.1:{free_port()}"
+    client = served_by(url)
+    stored("web-1", status="success", port=3000)
+    before = client.get("/deployments/web-1").json
+    answer = client.patch("/deployments/web-1/env", json={"envVars": {"A": "1"}, "port": 8080})
+    assert answer.status_code == 502
+    assert {"refuses": "service update failed", "hangs": "within 1 s", "down": "unreachable"}[
+        trouble
+    ] in answer.json["error"]
+    assert client.get("/deployments/web-1").json == before
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "kept"),
+    [
+        (builds(), 204, False),
+        (refuses(404, "App not found"), 204, False),  # never deployed, or already removed
+        (refuses(500, "docker stack rm failed"), 502, True),
+        (HANGS, 502, True),
+    ],
+)
+def test_a_deployment_is_deleted_only_once_the_deployer_removed_it(
+    served_by, deployer, answer, status, kept
+):
+    deployer.answers["DELETE /api/v1/apps/web-1"] = answer
+    client = served_by(deployer.url)
+    stored("web-1")
+    assert client.delete("/deployments/web-1").status_code == status
+    assert (client.get("/deployments/web-1").status_code == 200) is kept
+
+
+def test_without_a_deployer_env_vars_are_refused_and_the_status_moves_by_hand(client):
+    assert client.post("/deployments", json=deployment(envVars={"A": "1"})).status_code == 422
+    assert client.get("/deployments/web-1").status_code == 404  # nothing was created
+    assert client.post("/deployments", json=deployment()).json["status"] == "pending"
+    assert client.patch("/deployments/web-1/env", json={"envVars": {}}).status_code == 422
+    moved = client.patch("/deployments/web-1/status", json={"status": "processing"})
+    assert moved.json["status"] == "processing"
+
+
+def test_the_sweeper_fails_builds_the_collector_lost_track_of(app, dbconn):
+    now = utcnow()
+    timeout = timedelta(minutes=15)
+    old = now - timeout - deployments.LOST_BUILD_MARGIN - timedelta(seconds=1)
+    for name, status, updated in [
+        ("lost", "processing", old),
+        ("building", "processing", now - timeout),
+        ("done", "success", old),
+    ]:
+        stored(name, status=status, updated_at=updated)
+    swept = sweep_pass(gap=timedelta(minutes=30), retention=timedelta(days=30), now=now,
+                       build_timeout=timeout)  # fmt: skip
+    assert swept.failed == 1
+    statuses = {p.name: (p.status, p.error_message) for p in Project.select()}
+    assert statuses["lost"] == ("failed", deployments.LOST_BUILD)
+    assert statuses["building"] == ("processing", None)
+    assert statuses["done"] == ("success", None)
+    # Without a deployer nothing is failed: an operator moves those statuses by hand.
+    assert sweep_pass(gap=timedelta(minutes=30), retention=timedelta(days=30), now=now).failed == 0
