@@ -9,7 +9,9 @@ import httpx
 import pytest
 
 from protocol.times import format_timestamp, parse_timestamp, utcnow
+from tests.collector.fake_deployer import FakeDeployer, builds
 from tests.factories import FakeWorker, new_stellar_wallet
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow  # a served collector (gunicorn) per test
 
@@ -269,3 +271,38 @@ def test_the_original_bash_agent_on_a_collector_without_signatures(serve_collect
     own = httpx.get(f"{served.url}/workers/{wallet}").json()
     assert own["hostname"] == "worker-7"
     http.close()
+
+
+def test_the_deployers_app_with_a_deployer(serve_collector):
+    with FakeDeployer(
+        {
+            "POST /api/v1/deploy/new": builds("https://shop.apps.example", delay=0.5),
+            "PATCH /api/v1/apps/shop/env": builds(),
+            "DELETE /api/v1/apps/shop": builds(),
+        }
+    ) as deployer:
+        served = serve_collector(wallet_format="stellar", processes=1, deployer_url=deployer.url)
+        browser = Browser(served.url)
+        creator = new_stellar_wallet()
+        body = {"appName": "shop", "githubRepo": "tassium/shop", "creator": creator,
+                "branch": "main", "port": 3000, "envVars": {"API_KEY": "s3cret"}}  # fmt: skip
+        created = browser.call("POST", "/deployments", body)
+        assert created.status_code == 201 and created.json()["status"] == "processing"
+        assert created.json()["url"] is None
+
+        def listed():
+            shown = browser.call("GET", f"/deployments?creator={creator}").json()
+            return shown if shown[0]["status"] != "processing" else None
+
+        (shown,) = wait_for(listed, "the build's answer")
+        assert shown["status"] == "success" and shown["url"] == "https://shop.apps.example"
+
+        env = browser.call("PATCH", "/deployments/shop/env", {"envVars": {"API_KEY": "new"}})
+        assert env.status_code == 200 and env.json() == {"success": True}
+        deleted = browser.call("DELETE", "/deployments/shop")
+        assert deleted.json() == {"success": True}
+        assert [r.json()["env_vars"] for r in deployer.requests if r.body] == [
+            {"API_KEY": "s3cret"},
+            {"API_KEY": "new"},
+        ]
+        browser.http.close()
