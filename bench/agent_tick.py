@@ -39,7 +39,9 @@ def main() -> None:
         client = dockerd.client()
 
         def start(index: int) -> None:
-            command = ["sh", "-c", "while :; do :; done"] if index % 2 else ["busybox", "sleep", "3600"]
+            command = (
+                ["sh", "-c", "while :; do :; done"] if index % 2 else ["busybox", "sleep", "3600"]
+            )
             client.containers.run(IMAGE, command, name=f"bench-{index}", detach=True)
 
         began = time.monotonic()

@@ -25,7 +25,7 @@ import httpx
 from bench.served import served_collector
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import utcnow
-from tests.conftest import PostgresServer, _pg_binary
+from tests.conftest import PostgresServer
 from tests.factories import FakeWorker, machine
 
 # Signed requests, one list per sending connection: (body, signature).
@@ -152,22 +152,7 @@ class DurablePostgres(PostgresServer):
     """The tests' throw-away server, but with fsync and synchronous commits at their defaults:
     what a ping saves is a durable commit, so the heartbeats here must pay for theirs."""
 
-    def resume(self) -> None:
-        options = (
-            f"-c port={self.port} -c listen_addresses=127.0.0.1 "
-            f"-c unix_socket_directories={self.dir} -c max_connections=200"
-        )
-        self._run(
-            _pg_binary("pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.dir / "log"),
-            "-o",
-            options,
-            "-w",
-            "start",
-        )
+    durability = ""
 
 
 def main() -> None:

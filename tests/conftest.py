@@ -57,6 +57,9 @@ def _pg_binary(name: str) -> str:
 class PostgresServer:
     """A throw-away cluster owned by the postgres user when we are root (it refuses root)."""
 
+    # Tests need no crash safety; a benchmark of commits does (bench/pings.py clears this).
+    durability = "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+
     def __init__(self):
         self.dir = Path(tempfile.mkdtemp(prefix="tassium-pg-"))
         self.port = free_port()
@@ -95,9 +98,8 @@ class PostgresServer:
 
     def resume(self) -> None:
         options = (
-            f"-c port={self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
-            f"-c unix_socket_directories={self.dir} -c max_connections=200 "
-            "-c full_page_writes=off -c synchronous_commit=off"
+            f"-c port={self.port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={self.dir} -c max_connections=200 {self.durability}"
         )
         self._run(
             _pg_binary("pg_ctl"),
