@@ -95,7 +95,7 @@ def test_the_collector_unit_serves_migrated_with_its_token(operator_machine):
     # Installed from the wheel, not a checkout: the install script comes from the data files.
     script = httpx.get(f"{url}/setup.sh", params={"wallet": deployment["creator"]}, timeout=5)
     assert script.status_code == 200, script.text
-    assert script.text.startswith("#!/usr/bin/env bash\n")
+    assert script.text.startswith("#!/bin/sh\n")
     assert machine.path("/opt/tassium-collector/share/tassium/packaging/setup.sh").is_file()
 
     # DynamicUser keeps the state under /var/lib/private; the database is there, not in /.
