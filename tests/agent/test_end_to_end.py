@@ -221,6 +221,9 @@ def test_heartbeats_spooled_before_a_kill_9_are_delivered_by_the_next_agent(
 # --- the worker owners' client -----------------------------------------------------------------
 
 
+# The dialect's reads are replayed on both databases in test_ui_v1; here the agent is the point.
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_real_agent_feeds_the_worker_clients_four_reads(
     serve_collector, agent_process, dockerd, run_container
 ):

@@ -3,11 +3,10 @@ JSON; answers ``{status, message, url}``), on a real HTTP server. Each test scri
 answers; every request it received is kept, so a test can see what reached it."""
 
 import json
+import threading
 
 from tests.agent.fake_collector import FakeCollector, Reply
-
-# Longer than any test waits: a deployer that never answers.
-FOREVER = 120.0
+from tests.conftest import free_port
 
 
 def deployer_json(code: int = 200, **fields) -> Reply:
@@ -22,19 +21,54 @@ def refuses(code: int, message: str) -> Reply:
     return deployer_json(code, status="error", message=message)
 
 
-HANGS = Reply(200, delay=FOREVER)
+class Gate:
+    """An answer held back until the test opens the gate (or ends): a build still running
+    for as long as the test needs it to, without guessing a delay."""
+
+    def __init__(self, reply: Reply):
+        self.reply = reply
+        self.reached = threading.Event()  # a request is waiting at the gate
+        self.opened = threading.Event()
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+def hangs() -> Gate:
+    """A deployer that never answers: held until the test ends."""
+    return Gate(Reply(503, body=b"{}"))
+
+
+def down() -> str:
+    """The address of a deployer that is down: a closed port."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 class FakeDeployer(FakeCollector):
     """``FakeDeployer({"POST /api/v1/deploy/new": builds(delay=1)})``: an answer per
     ``METHOD path``; anything unscripted is the deployer's 404."""
 
-    def __init__(self, answers: dict[str, Reply] | None = None):
+    def __init__(self, answers: dict[str, Reply | Gate] | None = None):
         self.answers = dict(answers or {})
         super().__init__(self._answer)
+        # Polled every 50 ms rather than the stdlib's 0.5 s: every test waits that out at its end.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def _answer(self, request) -> Reply:
-        return self.answers.get(f"{request.method} {request.path}", refuses(404, "App not found"))
+        answer = self.answers.get(f"{request.method} {request.path}", refuses(404, "App not found"))
+        if isinstance(answer, Gate):
+            answer.reached.set()
+            answer.opened.wait()
+            return answer.reply
+        return answer
+
+    def __exit__(self, *exc) -> None:
+        for answer in self.answers.values():
+            if isinstance(answer, Gate):
+                answer.open()
+        super().__exit__(*exc)
 
     def received(self, method: str, path: str) -> list[dict]:
         return [r.json() if r.body else {} for r in self.requests

@@ -12,8 +12,15 @@ from collector.models import Project
 from collector.sweeper import sweep_pass
 from protocol.times import utcnow
 from tests.agent.fake_collector import Reply
-from tests.collector.fake_deployer import HANGS, FakeDeployer, builds, refuses
-from tests.conftest import free_port
+from tests.collector.fake_deployer import (
+    FakeDeployer,
+    Gate,
+    builds,
+    deployer_json,
+    down,
+    hangs,
+    refuses,
+)
 from tests.factories import deployment
 from tests.polling import wait_for
 
@@ -54,14 +61,17 @@ def settled(client, name: str) -> dict:
 
 
 def test_a_build_runs_off_the_request_and_its_success_sets_the_url(served_by, deployer):
-    deployer.answers[DEPLOY] = builds("https://shop.apps.example", delay=1.0)
+    build = deployer.answers[DEPLOY] = Gate(builds("https://shop.apps.example"))
     client = served_by(deployer.url)
     body = deployment(name="shop", github="tassium/shop", branch="dev", port=8080,
                       envVars={"API_KEY": SECRET})  # fmt: skip
     created = client.post("/deployments", json=body)
-    # Answered before the build ended: it would say success otherwise.
     assert created.status_code == 201 and created.json["status"] == "processing"
+    wait_for(build.reached.is_set, "the build reaching the deployer")
+    # The deployer is still building: nothing waits for it, and nothing pretends it is done.
+    assert client.get("/deployments/shop").json["status"] == "processing"
 
+    build.open()
     done = settled(client, "shop")
     assert done["status"] == "success" and done["url"] == "https://shop.apps.example"
     assert done["errorMessage"] is None
@@ -77,6 +87,9 @@ def test_a_build_runs_off_the_request_and_its_success_sets_the_url(served_by, de
         (refuses(422, "Build failed: no Dockerfile"), "Build failed: no Dockerfile"),
         (refuses(409, "App 'shop' already exists"), "App 'shop' already exists"),
         (Reply(500, "text/html", b"<h1>oops</h1>"), "answered HTTP 500"),
+        # Something else at its address (a proxy's welcome page): no build happened.
+        (Reply(200, "text/html", b"<h1>Welcome</h1>"), "HTTP 200 without status success"),
+        (deployer_json(message="queued"), "HTTP 200 without status success"),
     ],
 )
 def test_a_refused_build_fails_with_the_deployers_words(served_by, deployer, answer, message):
@@ -90,7 +103,7 @@ def test_a_refused_build_fails_with_the_deployers_words(served_by, deployer, ans
 
 @pytest.mark.slow  # waits out a deployer time-out
 def test_a_hanging_deployer_fails_the_build_at_its_time_out(served_by, deployer):
-    deployer.answers[DEPLOY] = HANGS
+    deployer.answers[DEPLOY] = hangs()
     client = served_by(deployer.url, deployer_build_timeout=1)
     assert client.post("/deployments", json=deployment(name="shop")).json["status"] == "processing"
     done = settled(client, "shop")
@@ -98,16 +111,20 @@ def test_a_hanging_deployer_fails_the_build_at_its_time_out(served_by, deployer)
 
 
 def test_a_deployer_that_is_down_fails_the_build(served_by):
-    client = served_by(f"http://127.0.0.1:{free_port()}")
+    client = served_by(down())
     client.post("/deployments", json=deployment(name="shop"))
     done = settled(client, "shop")
     assert done["status"] == "failed" and "unreachable" in done["errorMessage"]
 
 
 def every_stored_text() -> str:
-    tables = database.get_tables()
-    rows = [database.execute_sql(f"SELECT * FROM {t}").fetchall() for t in tables]  # noqa: S608
-    return repr(rows)
+    """Every value in every table, as text (PostgreSQL hands bytes back as memoryviews)."""
+    texts = []
+    for table in database.get_tables():
+        for row in database.execute_sql(f'SELECT * FROM "{table}"').fetchall():  # noqa: S608
+            texts += [bytes(v).decode("latin-1") if isinstance(v, bytes | memoryview) else str(v)
+                      for v in row]  # fmt: skip
+    return "\n".join(texts)
 
 
 def test_env_var_values_reach_the_deployer_and_are_stored_nowhere(served_by, deployer):
@@ -122,6 +139,19 @@ def test_env_var_values_reach_the_deployer_and_are_stored_nowhere(served_by, dep
         {"env_vars": {"TOKEN": SECRET + "2"}, "port": None}
     ]
     with database.connection_context():
+        dump = every_stored_text()
+    assert "https://github.com/tassium/app" in dump  # the dump does hold the deployment
+    assert SECRET not in dump
+
+
+def test_a_failed_builds_message_is_stored_without_the_env_values_it_echoes(served_by, deployer):
+    deployer.answers[DEPLOY] = refuses(422, f"Build failed: TOKEN={SECRET} was refused; PORT=80")
+    client = served_by(deployer.url)
+    client.post("/deployments", json=deployment(name="shop", envVars={"TOKEN": SECRET, "P": "80"}))
+    done = settled(client, "shop")
+    # Values too short to be secrets stay, or every "80" in the deployer's words would go.
+    assert done["errorMessage"] == "Build failed: TOKEN=[env value] was refused; PORT=80"
+    with database.connection_context():
         assert SECRET not in every_stored_text()
 
 
@@ -133,16 +163,17 @@ def test_new_env_vars_and_port_are_applied_once_the_deployer_took_them(served_by
     assert changed.status_code == 200 and changed.json["port"] == 8080
 
 
-@pytest.mark.slow  # waits out a deployer time-out
-@pytest.mark.parametrize("trouble", ["refuses", "hangs", "down"])
+# A hang waits out the 1 s time-out: slow; the others answer at once.
+@pytest.mark.parametrize(
+    "trouble", ["refuses", pytest.param("hangs", marks=pytest.mark.slow), "down"]
+)
 def test_env_vars_the_deployer_does_not_take_are_a_502_and_change_nothing(
     served_by, deployer, trouble
 ):
     deployer.answers["PATCH /api/v1/apps/web-1/env"] = (
-        refuses(500, "service update failed") if trouble == "refuses" else HANGS
+        refuses(500, "service update failed") if trouble == "refuses" else hangs()
     )
-    url = deployer.url if trouble != "down" else f"http://127.0.0.1:{free_port()}"
-    client = served_by(url)
+    client = served_by(down() if trouble == "down" else deployer.url)
     stored("web-1", status="success", port=3000)
     before = client.get("/deployments/web-1").json
     answer = client.patch("/deployments/web-1/env", json={"envVars": {"A": "1"}, "port": 8080})
@@ -154,22 +185,66 @@ def test_env_vars_the_deployer_does_not_take_are_a_502_and_change_nothing(
 
 
 @pytest.mark.parametrize(
-    ("answer", "status", "kept"),
+    ("trouble", "status", "kept"),
     [
-        (builds(), 204, False),
-        (refuses(404, "App not found"), 204, False),  # never deployed, or already removed
-        (refuses(500, "docker stack rm failed"), 502, True),
-        (HANGS, 502, True),
+        ("removes", 204, False),
+        ("never had it", 204, False),  # its 404: never deployed, or already removed
+        ("refuses", 502, True),
+        ("down", 502, True),
+        pytest.param("hangs", 502, True, marks=pytest.mark.slow),
     ],
 )
 def test_a_deployment_is_deleted_only_once_the_deployer_removed_it(
-    served_by, deployer, answer, status, kept
+    served_by, deployer, trouble, status, kept
 ):
-    deployer.answers["DELETE /api/v1/apps/web-1"] = answer
-    client = served_by(deployer.url)
+    deployer.answers["DELETE /api/v1/apps/web-1"] = {
+        "removes": builds(),
+        "never had it": refuses(404, "App not found"),
+        "refuses": refuses(500, "docker stack rm failed"),
+    }.get(trouble) or hangs()
+    client = served_by(down() if trouble == "down" else deployer.url)
     stored("web-1")
-    assert client.delete("/deployments/web-1").status_code == status
+    answer = client.delete("/deployments/web-1")
+    assert answer.status_code == status
+    if kept:
+        assert "did not remove 'web-1'" in answer.json["error"]
     assert (client.get("/deployments/web-1").status_code == 200) is kept
+    if trouble != "down":
+        assert len(deployer.received("DELETE", "/api/v1/apps/web-1")) == 1
+
+
+def test_a_deployment_deleted_while_it_builds_is_removed_from_the_deployer_once_built(
+    served_by, deployer
+):
+    build = deployer.answers[DEPLOY] = Gate(builds())
+    client = served_by(deployer.url)
+    client.post("/deployments", json=deployment(name="shop"))
+    wait_for(build.reached.is_set, "the build reaching the deployer")
+    # The deployer has no app yet (its 404), so the row goes; the build then finishes.
+    assert client.delete("/deployments/shop").status_code == 204
+    build.open()
+    wait_for(
+        lambda: len(deployer.received("DELETE", "/api/v1/apps/shop")) == 2,
+        "the built app being removed, since nothing accounts for it any more",
+    )
+    assert client.get("/deployments/shop").status_code == 404
+
+
+def test_replicas_are_1_to_10_and_never_reach_the_deployer(served_by, deployer):
+    client = served_by(deployer.url)
+    stored("web-1", status="success")
+    for replicas in (1, 10):
+        scaled = client.patch("/deployments/web-1/replicas", json={"replicas": replicas})
+        assert scaled.status_code == 200 and scaled.json["replicas"] == replicas
+    for replicas in (0, 11, -1, "3", 2.5, None, True):
+        refused = client.patch("/deployments/web-1/replicas", json={"replicas": replicas})
+        assert refused.status_code == 400, replicas
+        assert "replicas" in refused.json["error"]
+    assert client.patch("/deployments/web-1/replicas", json={}).status_code == 400
+    unknown = client.patch("/deployments/nope/replicas", json={"replicas": 2})
+    assert unknown.status_code == 404
+    assert client.get("/deployments/web-1").json["replicas"] == 10
+    assert deployer.requests == []  # the original deployer protocol has no scaling call
 
 
 def test_without_a_deployer_env_vars_are_refused_and_the_status_moves_by_hand(client):

@@ -301,6 +301,8 @@ def test_a_failing_flush_keeps_the_pings_for_the_next(database_url, caplog):
 
 
 @pytest.mark.slow
+# The flush's statements are the same on both databases (test_pings covers each above).
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_ping_taken_by_one_process_reaches_every_process_within_the_flush(
     serve_collector, database_url
 ):
