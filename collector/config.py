@@ -153,7 +153,7 @@ RULES = {
         lambda v: _DEPLOYER_URL.fullmatch(v) is not None,
         "an http(s)://host[:port][/path] URL",
     ),
-    "deployer_build_timeout": Rule(int, lambda v: 10 <= v <= 24 * 3600, "seconds, 10 to a day"),
+    "deployer_build_timeout": Rule(int, lambda v: 1 <= v <= 24 * 3600, "seconds, 1 to a day"),
     "deployer_timeout": Rule(int, lambda v: 1 <= v <= 600, "seconds, from 1 to 600"),
 }
 

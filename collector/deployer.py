@@ -37,7 +37,9 @@ class Deployer:
             "port": port,
             "env_vars": env_vars,
         }
-        return self._call("POST", "/deploy/new", body, self.build_timeout)
+        # A build counts only when the deployer says so: a 200 from something else at its
+        # address (a proxy's page, a wrong path) must not turn into a deployment that succeeded.
+        return self._call("POST", "/deploy/new", body, self.build_timeout, says_success=True)
 
     def update_env(self, name: str, env_vars: dict, port: int | None) -> Answer:
         body = {"env_vars": env_vars, "port": port}
@@ -50,7 +52,15 @@ class Deployer:
         """Run a long call (a build) off the request, so that no request waits for it."""
         threading.Thread(target=work, name=f"tassium-deploy-{name}", daemon=True).start()
 
-    def _call(self, method: str, path: str, body: dict | None, timeout: float) -> Answer:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict | None,
+        timeout: float,
+        *,
+        says_success: bool = False,
+    ) -> Answer:
         url = self.base_url + path
         try:
             with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10))) as client:
@@ -68,8 +78,11 @@ class Deployer:
         message = document.get("message")
         message = message[:2000] if isinstance(message, str) and message else None
         url = document.get("url") if isinstance(document.get("url"), str) else None
-        if response.is_success and document.get("status") != "error":
+        status = document.get("status")
+        if response.is_success and (status == "success" if says_success else status != "error"):
             return Answer(True, message or "ok", url, response.status_code)
+        if response.is_success and status != "error":  # not the deployer's answer at all
+            message = f"the deployer answered HTTP {response.status_code} without status success"
         return Answer(
             False,
             message or f"the deployer answered HTTP {response.status_code}",

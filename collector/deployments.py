@@ -189,11 +189,29 @@ def _build(builder: Deployer, project: Project, env_vars: dict) -> None:
                 changes = {"url": answer.url} if answer.url and _URL.fullmatch(answer.url) else {}
                 advance(project.name, "success", error_message=None, **changes)
             else:
-                advance(project.name, "failed", error_message=answer.message)
+                message = _redacted(answer.message, env_vars)
+                advance(project.name, "failed", error_message=message)
     except ApiError as exc:  # deleted or moved on meanwhile: the answer no longer applies
         log.info("deployer answer for %s not applied: %s", project.name, exc.message)
+        if answer.ok and exc.status == 404:
+            # Deleted while it built: the deployer had no app to remove then, and runs one now
+            # that nothing accounts for.
+            removed = builder.remove(project.name)
+            if not removed.ok and removed.status_code != 404:
+                log.warning("the deployer still runs %s, deleted here: %s", project.name,
+                            removed.message)  # fmt: skip
     except DATABASE_DOWN:
         log.exception("deployer answer for %s lost: database unavailable", project.name)
+
+
+def _redacted(message: str, env_vars: dict[str, str]) -> str:
+    """The deployer's words without the env var values: a failed build's output may echo
+    them, and the message is stored. Values too short to be secrets stay (they would blot
+    out ordinary words and numbers)."""
+    for value in sorted(env_vars.values(), key=len, reverse=True):
+        if len(value) >= 4:
+            message = message.replace(value, "[env value]")
+    return message
 
 
 def advance(name: str, new: str, **changes: object) -> Project:

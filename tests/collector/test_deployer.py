@@ -9,7 +9,7 @@ import pytest
 from collector import deployments
 from collector.db import database
 from collector.models import Project
-from collector.sweeper import sweep_pass
+from collector.sweeper import SweeperThread, sweep_pass
 from protocol.times import utcnow
 from tests.agent.fake_collector import Reply
 from tests.collector.fake_deployer import (
@@ -21,7 +21,7 @@ from tests.collector.fake_deployer import (
     hangs,
     refuses,
 )
-from tests.factories import deployment
+from tests.factories import connected, deployment
 from tests.polling import wait_for
 
 DEPLOY = "POST /api/v1/deploy/new"
@@ -275,3 +275,33 @@ def test_the_sweeper_fails_builds_the_collector_lost_track_of(app, dbconn):
     assert statuses["done"] == ("success", None)
     # Without a deployer nothing is failed: an operator moves those statuses by hand.
     assert sweep_pass(gap=timedelta(minutes=30), retention=timedelta(days=30), now=now).failed == 0
+
+
+def test_the_sweep_command_fails_lost_builds_when_a_deployer_is_configured(runner, database_url):
+    with connected(database_url):
+        stored("lost", status="processing", updated_at=utcnow() - timedelta(minutes=3))
+    # 3 minutes is past 60 s + the margin: lost. Without a deployer, nobody builds: kept.
+    assert "failed" not in runner("sweep").stdout
+    result = runner("sweep", deployer_url=down(), deployer_build_timeout=60)
+    assert result.exit_code == 0, result.output
+    assert "failed 1 deployments whose build the collector lost track of" in result.stdout
+    with connected(database_url):
+        lost = Project.get(Project.name == "lost")
+    assert (lost.status, lost.error_message) == ("failed", deployments.LOST_BUILD)
+
+
+def test_the_serving_processes_sweeper_fails_lost_builds(dbconn):
+    now = utcnow()
+    stored("lost", status="processing", updated_at=now - timedelta(hours=1))
+    thread = SweeperThread(gap=timedelta(minutes=30), retention=timedelta(days=30),
+                           interval=timedelta(milliseconds=20), clock=lambda: now,
+                           build_timeout=timedelta(minutes=15))  # fmt: skip
+    thread.start()
+    try:
+        wait_for(
+            lambda: Project.get(Project.name == "lost").status == "failed",
+            "the sweeper thread failing the lost build",
+        )
+    finally:
+        thread.stop()
+        thread.join(timeout=30)
