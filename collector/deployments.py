@@ -185,23 +185,31 @@ def _build(builder: Deployer, project: Project, env_vars: dict) -> None:
     )
     try:
         with database.connection_context():
-            if answer.ok:
-                changes = {"url": answer.url} if answer.url and _URL.fullmatch(answer.url) else {}
-                advance(project.name, "success", error_message=None, **changes)
-            else:
-                message = _redacted(answer.message, env_vars)
-                advance(project.name, "failed", error_message=message)
-    except ApiError as exc:  # deleted or moved on meanwhile: the answer no longer applies
-        log.info("deployer answer for %s not applied: %s", project.name, exc.message)
-        if answer.ok and exc.status == 404:
-            # Deleted while it built: the deployer had no app to remove then, and runs one now
-            # that nothing accounts for.
-            removed = builder.remove(project.name)
-            if not removed.ok and removed.status_code != 404:
-                log.warning("the deployer still runs %s, deleted here: %s", project.name,
-                            removed.message)  # fmt: skip
+            _settle_build(builder, project, answer, env_vars)
     except DATABASE_DOWN:
         log.exception("deployer answer for %s lost: database unavailable", project.name)
+
+
+def _settle_build(builder: Deployer, project: Project, answer, env_vars: dict) -> None:
+    try:
+        if answer.ok:
+            changes = {"url": answer.url} if answer.url and _URL.fullmatch(answer.url) else {}
+            advance(project.name, "success", project.id, error_message=None, **changes)
+        else:
+            message = _redacted(answer.message, env_vars)
+            advance(project.name, "failed", project.id, error_message=message)
+        return
+    except ApiError as exc:  # deleted or moved on meanwhile: the answer no longer applies
+        log.info("deployer answer for %s not applied: %s", project.name, exc.message)
+        gone = exc.status == 404
+    # Deleted while it built: the deployer had no app to remove then, and runs one now that
+    # nothing accounts for (unless a new deployment took the name, and so owns the app).
+    if answer.ok and gone and not Project.select().where(Project.name == project.name).exists():
+        removed = builder.remove(project.name)
+        if not removed.ok and removed.status_code != 404:
+            log.warning(
+                "the deployer still runs %s, deleted here: %s", project.name, removed.message
+            )
 
 
 def _redacted(message: str, env_vars: dict[str, str]) -> str:
@@ -214,10 +222,15 @@ def _redacted(message: str, env_vars: dict[str, str]) -> str:
     return message
 
 
-def advance(name: str, new: str, **changes: object) -> Project:
-    """The one status flow: move a deployment to ``new`` if its current status allows it."""
+def advance(name: str, new: str, project_id: int | None = None, **changes: object) -> Project:
+    """The one status flow: move a deployment to ``new`` if its current status allows it.
+    With ``project_id``, only that very row: a build's answer must not reach a new
+    deployment that took the name of one deleted while it built."""
+    query = Project.select().where(Project.name == _known_name(name))
+    if project_id is not None:
+        query = query.where(Project.id == project_id)
     with database.atomic():
-        project = locked(Project.select().where(Project.name == _known_name(name))).first()
+        project = locked(query).first()
         if project is None:
             raise ApiError(404, f"no deployment named {name!r}")
         allowed = TRANSITIONS.get(project.status, ())

@@ -2,6 +2,7 @@
 and its answer moves the status on; env vars and removals wait for the deployer's word. A
 stand-in deployer succeeds, refuses, hangs or is down; on SQLite and PostgreSQL."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -228,6 +229,25 @@ def test_a_deployment_deleted_while_it_builds_is_removed_from_the_deployer_once_
         "the built app being removed, since nothing accounts for it any more",
     )
     assert client.get("/deployments/shop").status_code == 404
+
+
+def test_an_old_builds_answer_never_reaches_a_new_deployment_of_the_same_name(served_by, deployer):
+    first = deployer.answers[DEPLOY] = Gate(builds("https://old.example"))
+    client = served_by(deployer.url)
+    client.post("/deployments", json=deployment(name="shop"))
+    wait_for(first.reached.is_set, "the first build reaching the deployer")
+    assert client.delete("/deployments/shop").status_code == 204
+    # A new deployment takes the name; its own build is still running when the old answers.
+    second = deployer.answers[DEPLOY] = Gate(builds("https://new.example"))
+    client.post("/deployments", json=deployment(name="shop"))
+    wait_for(second.reached.is_set, "the second build reaching the deployer")
+    first.open()
+    time.sleep(0.5)  # room for the old answer to arrive and, wrongly applied, to show
+    assert client.get("/deployments/shop").json["status"] == "processing"
+    # The app is the new deployment's now: the old build's end does not remove it.
+    assert len(deployer.received("DELETE", "/api/v1/apps/shop")) == 1
+    second.open()
+    assert settled(client, "shop")["url"] == "https://new.example"
 
 
 def test_replicas_are_1_to_10_and_never_reach_the_deployer(served_by, deployer):
