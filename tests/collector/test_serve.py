@@ -191,7 +191,8 @@ def test_a_malformed_chunked_body_is_a_bad_request_and_closes(serve_collector):
 
 
 def test_a_chunked_body_over_the_limit_is_too_large(serve_collector):
-    served = serve_collector(processes=1, max_body_bytes=1024)
+    # A short header deadline: raw_exchange waits for the idle connection to be closed.
+    served = serve_collector(processes=1, max_body_bytes=1024, header_timeout=1)
     request = chunked("/heartbeat", *[b"x" * 512] * 3)
     status, body, _ = raw_exchange(served, request)
     assert (status, told_the_time(body)) == (
