@@ -9,12 +9,11 @@ average over the interval between heartbeats, not an instant."""
 import concurrent.futures
 import logging
 import socket
-import time
 from dataclasses import dataclass, replace
 
 import docker
 import requests
-from docker.errors import DockerException, NotFound
+from docker.errors import DockerException, InvalidVersion, NotFound
 
 from agent.errors import DockerUnavailable, translated
 from protocol.heartbeat import Container
@@ -80,28 +79,42 @@ class ContainerStats:
         return results
 
     def _figures(self, container_id: str, stats: dict) -> tuple[float | None, float | None]:
-        cpu = stats.get("cpu_stats") or {}
-        usage = cpu.get("cpu_usage") or {}
+        cpu = _object(stats.get("cpu_stats"))
+        usage = _object(cpu.get("cpu_usage"))
         sample = None
         if isinstance(usage.get("total_usage"), int) and isinstance(
             cpu.get("system_cpu_usage"), int
         ):
-            cpus = cpu.get("online_cpus") or len(usage.get("percpu_usage") or ()) or 1
+            cpus = cpu.get("online_cpus")
+            if not isinstance(cpus, int) or cpus < 1:
+                percpu = usage.get("percpu_usage")
+                cpus = len(percpu) if isinstance(percpu, list) and percpu else 1
             sample = _Sample(usage["total_usage"], cpu["system_cpu_usage"], cpus)
         previous = self._previous.get(container_id)
         percent = None
         if sample is not None:
             self._previous[container_id] = sample
-            if previous is not None and sample.system > previous.system:
+            # A container's CPU time that went back was restarted (same id, counters anew):
+            # no average spans that, so no figure until the next sample.
+            if (
+                previous is not None
+                and sample.system > previous.system
+                and sample.container >= previous.container
+            ):
                 share = (sample.container - previous.container) / (sample.system - previous.system)
                 percent = round(min(max(share * sample.cpus * 100, 0.0), 100.0 * sample.cpus), 2)
-        return percent, _memory_mb(stats.get("memory_stats") or {})
+        return percent, _memory_mb(_object(stats.get("memory_stats")))
+
+
+def _object(value: object) -> dict:
+    # An engine's answer is read field by field: a field of another shape counts as absent.
+    return value if isinstance(value, dict) else {}
 
 
 def _data_root(client: docker.APIClient) -> str | None:
     try:
-        root = client.info().get("DockerRootDir")
-    except (DockerException, requests.RequestException) as exc:
+        root = _object(client.info()).get("DockerRootDir")
+    except (DockerException, requests.RequestException, ValueError) as exc:
         log.debug("no engine info: %s", exc)
         return None
     return root if isinstance(root, str) else None
@@ -109,8 +122,14 @@ def _data_root(client: docker.APIClient) -> str | None:
 
 def _one_shot(client: docker.APIClient, container_id: str) -> dict | None:
     try:
-        stats = client.stats(container_id, stream=False, one_shot=True)
-    except (DockerException, requests.RequestException) as exc:
+        try:
+            stats = client.stats(container_id, stream=False, one_shot=True)
+        except InvalidVersion:
+            # An engine older than API 1.41 (Docker 20.10) has no one-shot: its plain sample
+            # waits for a second one, about a second longer, and is as good for our own delta.
+            stats = client.stats(container_id, stream=False)
+    except (DockerException, requests.RequestException, ValueError) as exc:
+        # ValueError: an answer that is not JSON (requests before 2.27 raise it bare).
         log.debug("no stats for container %s: %s", container_id[:12], exc)
         return None
     return stats if isinstance(stats, dict) else None
@@ -121,7 +140,7 @@ def _memory_mb(memory: dict) -> float | None:
     usage = memory.get("usage")
     if not isinstance(usage, int):
         return None
-    details = memory.get("stats") or {}
+    details = _object(memory.get("stats"))
     # cgroup v1 names it total_inactive_file, v2 inactive_file.
     cache = details.get("total_inactive_file", details.get("inactive_file", 0))
     if isinstance(cache, int) and cache < usage:
@@ -136,14 +155,18 @@ def survey(
     stats_budget: float | None = None,
 ) -> Survey:
     """Every container (running or not) as the heartbeat reports it; with ``stats``, the
-    running ones' CPU and memory too, and the engine's data root."""
+    running ones' CPU and memory too, and the engine's data root.
+
+    The stats get ``stats_budget`` seconds (the Docker timeout by default) of their own after
+    the listing, whatever the listing took: each call is bounded by that timeout anyway, and a
+    slow listing of many containers must not leave their stats no time at all. A take is thus
+    a few Docker timeouts at most, within the 4 × timeout + 10 s the watchdog allows it."""
     _check_socket(docker_host, timeout)
     with translated(_DOCKER_ERRORS, "docker"):
         client = docker.APIClient(
             base_url=docker_host, timeout=timeout, version="auto", max_pool_size=STATS_WORKERS
         )
         try:
-            started = time.monotonic()
             summaries = client.containers(all=True)
             result = []
             for summary in summaries:
@@ -154,9 +177,8 @@ def survey(
             if stats is None:
                 return Survey(result)
             root = _data_root(client)
-            budget = (stats_budget or timeout) - (time.monotonic() - started)
             running = [c.id for c in result if c.state == "running" and c.id]
-            figures = stats.measure(client, running, max(budget, 0.5))
+            figures = stats.measure(client, running, stats_budget or timeout)
             measured = [
                 replace(c, cpuPercent=figures[c.id][0], memUsageMb=figures[c.id][1])
                 if c.id in figures

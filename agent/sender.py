@@ -94,11 +94,18 @@ class Sender:
         if body is not None and self.key is not None:
             headers = {SIGNATURE_HEADER: sign(self.key, body), "Content-Type": "application/json"}
         limit = min(deadline or self.deadline, self.deadline)
+        timeout = self.client.timeout
+        if limit < self.deadline:
+            # A short deadline (a ping's) bounds the connection and each read too: a
+            # collector that never answers must not hold it for the whole read_timeout.
+            timeout = httpx.Timeout(min(timeout.read, limit), connect=min(timeout.connect, limit))
         sent = self.clock.local()
         ends = time.monotonic() + limit
         with (
             translated({httpx.HTTPError: DeliveryError}, f"{method} {path}"),
-            self.client.stream(method, path, content=body, headers=headers) as response,
+            self.client.stream(
+                method, path, content=body, headers=headers, timeout=timeout
+            ) as response,
         ):
             # read_timeout bounds each read, not the answer: a server trickling a byte at
             # a time would hold the agent for ever without this deadline.

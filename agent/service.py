@@ -47,6 +47,9 @@ DRAIN_SECONDS = 60.0
 SYNC_SECONDS = 10.0
 # How long a stop waits for a delivery in progress.
 STOP_SECONDS = 10.0
+# A ping's whole request, at most (and at most its interval): a collector answers one in
+# milliseconds, and a ping held longer is news no one can use.
+PING_SECONDS = 10.0
 
 
 def agent_version() -> str:
@@ -143,7 +146,10 @@ class Agent:
         body = Ping(self.config.wallet, self.clock.now()).to_body()
         try:
             status_code, answer = self.sender.request(
-                "POST", "/heartbeat/ping", body, deadline=self.config.ping_interval or None
+                "POST",
+                "/heartbeat/ping",
+                body,
+                deadline=min(PING_SECONDS, self.config.ping_interval or PING_SECONDS),
             )
         except DeliveryError as exc:
             self.ping_trouble.report(f"ping not delivered: {exc}")

@@ -40,9 +40,12 @@ class FakeEngine:
         self.details: dict[str, dict] = {}
         self.failing: tuple[int, re.Pattern] | None = None
         self.hanging: re.Pattern | None = None
+        self.slow: tuple[float, re.Pattern] | None = None
         self.paths: list[str] = []  # every request's path, in order
         self.stats: dict[str, dict] = {}  # a container's one-shot stats document, by id
         self.data_root: str | None = None  # DockerRootDir in GET /info
+        self.api_version = API_VERSION  # what GET /version says; below 1.41, no one-shot stats
+        self.queries: dict[str, list[str]] = {}  # the query strings sent to each path
         self.released = threading.Event()
         self.server = _Server(str(socket_path), _handler_for(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -87,6 +90,11 @@ class FakeEngine:
     def hang(self, on: str = ".*") -> None:
         self.hanging = re.compile(on)
 
+    def delay(self, seconds: float, on: str = ".*") -> None:
+        """Answer the requests matching ``on`` after ``seconds``, as a real engine takes about
+        a second for a container's stats."""
+        self.slow = (seconds, re.compile(on))
+
     def vanish(self, container_id: str) -> None:
         """Still listed by /containers/json, but gone by the time it is inspected."""
         del self.details[container_id]
@@ -95,7 +103,7 @@ class FakeEngine:
         if self.failing is not None and self.failing[1].fullmatch(path):
             return self.failing[0], {"message": "fake engine failure"}
         if path == "/version":
-            return 200, {"ApiVersion": API_VERSION, "MinAPIVersion": "1.12", "Version": "fake"}
+            return 200, {"ApiVersion": self.api_version, "MinAPIVersion": "1.12", "Version": "fake"}
         if _LIST.fullmatch(path):
             return 200, list(self.summaries.values())
         if match := _INSPECT.fullmatch(path):
@@ -125,8 +133,11 @@ def _handler_for(engine: FakeEngine) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            path = urlsplit(self.path).path
+            path, query = urlsplit(self.path).path, urlsplit(self.path).query
             engine.paths.append(path)
+            engine.queries.setdefault(path, []).append(query)
+            if engine.slow is not None and engine.slow[1].fullmatch(path):
+                engine.released.wait(engine.slow[0])
             if engine.hanging is not None and engine.hanging.fullmatch(path):
                 engine.released.wait()
                 self.close_connection = True

@@ -18,6 +18,7 @@ from agent import keys
 from agent.config import AgentConfig
 from agent.containers import ContainerStats, format_ports, list_containers, survey
 from agent.errors import DockerUnavailable
+from agent.machine import Machine
 from agent.service import Agent
 from protocol.heartbeat import Container
 from tests.agent.conftest import IMAGE
@@ -468,3 +469,72 @@ def test_the_data_root_comes_from_the_engine(engine, tmp_path):
     assert survey(engine.host, 2.0, ContainerStats()).docker_root == str(tmp_path)
     engine.data_root = None  # an engine that does not say: no storage figures, no failure
     assert survey(engine.host, 2.0, ContainerStats()).docker_root is None
+
+
+def test_a_restarted_container_gets_no_cpu_figure_until_its_next_sample(engine):
+    web = engine.add("web")
+    stats = ContainerStats()
+    engine.stats[web] = one_shot(container_ns=5_000_000_000, system_ns=10_000_000_000)
+    measured(engine, stats, web)
+    # Restarted under the same id: its CPU time starts again from zero.
+    engine.stats[web] = one_shot(container_ns=100_000_000, system_ns=20_000_000_000)
+    assert measured(engine, stats, web).cpuPercent is None
+    engine.stats[web] = one_shot(container_ns=1_100_000_000, system_ns=30_000_000_000)
+    assert measured(engine, stats, web).cpuPercent == 20.0
+
+
+@pytest.mark.parametrize(("api", "one_shot_sent"), [("1.41", True), ("1.40", False)])
+def test_an_engine_without_one_shot_stats_is_sampled_the_plain_way(engine, api, one_shot_sent):
+    engine.api_version = api  # one-shot came with API 1.41 (Docker 20.10)
+    web = engine.add("web")
+    engine.stats[web] = one_shot(1, 1)
+    assert measured(engine, ContainerStats(), web).memUsageMb == 64.0
+    (query,) = engine.queries[f"/v{api}/containers/{web}/stats"]
+    assert ("one-shot=True" in query) is one_shot_sent and "stream=False" in query
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"cpu_stats": [], "memory_stats": "plenty"},
+        {"cpu_stats": {"cpu_usage": None, "online_cpus": "two"}, "memory_stats": {"stats": 7}},
+        ["not", "an", "object"],
+    ],
+)
+def test_stats_of_another_shape_are_left_out_without_failing_the_heartbeat(engine, document):
+    web, db = engine.add("web"), engine.add("db")
+    engine.stats[web], engine.stats[db] = document, one_shot(1, 1)
+    found = {c.containerName: c for c in survey(engine.host, 2.0, ContainerStats()).containers}
+    assert (found["web"].cpuPercent, found["web"].memUsageMb) == (None, None)
+    assert found["db"].memUsageMb == 64.0
+
+
+def test_the_stats_of_many_containers_are_asked_at_once_within_the_budget(engine):
+    """40 containers whose stats take half a second each, as a real engine's take about one:
+    one after another they would need 20 s, far past the 5 s budget; asked at once, all come."""
+    ids = [engine.add(f"c{i:02d}") for i in range(40)]
+    for container_id in ids:
+        engine.stats[container_id] = one_shot(1, 1)
+    engine.delay(0.5, on=STATS_PATH)
+    containers = survey(engine.host, 10.0, ContainerStats(), stats_budget=5.0).containers
+    assert [c.memUsageMb for c in containers] == [64.0] * 40
+
+
+def test_a_busy_container_shows_cpu_and_an_idle_one_almost_none_on_the_real_engine(
+    dockerd, run_container
+):
+    busy = run_container("sh", "-c", "while :; do :; done", name=unique("busy"))
+    idle = run_container("sleep", "300", name=unique("idle"))
+    stats = ContainerStats()
+    first = {c.id: c for c in survey(dockerd.host, TIMEOUT, stats).containers}
+    assert first[busy.id].cpuPercent is None  # no sample of this agent's to compare with yet
+    time.sleep(1)
+    found = survey(dockerd.host, TIMEOUT, stats)
+    second = {c.id: c for c in found.containers}
+    assert second[busy.id].cpuPercent > 10  # a busy loop keeps about one core busy
+    assert second[idle.id].cpuPercent < 5
+    assert second[busy.id].memUsageMb > 0 and second[idle.id].memUsageMb > 0
+    if dockerd.process is not None:  # our own engine, whose data root we chose
+        assert found.docker_root == str(dockerd.dir / "data")
+    facts = Machine().read(found.docker_root)
+    assert 0 < facts.storageUsedGb <= facts.storageTotalGb

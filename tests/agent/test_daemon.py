@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest
 from agent.spool import Spool
 from protocol.heartbeat import Heartbeat
 from protocol.times import parse_timestamp, utcnow
-from tests.agent.fake_collector import FakeCollector, Reply, accept_everything
+from tests.agent.fake_collector import FakeCollector, Reply, accept_everything, collector_json
+from tests.agent.fake_engine import FakeEngine
 from tests.polling import wait_for
 
 # The served collectors here run on SQLite; the fake ones have no database at all.
@@ -111,6 +113,49 @@ def test_a_2000_heartbeat_backlog_is_delivered_under_a_short_watchdog(
     # systemd would kill an agent silent for the 2 s watchdog period; it pings every second.
     gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
     assert len(pings) >= 4 and max(gaps) < 2.0, f"pings {gaps}\n{agent.output()}"
+
+
+# --- pings ---------------------------------------------------------------------------------------
+
+
+def test_pings_keep_their_interval_while_docker_hangs_and_a_heartbeat_is_held(agent_process):
+    """The live status must not depend on the heavy half: while every Docker call hangs to
+    its timeout and the collector holds the first heartbeat's answer, a ping still arrives
+    every second."""
+    directory = Path(tempfile.mkdtemp(prefix="tassium-fake-", dir="/tmp"))  # a short socket path
+    engine = FakeEngine(directory / "docker.sock").start()
+    engine.hang()
+    pings: list[float] = []
+    heartbeats: list[float] = []
+
+    def answer(request):
+        if request.path == "/heartbeat/ping":
+            pings.append(time.monotonic())
+            return collector_json(accepted=True)
+        if request.path in ("/heartbeat", "/heartbeats"):
+            heartbeats.append(time.monotonic())
+            return Reply(body=b'{"accepted": true}', delay=4)
+        return accept_everything(request)
+
+    try:
+        with FakeCollector(answer) as collector:
+            agent = agent_process(
+                collector.url,
+                interval=1,
+                jitter=0,
+                ping_interval=1,
+                docker_host=engine.host,
+                docker_timeout=2,
+            )
+            # The first heartbeat waited out Docker's timeout; its answer is held 4 s.
+            wait_for(lambda: heartbeats and time.monotonic() > heartbeats[0] + 3.5, agent.output)
+            held = [t for t in pings if t < heartbeats[0] + 3.5]
+    finally:
+        engine.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    gaps = [round(b - a, 2) for a, b in zip(held, held[1:], strict=False)]
+    assert len(held) >= 5 and max(gaps) < 2.0, f"pings {gaps}\n{agent.output()}"
+    assert "dockerAvailable=false" in agent.output()
 
 
 # --- a full disk --------------------------------------------------------------------------------

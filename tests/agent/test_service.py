@@ -208,3 +208,23 @@ def test_a_ping_to_a_collector_that_is_down_is_false_not_an_error(make_agent, tm
     agent = make_agent(f"http://127.0.0.1:{free_port()}")
     assert agent.ping() is False
     assert agent.pending() == 0
+
+
+def test_a_ping_is_stamped_on_the_collectors_clock(make_agent, collector):
+    collector.answer = lambda request: collector_json(accepted=True)
+    agent = make_agent(collector.url, clock=CollectorClock(offset=3600.0))  # an hour ahead
+    assert agent.ping() is True
+    (request,) = ping_requests(collector)
+    stamped = parse_timestamp(request.json()["timestamp"])
+    assert abs(stamped - (utcnow() + timedelta(hours=1))) < timedelta(seconds=5)
+
+
+def test_a_ping_the_collector_holds_is_given_up_within_the_ping_interval(make_agent, collector):
+    collector.answer = lambda request: Reply(body=b'{"accepted": true}', delay=10)
+    agent = make_agent(collector.url, ping_interval=1, read_timeout=15, send_timeout=30)
+    started = time.monotonic()
+    assert agent.ping() is False
+    # Not the 15 s read_timeout of a heartbeat: the next ping is due.
+    assert time.monotonic() - started < 5
+    assert agent.ping_trouble.current.startswith("ping not delivered")
+    assert agent.pending() == 0
