@@ -7,6 +7,7 @@ import glob
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -257,9 +258,10 @@ class ServedCollector:
         """How this process answered each POST /heartbeat, in order (from its access log)."""
         return [int(status) for status in HEARTBEAT_STATUS.findall(self.log.read_text())]
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop it, gracefully (SIGTERM) unless told otherwise; killed after 15 s."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -306,4 +308,6 @@ def serve_collector(config_file, tmp_path):
 
     yield start
     for served in started:
-        served.stop()
+        # gunicorn's quick shutdown (SIGINT): a graceful one waits about a second for each
+        # worker's loop to notice, a second per served test that nothing here needs.
+        served.stop(signal.SIGINT)
