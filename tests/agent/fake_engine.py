@@ -123,6 +123,9 @@ class FakeEngine:
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # The agent asks for many containers' stats at once; socketserver's backlog of 5 makes a
+    # unix-socket connect fail (EAGAIN) when the accept thread falls behind on a busy machine.
+    request_queue_size = 128
 
     def handle_error(self, request, client_address) -> None:
         pass  # a client that gave up on a hanging request: its socket is gone, nothing to do
