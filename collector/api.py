@@ -1,6 +1,7 @@
 """What every route shares: JSON errors, request-body and query parsing, the bearer API
 token, pagination and CORS. Rules about particular fields live with their feature."""
 
+import base64
 import functools
 import hmac
 import json
@@ -31,10 +32,13 @@ class ApiError(Exception):
     """An error answered as ``{"error": message}`` with ``status``; raised inside a
     transaction it also rolls that transaction back, so a rejected request writes nothing."""
 
-    def __init__(self, status: int, message: str, **details: object):
+    def __init__(
+        self, status: int, message: str, *, headers: dict | None = None, **details: object
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
         self.details = details  # more fields of the answer, beside "error"
 
     def answer(self) -> dict:
@@ -155,6 +159,25 @@ def paginated(query: Query, serialize: Callable) -> dict:
     }
 
 
+def _check_token(expected: str, *, browser: bool = False) -> None:
+    """401 unless the request carries ``expected``: as a bearer token, or (``browser``) as
+    the password of HTTP Basic, which a browser asks its user for and then keeps sending."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip()
+    if browser and scheme.lower() == "basic" and given:
+        try:
+            given = base64.b64decode(given, validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            given = ""
+    elif scheme.lower() != "bearer":
+        given = ""
+    if not given:
+        challenge = {"WWW-Authenticate": 'Basic realm="Tassium"'} if browser else {}
+        raise ApiError(401, "this route needs Authorization: Bearer <api token>", headers=challenge)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "the API token is not valid")
+
+
 def require_api_token(view: Callable) -> Callable:
     """Mutating deployment and payment routes need the bearer token once one is configured."""
 
@@ -162,12 +185,20 @@ def require_api_token(view: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         expected = settings().api_token
         if expected is not None:
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not given:
-                raise ApiError(401, "this route needs Authorization: Bearer <api token>")
-            if not hmac.compare_digest(given.strip().encode(), expected.encode()):
-                raise ApiError(401, "the API token is not valid")
+            _check_token(expected)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_page_token(view: Callable) -> Callable:
+    """The dashboard and /metrics need the API token when the operator made them private."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        config = settings()
+        if config.private_pages and config.api_token:
+            _check_token(config.api_token, browser=True)
         return view(*args, **kwargs)
 
     return wrapper
@@ -224,7 +255,7 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return jsonify(exc.answer()), exc.status
+        return jsonify(exc.answer()), exc.status, exc.headers
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -74,6 +74,11 @@ class CollectorConfig:
     # for its quick calls (env vars, removal), which an HTTP request waits for.
     deployer_build_timeout: int = 900
     deployer_timeout: int = 30
+    # Whether the dashboard (/) and /metrics need the API token, like the mutating routes.
+    private_pages: bool = False
+    # How often each serving process records that it is alive: the collector's own outages
+    # (spans no process covered) are told apart from workers' downtime in the reports.
+    liveness_interval: int = 10
 
     def __repr__(self) -> str:
         # The API token and a database password must not reach a log line.
@@ -155,6 +160,8 @@ RULES = {
     ),
     "deployer_build_timeout": Rule(int, lambda v: 1 <= v <= 24 * 3600, "seconds, 1 to a day"),
     "deployer_timeout": Rule(int, lambda v: 1 <= v <= 600, "seconds, from 1 to 600"),
+    "private_pages": Rule(bool),
+    "liveness_interval": Rule(int, lambda v: 1 <= v <= 300, "seconds, from 1 to 300"),
 }
 
 
@@ -185,6 +192,8 @@ def load_config(
         and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)
     ):
         problems.append(f"{path}: holds api_token but is readable by others (chmod 600)")
+    if values.get("private_pages") and not values.get("api_token"):
+        problems.append("private_pages: needs an api_token, the password of the private pages")
     if problems:
         raise ConfigError(problems)
     return replace(CollectorConfig(), **values)

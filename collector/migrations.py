@@ -153,6 +153,51 @@ MIGRATIONS = (
             "CREATE INDEX worker_metrics_time ON worker_metrics (timestamp)",
         ),
     ),
+    Migration(
+        4,
+        "reports and payouts: the collector's own liveness, Docker outages, credits by day, "
+        "payouts",
+        (
+            # One row per serving process: the spans no row covers are the collector's outages.
+            """CREATE TABLE collector_runs (
+            id {serial},
+            host VARCHAR(255) NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at {ts} NOT NULL,
+            alive_at {ts} NOT NULL)""",
+            "CREATE INDEX collector_runs_alive ON collector_runs (alive_at)",
+            # Spans in which a worker's agent said Docker was unavailable: down, and why.
+            """CREATE TABLE docker_outages (
+            id {serial},
+            worker_address VARCHAR(64) NOT NULL
+                REFERENCES workers (wallet_address) ON DELETE CASCADE,
+            time_from {ts} NOT NULL,
+            time_to {ts} NOT NULL)""",
+            "CREATE INDEX docker_outages_worker_time ON docker_outages (worker_address, time_to)",
+            # Metrics points past their retention, summed per worker and UTC day, so credits
+            # of any past period stay exact.
+            """CREATE TABLE worker_credit_days (
+            worker_address VARCHAR(64) NOT NULL
+                REFERENCES workers (wallet_address) ON DELETE CASCADE,
+            day DATE NOT NULL,
+            credits_millis BIGINT NOT NULL,
+            PRIMARY KEY (worker_address, day))""",
+            """CREATE TABLE payouts (
+            id {serial},
+            period VARCHAR(64) NOT NULL UNIQUE,
+            period_start {ts} NOT NULL,
+            period_end {ts} NOT NULL,
+            basis VARCHAR(16) NOT NULL,
+            budget VARCHAR(78) NOT NULL,
+            inputs_sha256 VARCHAR(64) NOT NULL,
+            export_sha256 VARCHAR(64) NOT NULL,
+            tx_hash VARCHAR(255),
+            created_at {ts} NOT NULL DEFAULT {now})""",
+            "ALTER TABLE payments ADD COLUMN payout_id INTEGER REFERENCES payouts (id)",
+            "ALTER TABLE payments ADD COLUMN tx_hash VARCHAR(255)",
+            "CREATE UNIQUE INDEX payments_payout_creator ON payments (payout_id, creator)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

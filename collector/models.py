@@ -7,6 +7,8 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
+    DateField,
     FloatField,
     ForeignKeyField,
     IntegerField,
@@ -40,12 +42,33 @@ class Project(BaseModel):
         table_name = "projects"
 
 
+class Payout(BaseModel):
+    """A budget split over the workers for a period, recorded once (collector/payouts.py)."""
+
+    id = AutoField()
+    period = CharField(max_length=64, unique=True)
+    period_start = UTCDateTimeField()
+    period_end = UTCDateTimeField()
+    basis = CharField(max_length=16)  # credits | uptime
+    budget = CharField(max_length=78)  # a uint256 as a decimal string
+    inputs_sha256 = CharField(max_length=64)
+    export_sha256 = CharField(max_length=64)
+    tx_hash = CharField(max_length=255, null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "payouts"
+
+
 class Payment(BaseModel):
     id = AutoField()
     name = CharField(max_length=255)
     amount = CharField(max_length=78)  # a uint256 as a decimal string
+    # The wallet paid (a payout's share) or that recorded the payment (the UI's).
     creator = CharField(max_length=WALLET_LENGTH)
     created_at = UTCDateTimeField(default=utcnow)
+    payout = ForeignKeyField(Payout, column_name="payout_id", null=True)
+    tx_hash = CharField(max_length=255, null=True)
 
     class Meta:
         table_name = "payments"
@@ -178,6 +201,44 @@ def credits(millis: int) -> int | float:
     summed."""
     whole, rest = divmod(millis, 1000)
     return whole if rest == 0 else millis / 1000
+
+
+class DockerOutage(BaseModel):
+    """A span in which the worker's agent kept reporting Docker unavailable: its heartbeats
+    proved the machine alive but not able to run deployments, so the span is not uptime."""
+
+    id = AutoField()
+    worker = ForeignKeyField(Worker, column_name="worker_address", on_delete="CASCADE")
+    time_from = UTCDateTimeField()
+    time_to = UTCDateTimeField()
+
+    class Meta:
+        table_name = "docker_outages"
+
+
+class CreditDay(BaseModel):
+    """The credits of a worker's metrics points of one UTC day, kept when the points go."""
+
+    worker = ForeignKeyField(Worker, column_name="worker_address", on_delete="CASCADE")
+    day = DateField()
+    credits_millis = BigIntegerField()
+
+    class Meta:
+        table_name = "worker_credit_days"
+        primary_key = CompositeKey("worker", "day")
+
+
+class CollectorRun(BaseModel):
+    """A serving process of the collector: alive from ``started_at`` to at least ``alive_at``."""
+
+    id = AutoField()
+    host = CharField(max_length=255)
+    pid = IntegerField()
+    started_at = UTCDateTimeField()
+    alive_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "collector_runs"
 
 
 class EnrollmentToken(BaseModel):

@@ -8,9 +8,13 @@ import pytest
 from collector import migrations
 from collector.migrations import LATEST_VERSION, MIGRATIONS, Migration
 from collector.models import (
+    CollectorRun,
+    CreditDay,
+    DockerOutage,
     EnrollmentToken,
     OpenWindow,
     Payment,
+    Payout,
     Project,
     SweeperLease,
     UptimeRecord,
@@ -30,6 +34,10 @@ MODELS = [
     WorkerMetric,
     EnrollmentToken,
     SweeperLease,
+    CollectorRun,
+    DockerOutage,
+    CreditDay,
+    Payout,
 ]
 VERSION_1_TABLES = {"projects", "payments", "workers", "worker_uptime_records"}
 A = "0x" + "a" * 40
