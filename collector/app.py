@@ -10,6 +10,7 @@ from collector import (
     heartbeats,
     openapi,
     payments,
+    reports,
     setup,
     ui_v1,
     workers,
@@ -37,7 +38,7 @@ def create_app(config: CollectorConfig) -> Flask:
             timeout=config.deployer_timeout,
             build_timeout=config.deployer_build_timeout,
         )
-    for module in (heartbeats, workers, deployments, payments, setup, openapi, ui_v1):
+    for module in (heartbeats, workers, deployments, payments, reports, setup, openapi, ui_v1):
         app.register_blueprint(module.bp)
 
     def clock() -> dict:

@@ -104,7 +104,7 @@ def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict
     return {
         "accepted": True,
         "action": applied.action,
-        "openWindow": applied.window.to_json(),
+        "openWindow": applied.window.to_json() if applied.window else None,
         "containers": len(beat.containers),
         "creditsEarned": credits(applied.credits_millis),
     }

@@ -55,6 +55,23 @@ _PAGE = [
         "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "skip"
     ),
 ]
+_PERIOD = _query(
+    "period",
+    {"type": "string", "default": "30d"},
+    "24h, 7d, 30d, a UTC month like 2026-11, or an interval like "
+    "2026-11-01T00:00:00Z/2026-11-15T00:00:00Z",
+)
+_FLEET = [
+    _PERIOD,
+    _query("after", _ref("Wallet"), "the page after this wallet (the previous page's next)"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "page"),
+]
+
+
+def _csv(description: str) -> dict:
+    return {"description": description, "content": {"text/csv": {"schema": {"type": "string"}}}}
+
+
 _CREATOR = _query("creator", _ref("Wallet"), "only this creator's entries")
 _WALLET = _path("address", _ref("Wallet"))
 _NAME = _path("name", {"type": "string", "minLength": 1})
@@ -199,6 +216,50 @@ PATHS = {
                 **_errors(400, 404, 422, *_DB),
             },
         }
+    },
+    **{
+        path: {
+            "get": {
+                "summary": summary,
+                "parameters": parameters,
+                "responses": {
+                    "200": _csv(description)
+                    if path.endswith(".csv")
+                    else _json(schema, description),
+                    **_errors(400, 404, *_DB),
+                },
+            }
+        }
+        for path, summary, schema, description, parameters in (
+            (
+                "/reports/fleet",
+                "Every worker's uptime and credits in a period, by wallet",
+                "FleetReport",
+                "A page of the fleet report (text/csv: all of it)",
+                _FLEET,
+            ),
+            (
+                "/reports/fleet.csv",
+                "The fleet report as CSV, streamed",
+                None,
+                "The fleet report",
+                _FLEET[:2],
+            ),
+            (
+                "/reports/workers/{address}",
+                "A worker's uptime and each downtime with its cause",
+                "WorkerReport",
+                "The worker's report (text/csv: its downtime)",
+                [_WALLET, _PERIOD],
+            ),
+            (
+                "/reports/workers/{address}.csv",
+                "A worker's downtime as CSV",
+                None,
+                "from,to,seconds,cause",
+                [_WALLET, _PERIOD],
+            ),
+        )
     },
     "/deployments": {
         "post": {

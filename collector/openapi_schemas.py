@@ -184,8 +184,11 @@ def schemas(wallet_format: str) -> dict:
     status = {"type": "string", "enum": list(STATUSES)}
     accepted = {
         "accepted": {"const": True},
-        "action": {"enum": ["opened", "extended", "flushed", "reopened"]},
-        "openWindow": window,
+        "action": {"enum": ["opened", "extended", "flushed", "reopened", "docker_unavailable"]},
+        "openWindow": {
+            "anyOf": [window, {"type": "null"}],
+            "description": "null while the agent reports Docker unavailable (not uptime)",
+        },
         "containers": {"type": "integer", "minimum": 0},
         "creditsEarned": {
             **credits,
@@ -405,6 +408,7 @@ def schemas(wallet_format: str) -> dict:
                 },
             },
         ),
+        **_report_schemas(wallet, time, credits),
         "Uptime": _object(
             ["walletAddress", "timeFrom", "timeTo", "records", "openWindow"]
             + ["totalSeconds", "uptimeFraction"],
@@ -515,4 +519,59 @@ def schemas(wallet_format: str) -> dict:
             },
         ),
         **{f"{item}Page": _page(item) for item in ("WorkerSummary", "Deployment", "Payment")},
+    }
+
+
+def _report_schemas(wallet: dict, time: dict, credits: dict) -> dict:
+    seconds = {"type": "number", "minimum": 0}
+    row = {
+        "walletAddress": wallet,
+        "uptimeSeconds": seconds,
+        "downtimeSeconds": seconds,
+        "uptimeFraction": {
+            "type": ["number", "null"],
+            "minimum": 0,
+            "maximum": 1,
+            "description": "null when the worker was not known yet in the period",
+        },
+        "credits": credits,
+    }
+    period = _object(
+        ["label", "from", "to"], {"label": {"type": "string"}, "from": time, "to": time}
+    )
+    span = _object(["from", "to"], {"from": time, "to": time})
+    downtime = _object(
+        ["from", "to", "seconds", "cause"],
+        {
+            "from": time,
+            "to": time,
+            "seconds": seconds,
+            "cause": {"enum": ["agent_silent", "docker_unavailable", "collector_down"]},
+        },
+    )
+    optional_time = {"anyOf": [time, {"type": "null"}]}
+    return {
+        "FleetReport": _object(
+            ["period", "items", "limit", "next"],
+            {
+                "period": period,
+                "items": {"type": "array", "items": _object(list(row), row)},
+                "limit": {"type": "integer", "minimum": 1},
+                "next": {
+                    "anyOf": [wallet, {"type": "null"}],
+                    "description": "pass as after for the next page; null on the last",
+                },
+            },
+        ),
+        "WorkerReport": _object(
+            [*row, "period", "observedFrom", "observedTo", "uptime", "downtime"],
+            {
+                **row,
+                "period": period,
+                "observedFrom": optional_time,
+                "observedTo": optional_time,
+                "uptime": {"type": "array", "items": span},
+                "downtime": {"type": "array", "items": downtime},
+            },
+        ),
     }

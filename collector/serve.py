@@ -117,7 +117,7 @@ class CollectorServer(BaseApplication):
         self.cfg.set("accesslog", "-")
         self.cfg.set("logger_class", GunicornLogger)
         self.cfg.set("loglevel", config.log_level.lower())
-        self.cfg.set("post_worker_init", self._start_sweeper)
+        self.cfg.set("post_worker_init", self._start_threads)
         self.cfg.set("proc_name", "tassium-collector")
         # gunicorn's control socket lives in $HOME by default, shared by every server the
         # user runs; the collector is managed by its signals and systemd, not by gunicornc.
@@ -130,8 +130,11 @@ class CollectorServer(BaseApplication):
 
         return create_app(self.config_obj)
 
-    def _start_sweeper(self, _worker) -> None:
+    def _start_threads(self, _worker) -> None:
         config = self.config_obj
+        from collector.liveness import LivenessThread
+
+        LivenessThread(interval=timedelta(seconds=config.liveness_interval), clock=utcnow).start()
         if config.sweep_interval > 0:
             from collector.sweeper import SweeperThread
 

@@ -2,9 +2,11 @@
 
 A worker has at most one open window. A heartbeat extends it, or, after a silence longer
 than the gap, closes it into an uptime record and opens a new one. The sweeper closes
-windows that went silent. Both run in one transaction under a lock on the worker (its row
-on PostgreSQL, the database write lock on SQLite), so any mix of processes and requests
-ends in the records a serial run would give.
+windows that went silent. A heartbeat saying Docker is unavailable proves the machine alive
+but unable to run deployments: it closes the window and extends a Docker outage instead,
+which the reports show as the reason for that downtime. Both run in one transaction under a
+lock on the worker (its row on PostgreSQL, the database write lock on SQLite), so any mix of
+processes and requests ends in the records a serial run would give.
 """
 
 from dataclasses import dataclass
@@ -12,7 +14,14 @@ from datetime import datetime, timedelta
 
 from collector import credits
 from collector.db import database, is_postgres, locked
-from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer, WorkerMetric
+from collector.models import (
+    DockerOutage,
+    OpenWindow,
+    UptimeRecord,
+    Worker,
+    WorkerContainer,
+    WorkerMetric,
+)
 from protocol.heartbeat import Heartbeat
 
 
@@ -33,8 +42,8 @@ class UnknownWorker(Exception):
 
 @dataclass(frozen=True)
 class Applied:
-    action: str  # opened | extended | flushed | reopened
-    window: OpenWindow
+    action: str  # opened | extended | flushed | reopened | docker_unavailable
+    window: OpenWindow | None  # None while Docker is unavailable
     counted: timedelta  # how much the worker's uptime grew by
     credits_millis: int  # what that uptime earned (collector/credits.py)
 
@@ -57,7 +66,10 @@ def apply_heartbeat(
 
         window = locked(OpenWindow.select().where(OpenWindow.worker == worker)).first()
         counted = timedelta(0)
-        if window is None:
+        if _docker_down(heartbeat):
+            _record_docker_outage(worker, window, ts, gap)
+            action, window = "docker_unavailable", None
+        elif window is None:
             action, window, counted = _open(worker, ts, gap)
         elif ts - window.end_time > gap:
             UptimeRecord.create(worker=worker, time_from=window.start_time, time_to=window.end_time)
@@ -70,6 +82,8 @@ def apply_heartbeat(
             window.save()
             action = "extended"
 
+        if worker.docker_available is False and not _docker_down(heartbeat):
+            _end_docker_outage(worker, ts, gap)
         _replace_containers(worker, heartbeat)
         earned = credits.earned_millis(credits.rate(heartbeat), counted)
         _record_metrics(worker, heartbeat, earned)
@@ -118,6 +132,47 @@ def _record_metrics(worker: Worker, heartbeat: Heartbeat, earned: int) -> None:
     ).execute()
 
 
+def _docker_down(heartbeat: Heartbeat) -> bool:
+    return heartbeat.agent is not None and heartbeat.agent.dockerAvailable is False
+
+
+def _record_docker_outage(
+    worker: Worker, window: OpenWindow | None, ts: datetime, gap: timedelta
+) -> None:
+    """Close the window at its last serving heartbeat and count the time from there (or from
+    this heartbeat, after a silence) as a Docker outage, extending the one running."""
+    if window is not None:
+        UptimeRecord.create(worker=worker, time_from=window.start_time, time_to=window.end_time)
+        window.delete_instance()
+    last = worker.last_heartbeat_at
+    recent = last is not None and ts - last <= gap
+    if recent and worker.docker_available is False and _extend_docker_outage(worker, ts):
+        return
+    start = last if recent else ts
+    DockerOutage.create(worker=worker, time_from=start, time_to=ts)
+
+
+def _end_docker_outage(worker: Worker, ts: datetime, gap: timedelta) -> None:
+    # Docker was down at the last heartbeat and is back at this one: the outage lasted
+    # until now, unless the agent went silent in between (the silence is its own cause).
+    if worker.last_heartbeat_at is not None and ts - worker.last_heartbeat_at <= gap:
+        _extend_docker_outage(worker, ts)
+
+
+def _extend_docker_outage(worker: Worker, ts: datetime) -> bool:
+    latest = (
+        DockerOutage.select()
+        .where(DockerOutage.worker == worker)
+        .order_by(DockerOutage.time_to.desc())
+        .first()
+    )
+    if latest is None or latest.time_to != worker.last_heartbeat_at:
+        return False
+    latest.time_to = ts
+    latest.save()
+    return True
+
+
 def _counted(worker: Worker, ts: datetime) -> bool:
     """Whether the worker's uptime already covers ``ts``: its last heartbeat, its open window
     or one of its records."""
@@ -145,12 +200,18 @@ def _open(worker: Worker, ts: datetime, gap: timedelta) -> tuple[str, OpenWindow
         .order_by(UptimeRecord.time_to.desc())
         .first()
     )
-    if last is not None and ts - last.time_to <= gap:
+    # Only a window no heartbeat followed: after one saying Docker was down, the time since
+    # the record is an outage, not uptime.
+    if last is not None and ts - last.time_to <= gap and not _followed(worker, last):
         start, counted = last.time_from, ts - last.time_to
         last.delete_instance()
         window = OpenWindow.create(worker=worker, start_time=start, end_time=ts)
         return "reopened", window, counted
     return "opened", OpenWindow.create(worker=worker, start_time=ts, end_time=ts), timedelta(0)
+
+
+def _followed(worker: Worker, record: UptimeRecord) -> bool:
+    return worker.last_heartbeat_at is not None and worker.last_heartbeat_at > record.time_to
 
 
 def _replace_containers(worker: Worker, heartbeat: Heartbeat) -> None:

@@ -1,0 +1,466 @@
+"""Uptime reports: how long each worker was up in a period, and why it was down otherwise.
+
+A worker is observed from when the collector first knew it (its enrollment or first
+heartbeat) to the end of the period or now. Inside that span, the uptime windows are uptime
+and every gap is downtime, each piece of it with the cause the collector has evidence for:
+
+- ``docker_unavailable``: the agent kept beating but said Docker was down (collector/windows.py);
+- ``collector_down``: no collector process was running (collector/liveness.py), so nobody
+  could hear the worker; an agent with a spool fills such gaps in when it replays;
+- ``agent_silent``: the collector was up and heard nothing.
+
+The stretch since the worker's last heartbeat is not yet downtime while it is shorter than
+the gap: the next heartbeat will still extend the window over it. So a worker beating on
+time reads 100 %, and a period's figures can only change within the gap of its end.
+
+Reports are computed for a batch of workers at a time with one query per table, so a fleet
+of any size streams in constant memory.
+"""
+
+import calendar
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+from peewee import fn
+
+from collector import liveness
+from collector.api import ApiError, query_int, settings, wallet
+from collector.db import database
+from collector.models import (
+    CreditDay,
+    DockerOutage,
+    OpenWindow,
+    UptimeRecord,
+    Worker,
+    WorkerMetric,
+    credits,
+)
+from protocol import ProtocolError
+from protocol.times import format_timestamp, parse_timestamp, utcnow
+
+AGENT_SILENT = "agent_silent"
+DOCKER_UNAVAILABLE = "docker_unavailable"
+COLLECTOR_DOWN = "collector_down"
+# When evidence overlaps, the more specific cause wins: a heartbeat that said Docker was
+# down (even one replayed after a collector outage) beats the collector's own silence.
+CAUSES = (DOCKER_UNAVAILABLE, COLLECTOR_DOWN, AGENT_SILENT)
+
+ROLLING = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+MAX_PERIOD = timedelta(days=366)
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+BATCH = 500
+
+Span = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) in UTC, and how it was asked for."""
+
+    start: datetime
+    end: datetime
+    label: str
+
+    @classmethod
+    def parse(cls, text: str, now: datetime) -> "Period":
+        """``24h``, ``7d``, ``30d`` (up to now), a UTC calendar month ``2026-11``, or an
+        RFC 3339 interval ``2026-11-01T00:00:00Z/2026-11-15T00:00:00Z``."""
+        if text in ROLLING:
+            return cls(now - ROLLING[text], now, text)
+        month = _MONTH.fullmatch(text)
+        if month:
+            year, number = int(month[1]), int(month[2])
+            if not (1970 <= year <= 9998 and 1 <= number <= 12):
+                raise ValueError(f"period {text}: no such month")
+            start = datetime(year, number, 1, tzinfo=UTC)
+            days = calendar.monthrange(year, number)[1]
+            return cls(start, start + timedelta(days=days), text)
+        first, slash, last = text.partition("/")
+        if not slash:
+            raise ValueError(
+                "period must be 24h, 7d, 30d, a month like 2026-11, or an interval like "
+                "2026-11-01T00:00:00Z/2026-11-15T00:00:00Z"
+            )
+        try:
+            start, end = parse_timestamp(first, "period start"), parse_timestamp(last, "period end")
+        except ProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        if not start < end <= start + MAX_PERIOD:
+            raise ValueError("a period must end after it starts, at most 366 days later")
+        return cls(start, end, f"{format_timestamp(start)}/{format_timestamp(end)}")
+
+    @property
+    def whole_days(self) -> tuple[date, date]:
+        """The first and the day after the last UTC day wholly inside the period."""
+        first = self.start.date()
+        if self.start != datetime(first.year, first.month, first.day, tzinfo=UTC):
+            first += timedelta(days=1)
+        return first, self.end.date()
+
+    def to_json(self) -> dict:
+        return {
+            "label": self.label,
+            "from": format_timestamp(self.start),
+            "to": format_timestamp(self.end),
+        }
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: datetime
+    end: datetime
+    cause: str
+
+    def to_json(self) -> dict:
+        return {
+            "from": format_timestamp(self.start),
+            "to": format_timestamp(self.end),
+            "seconds": _seconds(_micros(self.start, self.end)),
+            "cause": self.cause,
+        }
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    wallet: str
+    period: Period
+    observed: Span | None  # None when the worker was not known yet in the period
+    uptime: list[Span] = field(default_factory=list)
+    downtime: list[Interval] = field(default_factory=list)
+    credits_millis: int = 0
+
+    @property
+    def uptime_micros(self) -> int:
+        return sum(_micros(a, b) for a, b in self.uptime)
+
+    @property
+    def observed_micros(self) -> int:
+        return _micros(*self.observed) if self.observed else 0
+
+    @property
+    def uptime_millis(self) -> int:
+        return self.uptime_micros // 1000
+
+    @property
+    def fraction(self) -> float | None:
+        observed = self.observed_micros
+        return round(self.uptime_micros / observed, 6) if observed else None
+
+    def summary(self) -> dict:
+        """The fleet report's row."""
+        return {
+            "walletAddress": self.wallet,
+            "uptimeSeconds": _seconds(self.uptime_micros),
+            "downtimeSeconds": _seconds(self.observed_micros - self.uptime_micros),
+            "uptimeFraction": self.fraction,
+            "credits": credits(self.credits_millis),
+        }
+
+    def to_json(self) -> dict:
+        return {
+            **self.summary(),
+            "period": self.period.to_json(),
+            "observedFrom": format_timestamp(self.observed[0]) if self.observed else None,
+            "observedTo": format_timestamp(self.observed[1]) if self.observed else None,
+            "uptime": [
+                {"from": format_timestamp(a), "to": format_timestamp(b)} for a, b in self.uptime
+            ],
+            "downtime": [interval.to_json() for interval in self.downtime],
+        }
+
+
+def _micros(start: datetime, end: datetime) -> int:
+    return (end - start) // timedelta(microseconds=1)
+
+
+def _seconds(micros: int) -> int | float:
+    whole, rest = divmod(micros, 1_000_000)
+    return whole if rest == 0 else round(micros / 1_000_000, 3)
+
+
+def worker_reports(
+    wallets: list[str],
+    period: Period,
+    *,
+    now: datetime,
+    gap: timedelta,
+    liveness_interval: timedelta,
+) -> list[WorkerReport]:
+    """The reports of ``wallets`` (known workers, in that order) for ``period``."""
+    workers = {
+        w.wallet_address: w for w in Worker.select().where(Worker.wallet_address.in_(wallets))
+    }
+    start, end = period.start, period.end
+    spans = _by_worker(
+        UptimeRecord.select(UptimeRecord.worker, UptimeRecord.time_from, UptimeRecord.time_to)
+        .where(
+            UptimeRecord.worker.in_(wallets)
+            & (UptimeRecord.time_to >= start)
+            & (UptimeRecord.time_from < end)
+        )
+        .tuples()
+    )
+    windows = {
+        address: (a, b)
+        for address, a, b in OpenWindow.select(
+            OpenWindow.worker, OpenWindow.start_time, OpenWindow.end_time
+        )
+        .where(OpenWindow.worker.in_(wallets))
+        .tuples()
+    }
+    for address, window in windows.items():
+        spans[address].append(window)
+    docker = _by_worker(
+        DockerOutage.select(DockerOutage.worker, DockerOutage.time_from, DockerOutage.time_to)
+        .where(
+            DockerOutage.worker.in_(wallets)
+            & (DockerOutage.time_to >= start)
+            & (DockerOutage.time_from < end)
+        )
+        .tuples()
+    )
+    collector = liveness.outages(start, end, interval=liveness_interval, now=now)
+    earned = _credits(wallets, period)
+    reports = []
+    for address in wallets:
+        worker = workers.get(address)
+        if worker is None:
+            continue
+        observed = _observed(worker, spans[address], period, now, gap)
+        if observed is None:
+            reports.append(WorkerReport(address, period, None, credits_millis=earned[address]))
+            continue
+        uptime = _clip(spans[address], *observed)
+        downtime = [
+            piece
+            for a, b in _gaps(uptime, *observed)
+            for piece in _explain(a, b, docker=docker[address], collector=collector)
+        ]
+        reports.append(WorkerReport(address, period, observed, uptime, downtime, earned[address]))
+    return reports
+
+
+def worker_report(
+    wallet: str, period: Period, *, now: datetime, gap: timedelta, liveness_interval: timedelta
+) -> WorkerReport | None:
+    found = worker_reports([wallet], period, now=now, gap=gap, liveness_interval=liveness_interval)
+    return found[0] if found else None
+
+
+def fleet(
+    period: Period,
+    *,
+    now: datetime,
+    gap: timedelta,
+    liveness_interval: timedelta,
+    after: str | None = None,
+    limit: int | None = None,
+) -> Iterator[WorkerReport]:
+    """Every worker's report in wallet order (from after ``after``, at most ``limit``), read
+    a batch at a time: memory stays flat however large the fleet."""
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = BATCH if remaining is None else min(BATCH, remaining)
+        query = Worker.select(Worker.wallet_address).order_by(Worker.wallet_address).limit(size)
+        if after is not None:
+            query = query.where(Worker.wallet_address > after)
+        wallets = [address for (address,) in query.tuples()]
+        if not wallets:
+            return
+        yield from worker_reports(
+            wallets, period, now=now, gap=gap, liveness_interval=liveness_interval
+        )
+        after = wallets[-1]
+        if remaining is not None:
+            remaining -= len(wallets)
+        if len(wallets) < size:
+            return
+
+
+def _by_worker(rows: Iterable[tuple]) -> defaultdict[str, list[Span]]:
+    found: defaultdict[str, list[Span]] = defaultdict(list)
+    for address, a, b in rows:
+        found[address].append((a, b))
+    return found
+
+
+def _observed(
+    worker: Worker, spans: list[Span], period: Period, now: datetime, gap: timedelta
+) -> Span | None:
+    known = min([worker.created_at, *(a for a, _ in spans)])
+    start = max(period.start, known)
+    end = min(period.end, now)
+    last = worker.last_heartbeat_at
+    if last is not None and now - last <= gap:
+        # Not downtime yet: the next heartbeat may still extend the window over it.
+        end = min(end, max(last, start))
+    return (start, end) if end > start else None
+
+
+def _clip(spans: list[Span], start: datetime, end: datetime) -> list[Span]:
+    clipped = sorted((max(a, start), min(b, end)) for a, b in spans if b > start and a < end)
+    merged: list[Span] = []
+    for a, b in clipped:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        elif b > a:
+            merged.append((a, b))
+    return merged
+
+
+def _gaps(uptime: list[Span], start: datetime, end: datetime) -> Iterator[Span]:
+    cursor = start
+    for a, b in uptime:
+        if a > cursor:
+            yield cursor, a
+        cursor = max(cursor, b)
+    if cursor < end:
+        yield cursor, end
+
+
+def _explain(
+    start: datetime, end: datetime, *, docker: list[Span], collector: list[Span]
+) -> list[Interval]:
+    """Cut one stretch of downtime into pieces by the evidence for each, most specific first."""
+    evidence = {
+        DOCKER_UNAVAILABLE: _clip(docker, start, end),
+        COLLECTOR_DOWN: _clip(collector, start, end),
+    }
+    cuts = sorted({start, end, *(t for spans in evidence.values() for span in spans for t in span)})
+    pieces: list[Interval] = []
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        middle = a + (b - a) / 2
+        cause = next(
+            (c for c, spans in evidence.items() if any(x <= middle < y for x, y in spans)),
+            AGENT_SILENT,
+        )
+        if pieces and pieces[-1].cause == cause and pieces[-1].end == a:
+            pieces[-1] = Interval(pieces[-1].start, b, cause)
+        else:
+            pieces.append(Interval(a, b, cause))
+    return pieces
+
+
+def _credits(wallets: list[str], period: Period) -> defaultdict[str, int]:
+    """Credits earned in the period: the metrics points inside it, and the days summed when
+    their points passed the retention (only days wholly inside the period can count)."""
+    earned: defaultdict[str, int] = defaultdict(int)
+    points = (
+        WorkerMetric.select(WorkerMetric.worker, fn.SUM(WorkerMetric.credits_millis))
+        .where(
+            WorkerMetric.worker.in_(wallets)
+            & (WorkerMetric.timestamp >= period.start)
+            & (WorkerMetric.timestamp < period.end)
+        )
+        .group_by(WorkerMetric.worker)
+        .tuples()
+    )
+    first, last = period.whole_days
+    days = (
+        CreditDay.select(CreditDay.worker, fn.SUM(CreditDay.credits_millis))
+        .where(CreditDay.worker.in_(wallets) & (CreditDay.day >= first) & (CreditDay.day < last))
+        .group_by(CreditDay.worker)
+        .tuples()
+    )
+    for address, millis in [*points, *days]:
+        earned[address] += int(millis or 0)
+    return earned
+
+
+# The fleet report's columns, in the JSON's names: the CSV, the CLI's table and the payout
+# inputs all read them from here.
+FLEET_COLUMNS = ("walletAddress", "uptimeSeconds", "downtimeSeconds", "uptimeFraction", "credits")
+DOWNTIME_COLUMNS = ("from", "to", "seconds", "cause")
+
+
+def csv_lines(header: Iterable[str], rows: Iterable[Iterable[object]]) -> Iterator[str]:
+    """CSV text a line at a time. Every value is a number, a timestamp, a validated wallet or
+    one of our own words, so none needs quoting (and none can start a spreadsheet formula)."""
+    yield ",".join(header) + "\r\n"
+    for row in rows:
+        yield ",".join("" if value is None else str(value) for value in row) + "\r\n"
+
+
+bp = Blueprint("reports", __name__, url_prefix="/reports")
+
+
+def _period() -> Period:
+    try:
+        return Period.parse(request.args.get("period", "30d"), utcnow())
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _wants_csv(csv_suffix: bool) -> bool:
+    if csv_suffix:
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/csv"])
+    return (
+        best == "text/csv"
+        and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"]
+    )
+
+
+def _timing() -> dict:
+    config = settings()
+    return {
+        "now": utcnow(),
+        "gap": timedelta(seconds=config.gap),
+        "liveness_interval": timedelta(seconds=config.liveness_interval),
+    }
+
+
+def _csv_response(lines: Iterator[str], filename: str) -> Response:
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/workers/<address>")
+@bp.get("/workers/<address>.csv", defaults={"csv_suffix": True})
+def worker(address: str, csv_suffix: bool = False):
+    address = wallet(address, "wallet")
+    period = _period()
+    report = worker_report(address, period, **_timing())
+    if report is None:
+        raise ApiError(404, f"no worker {address}")
+    if _wants_csv(csv_suffix):
+        rows = ((*interval.to_json().values(),) for interval in report.downtime)
+        return _csv_response(csv_lines(DOWNTIME_COLUMNS, rows), f"downtime-{period.label}.csv")
+    return jsonify(report.to_json())
+
+
+@bp.get("/fleet")
+@bp.get("/fleet.csv", defaults={"csv_suffix": True})
+def fleet_report(csv_suffix: bool = False):
+    period = _period()
+    after = request.args.get("after")
+    after = wallet(after, "after") if after is not None else None
+    if _wants_csv(csv_suffix):
+        timing = _timing()
+
+        def rows() -> Iterator[tuple]:
+            with database.connection_context():
+                for report in fleet(period, after=after, **timing):
+                    yield tuple(report.summary()[c] for c in FLEET_COLUMNS)
+
+        safe = period.label.replace("/", "_").replace(":", "")
+        return _csv_response(csv_lines(FLEET_COLUMNS, rows()), f"fleet-{safe}.csv")
+    limit = query_int("limit", 100, 1, 1000)
+    # One more than asked says whether there is a next page without counting the fleet.
+    found = list(fleet(period, after=after, limit=limit + 1, **_timing()))
+    page = found[:limit]
+    return jsonify(
+        {
+            "period": period.to_json(),
+            "items": [report.summary() for report in page],
+            "limit": limit,
+            "next": page[-1].wallet if len(found) > limit else None,
+        }
+    )
