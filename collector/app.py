@@ -10,6 +10,7 @@ from collector import (
     heartbeats,
     openapi,
     payments,
+    payouts,
     reports,
     setup,
     ui_v1,
@@ -38,7 +39,17 @@ def create_app(config: CollectorConfig) -> Flask:
             timeout=config.deployer_timeout,
             build_timeout=config.deployer_build_timeout,
         )
-    for module in (heartbeats, workers, deployments, payments, reports, setup, openapi, ui_v1):
+    for module in (
+        heartbeats,
+        workers,
+        deployments,
+        payments,
+        payouts,
+        reports,
+        setup,
+        openapi,
+        ui_v1,
+    ):
         app.register_blueprint(module.bp)
 
     def clock() -> dict:

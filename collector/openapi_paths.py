@@ -349,6 +349,52 @@ PATHS = {
             "responses": {"200": _json("PaymentPage", "A page"), **_errors(400, *_DB)},
         },
     },
+    "/payouts": {
+        "post": {
+            "summary": "Record a period's payout: one payment per share, once per period",
+            "security": _TOKEN,
+            "requestBody": _body("NewPayout"),
+            "responses": {
+                "201": _json("Payout", "Recorded"),
+                "200": _json("Payout", "Recorded before, with the same inputs"),
+                **_errors(*_WRITE, 401, 409, 422),
+            },
+        },
+        "get": {
+            "summary": "Recorded payouts, latest period first",
+            "parameters": _PAGE,
+            "responses": {"200": _json("PayoutPage", "A page"), **_errors(400, *_DB)},
+        },
+    },
+    **{
+        path: {
+            "get": {
+                "summary": "Split a budget over the workers of a period (nothing recorded)",
+                "parameters": [
+                    {**_PERIOD, "required": True},
+                    {
+                        **_query("budget", {"type": "string"}, "a uint256, decimal"),
+                        "required": True,
+                    },
+                    _query("basis", {"enum": ["credits", "uptime"]}, "what the shares weigh"),
+                ],
+                "responses": {
+                    "200": _csv("walletAddress,weight,amount")
+                    if path.endswith(".csv")
+                    else _json("PayoutPlan", "The split, its inputs and their SHA-256"),
+                    **_errors(400, 422, *_DB),
+                },
+            }
+        }
+        for path in ("/payouts/export", "/payouts/export.csv")
+    },
+    "/payouts/{period}": {
+        "get": {
+            "summary": "A recorded payout",
+            "parameters": [_path("period", {"type": "string", "minLength": 1})],
+            "responses": {"200": _json("Payout", "The payout"), **_errors(404, *_DB)},
+        }
+    },
     "/payments/{payment_id}": {
         "get": {
             "summary": "One payment",

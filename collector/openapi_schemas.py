@@ -516,9 +516,18 @@ def schemas(wallet_format: str) -> dict:
                 "amount": {"type": "string", "pattern": pattern(_AMOUNT)},
                 "creator": wallet,
                 "createdAt": time,
+                "payoutId": {
+                    "type": ["integer", "null"],
+                    "description": "the payout it is a share of",
+                },
+                "txHash": {"type": ["string", "null"]},
             },
         ),
-        **{f"{item}Page": _page(item) for item in ("WorkerSummary", "Deployment", "Payment")},
+        **_payout_schemas(wallet, time, pattern(_AMOUNT)),
+        **{
+            f"{item}Page": _page(item)
+            for item in ("WorkerSummary", "Deployment", "Payment", "Payout")
+        },
     }
 
 
@@ -572,6 +581,77 @@ def _report_schemas(wallet: dict, time: dict, credits: dict) -> dict:
                 "observedTo": optional_time,
                 "uptime": {"type": "array", "items": span},
                 "downtime": {"type": "array", "items": downtime},
+            },
+        ),
+    }
+
+
+def _payout_schemas(wallet: dict, time: dict, amount_pattern: str) -> dict:
+    amount = {"type": "string", "pattern": amount_pattern, "description": "a uint256, decimal"}
+    sha256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    basis = {"enum": ["credits", "uptime"], "default": "credits"}
+    period = {"type": "string", "description": "as the reports take it, such as 2026-11"}
+    return {
+        "NewPayout": _object(
+            ["period", "budget"],
+            {
+                "period": period,
+                "budget": amount,
+                "basis": basis,
+                "txHash": {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{64}$"},
+            },
+            additionalProperties=False,
+        ),
+        "PayoutPlan": _object(
+            ["period", "basis", "budget", "shares", "inputs", "inputsSha256", "exportSha256"],
+            {
+                "period": _object(
+                    ["label", "from", "to"],
+                    {"label": {"type": "string"}, "from": time, "to": time},
+                ),
+                "basis": basis,
+                "budget": amount,
+                "shares": {
+                    "type": "array",
+                    "items": _object(
+                        ["walletAddress", "weight", "amount"],
+                        {
+                            "walletAddress": wallet,
+                            "weight": {"type": "integer", "minimum": 1},
+                            "amount": amount,
+                        },
+                    ),
+                },
+                "inputs": {
+                    "type": "object",
+                    "description": "what the split was computed from; its canonical JSON "
+                    "(sorted keys, no spaces) hashes to inputsSha256",
+                },
+                "inputsSha256": sha256,
+                "exportSha256": {**sha256, "description": "SHA-256 of the export's CSV bytes"},
+            },
+        ),
+        "Payout": _object(
+            ["id", "period", "from", "to", "basis", "budget", "inputsSha256", "exportSha256"]
+            + ["txHash", "createdAt", "payments"],
+            {
+                "id": {"type": "integer"},
+                "period": period,
+                "from": time,
+                "to": time,
+                "basis": basis,
+                "budget": amount,
+                "inputsSha256": sha256,
+                "exportSha256": sha256,
+                "txHash": {"type": ["string", "null"]},
+                "createdAt": time,
+                "payments": {
+                    "type": "array",
+                    "items": _object(
+                        ["id", "walletAddress", "amount"],
+                        {"id": {"type": "integer"}, "walletAddress": wallet, "amount": amount},
+                    ),
+                },
             },
         ),
     }

@@ -32,13 +32,18 @@ def to_json(payment: Payment) -> dict:
         "amount": payment.amount,
         "creator": payment.creator,
         "createdAt": format_timestamp(payment.created_at),
+        "payoutId": payment.payout_id,
+        "txHash": payment.tx_hash,
     }
 
 
-def _amount(value: object) -> str:
+def parse_amount(value: object, field: str = "amount") -> str:
+    """A uint256 as a decimal string (payments, payout budgets), or a 400."""
     # A string, because JSON numbers lose precision long before 2**256 in the UI's JavaScript.
     if not isinstance(value, str) or not _AMOUNT.fullmatch(value) or int(value) > UINT256_MAX:
-        raise ApiError(400, "amount must be a decimal string of a whole number from 0 to 2**256-1")
+        raise ApiError(
+            400, f"{field} must be a decimal string of a whole number from 0 to 2**256-1"
+        )
     return value
 
 
@@ -61,7 +66,7 @@ def create():
     )
     payment = Payment.create(
         name=_name(fields["name"]),
-        amount=_amount(fields["amount"]),
+        amount=parse_amount(fields["amount"]),
         creator=wallet(fields["creator"], "creator"),
     )
     return jsonify(to_json(Payment.get_by_id(payment.id))), 201

@@ -395,7 +395,8 @@ def _period() -> Period:
         raise ApiError(400, str(exc)) from None
 
 
-def _wants_csv(csv_suffix: bool) -> bool:
+def wants_csv(csv_suffix: bool) -> bool:
+    """A ``.csv`` path, or an Accept header preferring CSV to JSON."""
     if csv_suffix:
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/csv"])
@@ -430,7 +431,7 @@ def worker(address: str, csv_suffix: bool = False):
     report = worker_report(address, period, **_timing())
     if report is None:
         raise ApiError(404, f"no worker {address}")
-    if _wants_csv(csv_suffix):
+    if wants_csv(csv_suffix):
         rows = ((*interval.to_json().values(),) for interval in report.downtime)
         return _csv_response(csv_lines(DOWNTIME_COLUMNS, rows), f"downtime-{period.label}.csv")
     return jsonify(report.to_json())
@@ -442,7 +443,7 @@ def fleet_report(csv_suffix: bool = False):
     period = _period()
     after = request.args.get("after")
     after = wallet(after, "after") if after is not None else None
-    if _wants_csv(csv_suffix):
+    if wants_csv(csv_suffix):
         timing = _timing()
 
         def rows() -> Iterator[tuple]:

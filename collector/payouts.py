@@ -1,0 +1,293 @@
+"""Payouts: a budget split over the workers in proportion to what they earned in a period.
+
+The weights are each worker's credits (in thousandths) or uptime (in milliseconds) from the
+reports (collector/reports.py), whichever the operator chooses. The split is exact, in
+integers: every worker first gets ``budget * weight // total``; what is left over (fewer
+units than there are workers) goes one unit each to the workers with the largest remainders
+``budget * weight % total``, ties to the lower wallet address (Hamilton's method). So the
+shares sum to the budget and anyone holding the inputs can recompute every share.
+
+An export carries the SHA-256 of its inputs (the canonical JSON in ``inputs``) and of the
+export itself (the CSV bytes). Recording a payout writes one ``payments`` row per share and
+happens once per period: the same request again answers the recorded payout, a different
+one for that period is a conflict.
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import Blueprint, Response, jsonify, request
+from peewee import IntegrityError
+
+from collector import reports
+from collector.api import (
+    ApiError,
+    accept_fields,
+    json_object,
+    paginated,
+    require_api_token,
+    settings,
+)
+from collector.db import database
+from collector.models import Payment, Payout
+from collector.payments import parse_amount
+from collector.reports import Period
+from protocol.times import format_timestamp, utcnow
+
+BASES = ("credits", "uptime")
+EXPORT_COLUMNS = ("walletAddress", "weight", "amount")
+_TX_HASH = re.compile(r"(0x)?[0-9a-fA-F]{64}")
+
+
+def split(budget: int, weights: list[tuple[str, int]]) -> list[int]:
+    """Each wallet's share of ``budget``, in the order given; they sum to ``budget``."""
+    total = sum(weight for _, weight in weights)
+    if total <= 0:
+        raise ValueError("nothing to split: no worker has a weight above 0")
+    shares = [budget * weight // total for _, weight in weights]
+    left = budget - sum(shares)
+    # At most len(weights) - 1 units are left: one each to the largest remainders.
+    order = sorted(
+        range(len(weights)), key=lambda i: (-(budget * weights[i][1] % total), weights[i][0])
+    )
+    for i in order[:left]:
+        shares[i] += 1
+    return shares
+
+
+@dataclass(frozen=True)
+class Plan:
+    period: Period
+    basis: str
+    budget: int
+    weights: list[tuple[str, int]]  # wallets with a weight above 0, in wallet order
+    amounts: list[int]
+
+    @property
+    def shares(self) -> list[tuple[str, int, int]]:
+        """(wallet, weight, amount) for each worker with a weight."""
+        return [
+            (w, weight, amount)
+            for (w, weight), amount in zip(self.weights, self.amounts, strict=True)
+        ]
+
+    @property
+    def inputs(self) -> dict:
+        return {
+            "period": self.period.label,
+            "from": format_timestamp(self.period.start),
+            "to": format_timestamp(self.period.end),
+            "basis": self.basis,
+            "budget": str(self.budget),
+            "weights": [[wallet, weight] for wallet, weight in self.weights],
+        }
+
+    @property
+    def inputs_sha256(self) -> str:
+        return _sha256(canonical_json(self.inputs))
+
+    def csv(self) -> Iterator[str]:
+        return reports.csv_lines(EXPORT_COLUMNS, self.shares)
+
+    @property
+    def export_sha256(self) -> str:
+        return _sha256("".join(self.csv()))
+
+    def to_json(self) -> dict:
+        return {
+            "period": self.period.to_json(),
+            "basis": self.basis,
+            "budget": str(self.budget),
+            "shares": [
+                {"walletAddress": wallet, "weight": weight, "amount": str(amount)}
+                for wallet, weight, amount in self.shares
+            ],
+            "inputs": self.inputs,
+            "inputsSha256": self.inputs_sha256,
+            "exportSha256": self.export_sha256,
+        }
+
+
+def canonical_json(document: object) -> str:
+    """The one serialisation hashed: sorted keys, no spaces, ASCII."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plan(
+    period: Period,
+    basis: str,
+    budget: int,
+    *,
+    now: datetime,
+    gap: timedelta,
+    liveness_interval: timedelta,
+) -> Plan:
+    """The split of ``budget`` for ``period``; ValueError when nobody earned anything."""
+    weights = []
+    for report in reports.fleet(period, now=now, gap=gap, liveness_interval=liveness_interval):
+        weight = report.credits_millis if basis == "credits" else report.uptime_millis
+        if weight > 0:
+            weights.append((report.wallet, weight))
+    return Plan(period, basis, budget, weights, split(budget, weights))
+
+
+def record(found: Plan, *, tx_hash: str | None, settled_after: datetime) -> tuple[Payout, bool]:
+    """Record the payout and its payments; ``(payout, created)``. The same plan recorded
+    before answers that one; a different one for the period raises ValueError."""
+    if found.period.end > settled_after:
+        raise PeriodOpen(found.period.end)
+    try:
+        with database.atomic():
+            payout = Payout.create(
+                period=found.period.label,
+                period_start=found.period.start,
+                period_end=found.period.end,
+                basis=found.basis,
+                budget=str(found.budget),
+                inputs_sha256=found.inputs_sha256,
+                export_sha256=found.export_sha256,
+                tx_hash=tx_hash,
+            )
+            rows = [
+                {
+                    "name": f"payout {found.period.label}",
+                    "amount": str(amount),
+                    "creator": wallet,
+                    "payout": payout.id,
+                    "tx_hash": tx_hash,
+                }
+                for wallet, _, amount in found.shares
+                if amount > 0
+            ]
+            if rows:
+                Payment.insert_many(rows).execute()
+        return payout, True
+    except IntegrityError:
+        existing = Payout.get(Payout.period == found.period.label)
+        if existing.inputs_sha256 != found.inputs_sha256:
+            raise ValueError(
+                f"a different payout for {found.period.label} was recorded at "
+                f"{format_timestamp(existing.created_at)} (inputs {existing.inputs_sha256})"
+            ) from None
+        return existing, False
+
+
+class PeriodOpen(Exception):
+    def __init__(self, end: datetime):
+        super().__init__(f"the period is not settled before {format_timestamp(end)}")
+        self.end = end
+
+
+def payout_json(payout: Payout) -> dict:
+    payments = Payment.select().where(Payment.payout == payout.id).order_by(Payment.creator)
+    return {
+        "id": payout.id,
+        "period": payout.period,
+        "from": format_timestamp(payout.period_start),
+        "to": format_timestamp(payout.period_end),
+        "basis": payout.basis,
+        "budget": payout.budget,
+        "inputsSha256": payout.inputs_sha256,
+        "exportSha256": payout.export_sha256,
+        "txHash": payout.tx_hash,
+        "createdAt": format_timestamp(payout.created_at),
+        "payments": [
+            {"id": p.id, "walletAddress": p.creator, "amount": p.amount} for p in payments
+        ],
+    }
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+bp = Blueprint("payouts", __name__, url_prefix="/payouts")
+
+
+def _basis(value: object) -> str:
+    if value not in BASES:
+        raise ApiError(400, "basis must be credits or uptime")
+    return value
+
+
+def _plan(period_text: object, budget: object, basis: object) -> Plan:
+    config = settings()
+    now = utcnow()
+    if not isinstance(period_text, str):
+        raise ApiError(400, "period must be a string such as 2026-11")
+    try:
+        period = Period.parse(period_text, now)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    amount = int(parse_amount(budget, "budget"))
+    try:
+        return plan(
+            period,
+            _basis(basis),
+            amount,
+            now=now,
+            gap=timedelta(seconds=config.gap),
+            liveness_interval=timedelta(seconds=config.liveness_interval),
+        )
+    except ValueError as exc:
+        raise ApiError(422, f"{exc} in {period.label}") from None
+
+
+@bp.get("/export")
+@bp.get("/export.csv", defaults={"csv_suffix": True})
+def export(csv_suffix: bool = False):
+    args = request.args
+    found = _plan(args.get("period", ""), args.get("budget"), args.get("basis", "credits"))
+    if reports.wants_csv(csv_suffix):
+        headers = {
+            "X-Tassium-Inputs-SHA256": found.inputs_sha256,
+            "X-Tassium-Export-SHA256": found.export_sha256,
+        }
+        return Response("".join(found.csv()), mimetype="text/csv", headers=headers)
+    return jsonify(found.to_json())
+
+
+@bp.post("")
+@require_api_token
+def create():
+    fields = accept_fields(
+        json_object(), {"period", "budget", "basis", "txHash"}, required=("period", "budget")
+    )
+    tx_hash = fields.get("txHash")
+    if tx_hash is not None and (not isinstance(tx_hash, str) or not _TX_HASH.fullmatch(tx_hash)):
+        raise ApiError(400, "txHash must be 64 hex digits, with or without 0x")
+    found = _plan(fields["period"], fields["budget"], fields.get("basis", "credits"))
+    # Heartbeats may arrive late by up to max_backfill, and a window grows by up to the gap
+    # after its last one: before both have passed, the period's figures may still change.
+    config = settings()
+    settled = utcnow() - timedelta(seconds=config.max_backfill + config.gap)
+    try:
+        payout, created = record(
+            found, tx_hash=tx_hash.lower() if tx_hash else None, settled_after=settled
+        )
+    except PeriodOpen as exc:
+        ready = format_timestamp(exc.end + (utcnow() - settled))
+        raise ApiError(422, f"{found.period.label} can be paid from {ready} on") from None
+    except ValueError as exc:
+        raise ApiError(409, str(exc)) from None
+    return jsonify(payout_json(payout)), 201 if created else 200
+
+
+@bp.get("")
+def list_payouts():
+    query = Payout.select().order_by(Payout.period_start.desc(), Payout.id.desc())
+    return jsonify(paginated(query, payout_json))
+
+
+@bp.get("/<path:period>")
+def get(period: str):
+    payout = Payout.get_or_none(Payout.period == period)
+    if payout is None:
+        raise ApiError(404, f"no payout recorded for {period}")
+    return jsonify(payout_json(payout))

@@ -1,0 +1,278 @@
+"""collector/payouts.py: the exact split, the export an owner can check, and recording a
+payout once per period, also from several processes at once."""
+
+import hashlib
+import json
+import multiprocessing
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from collector import payouts
+from collector.models import Payment, Payout, UptimeRecord, Worker, WorkerMetric
+from collector.payouts import split
+from collector.reports import Period
+from protocol.times import utcnow
+from tests.factories import connected, new_wallet
+
+OCTOBER = "2026-10"
+OCT = datetime(2026, 10, 1, tzinfo=UTC)
+UINT256_MAX = 2**256 - 1
+TX = "0x" + "ab" * 32
+
+
+# --- the split --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("budget", "weights", "shares"),
+    [
+        # 100/6 = 16 r 4, 200/6 = 33 r 2, 300/6 = 50 r 0: one unit left, to the remainder 4.
+        (100, [("0xa", 1), ("0xb", 2), ("0xc", 3)], [17, 33, 50]),
+        # Equal remainders: the lower wallet first.
+        (10, [("0xc", 1), ("0xa", 1), ("0xb", 1)], [3, 4, 3]),
+        (2, [("0xc", 1), ("0xa", 1), ("0xb", 1)], [0, 1, 1]),
+        (0, [("0xa", 5), ("0xb", 7)], [0, 0]),
+        (7, [("0xa", 1)], [7]),
+        # uint256: no float anywhere.
+        (UINT256_MAX, [("0xa", 1), ("0xb", 1)], [2**255, 2**255 - 1]),
+    ],
+)
+def test_the_split_is_exact_on_hand_computed_cases(budget, weights, shares):
+    assert split(budget, weights) == shares
+
+
+def test_the_split_always_sums_to_the_budget_and_is_within_a_unit_of_proportional():
+    rng = random.Random(11)
+    for _ in range(300):
+        weights = [(f"0x{i:02x}", rng.choice([0, 1, rng.randrange(10**12)])) for i in range(30)]
+        if not any(w for _, w in weights):
+            continue
+        budget = rng.choice([rng.randrange(100), rng.randrange(UINT256_MAX)])
+        shares = split(budget, weights)
+        total = sum(w for _, w in weights)
+        assert sum(shares) == budget
+        for (_, weight), share in zip(weights, shares, strict=True):
+            assert budget * weight // total <= share <= budget * weight // total + 1
+
+
+def test_nothing_to_split_is_an_error():
+    with pytest.raises(ValueError, match="nothing to split"):
+        split(10, [("0xa", 0)])
+
+
+# --- the export -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def october(dbconn):
+    """Three workers of October: credits 1.5, 3 and 0 (the last was up, but earned nothing),
+    uptime 1 h, 2 h and 3 h; and one that earned only in November."""
+    wallets = sorted(new_wallet() for _ in range(3))
+    for wallet, millis, hours in zip(wallets, (1500, 3000, 0), (1, 2, 3), strict=True):
+        Worker.create(wallet_address=wallet, created_at=OCT, last_heartbeat_at=OCT + 3 * HOUR)
+        UptimeRecord.create(worker=wallet, time_from=OCT, time_to=OCT + hours * HOUR)
+        WorkerMetric.create(
+            worker=wallet, timestamp=OCT + HOUR, container_count=1, credits_millis=millis
+        )
+    later = new_wallet()
+    Worker.create(wallet_address=later, created_at=OCT)
+    WorkerMetric.create(
+        worker=later,
+        timestamp=datetime(2026, 11, 1, tzinfo=UTC),
+        container_count=1,
+        credits_millis=9000,
+    )
+    return wallets
+
+
+HOUR = timedelta(hours=1)
+
+
+def recompute(inputs: dict) -> dict[str, int]:
+    """An owner's own reading of the documented rule, from the export's inputs alone."""
+    budget = int(inputs["budget"])
+    weights = inputs["weights"]
+    total = sum(w for _, w in weights)
+    shares = {wallet: budget * w // total for wallet, w in weights}
+    left = budget - sum(shares.values())
+    by_remainder = sorted(weights, key=lambda item: (-(budget * item[1] % total), item[0]))
+    for wallet, _ in by_remainder[:left]:
+        shares[wallet] += 1
+    return shares
+
+
+def test_an_export_by_credits_can_be_checked_by_every_owner(client, october):
+    answer = client.get("/payouts/export", query_string={"period": OCTOBER, "budget": "1000"})
+    assert answer.status_code == 200
+    export = answer.json
+    # 1000 × 1500/4500 = 333 r 1500, 1000 × 3000/4500 = 666 r 3000: the unit left to the second.
+    assert [(s["walletAddress"], s["weight"], s["amount"]) for s in export["shares"]] == [
+        (october[0], 1500, "333"),
+        (october[1], 3000, "667"),
+    ]
+    assert export["inputs"]["weights"] == [[october[0], 1500], [october[1], 3000]]
+    canonical = json.dumps(export["inputs"], sort_keys=True, separators=(",", ":"))
+    assert export["inputsSha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert recompute(export["inputs"]) == {
+        s["walletAddress"]: int(s["amount"]) for s in export["shares"]
+    }
+
+    as_csv = client.get("/payouts/export.csv", query_string={"period": OCTOBER, "budget": "1000"})
+    body = as_csv.get_data()
+    assert body.decode().splitlines() == [
+        "walletAddress,weight,amount",
+        f"{october[0]},1500,333",
+        f"{october[1]},3000,667",
+    ]
+    assert hashlib.sha256(body).hexdigest() == export["exportSha256"]
+    assert as_csv.headers["X-Tassium-Export-SHA256"] == export["exportSha256"]
+    assert as_csv.headers["X-Tassium-Inputs-SHA256"] == export["inputsSha256"]
+
+
+def test_an_export_by_uptime_weighs_milliseconds(client, october):
+    export = client.get(
+        "/payouts/export", query_string={"period": OCTOBER, "budget": "600", "basis": "uptime"}
+    ).json
+    assert [(s["weight"], s["amount"]) for s in export["shares"]] == [
+        (3600_000, "100"),
+        (7200_000, "200"),
+        (10800_000, "300"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "message"),
+    [
+        ({"period": OCTOBER}, 400, "budget"),
+        ({"period": OCTOBER, "budget": "-1"}, 400, "budget"),
+        ({"period": OCTOBER, "budget": str(2**256)}, 400, "budget"),
+        ({"period": OCTOBER, "budget": "1e3"}, 400, "budget"),
+        ({"period": "2026-13", "budget": "5"}, 400, "no such month"),
+        ({"period": OCTOBER, "budget": "5", "basis": "votes"}, 400, "basis"),
+        ({"period": "2026-09", "budget": "5"}, 422, "nothing to split"),
+    ],
+)
+def test_bad_exports_say_why(client, october, query, status, message):
+    answer = client.get("/payouts/export", query_string=query)
+    assert (answer.status_code, message in answer.json["error"]) == (status, True)
+
+
+# --- recording --------------------------------------------------------------------------------
+
+
+def payment_rows() -> list[tuple]:
+    query = Payment.select().order_by(Payment.creator)
+    return [(p.creator, p.amount, p.tx_hash, p.payout_id) for p in query]
+
+
+def test_recording_writes_the_payments_once_per_period(client, october):
+    body = {"period": OCTOBER, "budget": "1000", "txHash": TX.upper().replace("0X", "0x")}
+    first = client.post("/payouts", json=body)
+    assert first.status_code == 201
+    recorded = first.json
+    assert recorded["txHash"] == TX
+    assert [(p["walletAddress"], p["amount"]) for p in recorded["payments"]] == [
+        (october[0], "333"),
+        (october[1], "667"),
+    ]
+    rows = payment_rows()
+    assert rows == [
+        (october[0], "333", TX, recorded["id"]),
+        (october[1], "667", TX, recorded["id"]),
+    ]
+    assert sum(int(amount) for _, amount, _, _ in rows) == 1000
+    export = client.get("/payouts/export", query_string={"period": OCTOBER, "budget": "1000"})
+    assert recorded["exportSha256"] == export.json["exportSha256"]
+
+    again = client.post("/payouts", json=body)
+    assert (again.status_code, again.json) == (200, recorded)
+    assert payment_rows() == rows
+    assert client.get(f"/payouts/{OCTOBER}").json == recorded
+    assert client.get("/payouts").json["items"] == [recorded]
+
+    other = client.post("/payouts", json={**body, "budget": "999"})
+    assert other.status_code == 409
+    assert "different payout" in other.json["error"]
+    assert payment_rows() == rows
+
+
+def test_a_period_not_settled_yet_cannot_be_recorded(client, october):
+    month = utcnow().strftime("%Y-%m")
+    WorkerMetric.create(
+        worker=october[0], timestamp=utcnow() - HOUR, container_count=1, credits_millis=10
+    )
+    answer = client.post("/payouts", json={"period": month, "budget": "5"})
+    assert answer.status_code == 422
+    assert "can be paid from" in answer.json["error"]
+    assert (payment_rows(), Payout.select().count()) == ([], 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"period": OCTOBER, "budget": "5", "txHash": "0x12"}, "txHash"),
+        ({"period": OCTOBER, "budget": 5}, "budget"),
+        ({"period": 202610, "budget": "5"}, "period"),
+        ({"budget": "5"}, "period"),
+        ({"period": OCTOBER, "budget": "5", "extra": 1}, "extra"),
+    ],
+)
+def test_bad_records_change_nothing(client, october, body, message):
+    answer = client.post("/payouts", json=body)
+    assert answer.status_code == 400
+    assert message in answer.json["error"]
+    assert (payment_rows(), Payout.select().count()) == ([], 0)
+
+
+def test_recording_needs_the_api_token_when_one_is_set(make_app, october):
+    client = make_app(api_token="t" * 32).test_client()
+    body = {"period": OCTOBER, "budget": "10"}
+    assert client.post("/payouts", json=body).status_code == 401
+    assert Payout.select().count() == 0
+    answer = client.post("/payouts", json=body, headers={"Authorization": "Bearer " + "t" * 32})
+    assert answer.status_code == 201
+
+
+def _record_in_another_process(url, barrier, results) -> None:
+    try:
+        with connected(url):
+            found = payouts.plan(
+                Period.parse(OCTOBER, utcnow()),
+                "credits",
+                1000,
+                now=utcnow(),
+                gap=timedelta(minutes=30),
+                liveness_interval=timedelta(seconds=10),
+            )
+            barrier.wait(timeout=30)
+            payout, created = payouts.record(found, tx_hash=None, settled_after=utcnow())
+        results.put(("ok", payout.id, created))
+    except Exception as exc:  # reported to the test instead of lost in the child's stderr
+        results.put(("error", repr(exc), False))
+
+
+def test_processes_recording_at_once_write_one_payout(database_url, october):
+    processes = 4
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    results = context.Queue()
+    children = [
+        context.Process(target=_record_in_another_process, args=(database_url, barrier, results))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(timeout=30)
+
+    assert {status for status, _, _ in outcomes} == {"ok"}, outcomes
+    assert len({payout_id for _, payout_id, _ in outcomes}) == 1
+    assert sorted(created for _, _, created in outcomes) == [False] * (processes - 1) + [True]
+    with connected(database_url):
+        assert [(p.creator, p.amount) for p in Payment.select().order_by(Payment.creator)] == [
+            (october[0], "333"),
+            (october[1], "667"),
+        ]
