@@ -5,6 +5,7 @@ from flask import Flask, jsonify
 from collector import (
     api,
     bodies,
+    dashboard,
     db,
     deployments,
     heartbeats,
@@ -49,6 +50,7 @@ def create_app(config: CollectorConfig) -> Flask:
         setup,
         openapi,
         ui_v1,
+        dashboard,
     ):
         app.register_blueprint(module.bp)
 

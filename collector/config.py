@@ -79,6 +79,8 @@ class CollectorConfig:
     # How often each serving process records that it is alive: the collector's own outages
     # (spans no process covered) are told apart from workers' downtime in the reports.
     liveness_interval: int = 10
+    # Seconds between the dashboard's refreshes of its live part.
+    dashboard_refresh: int = 10
 
     def __repr__(self) -> str:
         # The API token and a database password must not reach a log line.
@@ -162,6 +164,7 @@ RULES = {
     "deployer_timeout": Rule(int, lambda v: 1 <= v <= 600, "seconds, from 1 to 600"),
     "private_pages": Rule(bool),
     "liveness_interval": Rule(int, lambda v: 1 <= v <= 300, "seconds, from 1 to 300"),
+    "dashboard_refresh": Rule(int, lambda v: 1 <= v <= 3600, "seconds, from 1 to 3600"),
 }
 
 

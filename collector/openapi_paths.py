@@ -79,6 +79,7 @@ _SCRIPT = {
     "content": {"text/x-shellscript": {"schema": {"type": "string"}}},
     "headers": {"Cache-Control": {"required": True, "schema": {"const": "no-store"}}},
 }
+_HTML = {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}
 
 PATHS = {
     "/healthz": {
@@ -434,6 +435,24 @@ PATHS = {
                 },
                 "304": {"description": "Not modified (If-None-Match)"},
                 **_errors(404, 405),
+            },
+        }
+    },
+    "/": {
+        "get": {
+            "summary": "The dashboard: the fleet, its uptime bars and containers, the deployments",
+            "description": "HTML for browsers. With `private_pages` it needs the API token, as "
+            "a bearer token or as the password of HTTP Basic (a 401 challenges for it).",
+            "security": _TOKEN,
+            "parameters": [
+                _query("wallet", {"type": "string"}, "only this wallet's worker and deployments"),
+                _query("page", {"type": "integer", "minimum": 1}, "the fleet's page, 50 a page"),
+                _query("fragment", {"type": "string"}, "1: only the live part, for refreshing"),
+            ],
+            "responses": {
+                "200": _HTML,
+                "400": {**_HTML, "description": "The page, saying what is wrong with the query"},
+                **_errors(401, *_DB),
             },
         }
     },

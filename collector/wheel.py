@@ -24,6 +24,9 @@ from collector import assets
 
 DISTRIBUTION = "tassium"
 PACKAGES = (protocol, agent, collector)
+# The code, and the dashboard's templates (collector/templates) that a collector installed
+# from the wheel renders.
+SOURCES = ("*.py", "*.html")
 # A fixed timestamp makes the wheel's bytes (and so its hash) depend on the code alone.
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 
@@ -44,7 +47,7 @@ def build() -> Wheel:
     files: dict[str, bytes] = {}
     for package in PACKAGES:
         root = Path(package.__file__).parent
-        for path in sorted(root.rglob("*.py")):
+        for path in sorted(p for pattern in SOURCES for p in root.rglob(pattern)):
             if "__pycache__" not in path.parts:
                 files[f"{root.name}/{path.relative_to(root).as_posix()}"] = path.read_bytes()
     # A checkout's egg-info (found first when the collector runs from the checkout) calls

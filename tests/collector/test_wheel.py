@@ -136,10 +136,12 @@ def test_it_holds_exactly_the_packages_source(archive):
     source = {
         path.relative_to(ROOT).as_posix(): path.read_bytes()
         for package in PACKAGES
-        for path in (ROOT / package).rglob("*.py")
+        for pattern in wheel.SOURCES
+        for path in (ROOT / package).rglob(pattern)
         if "__pycache__" not in path.parts
     }
     assert "protocol/heartbeat.py" in source and "agent/cli.py" in source
+    assert "collector/templates/dashboard/page.html" in source
     assert {n: archive.read(n) for n in code} == source
     for info in archive.infolist():
         assert (info.external_attr >> 16) & 0o777 == 0o644, info.filename
