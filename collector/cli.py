@@ -1,4 +1,4 @@
-"""``tassium-collector``: serve, migrate, sweep, token create, workers."""
+"""``tassium-collector``: serve, migrate, sweep, token create, workers, report, payout."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -200,9 +200,105 @@ def list_workers(config: CollectorConfig) -> None:
             )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        _echo_row(row, widths)
+
+
+def _echo_row(row, widths: list[int]) -> None:
+    click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _period(text: str):
+    from collector.reports import Period
+
+    try:
+        return Period.parse(text, utcnow())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--period") from None
+
+
+_PERIOD_HELP = "24h, 7d, 30d, a UTC month like 2026-11, or FROM/TO in RFC 3339"
+
+
+@cli.command()
+@click.option("--period", "period_text", required=True, help=_PERIOD_HELP)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV, as GET /reports/fleet.csv answers")
+@click.pass_obj
+def report(config: CollectorConfig, period_text: str, as_csv: bool) -> None:
+    """Every worker's uptime, downtime and credits in a period (streamed, by wallet)."""
+    from collector import reports
+
+    period = _period(period_text)
+    columns = reports.FLEET_COLUMNS
+    with _open(config).connection_context():
+        rows = (
+            tuple(r.summary()[c] for c in columns)
+            for r in reports.fleet(period, **reports.timing(config, utcnow()))
         )
+        if as_csv:
+            for line in reports.csv_lines(columns, rows):
+                click.echo(line, nl=False)
+            return
+        # Fixed widths, so that the table streams however large the fleet.
+        widths = [max(len(c), 12) for c in columns]
+        widths[0] = 56 if config.wallet_format == "stellar" else 42
+        _echo_row(columns, widths)
+        for row in rows:
+            _echo_row(("-" if v is None else v for v in row), widths)
+
+
+@cli.command()
+@click.option("--period", "period_text", required=True, help=_PERIOD_HELP)
+@click.option("--budget", required=True, help="the total to split, a uint256 in decimal")
+@click.option("--basis", type=click.Choice(["credits", "uptime"]), default="credits")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV, as GET /payouts/export.csv answers")
+@click.option("--record", is_flag=True, help="record it: one payment per share, once per period")
+@click.option("--tx-hash", help="the transaction that paid it, stored with the payments")
+@click.pass_obj
+def payout(
+    config: CollectorConfig,
+    period_text: str,
+    budget: str,
+    basis: str,
+    as_csv: bool,
+    record: bool,
+    tx_hash: str | None,
+) -> None:
+    """Split a budget over a period's workers in proportion to their credits or uptime."""
+    from collector import payouts, reports
+    from collector.api import ApiError
+    from collector.payments import parse_amount
+
+    period = _period(period_text)
+    try:
+        amount = int(parse_amount(budget, "budget"))
+        tx_hash = payouts.parse_tx_hash(tx_hash) if tx_hash is not None else None
+    except (ApiError, ValueError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    now = utcnow()
+    with _open(config).connection_context():
+        try:
+            found = payouts.plan(period, basis, amount, **reports.timing(config, now))
+        except ValueError as exc:
+            raise click.ClickException(f"{exc} in {period.label}") from None
+        if record:
+            try:
+                saved, created = payouts.record(
+                    found, tx_hash=tx_hash, now=now, settling=payouts.settling(config)
+                )
+            except (payouts.PeriodOpen, ValueError) as exc:
+                raise click.ClickException(str(exc)) from None
+            verb = "recorded" if created else "already recorded"
+            click.echo(f"{verb} payout {saved.id} for {period.label}", err=True)
+    if as_csv:
+        for line in found.csv():
+            click.echo(line, nl=False)
+    else:
+        widths = [56 if config.wallet_format == "stellar" else 42, 16, 24]
+        _echo_row(("WALLET", basis.upper(), "AMOUNT"), widths)
+        for share in found.shares:
+            _echo_row(share, widths)
+    click.echo(f"inputs sha256 {found.inputs_sha256}", err=True)
+    click.echo(f"export sha256 {found.export_sha256}", err=True)
 
 
 def main() -> None:

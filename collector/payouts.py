@@ -32,6 +32,7 @@ from collector.api import (
     require_api_token,
     settings,
 )
+from collector.config import CollectorConfig
 from collector.db import database
 from collector.models import Payment, Payout
 from collector.payments import parse_amount
@@ -41,6 +42,19 @@ from protocol.times import format_timestamp, utcnow
 BASES = ("credits", "uptime")
 EXPORT_COLUMNS = ("walletAddress", "weight", "amount")
 _TX_HASH = re.compile(r"(0x)?[0-9a-fA-F]{64}")
+
+
+def parse_tx_hash(value: object) -> str:
+    """A transaction hash as stored: 64 hex digits, lower case, ``0x`` kept if given."""
+    if not isinstance(value, str) or not _TX_HASH.fullmatch(value):
+        raise ValueError("must be 64 hex digits, with or without 0x")
+    return value.lower()
+
+
+def settling(config: CollectorConfig) -> timedelta:
+    """How long after its end a period is final: heartbeats may arrive up to max_backfill
+    late, and a window grows up to the gap past its last one."""
+    return timedelta(seconds=config.max_backfill + config.gap)
 
 
 def split(budget: int, weights: list[tuple[str, int]]) -> list[int]:
@@ -139,11 +153,15 @@ def plan(
     return Plan(period, basis, budget, weights, split(budget, weights))
 
 
-def record(found: Plan, *, tx_hash: str | None, settled_after: datetime) -> tuple[Payout, bool]:
+def record(
+    found: Plan, *, tx_hash: str | None, now: datetime, settling: timedelta
+) -> tuple[Payout, bool]:
     """Record the payout and its payments; ``(payout, created)``. The same plan recorded
-    before answers that one; a different one for the period raises ValueError."""
-    if found.period.end > settled_after:
-        raise PeriodOpen(found.period.end)
+    before answers that one; a different one for the period raises ValueError, and a
+    period that is not final yet PeriodOpen."""
+    if found.period.end + settling > now:
+        ready = format_timestamp(found.period.end + settling)
+        raise PeriodOpen(f"{found.period.label} can be paid from {ready} on")
     try:
         with database.atomic():
             payout = Payout.create(
@@ -181,9 +199,7 @@ def record(found: Plan, *, tx_hash: str | None, settled_after: datetime) -> tupl
 
 
 class PeriodOpen(Exception):
-    def __init__(self, end: datetime):
-        super().__init__(f"the period is not settled before {format_timestamp(end)}")
-        self.end = end
+    """The period's figures may still change."""
 
 
 def payout_json(payout: Payout) -> dict:
@@ -217,7 +233,6 @@ def _basis(value: object) -> str:
 
 
 def _plan(period_text: object, budget: object, basis: object) -> Plan:
-    config = settings()
     now = utcnow()
     if not isinstance(period_text, str):
         raise ApiError(400, "period must be a string such as 2026-11")
@@ -227,14 +242,7 @@ def _plan(period_text: object, budget: object, basis: object) -> Plan:
         raise ApiError(400, str(exc)) from None
     amount = int(parse_amount(budget, "budget"))
     try:
-        return plan(
-            period,
-            _basis(basis),
-            amount,
-            now=now,
-            gap=timedelta(seconds=config.gap),
-            liveness_interval=timedelta(seconds=config.liveness_interval),
-        )
+        return plan(period, _basis(basis), amount, **reports.timing(settings(), now))
     except ValueError as exc:
         raise ApiError(422, f"{exc} in {period.label}") from None
 
@@ -260,20 +268,18 @@ def create():
         json_object(), {"period", "budget", "basis", "txHash"}, required=("period", "budget")
     )
     tx_hash = fields.get("txHash")
-    if tx_hash is not None and (not isinstance(tx_hash, str) or not _TX_HASH.fullmatch(tx_hash)):
-        raise ApiError(400, "txHash must be 64 hex digits, with or without 0x")
+    if tx_hash is not None:
+        try:
+            tx_hash = parse_tx_hash(tx_hash)
+        except ValueError as exc:
+            raise ApiError(400, f"txHash {exc}") from None
     found = _plan(fields["period"], fields["budget"], fields.get("basis", "credits"))
-    # Heartbeats may arrive late by up to max_backfill, and a window grows by up to the gap
-    # after its last one: before both have passed, the period's figures may still change.
-    config = settings()
-    settled = utcnow() - timedelta(seconds=config.max_backfill + config.gap)
     try:
         payout, created = record(
-            found, tx_hash=tx_hash.lower() if tx_hash else None, settled_after=settled
+            found, tx_hash=tx_hash, now=utcnow(), settling=settling(settings())
         )
     except PeriodOpen as exc:
-        ready = format_timestamp(exc.end + (utcnow() - settled))
-        raise ApiError(422, f"{found.period.label} can be paid from {ready} on") from None
+        raise ApiError(422, str(exc)) from None
     except ValueError as exc:
         raise ApiError(409, str(exc)) from None
     return jsonify(payout_json(payout)), 201 if created else 200

@@ -29,6 +29,7 @@ from peewee import fn
 
 from collector import liveness
 from collector.api import ApiError, query_int, settings, wallet
+from collector.config import CollectorConfig
 from collector.db import database
 from collector.models import (
     CreditDay,
@@ -406,13 +407,17 @@ def wants_csv(csv_suffix: bool) -> bool:
     )
 
 
-def _timing() -> dict:
-    config = settings()
+def timing(config: CollectorConfig, now: datetime) -> dict:
+    """The keyword arguments of every report function, from the configuration."""
     return {
-        "now": utcnow(),
+        "now": now,
         "gap": timedelta(seconds=config.gap),
         "liveness_interval": timedelta(seconds=config.liveness_interval),
     }
+
+
+def _timing() -> dict:
+    return timing(settings(), utcnow())
 
 
 def _csv_response(lines: Iterator[str], filename: str) -> Response:

@@ -1,9 +1,14 @@
 """Collector test helpers shared by the route suites."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from collector.models import Payment, Project
-from tests.factories import deployment
+from collector.models import Payment, Project, UptimeRecord, Worker, WorkerMetric
+from tests.factories import deployment, new_wallet
+
+OCT = datetime(2026, 10, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 
 
 def rows(dbconn) -> tuple:
@@ -21,3 +26,25 @@ def unchanged(dbconn, client):
     before = rows(dbconn)
     yield
     assert rows(dbconn) == before
+
+
+@pytest.fixture
+def october(dbconn):
+    """Three workers of October: credits 1.5, 3 and 0 (the last was up, but earned nothing),
+    uptime 1 h, 2 h and 3 h; and one that earned only in November."""
+    wallets = sorted(new_wallet() for _ in range(3))
+    for wallet, millis, hours in zip(wallets, (1500, 3000, 0), (1, 2, 3), strict=True):
+        Worker.create(wallet_address=wallet, created_at=OCT, last_heartbeat_at=OCT + 3 * HOUR)
+        UptimeRecord.create(worker=wallet, time_from=OCT, time_to=OCT + hours * HOUR)
+        WorkerMetric.create(
+            worker=wallet, timestamp=OCT + HOUR, container_count=1, credits_millis=millis
+        )
+    later = new_wallet()
+    Worker.create(wallet_address=later, created_at=OCT)
+    WorkerMetric.create(
+        worker=later,
+        timestamp=datetime(2026, 11, 1, tzinfo=UTC),
+        container_count=1,
+        credits_millis=9000,
+    )
+    return wallets

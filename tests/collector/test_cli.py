@@ -15,7 +15,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from collector import migrations
 from collector.cli import cli
 from collector.config import CollectorConfig
-from collector.models import EnrollmentToken, OpenWindow, UptimeRecord, Worker, WorkerMetric
+from collector.models import (
+    EnrollmentToken,
+    OpenWindow,
+    Payment,
+    UptimeRecord,
+    Worker,
+    WorkerMetric,
+)
 from collector.windows import apply_heartbeat
 from collector.workers import enroll
 from protocol.heartbeat import AgentInfo, Container, Heartbeat, encode_public_key
@@ -388,3 +395,67 @@ def test_the_console_script_shows_no_traceback_for_an_unreachable_database(
         assert done.returncode == 1
         assert done.stderr.startswith("Error: cannot use the database"), done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+# --- report and payout: the same tables as the routes ----------------------------------------
+
+
+def test_report_prints_the_fleet_report_as_the_route_serves_it(runner, client, october):
+    as_csv = runner("report", "--period", "2026-10", "--csv")
+    served = client.get("/reports/fleet.csv", query_string={"period": "2026-10"})
+    assert as_csv.exit_code == 0
+    assert as_csv.stdout == served.get_data(as_text=True).replace("\r\n", "\n")
+    assert len(as_csv.stdout.splitlines()) == 1 + 4  # the header and every worker
+
+    table = runner("report", "--period", "2026-10").stdout.splitlines()
+    assert table[0].split() == ["walletAddress", "uptimeSeconds", "downtimeSeconds"] + [
+        "uptimeFraction",
+        "credits",
+    ]
+    rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
+    assert rows[october[1]][0] == "7200"
+    assert rows[october[1]][3] == "3"
+
+
+def test_payout_prints_the_export_and_records_it_once(runner, client, october):
+    query = {"period": "2026-10", "budget": "1000"}
+    served = client.get("/payouts/export.csv", query_string=query)
+    printed = runner("payout", "--period", "2026-10", "--budget", "1000", "--csv")
+    assert printed.stdout == served.get_data(as_text=True).replace("\r\n", "\n")
+    assert f"export sha256 {served.headers['X-Tassium-Export-SHA256']}" in printed.stderr
+    assert f"inputs sha256 {served.headers['X-Tassium-Inputs-SHA256']}" in printed.stderr
+
+    args = ("payout", "--period", "2026-10", "--budget", "1000", "--record")
+    first = runner(*args, "--tx-hash", "AB" * 32)
+    assert first.exit_code == 0
+    assert first.stderr.startswith("recorded payout")
+    assert [line.split() for line in first.stdout.splitlines()[1:]] == [
+        [october[0], "1500", "333"],
+        [october[1], "3000", "667"],
+    ]
+    assert runner(*args).stderr.startswith("already recorded payout")
+    with connected(client.application.config["TASSIUM"].database_url):
+        assert [
+            (p.creator, p.amount, p.tx_hash) for p in Payment.select().order_by(Payment.creator)
+        ] == [
+            (october[0], "333", "ab" * 32),
+            (october[1], "667", "ab" * 32),
+        ]
+    refused = runner("payout", "--period", "2026-10", "--budget", "999", "--record")
+    assert refused.exit_code == 1
+    assert "a different payout" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("report", "--period", "2026-13"), "no such month"),
+        (("payout", "--period", "2026-10", "--budget", "-5"), "budget"),
+        (("payout", "--period", "2026-10", "--budget", "5", "--tx-hash", "0x1"), "64 hex"),
+        (("payout", "--period", "2026-10", "--budget", "5", "--basis", "votes"), "votes"),
+    ],
+)
+def test_report_and_payout_refuse_bad_options(runner, dbconn, args, message):
+    result = runner(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr

@@ -5,20 +5,20 @@ import hashlib
 import json
 import multiprocessing
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from collector import payouts
-from collector.models import Payment, Payout, UptimeRecord, Worker, WorkerMetric
+from collector.models import Payment, Payout, WorkerMetric
 from collector.payouts import split
 from collector.reports import Period
 from protocol.times import utcnow
-from tests.factories import connected, new_wallet
+from tests.factories import connected
 
 OCTOBER = "2026-10"
-OCT = datetime(2026, 10, 1, tzinfo=UTC)
 UINT256_MAX = 2**256 - 1
+HOUR = timedelta(hours=1)
 TX = "0x" + "ab" * 32
 
 
@@ -63,31 +63,6 @@ def test_nothing_to_split_is_an_error():
 
 
 # --- the export -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def october(dbconn):
-    """Three workers of October: credits 1.5, 3 and 0 (the last was up, but earned nothing),
-    uptime 1 h, 2 h and 3 h; and one that earned only in November."""
-    wallets = sorted(new_wallet() for _ in range(3))
-    for wallet, millis, hours in zip(wallets, (1500, 3000, 0), (1, 2, 3), strict=True):
-        Worker.create(wallet_address=wallet, created_at=OCT, last_heartbeat_at=OCT + 3 * HOUR)
-        UptimeRecord.create(worker=wallet, time_from=OCT, time_to=OCT + hours * HOUR)
-        WorkerMetric.create(
-            worker=wallet, timestamp=OCT + HOUR, container_count=1, credits_millis=millis
-        )
-    later = new_wallet()
-    Worker.create(wallet_address=later, created_at=OCT)
-    WorkerMetric.create(
-        worker=later,
-        timestamp=datetime(2026, 11, 1, tzinfo=UTC),
-        container_count=1,
-        credits_millis=9000,
-    )
-    return wallets
-
-
-HOUR = timedelta(hours=1)
 
 
 def recompute(inputs: dict) -> dict[str, int]:
@@ -247,7 +222,9 @@ def _record_in_another_process(url, barrier, results) -> None:
                 liveness_interval=timedelta(seconds=10),
             )
             barrier.wait(timeout=30)
-            payout, created = payouts.record(found, tx_hash=None, settled_after=utcnow())
+            payout, created = payouts.record(
+                found, tx_hash=None, now=utcnow(), settling=timedelta(hours=1)
+            )
         results.put(("ok", payout.id, created))
     except Exception as exc:  # reported to the test instead of lost in the child's stderr
         results.put(("error", repr(exc), False))
