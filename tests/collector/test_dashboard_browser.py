@@ -105,6 +105,9 @@ def test_the_dashboard_follows_a_heartbeat_without_a_reload(serve_collector, bro
     segment = row.locator(".bar").first.locator(".seg").last
     segment.hover()
     expect(row.locator(".detail")).to_contain_text("UTC:")
+    # ... and keeps showing it, from the fresh data, across the next refresh.
+    expect(page.locator("#asof")).not_to_have_text(page.locator("#asof").inner_text())
+    expect(row.locator(".detail")).to_contain_text("UTC:")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
     assert problems == []
