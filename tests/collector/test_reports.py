@@ -338,3 +338,21 @@ def test_bad_report_requests_say_why(client, dbconn, path, query, status, messag
     answer = client.get(path, query_string=query)
     assert answer.status_code == status
     assert message in answer.json["error"]
+
+
+def test_the_fleet_streams_a_batch_at_a_time(client, fleet, monkeypatch):
+    monkeypatch.setattr(reports, "BATCH", 2)
+    asked = []
+    real = reports.worker_reports
+
+    def counted(wallets, *args, **kwargs):
+        asked.append(list(wallets))
+        return real(wallets, *args, **kwargs)
+
+    monkeypatch.setattr(reports, "worker_reports", counted)
+    answer = client.get("/reports/fleet.csv", query_string={"period": PERIOD})
+    assert answer.is_streamed
+    lines = answer.get_data(as_text=True).splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == fleet
+    # Never more than a batch of workers in memory, and each worker read once.
+    assert asked == [fleet[:2], fleet[2:]]
