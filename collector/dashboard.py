@@ -144,6 +144,7 @@ def _fleet(address: str | None, page: int, now: datetime) -> dict:
     if address is not None:
         query = query.where(Worker.wallet_address == address)
     total = query.count()
+    online = query.where(workers.online(now)).count()
     rows = list(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE))
     wallets = [w.wallet_address for w in rows]
     held = defaultdict(list)
@@ -157,13 +158,7 @@ def _fleet(address: str | None, page: int, now: datetime) -> dict:
     bars: dict[str, dict[str, tuple[WorkerReport, list[Segment]]]] = defaultdict(dict)
     for label, count in BARS:
         period = Period.parse(label, now)
-        for report in reports.worker_reports(
-            wallets,
-            period,
-            now=now,
-            gap=timedelta(seconds=config.gap),
-            liveness_interval=timedelta(seconds=config.liveness_interval),
-        ):
+        for report in reports.worker_reports(wallets, period, **reports.timing(config, now)):
             bars[report.wallet][label] = (report, segments(report, count))
     return {
         "workers": [
@@ -175,6 +170,7 @@ def _fleet(address: str | None, page: int, now: datetime) -> dict:
             for w in rows
         ],
         "total": total,
+        "online": online,
         "page": page,
         "pages": max(1, -(-total // PAGE_SIZE)),
     }
@@ -215,7 +211,7 @@ def dashboard():
     fleet = (
         _fleet(address, page, now)
         if error is None
-        else {"workers": [], "total": 0, "page": 1, "pages": 1}
+        else {"workers": [], "total": 0, "online": 0, "page": 1, "pages": 1}
     )
     values = {
         "now": now,

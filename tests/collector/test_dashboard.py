@@ -56,6 +56,7 @@ def test_the_page_lists_the_workers_containers_and_deployments_created(client):
     assert "api-7" in html and "nginx" in html
     assert html.count('data-field="online">online<') == 1
     assert html.count('data-field="online">offline<') == 1
+    assert '<span id="online-count">1</span> online' in html
     for name in ("app-a", "app-b", "app-c"):
         assert f"<td>{name}" in html
     counts = {s: count(html, s) for s in ("pending", "processing", "success", "failed")}

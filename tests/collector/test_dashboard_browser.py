@@ -90,6 +90,7 @@ def test_the_dashboard_follows_a_heartbeat_without_a_reload(serve_collector, bro
     row = page.locator(f'li.worker[data-wallet="{newcomer.wallet}"]')
     expect(page.locator(f'li.worker[data-wallet="{steady.wallet}"] .host')).to_have_text("rig-7")
     expect(row.locator('[data-field="online"]')).to_have_text("offline")
+    expect(page.locator("#online-count")).to_have_text("1")
     expect(page.locator("#deployments")).to_contain_text("shop")
     expect(page.locator('[data-status="processing"] b')).to_have_text("1")
     expect(page.locator('[data-status="pending"] b')).to_have_text("1")
@@ -98,6 +99,7 @@ def test_the_dashboard_follows_a_heartbeat_without_a_reload(serve_collector, bro
     beats(served.url, newcomer)
     expect(row.locator('[data-field="online"]')).to_have_text("online", timeout=15_000)
     expect(row.locator('[data-field="status"]')).to_have_text("HEALTHY")
+    expect(page.locator("#online-count")).to_have_text("2")
     expect(row.locator(".host")).to_have_text("rig-7")
     assert page.evaluate("window.notReloaded") is True
 
