@@ -33,7 +33,7 @@ from collector.api import (
     settings,
 )
 from collector.config import CollectorConfig
-from collector.db import database
+from collector.db import database, locked
 from collector.models import Payment, Payout
 from collector.payments import parse_amount
 from collector.reports import Period
@@ -189,13 +189,27 @@ def record(
                 Payment.insert_many(rows).execute()
         return payout, True
     except IntegrityError:
-        existing = Payout.get(Payout.period == found.period.label)
+        return _recorded(found, tx_hash), False
+
+
+def _recorded(found: Plan, tx_hash: str | None) -> Payout:
+    """The payout recorded before for the period, if it is this one. A transaction hash
+    may be added later (record first, pay, then say with what), never changed."""
+    with database.atomic():
+        existing = locked(Payout.select().where(Payout.period == found.period.label)).get()
+        when = format_timestamp(existing.created_at)
         if existing.inputs_sha256 != found.inputs_sha256:
             raise ValueError(
-                f"a different payout for {found.period.label} was recorded at "
-                f"{format_timestamp(existing.created_at)} (inputs {existing.inputs_sha256})"
-            ) from None
-        return existing, False
+                f"a different payout for {found.period.label} was recorded at {when} "
+                f"(inputs {existing.inputs_sha256})"
+            )
+        if tx_hash is not None and existing.tx_hash not in (None, tx_hash):
+            raise ValueError(f"the payout for {found.period.label} was paid by {existing.tx_hash}")
+        if tx_hash is not None and existing.tx_hash is None:
+            existing.tx_hash = tx_hash
+            existing.save()
+            Payment.update(tx_hash=tx_hash).where(Payment.payout == existing.id).execute()
+    return existing
 
 
 class PeriodOpen(Exception):

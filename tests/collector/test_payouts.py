@@ -167,6 +167,10 @@ def test_recording_writes_the_payments_once_per_period(client, october):
     assert client.get(f"/payouts/{OCTOBER}").json == recorded
     assert client.get("/payouts").json["items"] == [recorded]
 
+    repaid = client.post("/payouts", json={**body, "txHash": "0x" + "cd" * 32})
+    assert repaid.status_code == 409
+    assert "paid by" in repaid.json["error"]
+
     other = client.post("/payouts", json={**body, "budget": "999"})
     assert other.status_code == 409
     assert "different payout" in other.json["error"]
@@ -253,3 +257,15 @@ def test_processes_recording_at_once_write_one_payout(database_url, october):
             (october[0], "333"),
             (october[1], "667"),
         ]
+
+
+def test_a_transaction_hash_can_be_added_to_a_recorded_payout(client, october):
+    body = {"period": OCTOBER, "budget": "1000"}
+    recorded = client.post("/payouts", json=body).json
+    assert recorded["txHash"] is None
+    assert {tx for _, _, tx, _ in payment_rows()} == {None}
+
+    paid = client.post("/payouts", json={**body, "txHash": TX})
+    assert paid.status_code == 200
+    assert paid.json == {**recorded, "txHash": TX}
+    assert {tx for _, _, tx, _ in payment_rows()} == {TX}
