@@ -1,7 +1,7 @@
 """Uptime reports: how long each worker was up in a period, and why it was down otherwise.
 
-A worker is observed from when the collector first knew it (its enrollment or first
-heartbeat) to the end of the period or now. Inside that span, the uptime windows are uptime
+A worker is observed from its first heartbeat (or, never heard from, its enrollment) to
+the end of the period or now. Inside that span, the uptime windows are uptime
 and every gap is downtime, each piece of it with the cause the collector has evidence for:
 
 - ``docker_unavailable``: the agent kept beating but said Docker was down (collector/windows.py);
@@ -19,6 +19,7 @@ of any size streams in constant memory.
 
 import calendar
 import re
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -224,6 +225,7 @@ def worker_reports(
         )
         .tuples()
     )
+    first_heard = _first_heard(wallets)
     collector = liveness.outages(start, end, interval=liveness_interval, now=now)
     earned = _credits(wallets, period)
     reports = []
@@ -231,7 +233,7 @@ def worker_reports(
         worker = workers.get(address)
         if worker is None:
             continue
-        observed = _observed(worker, spans[address], period, now, gap)
+        observed = _observed(worker, first_heard.get(address), period, now, gap)
         if observed is None:
             reports.append(WorkerReport(address, period, None, credits_millis=earned[address]))
             continue
@@ -275,6 +277,10 @@ def fleet(
         yield from worker_reports(
             wallets, period, now=now, gap=gap, liveness_interval=liveness_interval
         )
+        # Under gunicorn's gevent workers this yields to the other requests (heartbeats) of
+        # the process, and to its keep-alive with the master, between batches of a long
+        # report; elsewhere it costs nothing.
+        time.sleep(0)
         after = wallets[-1]
         if remaining is not None:
             remaining -= len(wallets)
@@ -289,11 +295,32 @@ def _by_worker(rows: Iterable[tuple]) -> defaultdict[str, list[Span]]:
     return found
 
 
+def _first_heard(wallets: list[str]) -> dict[str, datetime]:
+    """Each worker's first heartbeat: the start of its first window or Docker outage."""
+    first: dict[str, datetime] = {}
+    for model, column in (
+        (UptimeRecord, UptimeRecord.time_from),
+        (OpenWindow, OpenWindow.start_time),
+        (DockerOutage, DockerOutage.time_from),
+    ):
+        query = (
+            model.select(model.worker, fn.MIN(column))
+            .where(model.worker.in_(wallets))
+            .group_by(model.worker)
+            .tuples()
+        )
+        for address, at in query:
+            at = column.python_value(at)  # an aggregate comes back as the database stores it
+            first[address] = min(first.get(address, at), at)
+    return first
+
+
 def _observed(
-    worker: Worker, spans: list[Span], period: Period, now: datetime, gap: timedelta
+    worker: Worker, first_heard: datetime | None, period: Period, now: datetime, gap: timedelta
 ) -> Span | None:
-    known = min([worker.created_at, *(a for a, _ in spans)])
-    start = max(period.start, known)
+    # From the first heartbeat: the time from enrollment to starting the agent is setting
+    # up, not downtime. A worker never heard from is observed from its enrollment.
+    start = max(period.start, first_heard or worker.created_at)
     end = min(period.end, now)
     last = worker.last_heartbeat_at
     if last is not None and now - last <= gap:

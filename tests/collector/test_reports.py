@@ -142,7 +142,20 @@ def test_the_open_window_counts_and_the_stretch_since_the_last_heartbeat_waits_f
     assert silent.fraction == round(120 / 151, 6)
 
 
-def test_before_the_worker_was_known_is_not_downtime(dbconn):
+def test_from_enrollment_to_the_first_heartbeat_is_setting_up_not_downtime(dbconn):
+    wallet = worker(created=T0)
+    apply_heartbeat(beat(wallet, T0 + 5 * M), gap=GAP, now=T0 + 5 * M)
+
+    # One heartbeat is a moment: nothing observed yet, rather than 0 %.
+    first = report(wallet, interval(T0, T0 + H), now=T0 + 6 * M)
+    assert (first.observed, first.fraction, first.downtime) == (None, None, [])
+
+    apply_heartbeat(beat(wallet, T0 + 10 * M), gap=GAP, now=T0 + 10 * M)
+    second = report(wallet, interval(T0, T0 + H), now=T0 + 11 * M)
+    assert (second.observed, second.fraction) == ((T0 + 5 * M, T0 + 10 * M), 1.0)
+
+
+def test_a_worker_never_heard_from_is_down_since_its_enrollment(dbconn):
     wallet = worker(created=T0 + 5 * H)
     found = report(wallet, interval(T0, T0 + 10 * H), now=T0 + 10 * H)
     assert found.observed == (T0 + 5 * H, T0 + 10 * H)
@@ -154,6 +167,7 @@ def test_before_the_worker_was_known_is_not_downtime(dbconn):
 
 def test_a_period_still_running_ends_now(dbconn):
     wallet = worker(created=T0 - timedelta(days=40), last_heartbeat_at=T0 - 2 * H)
+    record(wallet, T0 - timedelta(days=35), T0 - timedelta(days=35) + H)
     record(wallet, T0 - 3 * H, T0 - 2 * H)
     november = Period.parse("2026-11", T0)
     found = report(wallet, november, now=T0)
