@@ -15,9 +15,9 @@ from tests.conftest import free_port
 
 
 @contextmanager
-def served_collector(**settings) -> Iterator[str]:
+def served_collector(*, with_process: bool = False, **settings) -> Iterator:
     """``tassium-collector serve`` on SQLite in a temporary directory, with ``settings``
-    added to its configuration; yields its URL."""
+    added to its configuration; yields its URL (and its process, ``with_process``)."""
     with tempfile.TemporaryDirectory(prefix="tassium-bench-") as directory:
         port = free_port()
         config = Path(directory) / "collector.yaml"
@@ -41,7 +41,7 @@ def served_collector(**settings) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, process)
-            yield url
+            yield (url, process) if with_process else url
         finally:
             process.terminate()
             process.wait(timeout=60)
