@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
-from peewee import fn
+from peewee import Field, fn
 
 from collector import liveness
 from collector.api import ApiError, query_int, settings, wallet
@@ -196,37 +196,13 @@ def worker_reports(
     workers = {
         w.wallet_address: w for w in Worker.select().where(Worker.wallet_address.in_(wallets))
     }
-    start, end = period.start, period.end
-    spans = _by_worker(
-        UptimeRecord.select(UptimeRecord.worker, UptimeRecord.time_from, UptimeRecord.time_to)
-        .where(
-            UptimeRecord.worker.in_(wallets)
-            & (UptimeRecord.time_to >= start)
-            & (UptimeRecord.time_from < end)
-        )
-        .tuples()
-    )
-    windows = {
-        address: (a, b)
-        for address, a, b in OpenWindow.select(
-            OpenWindow.worker, OpenWindow.start_time, OpenWindow.end_time
-        )
-        .where(OpenWindow.worker.in_(wallets))
-        .tuples()
-    }
+    spans = _overlapping(UptimeRecord.time_from, UptimeRecord.time_to, wallets, period)
+    windows = _overlapping(OpenWindow.start_time, OpenWindow.end_time, wallets, period)
     for address, window in windows.items():
-        spans[address].append(window)
-    docker = _by_worker(
-        DockerOutage.select(DockerOutage.worker, DockerOutage.time_from, DockerOutage.time_to)
-        .where(
-            DockerOutage.worker.in_(wallets)
-            & (DockerOutage.time_to >= start)
-            & (DockerOutage.time_from < end)
-        )
-        .tuples()
-    )
+        spans[address] += window
+    docker = _overlapping(DockerOutage.time_from, DockerOutage.time_to, wallets, period)
     first_heard = _first_heard(wallets)
-    collector = liveness.outages(start, end, interval=liveness_interval, now=now)
+    collector = liveness.outages(period.start, period.end, interval=liveness_interval, now=now)
     earned = _credits(wallets, period)
     reports = []
     for address in wallets:
@@ -288,7 +264,16 @@ def fleet(
             return
 
 
-def _by_worker(rows: Iterable[tuple]) -> defaultdict[str, list[Span]]:
+def _overlapping(
+    first: Field, last: Field, wallets: list[str], period: Period
+) -> defaultdict[str, list[Span]]:
+    """Each worker's spans [first, last] of one table that overlap the period."""
+    model = first.model
+    rows = (
+        model.select(model.worker, first, last)
+        .where(model.worker.in_(wallets) & (last >= period.start) & (first < period.end))
+        .tuples()
+    )
     found: defaultdict[str, list[Span]] = defaultdict(list)
     for address, a, b in rows:
         found[address].append((a, b))

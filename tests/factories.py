@@ -125,3 +125,24 @@ def connected(url: str):
     finally:
         if hasattr(database, "close_all"):
             database.close_all()
+
+
+def at_once(target, url: str, processes: int = 4) -> list:
+    """Run ``target(url, barrier, results)`` in ``processes`` fresh interpreters that wait for
+    each other at the barrier before the racing part; what each put on ``results``, and each
+    must exit cleanly."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    results = context.Queue()
+    children = [
+        context.Process(target=target, args=(url, barrier, results)) for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(timeout=30)
+        assert child.exitcode == 0
+    return outcomes

@@ -1,6 +1,5 @@
 """collector/migrations.py: versioned schema migrations, on an empty database of each backend."""
 
-import multiprocessing
 from datetime import UTC, datetime
 
 import pytest
@@ -22,7 +21,7 @@ from collector.models import (
     WorkerContainer,
     WorkerMetric,
 )
-from tests.factories import connected
+from tests.factories import at_once, connected
 
 MODELS = [
     Project,
@@ -220,21 +219,7 @@ def _migrate_in_another_process(url, barrier, results) -> None:
 
 def test_processes_migrating_at_once_apply_each_version_exactly_once(empty_database_url):
     processes = 4
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(processes)
-    results = context.Queue()
-    children = [
-        context.Process(
-            target=_migrate_in_another_process, args=(empty_database_url, barrier, results)
-        )
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    outcomes = [results.get(timeout=60) for _ in children]
-    for child in children:
-        child.join(timeout=30)
-        assert child.exitcode == 0
+    outcomes = at_once(_migrate_in_another_process, empty_database_url, processes)
 
     assert [status for status, _ in outcomes] == ["ok"] * processes, outcomes
     applied = sorted(version for _, done in outcomes for version in done)

@@ -3,7 +3,6 @@ payout once per period, also from several processes at once."""
 
 import hashlib
 import json
-import multiprocessing
 import random
 from datetime import timedelta
 
@@ -14,7 +13,7 @@ from collector.models import Payment, Payout, WorkerMetric
 from collector.payouts import split
 from collector.reports import Period
 from protocol.times import utcnow
-from tests.factories import connected
+from tests.factories import at_once, connected
 
 OCTOBER = "2026-10"
 UINT256_MAX = 2**256 - 1
@@ -236,18 +235,7 @@ def _record_in_another_process(url, barrier, results) -> None:
 
 def test_processes_recording_at_once_write_one_payout(database_url, october):
     processes = 4
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(processes)
-    results = context.Queue()
-    children = [
-        context.Process(target=_record_in_another_process, args=(database_url, barrier, results))
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    outcomes = [results.get(timeout=60) for _ in children]
-    for child in children:
-        child.join(timeout=30)
+    outcomes = at_once(_record_in_another_process, database_url, processes)
 
     assert {status for status, _, _ in outcomes} == {"ok"}, outcomes
     assert len({payout_id for _, payout_id, _ in outcomes}) == 1
