@@ -14,7 +14,7 @@ from peewee import Field, InterfaceError, OperationalError, Query
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
-from collector import db
+from collector import db, telemetry
 from collector.config import CollectorConfig
 from protocol import ProtocolError
 from protocol.heartbeat import SIGNATURE_HEADER
@@ -225,11 +225,18 @@ class DatabaseState:
                 log.warning("database available again")
 
 
-def database_down(exc: BaseException, **extra: object) -> Response:
-    """A 503 for a database that cannot answer; the outage is logged once, and this process's
-    connections are dropped so that none broken is handed out once it is back."""
+def database_failed(exc: BaseException) -> None:
+    """What a request does when the database cannot answer: the outage is logged once, counted,
+    and this process's connections are dropped so that none broken is handed out once it is
+    back."""
     current_app.extensions["tassium.database_state"].failed(exc)
+    telemetry.DATABASE_ERRORS.labels(where="request").inc()
     db.discard_connections()
+
+
+def database_down(exc: BaseException, **extra: object) -> Response:
+    """A 503 for a database that cannot answer (see database_failed)."""
+    database_failed(exc)
     response = jsonify(error="database unavailable", **extra)
     response.status_code = 503
     response.headers["Retry-After"] = str(RETRY_AFTER)

@@ -14,6 +14,7 @@ from collector import (
     payouts,
     reports,
     setup,
+    telemetry,
     ui_v1,
     workers,
 )
@@ -31,6 +32,8 @@ def create_app(config: CollectorConfig) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     db.bind(config.database_url)
     db.init_app(app)
+    # First: its timing spans every other hook.
+    telemetry.init_app(app, config)
     api.init_app(app, config)
     bodies.init_app(app, config)
     app.extensions["tassium.pings"] = PingBook()

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from collector import telemetry
 from collector.api import ApiError, accept_fields, json_object, settings, wallet
 from collector.config import CollectorConfig
+from collector.db import DATABASE_DOWN
 from collector.models import Worker, credits
 from collector.windows import StaleHeartbeat, UnknownWorker, apply_heartbeat
 from protocol import ProtocolError
@@ -25,11 +27,16 @@ MAX_BATCH = 500
 
 def receive(body: bytes, signature: str | None, config: CollectorConfig) -> tuple[int, dict]:
     """One heartbeat, as both routes take it: its status and its JSON answer. Each accepted
-    heartbeat is its own transaction; a refusal writes nothing."""
+    heartbeat is its own transaction; a refusal writes nothing. Each is counted at /metrics."""
     try:
-        return 200, _accept(body, signature, config)
+        status, answer = 200, _accept(body, signature, config)
     except ApiError as exc:
-        return exc.status, exc.answer()
+        status, answer = exc.status, exc.answer()
+    except DATABASE_DOWN:
+        telemetry.heartbeat_answered(503, {}, signed=bool(signature))
+        raise  # answered 503 by collector/api.py
+    telemetry.heartbeat_answered(status, answer, signed=bool(signature))
+    return status, answer
 
 
 def _authenticate(address: str, body: bytes, signature: str | None, config: CollectorConfig):
@@ -142,6 +149,7 @@ def _stamp_server_time(response: Response) -> Response:
 
 
 @bp.post("/heartbeat")
+@telemetry.carries_heartbeats
 def heartbeat():
     body = request.get_data(cache=True)
     status, answer = receive(body, request.headers.get(SIGNATURE_HEADER), settings())
@@ -155,6 +163,7 @@ def ping_route():
 
 
 @bp.post("/heartbeats")
+@telemetry.carries_heartbeats
 def heartbeats():
     """A batch: each entry is a heartbeat's exact body (as JSON text) and its signature,
     answered one result each, in order, with the status ``POST /heartbeat`` would give."""

@@ -456,4 +456,20 @@ PATHS = {
             },
         }
     },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics: heartbeats, request latency, the fleet, the sweeper",
+            "description": "The Prometheus text format, summed over every serving process. "
+            "With `private_pages` it needs the API token, as on `/`. While the database is "
+            "unavailable it still answers, with `tassium_database_up 0` and no fleet gauges.",
+            "security": _TOKEN,
+            "responses": {
+                "200": {
+                    "description": "The metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **_errors(401),
+            },
+        }
+    },
 }

@@ -37,6 +37,14 @@ def live_status(last_ping: datetime | None, now: datetime, ping_interval: int) -
     return DEAD
 
 
+def alive(now: datetime, ping_interval: int):
+    """live_status HEALTHY or WARNING, as a query condition on the last sign of life written
+    (a ping, or a heartbeat's arrival), for counting a fleet without loading it. Pings still
+    pending in a process count once written, a few seconds later."""
+    since = now - timedelta(seconds=3 * ping_interval)
+    return (Worker.last_ping_at > since) | (Worker.last_seen_at > since)
+
+
 class PingBook:
     """The pings this process took and has not written yet."""
 

@@ -13,7 +13,11 @@ transaction, so the locking is what it is with one request per process at a time
 import contextlib
 import ipaddress
 import logging
+import os
 import resource
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -28,6 +32,8 @@ from collector.logs import GunicornLogger
 from protocol.times import utcnow
 
 log = logging.getLogger(__name__)
+# prometheus_client's switch to multiprocess mode (collector/telemetry.py).
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def listens_beyond_loopback(host: str) -> bool:
@@ -95,8 +101,9 @@ class CollectorWorker(GeventWorker):
 
 
 class CollectorServer(BaseApplication):
-    def __init__(self, config: CollectorConfig):
+    def __init__(self, config: CollectorConfig, metrics_dir: str):
         self.config_obj = config
+        self.metrics_dir = metrics_dir
         super().__init__()
 
     def load_config(self) -> None:
@@ -118,6 +125,7 @@ class CollectorServer(BaseApplication):
         self.cfg.set("logger_class", GunicornLogger)
         self.cfg.set("loglevel", config.log_level.lower())
         self.cfg.set("post_worker_init", self._start_threads)
+        self.cfg.set("child_exit", self._child_exit)
         self.cfg.set("proc_name", "tassium-collector")
         # gunicorn's control socket lives in $HOME by default, shared by every server the
         # user runs; the collector is managed by its signals and systemd, not by gunicornc.
@@ -126,9 +134,19 @@ class CollectorServer(BaseApplication):
 
     def load(self):
         # Imported here so that each worker opens its own database connections after the fork.
+        from collector import telemetry
         from collector.app import create_app
 
-        return create_app(self.config_obj)
+        app = create_app(self.config_obj)
+        telemetry.gather_processes(app, self.metrics_dir)
+        return app
+
+    def _child_exit(self, _arbiter, worker) -> None:
+        # A dead process's counters stay in the sum (totals never go backwards when gunicorn
+        # replaces a worker); only live gauges' files would be its to remove.
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, self.metrics_dir)
 
     def _start_threads(self, _worker) -> None:
         config = self.config_obj
@@ -169,6 +187,29 @@ def raise_open_file_limit(needed: int) -> int:
     return soft
 
 
+@contextlib.contextmanager
+def process_metrics() -> Iterator[str]:
+    """A private directory (0700) for this run's metrics, in which prometheus_client's
+    multiprocess mode keeps each serving process's counters, for /metrics to sum. The mode is
+    chosen when prometheus_client is first imported: here it must not be imported yet, and
+    the variable set now reaches the processes gunicorn forks, which import it when they load
+    the app. A fresh directory each run, since totals from an earlier run's processes would
+    be summed in too."""
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its multiprocess mode was set")
+    directory = tempfile.mkdtemp(prefix="tassium-metrics-")
+    owner = os.getpid()
+    os.environ[MULTIPROC_DIR] = directory
+    try:
+        yield directory
+    finally:
+        # A gunicorn worker leaves through this frame too (it is forked from inside it): only
+        # the process that made the directory removes it, when the server stops.
+        if os.getpid() == owner:
+            os.environ.pop(MULTIPROC_DIR, None)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def serve(config: CollectorConfig) -> None:
     if listens_beyond_loopback(config.host) and not config.api_token:
         log.warning(
@@ -178,4 +219,5 @@ def serve(config: CollectorConfig) -> None:
         )
     # Room for the database connections, the log and the listening sockets besides.
     raise_open_file_limit(config.connections_per_process + 64)
-    CollectorServer(config).run()
+    with process_metrics() as metrics_dir:
+        CollectorServer(config, metrics_dir).run()

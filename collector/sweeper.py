@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from collector import deployments, metrics
+from collector import deployments, metrics, telemetry
 from collector.db import DATABASE_DOWN, database, failure_reason
 from collector.models import SweeperLease
 from collector.windows import sweep
@@ -59,6 +59,8 @@ def sweep_pass(
     closed = sweep(gap=gap, now=now)
     pruned = metrics.prune(retention=retention, now=now)
     failed = deployments.fail_lost_builds(build_timeout, now) if build_timeout else 0
+    telemetry.SWEEPS.inc()
+    telemetry.WINDOWS_CLOSED.inc(closed)
     return Swept(closed, pruned, failed)
 
 
@@ -116,6 +118,7 @@ class SweeperThread(threading.Thread):
                 if swept and swept.failed:
                     log.warning("sweeper failed %d deployments with lost builds", swept.failed)
             except DATABASE_DOWN as exc:
+                telemetry.DATABASE_ERRORS.labels(where="sweeper").inc()
                 log.warning("sweep skipped, database unavailable: %s", failure_reason(exc))
             except Exception:  # a database hiccup must not end the sweeper for good
                 log.exception("sweep failed; trying again in %s", self.interval)

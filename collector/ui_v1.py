@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from flask import Blueprint, jsonify, request
 
-from collector import deployments, heartbeats, workers
+from collector import deployments, heartbeats, telemetry, workers
 from collector.api import ApiError, json_object, query_int, require_api_token, settings
 from collector.models import OpenWindow, Project, UptimeRecord, Worker
 from protocol.heartbeat import SIGNATURE_HEADER
@@ -185,6 +185,7 @@ def get_uptime(address: str):
 
 
 @bp.post("/heartbeat")
+@telemetry.carries_heartbeats
 def heartbeat():
     body = request.get_data(cache=True)
     status, answer = heartbeats.receive(body, request.headers.get(SIGNATURE_HEADER), settings())
