@@ -128,17 +128,23 @@ def carries_heartbeats(view: Callable) -> Callable:
 
 
 class FleetGauges:
-    """Workers online and open windows, counted from the database at each scrape. Online is
-    live_status HEALTHY or WARNING (collector/pings.py): a ping or a heartbeat within three
-    ping intervals."""
+    """The fleet, counted from the database at each scrape: workers online as the API and
+    the dashboard say it (a heartbeat within the gap, collector/workers.py), workers live
+    (live_status HEALTHY or WARNING, collector/pings.py: a ping or a heartbeat within three
+    ping intervals), and open windows."""
 
-    def __init__(self, ping_interval: int):
-        self.ping_interval = ping_interval
+    def __init__(self, config: CollectorConfig):
+        self.config = config
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        # Imported here: collector.workers imports collector.api, which imports this module.
+        from collector.workers import online_since
+
+        now = utcnow()
         try:
             windows = OpenWindow.select().count()
-            online = Worker.select().where(alive(utcnow(), self.ping_interval)).count()
+            online = Worker.select().where(online_since(now, self.config.gap)).count()
+            live = Worker.select().where(alive(now, self.config.ping_interval)).count()
         except DATABASE_DOWN as exc:
             # The counters are still worth serving: they show the outage.
             api.database_failed(exc)
@@ -147,8 +153,13 @@ class FleetGauges:
         yield GaugeMetricFamily("tassium_database_up", "1: the database answered", value=1)
         yield GaugeMetricFamily(
             "tassium_workers_online",
-            "Workers whose last ping or heartbeat is within 3 ping intervals (HEALTHY or WARNING)",
+            "Workers whose last heartbeat is within the gap (online in the API)",
             value=online,
+        )
+        yield GaugeMetricFamily(
+            "tassium_workers_live",
+            "Workers whose last ping or heartbeat is within 3 ping intervals (HEALTHY or WARNING)",
+            value=live,
         )
         yield GaugeMetricFamily("tassium_open_windows", "Uptime windows still open", value=windows)
 
@@ -156,7 +167,7 @@ class FleetGauges:
 def _scraped(source, config: CollectorConfig) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(source)
-    registry.register(FleetGauges(config.ping_interval))
+    registry.register(FleetGauges(config))
     return registry
 
 

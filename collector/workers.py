@@ -180,7 +180,11 @@ def is_online(worker: Worker, now: datetime) -> bool:
 
 def online(now: datetime):
     """is_online as a query condition, for counting a fleet without loading it."""
-    return Worker.last_heartbeat_at >= now - timedelta(seconds=settings().gap)
+    return online_since(now, settings().gap)
+
+
+def online_since(now: datetime, gap: int):
+    return Worker.last_heartbeat_at >= now - timedelta(seconds=gap)
 
 
 # The longest series the metrics route serves, in hours.

@@ -194,7 +194,7 @@ def test_latency_is_labelled_by_route_never_by_path(client, worker):
 # --- the fleet gauges ---------------------------------------------------------------------
 
 
-def test_the_gauges_count_open_windows_and_workers_online_as_stored(client, dbconn, worker):
+def test_the_gauges_count_open_windows_and_workers_online_and_live_as_stored(client, dbconn, worker):
     now = utcnow()
     interval = 30  # ping_interval: online while the last sign of life is under 90 s old
     assert worker.beat(client, minutes_ago(20)).status_code == 200  # arrives now: online
@@ -207,10 +207,17 @@ def test_the_gauges_count_open_windows_and_workers_online_as_stored(client, dbco
     dead = FakeWorker()
     Worker.create(wallet_address=dead.wallet, last_seen_at=now - timedelta(seconds=3 * interval))
     Worker.create(wallet_address=FakeWorker().wallet)  # never heard from
+    Worker.create(  # its last heartbeat is past the gap: not online, though it just pinged
+        wallet_address=FakeWorker().wallet,
+        last_heartbeat_at=now - timedelta(minutes=31),
+        last_ping_at=now - timedelta(seconds=5),
+    )
     OpenWindow.create(worker=dead.wallet, start_time=now - timedelta(hours=2), end_time=now)
     samples = scrape(client)
     assert value(samples, "tassium_open_windows") == OpenWindow.select().count() == 2
-    assert value(samples, "tassium_workers_online") == 3
+    assert value(samples, "tassium_workers_live") == 4
+    # Online as the API says it: a heartbeat within the gap (the one 20 minutes old).
+    assert value(samples, "tassium_workers_online") == 1
     assert value(samples, "tassium_database_up") == 1
 
 
