@@ -3,8 +3,11 @@ PostgreSQL server started once per test run (as httpx starts its ``server``), an
 ``database_url`` parametrised over SQLite and PostgreSQL so every test that uses the
 database runs on both."""
 
+import functools
 import glob
+import itertools
 import os
+import random
 import re
 import shutil
 import signal
@@ -14,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +31,22 @@ from collector import db, migrations
 from collector.app import create_app
 from collector.cli import cli
 from collector.config import CollectorConfig
+from tests.agent.conftest import Dockerd, dockerd_binary
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under pytest-xdist (scripts/test), one Docker engine for all the workers: two would fight
+    over docker0 and iptables. This process, their controller, starts it before them (xdist
+    starts them after this hook), names it to them in TEST_DOCKER_HOST, and stops it after
+    them. Starting and stopping it takes about two seconds, whatever the tests."""
+    distributed = session.config.pluginmanager.has_plugin("dsession")
+    if not distributed or "TEST_DOCKER_HOST" in os.environ or dockerd_binary() is None:
+        return  # else the tests' own dockerd fixture runs, or fails saying what is missing
+    engine = Dockerd()
+    engine.start()
+    os.environ["TEST_DOCKER_HOST"] = engine.host
+    session.config.add_cleanup(engine.stop)
+    session.config.add_cleanup(lambda: os.environ.pop("TEST_DOCKER_HOST"))
 
 
 @pytest.fixture(autouse=True)
@@ -37,10 +57,39 @@ def clean_environ(monkeypatch):
             monkeypatch.delenv(name)
 
 
+# Under pytest-xdist (scripts/test) each worker takes ports from a range of its own, below the
+# kernel's ephemeral ports (32768 and up): a port handed to one worker's server is then never
+# handed to another worker, nor taken as an outgoing connection's source port, in the seconds
+# before that server binds it; nor handed out again soon after that server stops.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...; unset without xdist
+
+
+@functools.cache
+def _worker_ports() -> tuple[int, Iterator[int]]:
+    """How many ports this worker has, and an endless round of them."""
+    count = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    size = (32768 - 16384) // count
+    # A worker that replaces a crashed one is numbered on (gw4 of four): the crashed one's range.
+    first = 16384 + int(XDIST_WORKER.removeprefix("gw")) % count * size
+    start = random.randrange(size)  # another test run's worker of that name starts elsewhere
+    return size, itertools.cycle([first + (start + i) % size for i in range(size)])
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port of 127.0.0.1 that nothing listens on."""
+    if XDIST_WORKER is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    size, ports = _worker_ports()
+    for port in itertools.islice(ports, size):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: another program's, or a server of this worker's
+            return port
+    raise RuntimeError(f"all {size} ports of xdist worker {XDIST_WORKER} are in use")
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """A real Docker engine for the agent's tests: started once per run on a private socket,
 with a busybox image imported locally (nothing can be pulled here). TEST_DOCKER_HOST names
-an engine already running instead (several test runs at once would fight over docker0)."""
+an engine already running instead (several test runs at once would fight over docker0): so
+does the controller of a pytest-xdist run, for its workers (tests/conftest.py)."""
 
 import io
 import json
@@ -25,6 +26,12 @@ from tests.factories import new_wallet
 IMAGE = "local/busybox"
 
 
+def dockerd_binary() -> str | None:
+    """The dockerd this process can run: none without root."""
+    binary = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    return binary if os.path.exists(binary) and os.geteuid() == 0 else None
+
+
 class Dockerd:
     def __init__(self, host: str | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="tassium-dockerd-", dir="/tmp"))
@@ -36,8 +43,8 @@ class Dockerd:
         self.log = None
 
     def start(self) -> None:
-        binary = shutil.which("dockerd") or "/usr/sbin/dockerd"
-        if not os.path.exists(binary) or os.geteuid() != 0:
+        binary = dockerd_binary()
+        if binary is None:
             pytest.fail("the agent tests need dockerd (apt-get install docker.io) and root")
         self.log = (self.dir / "log").open("wb")
         self.process = subprocess.Popen(

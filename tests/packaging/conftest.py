@@ -43,9 +43,10 @@ def make_machine(nspawn_base, tmp_path) -> Iterator[Callable[..., nspawn.Machine
         machine.boot()
         return machine
 
-    yield make
-    for machine in reversed(machines):
-        machine.shutdown()
+    with nspawn.one_at_a_time():
+        yield make
+        for machine in reversed(machines):
+            machine.shutdown()
 
 
 @pytest.fixture

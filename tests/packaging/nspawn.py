@@ -114,6 +114,15 @@ def cached_root(cache_dir: Path = CACHE_DIR) -> Path:
     return final
 
 
+def one_at_a_time(cache_dir: Path = CACHE_DIR) -> contextlib.AbstractContextManager[None]:
+    """Held while machines run, by every test process on this host (pytest-xdist's workers,
+    other test runs): booted with --keep-unit, each machine's systemd manages the cgroups of
+    the process that boots it, the same for all of them, so one machine would stop or kill
+    the other's services of the same name."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return _locked(cache_dir / "machines.lock")
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     with path.open("w") as lock:
