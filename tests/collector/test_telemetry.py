@@ -194,7 +194,7 @@ def test_latency_is_labelled_by_route_never_by_path(client, worker):
 # --- the fleet gauges ---------------------------------------------------------------------
 
 
-def test_the_gauges_count_open_windows_and_workers_online_and_live_as_stored(client, dbconn, worker):
+def test_the_gauges_count_open_windows_and_workers_online_and_live(client, dbconn, worker):
     now = utcnow()
     interval = 30  # ping_interval: online while the last sign of life is under 90 s old
     assert worker.beat(client, minutes_ago(20)).status_code == 200  # arrives now: online
