@@ -1,6 +1,6 @@
 """Prometheus metrics at ``GET /metrics``: heartbeats accepted and refused by reason, request
 latency by route, sweeper passes and the windows they closed, database errors, and the
-fleet's gauges (workers online, open windows).
+fleet's gauges (workers online and live, open windows).
 
 Counters and the histogram are kept by each process. Under ``tassium-collector serve``
 (several gunicorn processes) prometheus_client's multiprocess mode keeps them in files of a
