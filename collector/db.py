@@ -1,6 +1,7 @@
 """The database: one Peewee proxy bound from the config, a UTC datetime field, and the
 per-request connection handling of the Flask tutorial's ``db.py``."""
 
+import time
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
@@ -65,7 +66,7 @@ def open_database(url: str) -> Database:
             },
             lock_type="IMMEDIATE",
         )
-    return PooledPostgresqlDatabase(
+    return PostgresPool(
         unquote(parts.path.lstrip("/")),
         user=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
@@ -78,6 +79,31 @@ def open_database(url: str) -> Database:
     )
 
 
+class PostgresPool(PooledPostgresqlDatabase):
+    """Peewee's pool, without a ``SELECT 1`` round trip each time a connection is handed out:
+    a connection given back moments ago is used as it is. One idle for longer than
+    ``IDLE_CHECK`` seconds (when a restarted server is likelier to have dropped it) is still
+    checked; one that fails anyway fails its request with a 503, which drops them all
+    (collector/api.py), and the agent sends again."""
+
+    IDLE_CHECK = 10.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._returned_at: dict[int, float] = {}
+
+    def _can_reuse(self, conn) -> bool:
+        self._returned_at[self.conn_key(conn)] = time.monotonic()
+        return super()._can_reuse(conn)
+
+    def _is_closed(self, conn) -> bool:
+        returned = self._returned_at.pop(self.conn_key(conn), None)
+        recent = returned is not None and time.monotonic() - returned < self.IDLE_CHECK
+        if recent and not conn.closed and self._adapter.txn_status(conn) == self._adapter.txn_idle:
+            return False
+        return super()._is_closed(conn)
+
+
 def bind(url: str) -> Database:
     db = open_database(url)
     database.initialize(db)
@@ -85,7 +111,7 @@ def bind(url: str) -> Database:
 
 
 def is_postgres() -> bool:
-    return isinstance(database.obj, PooledPostgresqlDatabase)
+    return isinstance(database.obj, PostgresPool)
 
 
 def locked(query):
