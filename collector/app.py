@@ -20,6 +20,7 @@ from collector import (
 )
 from collector.config import CollectorConfig
 from collector.deployer import Deployer
+from collector.keys import KeyCache
 from collector.migrations import LATEST_VERSION, current_version
 from collector.pings import PingBook
 from protocol.times import format_millis, utcnow
@@ -37,6 +38,7 @@ def create_app(config: CollectorConfig) -> Flask:
     api.init_app(app, config)
     bodies.init_app(app, config)
     app.extensions["tassium.pings"] = PingBook()
+    app.extensions["tassium.keys"] = KeyCache()
     if config.deployer_url:
         app.extensions["tassium.deployer"] = Deployer(
             config.deployer_url,

@@ -13,7 +13,7 @@ from collector.api import ApiError, accept_fields, json_object, settings, wallet
 from collector.config import CollectorConfig
 from collector.db import DATABASE_DOWN
 from collector.models import Worker, credits
-from collector.windows import StaleHeartbeat, UnknownWorker, apply_heartbeat
+from collector.windows import KeyReplaced, StaleHeartbeat, UnknownWorker, apply_heartbeat
 from protocol import ProtocolError
 from protocol.heartbeat import SIGNATURE_HEADER, parse_heartbeat, parse_ping, verify
 from protocol.times import format_millis, format_timestamp, utcnow
@@ -39,16 +39,27 @@ def receive(body: bytes, signature: str | None, config: CollectorConfig) -> tupl
     return status, answer
 
 
-def _authenticate(address: str, body: bytes, signature: str | None, config: CollectorConfig):
-    """With signatures required: the body must carry the enrolled key's signature."""
+def _authenticate(
+    address: str, body: bytes, signature: str | None, config: CollectorConfig
+) -> str | None:
+    """With signatures required: the body must carry the enrolled key's signature. Returns
+    the key it was verified with (read from this process's cache when it can be)."""
     if not config.require_signatures:
-        return
+        return None
     if not signature:
         raise ApiError(
             401,
             f"heartbeat must be signed: missing {SIGNATURE_HEADER} header "
             "(in a batch, the entry's signature)",
         )
+    keys = current_app.extensions["tassium.keys"]
+    cached = keys.get(address)
+    if cached is not None:
+        try:
+            verify(cached, body, signature)
+            return cached
+        except ProtocolError:
+            keys.forget(address)  # the key may have been replaced: ask the database
     worker = Worker.get_or_none(Worker.wallet_address == address)
     if worker is None or not worker.public_key:
         raise ApiError(404, f"worker {address} is not enrolled")
@@ -56,6 +67,8 @@ def _authenticate(address: str, body: bytes, signature: str | None, config: Coll
         verify(worker.public_key, body, signature)
     except ProtocolError as exc:
         raise ApiError(401, str(exc)) from None
+    keys.put(address, worker.public_key)
+    return worker.public_key
 
 
 def _check_time(timestamp: datetime, now: datetime, back: int, ahead: int) -> None:
@@ -70,29 +83,39 @@ def _check_time(timestamp: datetime, now: datetime, back: int, ahead: int) -> No
 
 
 def _read(body: bytes, signature: str | None, config: CollectorConfig, parse):
-    """A signed body (a heartbeat or a ping), authenticated, then parsed by ``parse``."""
+    """A signed body (a heartbeat or a ping), authenticated, then parsed by ``parse``; and
+    the key that verified it."""
     document = json_object(body)
     address = wallet(document.get("walletAddress"), "walletAddress")
-    _authenticate(address, body, signature, config)
+    key = _authenticate(address, body, signature, config)
     try:
-        return parse(document, config.wallet_format)
+        return parse(document, config.wallet_format), key
     except ProtocolError as exc:
         raise ApiError(400, str(exc)) from None
 
 
 def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
-    beat = _read(body, signature, config, parse_heartbeat)
+    beat, key = _read(body, signature, config, parse_heartbeat)
     address = beat.wallet
     now = utcnow()
     _check_time(beat.timestamp, now, config.max_backfill, config.max_skew)
 
-    try:
-        applied = apply_heartbeat(
+    def apply(key: str | None):
+        return apply_heartbeat(
             beat,
             gap=timedelta(seconds=config.gap),
             now=now,
             create_worker=not config.require_signatures,
+            key=key,
         )
+
+    try:
+        try:
+            applied = apply(key)
+        except KeyReplaced:
+            # Verified with a cached key the worker no longer has: once more, from the table.
+            current_app.extensions["tassium.keys"].forget(address)
+            applied = apply(_authenticate(address, body, signature, config))
     except StaleHeartbeat as exc:
         last = format_timestamp(exc.last)
         why = (
@@ -120,7 +143,7 @@ def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict
 def ping(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
     """Take a ping: signed like a heartbeat, recent (a ping is about now, so no backfill),
     and kept in memory until collector/pings.py writes it."""
-    beat = _read(body, signature, config, parse_ping)
+    beat, _ = _read(body, signature, config, parse_ping)
     address = beat.wallet
     now = utcnow()
     _check_time(beat.timestamp, now, config.max_skew, config.max_skew)

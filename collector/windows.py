@@ -10,7 +10,7 @@ processes and requests ends in the records a serial run would give.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from collector import credits
 from collector.db import database, is_postgres, locked
@@ -23,6 +23,7 @@ from collector.models import (
     WorkerMetric,
 )
 from protocol.heartbeat import Heartbeat
+from protocol.times import format_timestamp
 
 
 class StaleHeartbeat(Exception):
@@ -40,6 +41,10 @@ class UnknownWorker(Exception):
     pass
 
 
+class KeyReplaced(Exception):
+    """The heartbeat was verified with a key the worker no longer has (collector/keys.py)."""
+
+
 @dataclass(frozen=True)
 class Applied:
     action: str  # opened | extended | flushed | reopened | docker_unavailable
@@ -49,9 +54,15 @@ class Applied:
 
 
 def apply_heartbeat(
-    heartbeat: Heartbeat, *, gap: timedelta, now: datetime, create_worker: bool = False
+    heartbeat: Heartbeat,
+    *,
+    gap: timedelta,
+    now: datetime,
+    create_worker: bool = False,
+    key: str | None = None,
 ) -> Applied:
-    """Apply one accepted heartbeat: the window step and the container list, atomically."""
+    """Apply one accepted heartbeat: the window step and the container list, atomically.
+    With ``key``, only while the worker's enrolled key is still that one."""
     ts = heartbeat.timestamp
     with database.atomic():
         if create_worker:
@@ -61,6 +72,8 @@ def apply_heartbeat(
         worker = locked(Worker.select().where(Worker.wallet_address == heartbeat.wallet)).first()
         if worker is None:
             raise UnknownWorker(heartbeat.wallet)
+        if key is not None and worker.public_key != key:
+            raise KeyReplaced(heartbeat.wallet)
         if worker.last_heartbeat_at is not None and ts <= worker.last_heartbeat_at:
             raise StaleHeartbeat(worker.last_heartbeat_at, _counted(worker, ts))
 
@@ -267,27 +280,84 @@ def sweep(*, gap: timedelta, now: datetime) -> int:
     return deleted
 
 
-def uptime(worker: Worker, start: datetime, end: datetime) -> dict:
-    """Records overlapping [start, end], the open window, and the seconds of uptime inside
-    the range (each window clipped to it)."""
-    records = list(
-        UptimeRecord.select()
-        .where(
-            (UptimeRecord.worker == worker)
-            & (UptimeRecord.time_to >= start)
-            & (UptimeRecord.time_from <= end)
-        )
-        .order_by(UptimeRecord.time_from)
+# Records one uptime answer lists at most (a worker flapping for a year has thousands); the
+# totals always count every record in the range.
+RECORDS_PAGE = 100
+MAX_RECORDS_PAGE = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def uptime(
+    worker: Worker,
+    start: datetime,
+    end: datetime,
+    *,
+    after: datetime | None = None,
+    limit: int = RECORDS_PAGE,
+) -> dict:
+    """The seconds of uptime inside [start, end] (each window clipped to it), summed by the
+    database over every record in the range, with the open window; and a page of those
+    records in time order: at most ``limit``, those ending after ``after`` (the previous
+    page's ``next``). A worker's records never overlap, so their ends are in the same order
+    as their starts, and the (worker_address, time_to) index reads exactly the page."""
+    in_range = (
+        (UptimeRecord.worker == worker)
+        & (UptimeRecord.time_to >= start)
+        & (UptimeRecord.time_from <= end)
     )
+    query = UptimeRecord.select().where(in_range).order_by(UptimeRecord.time_to, UptimeRecord.id)
+    if after is not None:
+        query = query.where(UptimeRecord.time_to > after)
+    found = list(query.limit(limit + 1))
+    records = found[:limit]
+    count, micros = _recorded(worker, start, end)
     window = OpenWindow.get_or_none(OpenWindow.worker == worker)
-    spans = [(r.time_from, r.time_to) for r in records]
     if window is not None:
-        spans.append((window.start_time, window.end_time))
-    total = sum(max(0.0, (min(b, end) - max(a, start)).total_seconds()) for a, b in spans)
+        clipped = (max(window.start_time, start), min(window.end_time, end))
+        micros += max(0, _micros_of(clipped[1]) - _micros_of(clipped[0]))
+    total = micros / 1_000_000
     length = (end - start).total_seconds()
     return {
         "records": [r.to_json() for r in records],
+        "recordCount": count,
+        "next": format_timestamp(records[-1].time_to) if len(found) > limit else None,
         "openWindow": window.to_json() if window is not None else None,
         "totalSeconds": total,
         "uptimeFraction": round(total / length, 6) if length > 0 else 0.0,
     }
+
+
+def _micros_of(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _micros(column: str) -> str:
+    """A stored time as whole microseconds since 1970, in SQL: exact on both databases
+    (SQLite keeps the text Python wrote, ``2026-11-24 21:00:00.000005``)."""
+    if is_postgres():
+        return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"
+    return (
+        f"(CAST(strftime('%s', {column}) AS INTEGER) * 1000000"
+        f" + CAST(substr({column}, 21, 6) AS INTEGER))"
+    )
+
+
+def _recorded(worker: Worker, start: datetime, end: datetime) -> tuple[int, int]:
+    """How many of the worker's records overlap [start, end], and their microseconds inside
+    it: one aggregate over the index range, however many records there are."""
+    least, greatest = ("LEAST", "GREATEST") if is_postgres() else ("MIN", "MAX")
+    p = database.param
+    cursor = database.execute_sql(
+        f"SELECT COUNT(*), COALESCE(SUM({least}({_micros('time_to')}, {p})"  # noqa: S608 - no input in the text
+        f" - {greatest}({_micros('time_from')}, {p})), 0) FROM worker_uptime_records"
+        f" WHERE worker_address = {p} AND time_to >= {p} AND time_from <= {p}",
+        (
+            _micros_of(end),
+            _micros_of(start),
+            worker.wallet_address,
+            UptimeRecord.time_to.db_value(start),
+            UptimeRecord.time_from.db_value(end),
+        ),
+    )
+    count, micros = cursor.fetchone()
+    return count, int(micros)

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from flask import Blueprint, current_app, jsonify, request
 
 from collector.api import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
     ApiError,
     accept_fields,
     integer,
@@ -30,7 +32,7 @@ from collector.models import (
     credits,
 )
 from collector.pings import live_status
-from collector.windows import uptime
+from collector.windows import MAX_RECORDS_PAGE, RECORDS_PAGE, uptime
 from protocol import ProtocolError, patterns
 from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, load_public_key, verify
 from protocol.times import format_timestamp, parse_timestamp, utcnow
@@ -142,6 +144,7 @@ def enroll_route():
         raise ApiError(401, f"enrollment must be signed by the key being enrolled: {exc}") from None
 
     outcome = enroll(address, public_key, token, config.enrollment_policy, utcnow())
+    current_app.extensions["tassium.keys"].forget(address)
     worker = Worker.get_by_id(address)
     answer = {**summary(worker, utcnow()), "enrollment": outcome}
     return jsonify(answer), 201 if outcome == "enrolled" else 200
@@ -269,11 +272,34 @@ def containers(worker: Worker) -> list[dict]:
     return [c.to_json() for c in query]
 
 
+def after_cursor() -> str | None:
+    """The wallet in ``?after=``: a page of workers after it, by wallet. A million workers
+    deep, that is one range read of the primary key, where ``?offset=`` reads and skips every
+    row before the page; both at once is a 400."""
+    if "after" not in request.args:
+        return None
+    if "offset" in request.args:
+        raise ApiError(400, "after and offset are two ways of paging: give one of them")
+    return wallet(request.args["after"], "after")
+
+
 @bp.get("")
 def list_workers():
     now = utcnow()
     query = Worker.select().order_by(Worker.wallet_address)
-    return jsonify(paginated(query, lambda w: summary(w, now)))
+    after = after_cursor()
+    if after is not None:
+        limit = query_int("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        # One more row than asked says whether there is a next page, without counting.
+        found = list(query.where(Worker.wallet_address > after).limit(limit + 1))
+        page = found[:limit]
+        last = page[-1].wallet_address if len(found) > limit else None
+        return jsonify(items=[summary(w, now) for w in page], limit=limit, next=last)
+    # Offset paging as before, with its total; next lets a client go on by wallet instead.
+    page = paginated(query, lambda w: summary(w, now))
+    more = page["offset"] + len(page["items"]) < page["total"]
+    page["next"] = page["items"][-1]["walletAddress"] if more and page["items"] else None
+    return jsonify(page)
 
 
 @bp.get("/<address>")
@@ -318,13 +344,15 @@ def get_uptime(address: str):
             if "from" in request.args
             else end - timedelta(days=1)
         )
+        after = parse_timestamp(request.args["after"], "after") if "after" in request.args else None
     except ProtocolError as exc:
         raise ApiError(400, str(exc)) from None
     if start >= end:
         raise ApiError(400, "from must be earlier than to")
+    limit = query_int("limit", RECORDS_PAGE, 1, MAX_RECORDS_PAGE)
     return jsonify(
         walletAddress=worker.wallet_address,
         timeFrom=format_timestamp(start),
         timeTo=format_timestamp(end),
-        **uptime(worker, start, end),
+        **uptime(worker, start, end, after=after, limit=limit),
     )
