@@ -20,6 +20,7 @@ from protocol import ProtocolError
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.wallets import normalize_wallet
 
+DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_OFFSET = 10**9
 # Seconds a client is asked to wait before retrying while the database is unavailable.
@@ -149,7 +150,7 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
 
 
 def paginated(query: Query, serialize: Callable) -> dict:
-    limit = query_int("limit", 50, 1, MAX_PAGE)
+    limit = query_int("limit", DEFAULT_PAGE, 1, MAX_PAGE)
     offset = query_int("offset", 0, 0, MAX_OFFSET)
     return {
         "items": [serialize(row) for row in query.limit(limit).offset(offset)],

@@ -2,6 +2,7 @@
 with every status the route answers. Error statuses refer to the shared responses there."""
 
 from collector.api import MAX_OFFSET, MAX_PAGE
+from collector.windows import MAX_RECORDS_PAGE, RECORDS_PAGE
 from collector.workers import MAX_METRICS_HOURS
 from protocol.heartbeat import SIGNATURE_HEADER
 
@@ -162,7 +163,15 @@ PATHS = {
     "/workers": {
         "get": {
             "summary": "Every worker, by wallet",
-            "parameters": _PAGE,
+            "parameters": [
+                *_PAGE,
+                _query(
+                    "after",
+                    _ref("Wallet"),
+                    "the page after this wallet (a page's next), instead of offset: "
+                    "no rows skipped and no total counted, however large the fleet",
+                ),
+            ],
             "responses": {"200": _json("WorkerSummaryPage", "A page"), **_errors(400, *_DB)},
         }
     },
@@ -211,6 +220,17 @@ PATHS = {
                 _WALLET,
                 _query("from", _ref("Timestamp"), "start; default: 24 hours before to"),
                 _query("to", _ref("Timestamp"), "end; default: now"),
+                _query("after", _ref("Timestamp"), "the records ending after this (a page's next)"),
+                _query(
+                    "limit",
+                    {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_RECORDS_PAGE,
+                        "default": RECORDS_PAGE,
+                    },
+                    "records a page lists; the totals count every record in the range",
+                ),
             ],
             "responses": {
                 "200": _json("Uptime", "Uptime in the range"),

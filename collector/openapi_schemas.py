@@ -64,6 +64,23 @@ def _page(item: str) -> dict:
     )
 
 
+def _worker_page(wallet: dict) -> dict:
+    """Paged by offset (with the total) or, given after, by wallet (neither total nor offset)."""
+    page = _page("WorkerSummary")
+    return _object(
+        ["items", "limit", "next"],
+        {
+            **page["properties"],
+            "total": {**page["properties"]["total"], "description": "with offset paging"},
+            "offset": {**page["properties"]["offset"], "description": "with offset paging"},
+            "next": {
+                "anyOf": [wallet, {"type": "null"}],
+                "description": "pass as after for the next page; null on the last",
+            },
+        },
+    )
+
+
 def schemas(wallet_format: str) -> dict:
     evm = wallet_format == "evm"
     wallet = {
@@ -410,15 +427,25 @@ def schemas(wallet_format: str) -> dict:
         ),
         **_report_schemas(wallet, time, credits),
         "Uptime": _object(
-            ["walletAddress", "timeFrom", "timeTo", "records", "openWindow"]
-            + ["totalSeconds", "uptimeFraction"],
+            ["walletAddress", "timeFrom", "timeTo", "records", "recordCount", "next"]
+            + ["openWindow", "totalSeconds", "uptimeFraction"],
             {
                 "walletAddress": wallet,
                 "timeFrom": time,
                 "timeTo": time,
                 "records": {
                     "type": "array",
+                    "description": "A page of the closed windows in the range, in time order",
                     "items": _object(["timeFrom", "timeTo"], {"timeFrom": time, "timeTo": time}),
+                },
+                "recordCount": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "every record in the range, on all pages",
+                },
+                "next": {
+                    "anyOf": [time, {"type": "null"}],
+                    "description": "pass as after for the next page of records; null on the last",
                 },
                 "openWindow": optional_window,
                 "totalSeconds": {"type": "number", "minimum": 0},
@@ -524,10 +551,8 @@ def schemas(wallet_format: str) -> dict:
             },
         ),
         **_payout_schemas(wallet, time, pattern(_AMOUNT)),
-        **{
-            f"{item}Page": _page(item)
-            for item in ("WorkerSummary", "Deployment", "Payment", "Payout")
-        },
+        **{f"{item}Page": _page(item) for item in ("Deployment", "Payment", "Payout")},
+        "WorkerSummaryPage": _worker_page(wallet),
     }
 
 

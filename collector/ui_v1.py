@@ -115,8 +115,14 @@ def _worker_row(worker: Worker, now: datetime) -> dict:
 def list_workers():
     now = utcnow()
     limit = query_int("limit", MAX_WORKERS, 1, MAX_WORKERS)
-    offset = query_int("offset", 0, 0, 10**9)
-    query = Worker.select().order_by(Worker.wallet_address).limit(limit).offset(offset)
+    query = Worker.select().order_by(Worker.wallet_address).limit(limit)
+    # Still a plain array: ?after=<the last wallet of the previous array> pages a large fleet
+    # without the offset's skipped rows, beside the original's ?offset=.
+    after = workers.after_cursor()
+    if after is not None:
+        query = query.where(Worker.wallet_address > after)
+    else:
+        query = query.offset(query_int("offset", 0, 0, 10**9))
     return jsonify([_worker_row(w, now) for w in query])
 
 

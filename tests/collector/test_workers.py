@@ -4,15 +4,15 @@ and the routes that show status, containers and uptime."""
 import base64
 import hashlib
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.models import EnrollmentToken, Worker
+from collector.models import EnrollmentToken, OpenWindow, UptimeRecord, Worker
 from collector.workers import issue_token
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, utcnow
-from tests.factories import FakeWorker, machine, minutes_ago
+from tests.factories import FakeWorker, machine, minutes_ago, new_wallet
 
 API_TOKEN = "a" * 32
 
@@ -367,3 +367,168 @@ def test_metrics_hours_outside_1_to_168_is_a_bad_request(client, hours):
 def test_the_metrics_and_status_of_an_unknown_or_invalid_wallet_are_refused(client, path, code):
     for suffix in ("/metrics", "/status"):
         assert client.get(f"/workers/{path}{suffix}").status_code == code
+
+
+# --- reads that stay fast as the fleet and its history grow -------------------------------
+
+
+def wallets_listed(client, path: str, **query) -> tuple[list[str], dict]:
+    answer = client.get(path, query_string=query).json
+    items = answer["items"] if isinstance(answer, dict) else answer
+    return [w["walletAddress"] for w in items], answer
+
+
+@pytest.fixture
+def fleet(dbconn) -> list[str]:
+    """Five workers, in wallet order."""
+    wallets = sorted(new_wallet() for _ in range(5))
+    for address in wallets:
+        Worker.create(wallet_address=address)
+    return wallets
+
+
+def test_workers_page_by_wallet_after_the_previous_pages_next(client, fleet):
+    listed, page = wallets_listed(client, "/workers", limit=2, after=fleet[0])
+    assert listed == fleet[1:3]
+    # Neither rows skipped nor a count: a page by wallet says only whether more follow.
+    assert page == {"items": page["items"], "limit": 2, "next": fleet[2]}
+    listed, page = wallets_listed(client, "/workers", limit=2, after=page["next"])
+    assert (listed, page["next"]) == (fleet[3:5], None)
+    # A wallet that is no worker's still places the page; past the last there is none.
+    gone = fleet[2][:-1] + ("0" if fleet[2][-1] != "0" else "1")
+    assert wallets_listed(client, "/workers", after=gone)[0] == [w for w in fleet if w > gone]
+    assert wallets_listed(client, "/workers", after="0x" + "f" * 40) == (
+        [],
+        {
+            "items": [],
+            "limit": 50,
+            "next": None,
+        },
+    )
+
+
+def test_an_offset_page_keeps_its_total_and_leads_on_by_wallet(client, fleet):
+    listed, page = wallets_listed(client, "/workers", limit=2)
+    assert (listed, page["total"], page["offset"], page["next"]) == (fleet[:2], 5, 0, fleet[1])
+    assert wallets_listed(client, "/workers", limit=2, after=page["next"])[0] == fleet[2:4]
+    listed, page = wallets_listed(client, "/workers", limit=2, offset=3)
+    assert (listed, page["next"]) == (fleet[3:], None)
+    assert wallets_listed(client, "/workers", offset=9)[1]["next"] is None
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"after": "0x123"}, "after:"),
+        ({"after": "0x" + "1" * 40, "offset": "0"}, "give one of them"),
+        ({"after": "0x" + "1" * 40, "limit": "0"}, "limit must be from 1"),
+    ],
+)
+def test_a_bad_workers_cursor_is_a_bad_request(client, fleet, query, message):
+    for path in ("/workers", "/api/v1/workers"):
+        response = client.get(path, query_string=query)
+        assert response.status_code == 400 and message in response.json["error"], path
+
+
+def test_the_dialects_worker_array_pages_by_wallet_too(client, fleet):
+    assert wallets_listed(client, "/api/v1/workers", limit=2, after=fleet[1])[0] == fleet[2:4]
+    assert wallets_listed(client, "/api/v1/workers", limit=2, offset=1)[0] == fleet[1:3]
+    assert wallets_listed(client, "/api/v1/workers")[0] == fleet
+
+
+US = timedelta(microseconds=1)
+HOUR, HALF = 3600 * 10**6, 1800 * 10**6  # microseconds
+
+
+@pytest.fixture
+def long_history(dbconn) -> tuple[Worker, datetime]:
+    """A worker with 150 one-hour records a day apart, the first at T and each ending a
+    microsecond later than the hour (so the sums are checked to the microsecond), and an
+    open window from T+200d to T+200d+30min."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    worker = Worker.create(wallet_address=new_wallet())
+    UptimeRecord.insert_many(
+        [
+            {
+                "worker": worker.wallet_address,
+                "time_from": start + timedelta(days=day),
+                "time_to": start + timedelta(days=day, hours=1) + US,
+            }
+            for day in range(150)
+        ]
+    ).execute()
+    window = start + timedelta(days=200)
+    OpenWindow.create(worker=worker, start_time=window, end_time=window + timedelta(minutes=30))
+    return worker, start
+
+
+def uptime_of(client, worker: Worker, start: datetime, end: datetime, **query) -> dict:
+    query = {"from": format_timestamp(start), "to": format_timestamp(end), **query}
+    response = client.get(f"/workers/{worker.wallet_address}/uptime", query_string=query)
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_uptime_totals_count_every_record_in_the_range_and_list_a_page(client, long_history):
+    worker, t = long_history
+    # From the middle of day 10's record to the middle of day 139's: the second half of the
+    # first (half an hour and its microsecond), 128 whole ones (an hour and a microsecond
+    # each), the first half of the last, and no open window.
+    start, end = t + timedelta(days=10, minutes=30), t + timedelta(days=139, minutes=30)
+    answer = uptime_of(client, worker, start, end)
+    assert answer["recordCount"] == 130
+    assert answer["totalSeconds"] == (HALF + 1 + 128 * (HOUR + 1) + HALF) / 10**6
+    assert answer["uptimeFraction"] == round(answer["totalSeconds"] / (129 * 86400), 6)
+    assert len(answer["records"]) == 100  # the default page
+    assert answer["records"][0] == {
+        "timeFrom": format_timestamp(t + timedelta(days=10)),
+        "timeTo": format_timestamp(t + timedelta(days=10, hours=1) + US),
+    }
+    assert answer["next"] == answer["records"][-1]["timeTo"]
+
+    rest = uptime_of(client, worker, start, end, after=answer["next"])
+    assert [r["timeFrom"] for r in rest["records"]] == [
+        format_timestamp(t + timedelta(days=day)) for day in range(110, 140)
+    ]
+    assert rest["next"] is None
+    assert (rest["recordCount"], rest["totalSeconds"]) == (130, answer["totalSeconds"])
+
+
+def test_uptime_totals_clip_the_open_window_and_pages_walk_every_record(client, long_history):
+    worker, t = long_history
+    start, end = t - timedelta(days=1), t + timedelta(days=200, minutes=10)
+    seen, after = [], None
+    while True:
+        page = uptime_of(
+            client, worker, start, end, limit=40, **({"after": after} if after else {})
+        )
+        seen += page["records"]
+        after = page["next"]
+        if after is None:
+            break
+    assert len(seen) == 150 == page["recordCount"]
+    assert len({r["timeFrom"] for r in seen}) == 150
+    # Every record whole, and 10 of the open window's 30 minutes.
+    assert page["totalSeconds"] == (150 * (HOUR + 1) + 10 * 60 * 10**6) / 10**6
+    assert page["openWindow"]["startTime"] == format_timestamp(t + timedelta(days=200))
+
+
+def test_uptime_of_a_range_without_records_is_zero(client, long_history):
+    worker, t = long_history
+    answer = uptime_of(client, worker, t + timedelta(days=160), t + timedelta(days=161))
+    assert (answer["records"], answer["recordCount"], answer["next"]) == ([], 0, None)
+    assert answer["totalSeconds"] == 0
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"limit": "0"}, "limit must be from 1 to 1000"),
+        ({"limit": "1001"}, "limit must be from 1 to 1000"),
+        ({"after": "tomorrow"}, "after must be an RFC 3339"),
+    ],
+)
+def test_a_bad_uptime_page_is_a_bad_request(client, long_history, query, message):
+    worker, _ = long_history
+    response = client.get(f"/workers/{worker.wallet_address}/uptime", query_string=query)
+    assert response.status_code == 400 and message in response.json["error"]
