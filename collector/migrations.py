@@ -198,6 +198,11 @@ MIGRATIONS = (
             "CREATE UNIQUE INDEX payments_payout_creator ON payments (payout_id, creator)",
         ),
     ),
+    Migration(
+        5,
+        "ingestion: the digest of each worker's container list, written only when it changes",
+        ("ALTER TABLE workers ADD COLUMN containers_digest VARCHAR(64)",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -94,6 +94,9 @@ class Worker(BaseModel):
     # Written in batches by collector/pings.py: may lag the process that took the ping.
     last_ping_at = UTCDateTimeField(null=True)
     credits_millis = BigIntegerField(default=0)
+    # Of the container list last written (collector/windows.py): an unchanged list is not
+    # written again.
+    containers_digest = CharField(max_length=64, null=True)
 
     class Meta:
         table_name = "workers"

@@ -9,6 +9,8 @@ lock on the worker (its row on PostgreSQL, the database write lock on SQLite), s
 processes and requests ends in the records a serial run would give.
 """
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -97,7 +99,7 @@ def apply_heartbeat(
 
         if worker.docker_available is False and not _docker_down(heartbeat):
             _end_docker_outage(worker, ts, gap)
-        _replace_containers(worker, heartbeat)
+        digest = _replace_containers(worker, heartbeat)
         earned = credits.earned_millis(credits.rate(heartbeat), counted)
         _record_metrics(worker, heartbeat, earned)
         agent, system = heartbeat.agent, heartbeat.system
@@ -113,6 +115,7 @@ def apply_heartbeat(
             ram_total_gb=_reported(system, "ramTotalGb", worker.ram_total_gb),
             storage_total_gb=_reported(system, "storageTotalGb", worker.storage_total_gb),
             credits_millis=Worker.credits_millis + earned,
+            containers_digest=digest,
         ).where(Worker.wallet_address == worker.wallet_address).execute()
     return Applied(action, window, counted, earned)
 
@@ -227,8 +230,8 @@ def _followed(worker: Worker, record: UptimeRecord) -> bool:
     return worker.last_heartbeat_at is not None and worker.last_heartbeat_at > record.time_to
 
 
-def _replace_containers(worker: Worker, heartbeat: Heartbeat) -> None:
-    WorkerContainer.delete().where(WorkerContainer.worker == worker).execute()
+def _replace_containers(worker: Worker, heartbeat: Heartbeat) -> str:
+    """Write the heartbeat's container list unless it is the one stored; its digest."""
     rows = [
         {
             "worker": worker.wallet_address,
@@ -243,8 +246,15 @@ def _replace_containers(worker: Worker, heartbeat: Heartbeat) -> None:
         }
         for c in heartbeat.containers
     ]
+    digest = hashlib.sha256(
+        json.dumps([list(row.values())[1:] for row in rows]).encode()
+    ).hexdigest()
+    if digest == worker.containers_digest:
+        return digest
+    WorkerContainer.delete().where(WorkerContainer.worker == worker).execute()
     if rows:
         WorkerContainer.insert_many(rows).execute()
+    return digest
 
 
 def sweep(*, gap: timedelta, now: datetime) -> int:

@@ -274,6 +274,22 @@ def test_each_heartbeat_replaces_the_container_list(wallet):
     assert containers_of(wallet) == []
 
 
+def test_an_unchanged_container_list_is_not_written_again(wallet):
+    def row_ids():
+        query = WorkerContainer.select().where(WorkerContainer.worker == wallet)
+        return sorted(c.id for c in query)
+
+    apply(wallet, T0, ["api", "db"])
+    written = row_ids()
+    apply(wallet, T0 + timedelta(minutes=1), ["api", "db"])
+    assert row_ids() == written  # the same rows, not deleted and inserted again
+
+    busy = Container("api", "8080/tcp", cpuPercent=12.5)
+    apply(wallet, T0 + timedelta(minutes=2), [busy, "db"])
+    assert row_ids() != written
+    assert WorkerContainer.get(container_name="api", worker=wallet).cpu_percent == 12.5
+
+
 def test_the_container_list_of_one_worker_leaves_the_others_alone(new_worker):
     first, second = new_worker(), new_worker()
     apply(first, T0, ["a1", "a2"])
