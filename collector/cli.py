@@ -114,7 +114,8 @@ def serve(config: CollectorConfig, run_migrations: bool) -> None:
 @click.pass_obj
 def sweep(config: CollectorConfig) -> None:
     """Close every uptime window silent for longer than the gap, and delete metrics points
-    older than metrics_retention_days (one pass)."""
+    older than metrics_retention_days, collector runs older than 400 days and enrollment
+    tokens a week past expiry (one pass)."""
     from collector.sweeper import sweep_pass
 
     days = config.metrics_retention_days
@@ -129,6 +130,8 @@ def sweep(config: CollectorConfig) -> None:
     click.echo(f"deleted {swept.pruned} metrics points older than {days} days")
     if swept.failed:
         click.echo(f"failed {swept.failed} deployments whose build the collector lost track of")
+    if swept.expired:
+        click.echo(f"deleted {swept.expired} collector runs and enrollment tokens past retention")
 
 
 @cli.group()

@@ -52,6 +52,25 @@ def outages(
     return [(a, b) for a, b in found if b > a]
 
 
+# Runs are kept past the longest report (366 days, collector/reports.py) with a margin.
+RUNS_KEPT = timedelta(days=400)
+
+
+def prune_runs(now: datetime) -> int:
+    """Delete the runs last alive more than RUNS_KEPT ago, but the latest of them; return how
+    many went. ``outages`` over any period inside RUNS_KEPT reads no deleted run, and the one
+    kept keeps the first recorded run before the period, so such a report is unchanged. Older
+    downtime keeps its length; it is no longer told apart as the collector's."""
+    old = CollectorRun.alive_at < now - RUNS_KEPT
+    latest = (
+        CollectorRun.select(CollectorRun.id)
+        .where(old)
+        .order_by(CollectorRun.alive_at.desc(), CollectorRun.id.desc())
+        .limit(1)
+    )
+    return CollectorRun.delete().where(old & CollectorRun.id.not_in(latest)).execute()
+
+
 class LivenessThread(threading.Thread):
     """Records this process's run, and moves its ``alive_at`` every ``interval``."""
 

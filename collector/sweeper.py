@@ -1,5 +1,6 @@
 """The interval sweeper inside the serving processes: each pass closes the windows silent
-past the gap and deletes the metrics points past their retention.
+past the gap and deletes what is past its retention (metrics points, collector runs,
+enrollment tokens).
 
 Every process runs the loop, but only the holder of the lease sweeps: the lease is a row
 claimed by a conditional update, so exactly one process sweeps at a time even across hosts,
@@ -14,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from collector import deployments, metrics, telemetry
+from collector import deployments, liveness, metrics, telemetry, workers
 from collector.db import DATABASE_DOWN, database, failure_reason
 from collector.models import SweeperLease
 from collector.windows import sweep
@@ -45,6 +46,8 @@ class Swept:
     closed: int  # windows silent longer than the gap, now uptime records
     pruned: int  # metrics points older than the retention, deleted
     failed: int = 0  # deployments whose build the collector lost track of, now failed
+    # collector runs and enrollment tokens past their retention, deleted
+    expired: int = 0
 
 
 def sweep_pass(
@@ -59,9 +62,10 @@ def sweep_pass(
     closed = sweep(gap=gap, now=now)
     pruned = metrics.prune(retention=retention, now=now)
     failed = deployments.fail_lost_builds(build_timeout, now) if build_timeout else 0
+    expired = liveness.prune_runs(now) + workers.prune_tokens(now)
     telemetry.SWEEPS.inc()
     telemetry.WINDOWS_CLOSED.inc(closed)
-    return Swept(closed, pruned, failed)
+    return Swept(closed, pruned, failed, expired)
 
 
 def sweep_if_leader(
@@ -115,6 +119,8 @@ class SweeperThread(threading.Thread):
                     log.info("sweeper closed %d idle windows", swept.closed)
                 if swept and swept.pruned:
                     log.info("sweeper deleted %d metrics points past retention", swept.pruned)
+                if swept and swept.expired:
+                    log.info("sweeper deleted %d rows past their retention", swept.expired)
                 if swept and swept.failed:
                     log.warning("sweeper failed %d deployments with lost builds", swept.failed)
             except DATABASE_DOWN as exc:

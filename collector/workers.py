@@ -79,6 +79,17 @@ def token_is_usable(token: str, wallet_address: str, now: datetime) -> bool:
     return EnrollmentToken.select().where(_usable(token, wallet_address, now)).exists()
 
 
+# An expired token enrolls nobody, used or not. It is kept a week past its expiry, so that an
+# operator asked why a token failed can still see that it was used or expired; then the
+# sweeper deletes it (indexed by expires_at).
+TOKENS_KEPT = timedelta(days=7)
+
+
+def prune_tokens(now: datetime) -> int:
+    """Delete the tokens expired more than TOKENS_KEPT ago; return how many went."""
+    return EnrollmentToken.delete().where(EnrollmentToken.expires_at < now - TOKENS_KEPT).execute()
+
+
 def _consume_token(token: str, wallet_address: str, now: datetime) -> bool:
     # The conditional update is the single-use guarantee: of two requests racing with one
     # token, only one sees a row change.

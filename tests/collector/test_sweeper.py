@@ -8,10 +8,26 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from collector import migrations
-from collector.models import OpenWindow, SweeperLease, UptimeRecord, Worker, WorkerMetric
-from collector.sweeper import LEASE, SweeperThread, Swept, claim_lease, sweep_if_leader
-from collector.workers import enroll
+from collector import liveness, migrations, workers
+from collector.liveness import outages
+from collector.models import (
+    CollectorRun,
+    EnrollmentToken,
+    OpenWindow,
+    SweeperLease,
+    UptimeRecord,
+    Worker,
+    WorkerMetric,
+)
+from collector.sweeper import (
+    LEASE,
+    SweeperThread,
+    Swept,
+    claim_lease,
+    sweep_if_leader,
+    sweep_pass,
+)
+from collector.workers import enroll, issue_token
 from protocol.times import format_timestamp, utcnow
 from tests.collector.test_windows import (
     GAP,
@@ -240,3 +256,57 @@ def test_the_served_collectors_sweeper_closes_a_stale_window_once(serve_collecto
         assert UptimeRecord.select().count() == 1
         assert OpenWindow.select().count() == 0
         assert lease() is not None
+
+
+# --- retention of what grows without bound ------------------------------------------------------
+
+
+def sweep_at(now: datetime) -> Swept:
+    return sweep_pass(gap=GAP, retention=RETENTION, now=now)
+
+
+def test_a_pass_deletes_collector_runs_past_retention_but_the_latest_and_reports_are_unchanged(
+    dbconn,
+):
+    now = T0 + timedelta(days=800)
+    kept = liveness.RUNS_KEPT
+    # One process a day from T0, up by 12:00 (so every afternoon is an outage), and a run
+    # of the last hour.
+    day = timedelta(days=1)
+    for n in range(800):
+        started = T0 + n * day
+        CollectorRun.create(host="h", pid=n, started_at=started, alive_at=started + day / 2)
+    CollectorRun.create(host="h", pid=800, started_at=now - timedelta(hours=1), alive_at=now)
+    interval = timedelta(seconds=10)
+    # The longest report reaches back 366 days; a month at the edge of the retention too.
+    periods = [(now - timedelta(days=366), now), (now - kept, now - kept + timedelta(days=30))]
+    before = [outages(a, b, interval=interval, now=now) for a, b in periods]
+
+    swept = sweep_at(now)
+
+    last_alive = sorted(r.alive_at for r in CollectorRun.select())
+    old = [t for t in last_alive if t < now - kept]
+    # Every run last alive within the retention, and the latest before it.
+    assert len(old) == 1 and old[0] > now - kept - day
+    assert swept.expired == 801 - len(last_alive)
+    assert [outages(a, b, interval=interval, now=now) for a, b in periods] == before
+    assert sweep_at(now).expired == 0
+
+
+def test_a_pass_deletes_enrollment_tokens_a_week_past_expiry(dbconn):
+    wallet = create_worker()
+    now = T0 + timedelta(days=30)
+    week = workers.TOKENS_KEPT
+    expiries = {
+        "gone": now - week - US,
+        "kept": now - week,
+        "expired": now - timedelta(hours=1),
+        "valid": now + timedelta(hours=1),
+    }
+    tokens = {name: issue_token(wallet, at - now, now) for name, at in expiries.items()}
+    assert enroll(wallet, FakeWorker(wallet).public_key, tokens["valid"], "token", now)
+
+    assert sweep_at(now).expired == 1
+
+    left = {t.expires_at for t in EnrollmentToken.select()}
+    assert left == {expiries[name] for name in ("kept", "expired", "valid")}
