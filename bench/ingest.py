@@ -1,0 +1,467 @@
+"""Heartbeat ingestion: the served collector against the database's own ceiling, in one run.
+
+Enrolls ``--workers`` workers by inserting their rows and public keys straight into the
+database (as enrollment leaves them), starts ``tassium-collector serve``, and sends signed
+heartbeats as an agent sends them (three containers, the agent's facts and the machine's)
+from ``--clients`` processes of ``--threads`` keep-alive connections; each worker always on
+the same connection, so its heartbeats arrive in order, each later than the last. Every
+request is signed before the clock starts. Phases, one after the other on one collector:
+
+- first heartbeats: one per worker as fast as it goes (each opens a window), which also
+  brings the fleet to its steady state, where a heartbeat extends an open window;
+- saturation for ``--seconds``: heartbeats/s answered 200 in time, p50/p99 latency;
+- each of ``--rates``: an open-loop sender at that rate (latency counted from when each
+  request was due, so a collector falling behind shows as latency), p50/p99, the rate
+  achieved, and whether it kept up.
+
+On PostgreSQL (a throw-away server with fsync and synchronous_commit at their defaults: a
+heartbeat acknowledged must be committed) the collector is then stopped and pgbench runs,
+on the same server and database with as many connections as the collector had clients, two
+scripts for a random one of the same workers:
+
+- *as issued*: the statements one heartbeat that extends a window issued (copied from
+  PostgreSQL's log at commit d1ce3ab): BEGIN, the worker row locked, the open window
+  locked, its update, the containers deleted and re-inserted, the metrics point, the worker
+  update, COMMIT;
+- *minimal*: the same effect in one statement (the worker update guarded by the heartbeat's
+  order, the window extended within the gap and the metrics point, as data-modifying CTEs,
+  the containers unchanged): the ceiling the collector is measured against.
+
+Prints every figure and the collector's saturated rate over each ceiling. SQLite has no
+such ceiling; its rates are printed alone.
+
+    .venv/bin/python -m bench.ingest [--workers 10000] [--seconds 10] [--rates 500,1000]
+                                     [--postgres-only | --sqlite-only]
+"""
+
+import argparse
+import http.client
+import math
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bench.pings import DurablePostgres
+from bench.served import served_collector
+from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, sign
+from protocol.times import utcnow
+from tests.factories import connected, machine
+
+# Heartbeats signed in advance per second of a saturation phase: well above what this
+# machine serves, so no connection runs out before the clock does.
+SATURATION_BOUND = 6000
+
+CONTAINERS = [
+    {
+        "containerName": f"app-{i}",
+        "port": f"0.0.0.0:{8000 + i}->3000/tcp",
+        "id": f"{i:x}" * 64,
+        "image": "ghcr.io/tassium/app:latest",
+        "state": "running",
+        "health": "healthy",
+        "cpuPercent": 1.5 + i,
+        "memUsageMb": 120.0 + i,
+    }
+    for i in range(3)
+]
+AGENT = {"version": "0.1.0", "hostname": "worker", "dockerAvailable": True}
+
+# The wallet of worker ``i`` (1-based), spelt by pgbench as '0x' || lpad(to_hex(:wid), 40, '0').
+WALLET_SQL = "'0x' || lpad(to_hex(:wid), 40, '0')"
+NOW_SQL = "(now() AT TIME ZONE 'UTC')"
+
+AS_ISSUED = f"""\\set wid random(1, :workers)
+BEGIN;
+SELECT "t1"."wallet_address", "t1"."created_at", "t1"."public_key", "t1"."enrolled_at", "t1"."hostname", "t1"."agent_version", "t1"."docker_available", "t1"."last_heartbeat_at", "t1"."last_seen_at", "t1"."tailscale_ip", "t1"."cpu_cores", "t1"."ram_total_gb", "t1"."storage_total_gb", "t1"."last_ping_at", "t1"."credits_millis" FROM "workers" AS "t1" WHERE ("t1"."wallet_address" = {WALLET_SQL}) LIMIT 1 FOR NO KEY UPDATE;
+SELECT "t1"."worker_address", "t1"."start_time", "t1"."end_time" FROM "open_windows" AS "t1" WHERE ("t1"."worker_address" = {WALLET_SQL}) LIMIT 1 FOR NO KEY UPDATE;
+UPDATE "open_windows" SET "start_time" = "start_time", "end_time" = {NOW_SQL} WHERE ("open_windows"."worker_address" = {WALLET_SQL});
+DELETE FROM "worker_containers" WHERE ("worker_containers"."worker_address" = {WALLET_SQL});
+INSERT INTO "worker_containers" ("worker_address", "container_name", "port", "container_id", "image", "state", "health", "cpu_percent", "mem_usage_mb") VALUES ({WALLET_SQL}, 'app-0', '0.0.0.0:8000->3000/tcp', '0000000000000000000000000000000000000000000000000000000000000000', 'ghcr.io/tassium/app:latest', 'running', 'healthy', 1.5, 120.0), ({WALLET_SQL}, 'app-1', '0.0.0.0:8001->3000/tcp', '1111111111111111111111111111111111111111111111111111111111111111', 'ghcr.io/tassium/app:latest', 'running', 'healthy', 2.5, 121.0), ({WALLET_SQL}, 'app-2', '0.0.0.0:8002->3000/tcp', '2222222222222222222222222222222222222222222222222222222222222222', 'ghcr.io/tassium/app:latest', 'running', 'healthy', 3.5, 122.0) RETURNING "worker_containers"."id";
+INSERT INTO "worker_metrics" ("worker_address", "timestamp", "cpu_cores", "cpu_usage_percent", "ram_total_gb", "ram_used_gb", "storage_total_gb", "storage_used_gb", "container_count", "credits_millis") VALUES ({WALLET_SQL}, {NOW_SQL}, 4, 12.5, 16.0, 6.5, 200.0, 50.0, 3, 570) RETURNING "worker_metrics"."id";
+UPDATE "workers" SET "hostname" = 'worker', "agent_version" = '0.1.0', "docker_available" = true, "last_heartbeat_at" = {NOW_SQL}, "last_seen_at" = {NOW_SQL}, "tailscale_ip" = NULL, "cpu_cores" = 4, "ram_total_gb" = 16.0, "storage_total_gb" = 200.0, "credits_millis" = ("workers"."credits_millis" + 570) WHERE ("workers"."wallet_address" = {WALLET_SQL});
+COMMIT;
+"""  # noqa: E501, S608 - the statements as PostgreSQL logged them, one per line
+
+MINIMAL = f"""\\set wid random(1, :workers)
+WITH worker AS (UPDATE workers SET hostname = 'worker', agent_version = '0.1.0', docker_available = true, last_heartbeat_at = {NOW_SQL}, last_seen_at = {NOW_SQL}, tailscale_ip = NULL, cpu_cores = 4, ram_total_gb = 16.0, storage_total_gb = 200.0, credits_millis = credits_millis + 570 WHERE wallet_address = {WALLET_SQL} AND (last_heartbeat_at IS NULL OR last_heartbeat_at < {NOW_SQL}) RETURNING wallet_address), win AS (UPDATE open_windows SET end_time = {NOW_SQL} WHERE worker_address IN (SELECT wallet_address FROM worker) AND {NOW_SQL} - end_time <= interval '1800 seconds' RETURNING worker_address) INSERT INTO worker_metrics (worker_address, "timestamp", cpu_cores, cpu_usage_percent, ram_total_gb, ram_used_gb, storage_total_gb, storage_used_gb, container_count, credits_millis) SELECT wallet_address, {NOW_SQL}, 4, 12.5, 16.0, 6.5, 200.0, 50.0, 3, 570 FROM worker;
+"""  # noqa: E501, S608 - pgbench reads one statement per line
+
+
+def wallet_of(number: int) -> str:
+    return f"0x{number:040x}"
+
+
+def enroll_directly(database_url: str, keys: list[bytes]) -> None:
+    """The workers' rows as enrollment leaves them, inserted in bulk: enrolling 10,000
+    workers one signed request at a time would take longer than the measurement."""
+    from collector.models import Worker
+
+    now = utcnow()
+    rows = [
+        {
+            "wallet_address": wallet_of(number),
+            "created_at": now,
+            "public_key": encode_public_key(Ed25519PrivateKey.from_private_bytes(key)),
+            "enrolled_at": now,
+        }
+        for number, key in enumerate(keys, start=1)
+    ]
+    with connected(database_url) as database, database.atomic():
+        for start in range(0, len(rows), 500):
+            Worker.insert_many(rows[start : start + 500]).execute()
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    per_worker: int  # heartbeats each worker has signed for this phase
+    first: datetime  # its first heartbeat's timestamp; the next ones a second apart
+    rate: float | None  # None: as fast as answers come
+    seconds: float | None  # None: until every heartbeat is answered
+
+
+@dataclass
+class Outcome:
+    latencies: list[float]
+    ok: int  # answered 200 (within the phase's time for a saturation phase)
+    failed: int
+    finished: float  # when the last answer came
+    exhausted: bool  # a connection ran out of signed heartbeats before the clock did
+
+
+def _jobs(shares: list[list[tuple[int, bytes]]], phase: Phase) -> list[list[tuple[bytes, str]]]:
+    """Each connection's heartbeats in sending order: round after round over its workers."""
+    import json
+
+    jobs = []
+    for share in shares:
+        keys = [(number, Ed25519PrivateKey.from_private_bytes(key)) for number, key in share]
+        job = []
+        for round_ in range(phase.per_worker):
+            ts = phase.first + timedelta(seconds=round_)
+            stamp = ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            for number, key in keys:
+                body = {
+                    "walletAddress": wallet_of(number),
+                    "timestamp": stamp,
+                    "containers": CONTAINERS,
+                    "agent": AGENT,
+                    "system": machine(),
+                }
+                raw = json.dumps(body, separators=(",", ":")).encode()
+                job.append((raw, sign(key, raw)))
+        jobs.append(job)
+    return jobs
+
+
+def _send(url, job, phase: Phase, start: float, slot: int, slots: int, out: list) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    latencies: list[float] = []
+    ok = failed = 0
+    finished = start
+    exhausted = False
+    deadline = start + phase.seconds if phase.seconds is not None else math.inf
+    # An open-loop sender gives up a minute late rather than never ending.
+    give_up = deadline + 60 if phase.rate is not None else deadline
+    count = len(job)
+    if phase.rate is not None:
+        count = min(count, math.ceil(phase.rate * phase.seconds / slots))
+    time.sleep(max(0.0, start - time.time()))
+    for i in range(count):
+        if phase.rate is not None:
+            due = start + (i * slots + slot) / phase.rate
+            time.sleep(max(0.0, due - time.time()))
+        else:
+            due = time.time()
+        if due >= give_up or time.time() >= give_up:
+            break
+        body, signature = job[i]
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature}
+        try:
+            connection.request("POST", "/heartbeat", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            failed += 1
+            continue
+        finished = time.time()
+        latencies.append(finished - due)
+        if response.status != 200:
+            failed += 1
+        elif phase.rate is not None or finished <= deadline:
+            ok += 1
+    else:
+        exhausted = phase.rate is None and phase.seconds is not None
+    connection.close()
+    out.append(Outcome(latencies, ok, failed, finished, exhausted))
+
+
+def _sender(url, shares, phase: Phase, first_slot: int, slots: int, pipe) -> None:
+    jobs = _jobs(shares, phase)
+    pipe.send("signed")
+    start = pipe.recv()
+    out: list[Outcome] = []
+    threads = [
+        threading.Thread(target=_send, args=(url, job, phase, start, first_slot + i, slots, out))
+        for i, job in enumerate(jobs)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pipe.send(out)
+
+
+def run_phase(url: str, keys: list[bytes], phase: Phase, clients: int, threads: int) -> Outcome:
+    """Send one phase from ``clients`` processes, each signing its share before the clock."""
+    slots = clients * threads
+    numbered = list(enumerate(keys, start=1))
+    shares = [numbered[slot::slots] for slot in range(slots)]
+    context = multiprocessing.get_context("spawn")
+    pipes, processes = [], []
+    for client in range(clients):
+        ours, theirs = context.Pipe()
+        mine = shares[client * threads : (client + 1) * threads]
+        process = context.Process(
+            target=_sender, args=(url, mine, phase, client * threads, slots, theirs)
+        )
+        process.start()
+        pipes.append(ours)
+        processes.append(process)
+    for pipe in pipes:
+        pipe.recv()
+    start = time.time() + 0.5  # every thread connected and waiting before the clock starts
+    for pipe in pipes:
+        pipe.send(start)
+    outcomes = [o for pipe in pipes for o in pipe.recv()]
+    for process in processes:
+        process.join()
+    return Outcome(
+        sorted(x for o in outcomes for x in o.latencies),
+        sum(o.ok for o in outcomes),
+        sum(o.failed for o in outcomes),
+        max(o.finished for o in outcomes) - start,
+        any(o.exhausted for o in outcomes),
+    )
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return math.nan
+    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
+
+
+@dataclass(frozen=True)
+class Row:
+    phase: str
+    offered: float | None
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    note: str
+
+
+def measure(database: str, url: str, keys: list[bytes], args) -> list[Row]:
+    workers = len(keys)
+    saturation_rounds = math.ceil(SATURATION_BOUND * args.seconds / workers)
+    rate_rounds = [math.ceil(rate * args.seconds / workers) + 1 for rate in args.rates]
+    # Every heartbeat of every phase a second after the worker's previous one, all ending
+    # now-ish: within the collector's backfill and skew limits, and each later than the last.
+    span = 1 + saturation_rounds + sum(rate_rounds)
+    first = utcnow() - timedelta(seconds=span + 5)
+    phases = [Phase("first heartbeats", 1, first, None, None)]
+    first += timedelta(seconds=1)
+    phases.append(Phase("saturation", saturation_rounds, first, None, args.seconds))
+    first += timedelta(seconds=saturation_rounds)
+    for rate, rounds in zip(args.rates, rate_rounds, strict=True):
+        phases.append(Phase(f"{rate:g}/s", rounds, first, rate, args.seconds))
+        first += timedelta(seconds=rounds)
+
+    rows = []
+    for phase in phases:
+        outcome = run_phase(url, keys, phase, args.clients, args.threads)
+        notes = []
+        if phase.rate is None:
+            elapsed = phase.seconds if phase.seconds is not None else outcome.finished
+            achieved = outcome.ok / elapsed
+            if outcome.exhausted:
+                notes.append("ran out of signed heartbeats: raise SATURATION_BOUND")
+        else:
+            achieved = outcome.ok / outcome.finished
+            late = outcome.finished - phase.seconds
+            kept_up = not outcome.failed and late < 1.0
+            notes.append("kept up" if kept_up else f"fell behind ({late:.1f} s late)")
+        if outcome.failed:
+            notes.append(f"{outcome.failed} refused or failed")
+        rows.append(
+            Row(
+                phase.name,
+                phase.rate,
+                achieved,
+                percentile(outcome.latencies, 0.50) * 1000,
+                percentile(outcome.latencies, 0.99) * 1000,
+                ", ".join(notes),
+            )
+        )
+        print(f"{database}, {phase.name}: {achieved:.0f}/s", file=sys.stderr, flush=True)
+    return rows
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    name: str
+    tps: float
+    latency_ms: float
+
+
+def pgbench(server: DurablePostgres, database: str, name: str, script: str, args) -> Ceiling:
+    """One pgbench script for ``--seconds`` with the collector's client concurrency; checks
+    that the transactions wrote their metrics points (a script matching no worker would
+    measure nothing). The minimal one skips, as the collector refuses, the rare heartbeat
+    of a worker whose row a concurrent transaction stamped later."""
+    connections = args.clients * args.threads
+    count = "SELECT count(*) FROM worker_metrics"
+    before = int(server_query(server, database, count))
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as file:
+        file.write(script)
+        file.flush()
+        os.chmod(file.name, 0o644)
+        command = [
+            "pgbench", "-n", "-f", file.name,
+            "-c", str(connections), "-j", str(args.clients), "-T", f"{args.seconds:g}",
+            "-D", f"workers={args.workers}",
+            "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", database,
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+    tps = float(re.search(r"^tps = ([\d.]+)", result.stdout, re.M).group(1))
+    latency = float(re.search(r"^latency average = ([\d.]+) ms", result.stdout, re.M).group(1))
+    done = int(re.search(r"actually processed: (\d+)", result.stdout).group(1))
+    written = int(server_query(server, database, count)) - before
+    if written < 0.99 * done:
+        raise SystemExit(f"pgbench {name}: {done} transactions wrote {written} metrics points")
+    return Ceiling(name, tps, latency)
+
+
+def server_query(server: DurablePostgres, database: str, sql: str) -> str:
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host="127.0.0.1", port=server.port, user="postgres", dbname=database
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return str(cursor.fetchone()[0])
+    finally:
+        connection.close()
+
+
+def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling]]:
+    server = DurablePostgres()
+    server.start()
+    try:
+        database_url = server.fresh_database()
+        enroll_directly(database_url, keys)
+        with served_collector(processes=args.processes, database_url=database_url) as url:
+            rows = measure("PostgreSQL", url, keys, args)
+        # The collector stopped: pgbench has the machine to itself, as the collector had.
+        database = database_url.rsplit("/", 1)[1]
+        ceilings = [
+            pgbench(server, database, "as issued", AS_ISSUED, args),
+            pgbench(server, database, "minimal", MINIMAL, args),
+        ]
+        return rows, ceilings
+    finally:
+        server.stop()
+
+
+def on_sqlite(keys: list[bytes], args) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="tassium-bench-ingest-") as directory:
+        database_url = f"sqlite:///{directory}/collector.db"
+        # Served first: ``serve`` creates the schema (migrate_on_start), then the rows go in.
+        with served_collector(processes=args.processes, database_url=database_url) as url:
+            enroll_directly(database_url, keys)
+            return measure("SQLite", url, keys, args)
+
+
+def print_rows(database: str, rows: list[Row]) -> None:
+    print(f"\n{database}")
+    print(f"  {'phase':<18}{'offered/s':>10}{'answered/s':>12}{'p50 ms':>9}{'p99 ms':>9}  note")
+    for row in rows:
+        offered = f"{row.offered:g}" if row.offered is not None else "-"
+        print(
+            f"  {row.phase:<18}{offered:>10}{row.achieved:>12.0f}"
+            f"{row.p50_ms:>9.1f}{row.p99_ms:>9.1f}  {row.note}"
+        )
+
+
+def code_version() -> str:
+    def git(*command: str) -> str:
+        result = subprocess.run(["git", *command], capture_output=True, text=True)
+        return result.stdout.strip()
+
+    dirty = " with uncommitted changes" if git("status", "--porcelain", "--", "collector") else ""
+    return git("rev-parse", "--short", "HEAD") + dirty
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=10000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(r) for r in text.split(",") if r],
+        default=[500.0, 1000.0],
+        help="fixed rates, heartbeats/s, comma-separated",
+    )
+    parser.add_argument("--clients", type=int, default=2, help="load generator processes")
+    parser.add_argument("--threads", type=int, default=16, help="connections per process")
+    parser.add_argument("--processes", type=int, default=2, help="collector processes")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--postgres-only", action="store_true")
+    only.add_argument("--sqlite-only", action="store_true")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    load = os.getloadavg()[0]
+    keys = [Ed25519PrivateKey.generate().private_bytes_raw() for _ in range(args.workers)]
+    postgres = sqlite = None
+    if not args.sqlite_only:
+        postgres = on_postgres(keys, args)
+    if not args.postgres_only:
+        sqlite = on_sqlite(keys, args)
+
+    print(
+        f"code {code_version()}; {os.cpu_count()} cores, load average {load:.1f} at the start "
+        f"and {os.getloadavg()[0]:.1f} at the end; {args.workers} enrolled workers, "
+        f"{args.processes} collector processes, {args.clients}×{args.threads} keep-alive "
+        f"connections (pgbench: -c {args.clients * args.threads} -j {args.clients}), "
+        f"{args.seconds:g} s a phase; {time.monotonic() - started:.0f} s in all"
+    )
+    if postgres is not None:
+        rows, ceilings = postgres
+        print_rows("PostgreSQL (fsync, synchronous_commit on)", rows)
+        saturated = next(r.achieved for r in rows if r.phase == "saturation")
+        print(f"  {'pgbench ceiling':<18}{'tps':>10}{'latency ms':>12}{'collector/ceiling':>20}")
+        for ceiling in ceilings:
+            print(
+                f"  {ceiling.name:<18}{ceiling.tps:>10.0f}{ceiling.latency_ms:>12.1f}"
+                f"{saturated / ceiling.tps:>20.2f}"
+            )
+    if sqlite is not None:
+        print_rows("SQLite (WAL)", sqlite)
+
+
+if __name__ == "__main__":
+    main()
