@@ -9,20 +9,20 @@ lock on the worker (its row on PostgreSQL, the database write lock on SQLite), s
 processes and requests ends in the records a serial run would give.
 """
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from collector import credits
-from collector.db import database, is_postgres, locked
+from collector.db import database, is_postgres
 from collector.models import (
     DockerOutage,
     OpenWindow,
     UptimeRecord,
     Worker,
     WorkerContainer,
-    WorkerMetric,
 )
 from protocol.heartbeat import Heartbeat
 from protocol.times import format_timestamp
@@ -71,7 +71,7 @@ def apply_heartbeat(
             Worker.insert(
                 wallet_address=heartbeat.wallet, created_at=now
             ).on_conflict_ignore().execute()
-        worker = locked(Worker.select().where(Worker.wallet_address == heartbeat.wallet)).first()
+        worker = _locked_worker(heartbeat.wallet)
         if worker is None:
             raise UnknownWorker(heartbeat.wallet)
         if key is not None and worker.public_key != key:
@@ -79,7 +79,7 @@ def apply_heartbeat(
         if worker.last_heartbeat_at is not None and ts <= worker.last_heartbeat_at:
             raise StaleHeartbeat(worker.last_heartbeat_at, _counted(worker, ts))
 
-        window = locked(OpenWindow.select().where(OpenWindow.worker == worker)).first()
+        window = _locked_window(worker.wallet_address)
         counted = timedelta(0)
         if _docker_down(heartbeat):
             _record_docker_outage(worker, window, ts, gap)
@@ -94,7 +94,7 @@ def apply_heartbeat(
         else:
             counted = ts - window.end_time
             window.end_time = ts
-            window.save()
+            _run("extend", ts, worker.wallet_address)
             action = "extended"
 
         if worker.docker_available is False and not _docker_down(heartbeat):
@@ -103,20 +103,22 @@ def apply_heartbeat(
         earned = credits.earned_millis(credits.rate(heartbeat), counted)
         _record_metrics(worker, heartbeat, earned)
         agent, system = heartbeat.agent, heartbeat.system
-        Worker.update(
-            last_heartbeat_at=ts,
-            last_seen_at=now,
-            hostname=agent.hostname if agent and agent.hostname else worker.hostname,
-            agent_version=agent.version if agent and agent.version else worker.agent_version,
-            docker_available=agent.dockerAvailable if agent else None,
-            tailscale_ip=heartbeat.tailscale_ip,
+        _run(
+            "update_worker",
+            ts,
+            now,
+            agent.hostname if agent and agent.hostname else worker.hostname,
+            agent.version if agent and agent.version else worker.agent_version,
+            agent.dockerAvailable if agent else None,
+            heartbeat.tailscale_ip,
             # Facts a heartbeat leaves out stay as the last one that had them said.
-            cpu_cores=_reported(system, "cpuCores", worker.cpu_cores),
-            ram_total_gb=_reported(system, "ramTotalGb", worker.ram_total_gb),
-            storage_total_gb=_reported(system, "storageTotalGb", worker.storage_total_gb),
-            credits_millis=Worker.credits_millis + earned,
-            containers_digest=digest,
-        ).where(Worker.wallet_address == worker.wallet_address).execute()
+            _reported(system, "cpuCores", worker.cpu_cores),
+            _reported(system, "ramTotalGb", worker.ram_total_gb),
+            _reported(system, "storageTotalGb", worker.storage_total_gb),
+            earned,
+            digest,
+            worker.wallet_address,
+        )
     return Applied(action, window, counted, earned)
 
 
@@ -128,24 +130,81 @@ def _reported(system, name: str, previous):
 def _record_metrics(worker: Worker, heartbeat: Heartbeat, earned: int) -> None:
     system = heartbeat.system
     facts = (
-        {
-            "cpu_cores": system.cpuCores,
-            "cpu_usage_percent": system.cpuUsagePercent,
-            "ram_total_gb": system.ramTotalGb,
-            "ram_used_gb": system.ramUsedGb,
-            "storage_total_gb": system.storageTotalGb,
-            "storage_used_gb": system.storageUsedGb,
-        }
+        (
+            system.cpuCores,
+            system.cpuUsagePercent,
+            system.ramTotalGb,
+            system.ramUsedGb,
+            system.storageTotalGb,
+            system.storageUsedGb,
+        )
         if system is not None
-        else {}
+        else (None,) * 6
     )
-    WorkerMetric.insert(
-        worker=worker.wallet_address,
-        timestamp=heartbeat.timestamp,
-        container_count=len(heartbeat.containers),
-        credits_millis=earned,
-        **facts,
-    ).execute()
+    _run(
+        "insert_metric",
+        worker.wallet_address,
+        heartbeat.timestamp,
+        *facts,
+        len(heartbeat.containers),
+        earned,
+    )
+
+
+# --- the statements of every heartbeat, composed once -----------------------------------------
+#
+# Composing SQL through Peewee's query builder cost more CPU than anything else a heartbeat
+# does; the statements every heartbeat runs are written here once per database kind, and
+# only their parameters change. The rarer steps (opening, flushing, Docker outages) keep
+# the query builder.
+
+_WORKER_FIELDS = Worker._meta.sorted_fields
+
+
+@functools.cache
+def _statements(postgres: bool) -> dict[str, str]:
+    # Our own text only (column names, the lock clause): every value is a parameter.
+    lock = " FOR NO KEY UPDATE" if postgres else ""  # as db.locked() does
+    columns = ", ".join(f.column_name for f in _WORKER_FIELDS)
+    statements = {
+        "worker": f"SELECT {columns} FROM workers WHERE wallet_address = ?{lock}",  # noqa: S608
+        "window": f"SELECT start_time, end_time FROM open_windows WHERE worker_address = ?{lock}",  # noqa: S608, E501
+        "extend": "UPDATE open_windows SET end_time = ? WHERE worker_address = ?",
+        "insert_metric": "INSERT INTO worker_metrics (worker_address, timestamp, cpu_cores, "
+        "cpu_usage_percent, ram_total_gb, ram_used_gb, storage_total_gb, storage_used_gb, "
+        "container_count, credits_millis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "update_worker": "UPDATE workers SET last_heartbeat_at = ?, last_seen_at = ?, "
+        "hostname = ?, agent_version = ?, docker_available = ?, tailscale_ip = ?, "
+        "cpu_cores = ?, ram_total_gb = ?, storage_total_gb = ?, "
+        "credits_millis = credits_millis + ?, containers_digest = ? "
+        "WHERE wallet_address = ?",
+    }
+    if postgres:
+        statements = {name: sql.replace("?", "%s") for name, sql in statements.items()}
+    return statements
+
+
+def _run(name: str, *params):
+    # Naive UTC, as UTCDateTimeField stores every time.
+    values = [
+        v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v for v in params
+    ]
+    return database.execute_sql(_statements(is_postgres())[name], values)
+
+
+def _locked_worker(address: str) -> Worker | None:
+    row = _run("worker", address).fetchone()
+    if row is None:
+        return None
+    return Worker(**{f.name: f.python_value(v) for f, v in zip(_WORKER_FIELDS, row, strict=True)})
+
+
+def _locked_window(address: str) -> OpenWindow | None:
+    row = _run("window", address).fetchone()
+    if row is None:
+        return None
+    start, end = (OpenWindow.start_time.python_value(v) for v in row)
+    return OpenWindow(worker=address, start_time=start, end_time=end)
 
 
 def _docker_down(heartbeat: Heartbeat) -> bool:
