@@ -4,6 +4,7 @@ and the routes that show status, containers and uptime."""
 import base64
 import hashlib
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -532,3 +533,14 @@ def test_a_bad_uptime_page_is_a_bad_request(client, long_history, query, message
     worker, _ = long_history
     response = client.get(f"/workers/{worker.wallet_address}/uptime", query_string=query)
     assert response.status_code == 400 and message in response.json["error"]
+
+
+@pytest.mark.parametrize("version", [(3, 37, 0), (3, 38, 0)])
+def test_uptime_totals_are_exact_with_or_without_sqlites_unixepoch(
+    client, long_history, monkeypatch, version
+):
+    # SQLite before 3.38 has no unixepoch(): the sums fall back to strftime('%s').
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", version)
+    worker, t = long_history
+    answer = uptime_of(client, worker, t, t + timedelta(days=150))
+    assert answer["totalSeconds"] == 150 * (HOUR + 1) / 10**6
