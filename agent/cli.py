@@ -33,11 +33,6 @@ def _setup_logging(level: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # httpx logs every request at INFO; the agent logs what matters about deliveries itself.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
-    # APScheduler logs two lines per job run at INFO: thousands a day of journal noise.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def cmd_keygen(config: AgentConfig, _args) -> int:
@@ -140,9 +135,6 @@ COMMANDS = {
 }
 
 
-_OWN_PACKAGES = frozenset({"agent", "protocol", "collector"})
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="tassium-agent",
@@ -174,15 +166,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"tassium-agent: cannot reach the collector: {exc}")
     except AgentError as exc:
         sys.exit(f"tassium-agent: {exc}")
-    except ModuleNotFoundError as exc:
-        # keygen needs only the base install; the other commands need the agent extra.
-        missing = (exc.name or "").partition(".")[0]
-        if not missing or missing in _OWN_PACKAGES:
-            raise  # a broken checkout, not a missing extra: the traceback is what helps
-        sys.exit(
-            f"tassium-agent: {missing} is not installed, which this command needs: "
-            "install the agent extra, pip install 'tassium[agent]'"
-        )
     except OSError as exc:
         # What no check above foresaw still names the path and the reason in one line.
         paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)

@@ -1,5 +1,6 @@
-"""The containers on this worker, read through the Docker SDK, every call bounded by a
-timeout. Docker failing is DockerUnavailable; a container vanishing mid-listing is skipped.
+"""The containers on this worker, read from the Docker engine (agent/engine.py), every call
+bounded by a timeout. Docker failing is DockerUnavailable; a container vanishing mid-listing
+is skipped.
 
 Each running container's CPU and memory come from one-shot stats, asked concurrently and
 within a time budget (one call takes about a second, so 100 in a row would take minutes).
@@ -8,19 +9,15 @@ average over the interval between heartbeats, not an instant."""
 
 import concurrent.futures
 import logging
-import socket
 from dataclasses import dataclass, replace
 
-import docker
-import requests
-from docker.errors import DockerException, InvalidVersion, NotFound
-
+from agent.engine import Engine, EngineError, NotFound
 from agent.errors import DockerUnavailable, translated
 from protocol.heartbeat import Container
 
 log = logging.getLogger(__name__)
 
-_DOCKER_ERRORS = {DockerException: DockerUnavailable, requests.RequestException: DockerUnavailable}
+_DOCKER_ERRORS = {EngineError: DockerUnavailable}
 # Stats calls in flight at once: enough for 100 containers in a few seconds, few enough not
 # to load the engine.
 STATS_WORKERS = 16
@@ -52,7 +49,7 @@ class ContainerStats:
         self._previous: dict[str, _Sample] = {}
 
     def measure(
-        self, client: docker.APIClient, ids: list[str], budget: float
+        self, client: Engine, ids: list[str], budget: float
     ) -> dict[str, tuple[float | None, float | None]]:
         """CPU % and memory MB per container id, for those whose stats came within ``budget``
         seconds; the others are left out (their container is still listed)."""
@@ -111,25 +108,19 @@ def _object(value: object) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _data_root(client: docker.APIClient) -> str | None:
+def _data_root(client: Engine) -> str | None:
     try:
         root = _object(client.info()).get("DockerRootDir")
-    except (DockerException, requests.RequestException, ValueError) as exc:
+    except EngineError as exc:
         log.debug("no engine info: %s", exc)
         return None
     return root if isinstance(root, str) else None
 
 
-def _one_shot(client: docker.APIClient, container_id: str) -> dict | None:
+def _one_shot(client: Engine, container_id: str) -> dict | None:
     try:
-        try:
-            stats = client.stats(container_id, stream=False, one_shot=True)
-        except InvalidVersion:
-            # An engine older than API 1.41 (Docker 20.10) has no one-shot: its plain sample
-            # waits for a second one, about a second longer, and is as good for our own delta.
-            stats = client.stats(container_id, stream=False)
-    except (DockerException, requests.RequestException, ValueError) as exc:
-        # ValueError: an answer that is not JSON (requests before 2.27 raise it bare).
+        stats = client.stats(container_id)
+    except EngineError as exc:
         log.debug("no stats for container %s: %s", container_id[:12], exc)
         return None
     return stats if isinstance(stats, dict) else None
@@ -161,53 +152,31 @@ def survey(
     the listing, whatever the listing took: each call is bounded by that timeout anyway, and a
     slow listing of many containers must not leave their stats no time at all. A take is thus
     a few Docker timeouts at most, within the 4 × timeout + 10 s the watchdog allows it."""
-    _check_socket(docker_host, timeout)
+    client = Engine(docker_host, timeout)
     with translated(_DOCKER_ERRORS, "docker"):
-        client = docker.APIClient(
-            base_url=docker_host, timeout=timeout, version="auto", max_pool_size=STATS_WORKERS
-        )
-        try:
-            summaries = client.containers(all=True)
-            result = []
-            for summary in summaries:
-                container = _describe(client, summary)
-                if container is not None:
-                    result.append(container)
-            result.sort(key=lambda c: c.containerName)
-            if stats is None:
-                return Survey(result)
-            root = _data_root(client)
-            running = [c.id for c in result if c.state == "running" and c.id]
-            figures = stats.measure(client, running, stats_budget or timeout)
-            measured = [
-                replace(c, cpuPercent=figures[c.id][0], memUsageMb=figures[c.id][1])
-                if c.id in figures
-                else c
-                for c in result
-            ]
-            return Survey(measured, root)
-        finally:
-            client.close()
+        result = []
+        for summary in client.containers():
+            container = _describe(client, summary)
+            if container is not None:
+                result.append(container)
+    result.sort(key=lambda c: c.containerName)
+    if stats is None:
+        return Survey(result)
+    root = _data_root(client)
+    running = [c.id for c in result if c.state == "running" and c.id]
+    figures = stats.measure(client, running, stats_budget or timeout)
+    measured = [
+        replace(c, cpuPercent=figures[c.id][0], memUsageMb=figures[c.id][1])
+        if c.id in figures
+        else c
+        for c in result
+    ]
+    return Survey(measured, root)
 
 
-def _check_socket(docker_host: str, timeout: float) -> None:
-    """Connect to a unix socket once ourselves, closing it whatever happens: when connect()
-    fails, the Docker SDK's unix transport leaks its socket (docker/docker-py#3356), once
-    per tick for as long as dockerd is down."""
-    if not docker_host.startswith("unix://"):
-        return
-    path = "/" + docker_host.removeprefix("unix://").lstrip("/")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(timeout)
-        try:
-            probe.connect(path)
-        except OSError as exc:
-            raise DockerUnavailable(f"docker: cannot connect to {path}: {exc}") from None
-
-
-def _describe(client: docker.APIClient, summary: dict) -> Container | None:
+def _describe(client: Engine, summary: dict) -> Container | None:
     try:
-        details = client.inspect_container(summary["Id"])
+        details = client.inspect(summary["Id"])
     except NotFound:
         log.info("container %s vanished while being listed; skipped", summary["Id"][:12])
         return None

@@ -1,14 +1,23 @@
-"""Delivering heartbeats to the collector with httpx: what counts as an acknowledgement, the
-batch route for backlogs, a deadline on every request, and the backoff between failures."""
+"""Delivering heartbeats to the collector: what counts as an acknowledgement, the batch route
+for backlogs, a deadline on every request, and the backoff between failures.
 
+HTTP is the standard library's http.client, a connection per request (a heartbeat every few
+minutes, a ping every half minute): httpx and what it loads cost the daemon about 10 MB of
+resident memory. HTTPS checks the collector's certificate against the system's trust store
+(SSL_CERT_FILE and SSL_CERT_DIR name others), and HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and
+NO_PROXY are honoured as curl and httpx honour them."""
+
+import base64
+import http.client
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from urllib.parse import SplitResult, unquote, urlsplit
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.clock import CollectorClock
@@ -71,16 +80,42 @@ class Sender:
         # Heartbeats per request; 1 (configured, or for good once the collector turned out
         # to lack the batch route) sends each to POST /heartbeat.
         self.batch_size = config.batch_size
-        # trust_env: HTTPS_PROXY / NO_PROXY from the environment are honoured.
-        self.client = httpx.Client(
-            base_url=config.collector_url,
-            timeout=httpx.Timeout(
-                min(config.read_timeout, config.send_timeout),
-                connect=min(config.connect_timeout, config.send_timeout),
-            ),
-            trust_env=True,
-            headers={"User-Agent": "tassium-agent"},
-        )
+        self.read_timeout = min(config.read_timeout, config.send_timeout)
+        self.connect_timeout = min(config.connect_timeout, config.send_timeout)
+        url = urlsplit(config.collector_url)
+        self.https = url.scheme == "https"
+        self.netloc = url.netloc
+        host = url.hostname or ""
+        self.tunnel = (f"[{host}]" if ":" in host else host, url.port or 443)
+        self.base_path = url.path.rstrip("/")
+        self.proxy = _proxy_for(url.scheme, host)
+        self._tls = None
+        if self.https or (self.proxy is not None and self.proxy.scheme == "https"):
+            import ssl  # loaded by http.client already; named here for the context
+
+            self._tls = ssl.create_default_context()
+
+    def _connection(self, connect_timeout: float) -> tuple[http.client.HTTPConnection, dict]:
+        """A new connection to the collector, or to the proxy on the way, and the headers the
+        proxy needs on each request."""
+        if self.proxy is None:
+            return self._open(self.https, self.netloc, connect_timeout), {}
+        proxy, authorization = self.proxy, {}
+        if proxy.username is not None:
+            secret = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+            credentials = base64.b64encode(secret.encode()).decode()
+            authorization = {"Proxy-Authorization": f"Basic {credentials}"}
+        address = proxy.netloc.rpartition("@")[2]
+        connection = self._open(proxy.scheme == "https", address, connect_timeout)
+        if self.https:  # a tunnel through the proxy, TLS end to end with the collector
+            connection.set_tunnel(*self.tunnel, headers=authorization)
+            return connection, {}
+        return connection, authorization
+
+    def _open(self, https: bool, netloc: str, timeout: float) -> http.client.HTTPConnection:
+        if https:
+            return http.client.HTTPSConnection(netloc, timeout=timeout, context=self._tls)
+        return http.client.HTTPConnection(netloc, timeout=timeout)
 
     # --- one request -----------------------------------------------------------------------
 
@@ -90,38 +125,44 @@ class Sender:
         """One request within the overall deadline; returns the status and the decoded JSON
         answer (None when it is not JSON). Learns the collector's clock from a JSON answer.
         Raises DeliveryError when no whole answer arrived in time."""
-        headers = {}
+        headers = {"User-Agent": "tassium-agent"}
         if body is not None and self.key is not None:
-            headers = {SIGNATURE_HEADER: sign(self.key, body), "Content-Type": "application/json"}
+            headers[SIGNATURE_HEADER] = sign(self.key, body)
+            headers["Content-Type"] = "application/json"
         limit = min(deadline or self.deadline, self.deadline)
-        timeout = self.client.timeout
-        if limit < self.deadline:
-            # A short deadline (a ping's) bounds the connection and each read too: a
-            # collector that never answers must not hold it for the whole read_timeout.
-            timeout = httpx.Timeout(min(timeout.read, limit), connect=min(timeout.connect, limit))
+        # A short deadline (a ping's) bounds the connection and each read too: a collector
+        # that never answers must not hold it for the whole read_timeout.
+        connect_timeout = min(self.connect_timeout, limit)
+        read_timeout = min(self.read_timeout, limit)
         sent = self.clock.local()
         ends = time.monotonic() + limit
-        with (
-            translated({httpx.HTTPError: DeliveryError}, f"{method} {path}"),
-            self.client.stream(
-                method, path, content=body, headers=headers, timeout=timeout
-            ) as response,
-        ):
-            # read_timeout bounds each read, not the answer: a server trickling a byte at
-            # a time would hold the agent for ever without this deadline.
-            content = bytearray()
-            for chunk in response.iter_bytes():
-                content += chunk
-                if time.monotonic() > ends:
-                    raise DeliveryError(f"{method} {path}: no whole answer within {limit:g} s")
-                if len(content) > MAX_ANSWER_BYTES:
-                    raise DeliveryError(f"{method} {path}: answer larger than a collector's")
+        connection, proxy_headers = self._connection(connect_timeout)
+        target = self.base_path + path
+        if self.proxy is not None and not self.https:
+            target = f"http://{self.netloc}{target}"  # a plain proxy takes the whole URL
+        try:
+            with translated(_HTTP_ERRORS, f"{method} {path}"):
+                connection.connect()
+                connection.sock.settimeout(read_timeout)
+                connection.request(method, target, body, {**headers, **proxy_headers})
+                response = connection.getresponse()
+                # read_timeout bounds each read, not the answer: a server trickling a byte
+                # at a time would hold the agent for ever without this deadline.
+                content = bytearray()
+                while chunk := response.read1(65536):
+                    content += chunk
+                    if time.monotonic() > ends:
+                        raise DeliveryError(f"{method} {path}: no whole answer within {limit:g} s")
+                    if len(content) > MAX_ANSWER_BYTES:
+                        raise DeliveryError(f"{method} {path}: answer larger than a collector's")
+        finally:
+            connection.close()
         answer = _json(response, bytes(content))
         if isinstance(answer, dict):
             self._learn_time(answer, response, sent)
-        return response.status_code, answer
+        return response.status, answer
 
-    def _learn_time(self, answer: dict, response: httpx.Response, sent: float) -> None:
+    def _learn_time(self, answer: dict, response: http.client.HTTPResponse, sent: float) -> None:
         received = self.clock.local()
         try:
             server_time = parse_timestamp(answer.get("serverTime"))
@@ -187,10 +228,30 @@ class Sender:
         ]
 
     def close(self) -> None:
-        self.client.close()
+        """Nothing stays open between requests; kept for the callers' symmetry."""
 
 
-def _json(response: httpx.Response, content: bytes) -> object:
+# OSError covers refused and reset connections, timeouts and TLS failures.
+_HTTP_ERRORS = {OSError: DeliveryError, http.client.HTTPException: DeliveryError}
+
+
+def _proxy_for(scheme: str, host: str) -> SplitResult | None:
+    """The proxy the environment names for the collector (HTTP_PROXY, HTTPS_PROXY,
+    ALL_PROXY, NO_PROXY, upper or lower case, as urllib reads them), or None."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None  # the usual case, without loading urllib.request
+    from urllib.request import getproxies_environment, proxy_bypass_environment
+
+    proxies = getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or proxy_bypass_environment(host, proxies):
+        return None
+    if "://" not in url:
+        url = "http://" + url
+    return urlsplit(url)
+
+
+def _json(response: http.client.HTTPResponse, content: bytes) -> object:
     if response.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
         return None
     try:

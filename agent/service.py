@@ -5,8 +5,8 @@
 - ``drain()`` delivers what waits, oldest first, in batches when there is a backlog, each
   request within its deadline and each drain within a time bound.
 
-``run()`` takes a heartbeat on an APScheduler interval and drains on a thread of its own; the
-systemd watchdog is pinged only while both halves make progress.
+``run()`` takes a heartbeat on an interval (agent/schedule.py) and drains on a thread of its
+own; the systemd watchdog is pinged only while both halves make progress.
 """
 
 import contextlib
@@ -19,12 +19,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import status
@@ -33,11 +29,11 @@ from agent.config import AgentConfig
 from agent.containers import ContainerStats, survey
 from agent.errors import DeliveryError, DockerUnavailable
 from agent.machine import Machine, tailscale_ip
+from agent.schedule import Every
 from agent.sender import Backoff, Outcome, Sender
 from agent.spool import Entry, Spool
 from agent.systemd import Notifier
 from protocol.heartbeat import AgentInfo, Heartbeat, Ping
-from protocol.times import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -379,27 +375,13 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
             force = wake.wait(timeout=min(5.0, config.interval))
             wake.clear()
 
-    scheduler = BackgroundScheduler(
-        # Pings on a thread of their own: a slow Docker engine never delays them, nor they
-        # a heartbeat.
-        executors={"default": ThreadPoolExecutor(1), "pings": ThreadPoolExecutor(1)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-    )
-    scheduler.add_job(
-        take,
-        IntervalTrigger(seconds=config.interval, jitter=config.interval * config.jitter or None),
-        next_run_time=utcnow(),
-        id="heartbeat",
-    )
+    # Pings on a thread of their own: a slow Docker engine never delays them, nor they a
+    # heartbeat.
+    jobs = [Every("heartbeats", config.interval, take, config.interval * config.jitter)]
     if config.ping_interval:
-        scheduler.add_job(
-            agent.ping,
-            IntervalTrigger(seconds=config.ping_interval),
-            next_run_time=utcnow(),
-            id="ping",
-            executor="pings",
-        )
-    scheduler.start()
+        jobs.append(Every("pings", config.ping_interval, agent.ping))
+    for job in jobs:
+        job.start()
     delivery = threading.Thread(target=deliver, name="delivery", daemon=True)
     delivery.start()
     notifier.ready(f"sending heartbeats for {config.wallet} every {config.interval} s")
@@ -420,11 +402,8 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
             hung.clear()
             notifier.watchdog()
         if jump := agent.clock.wall_jump():
-            # APScheduler waits by the wall clock: set back an hour, it would wait an hour.
+            # The schedule waits on the steady clock; the owner still hears of the step.
             due = max(0.0, config.interval - liveness.since_begun("taking a heartbeat"))
-            scheduler.modify_job("heartbeat", next_run_time=utcnow() + timedelta(seconds=due))
-            if config.ping_interval:
-                scheduler.modify_job("ping", next_run_time=utcnow())
             log.warning(
                 "this machine's clock was set %s by %.0f s; heartbeats keep the collector's "
                 "time, and the next one is due in %.0f s as before",
@@ -434,7 +413,8 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
             )
     notifier.stopping()
     log.info("stopping")
-    scheduler.shutdown(wait=True)
+    for job in jobs:
+        job.stop()
     wake.set()
     # Within systemd's TimeoutStopSec; a request cut short leaves its heartbeats spooled.
     delivery.join(timeout=STOP_SECONDS)

@@ -8,9 +8,8 @@ Stellar public keys are ``G`` + 55 base32 characters whose decoded bytes end in 
 import base64
 import re
 
-from Crypto.Hash import keccak
-
 from protocol import ProtocolError, patterns
+from protocol.keccak import keccak256
 
 WALLET_FORMATS = ("evm", "stellar")
 
@@ -47,7 +46,7 @@ def _evm(value: str) -> str:
 def to_checksum_address(value: str) -> str:
     """The EIP-55 spelling of an EVM address."""
     digits = value[2:].lower()
-    digest = keccak.new(digest_bits=256, data=digits.encode("ascii")).hexdigest()
+    digest = keccak256(digits.encode("ascii")).hex()
     return "0x" + "".join(
         c.upper() if int(h, 16) >= 8 else c for c, h in zip(digits, digest[:40], strict=True)
     )

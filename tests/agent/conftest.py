@@ -33,7 +33,8 @@ def dockerd_binary() -> str | None:
 
 
 class Dockerd:
-    def __init__(self, host: str | None = None):
+    def __init__(self, host: str | None = None, options: tuple[str, ...] = ()):
+        self.options = options  # more dockerd flags, as a benchmark's --bridge=none
         self.dir = Path(tempfile.mkdtemp(prefix="tassium-dockerd-", dir="/tmp"))
         self.socket = self.dir / "docker.sock"
         self.host = host or f"unix://{self.socket}"
@@ -58,6 +59,7 @@ class Dockerd:
                 str(self.dir / "exec"),
                 "--pidfile",
                 str(self.pidfile),
+                *self.options,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,

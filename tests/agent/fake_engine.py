@@ -1,8 +1,8 @@
 """A small fake of the Docker Engine API on a unix socket, for what a real engine will not do
 on demand: answer 500, hang, or lose a container between listing and inspecting it.
 
-It answers what ``docker.APIClient(version="auto")`` asks for when the agent lists
-containers: ``GET /version`` (unversioned, to pick the API version), then
+It answers what the agent (agent/engine.py, as ``docker.APIClient(version="auto")`` did)
+asks for when it lists containers: ``GET /version`` (unversioned, to pick the API version), then
 ``GET /v1.NN/containers/json?all=1`` and ``GET /v1.NN/containers/<id>/json`` for each one;
 ``GET /_ping`` too, as the Docker CLI starts with it."""
 

@@ -254,7 +254,7 @@ def test_the_fake_engine_is_listed_like_a_real_one(engine):
             "healthy",
         ),
     ]
-    # What docker.APIClient(version="auto") asks for, and so what the fake must answer.
+    # What the agent asks for (agent/engine.py), and so what the fake must answer.
     assert engine.paths[0] == "/version"
     assert re.fullmatch(LIST_PATH, engine.paths[1])
     assert all(re.fullmatch(INSPECT_PATH, path) for path in engine.paths[2:])
