@@ -106,11 +106,13 @@ class Sender:
             credentials = base64.b64encode(secret.encode()).decode()
             authorization = {"Proxy-Authorization": f"Basic {credentials}"}
         address = proxy.netloc.rpartition("@")[2]
-        connection = self._open(proxy.scheme == "https", address, connect_timeout)
-        if self.https:  # a tunnel through the proxy, TLS end to end with the collector
+        if self.https:
+            # A CONNECT tunnel through the proxy (spoken in the clear, as curl does with an
+            # http:// proxy), then TLS end to end with the collector inside it.
+            connection = self._open(True, address, connect_timeout)
             connection.set_tunnel(*self.tunnel, headers=authorization)
             return connection, {}
-        return connection, authorization
+        return self._open(proxy.scheme == "https", address, connect_timeout), authorization
 
     def _open(self, https: bool, netloc: str, timeout: float) -> http.client.HTTPConnection:
         if https:

@@ -1,9 +1,13 @@
 """Delivering heartbeats: what counts as delivered, what is refused for good, what is kept
 for later; the backoff; proxy settings from the environment."""
 
+import base64
 import http.server
 import json
 import random
+import select
+import socket
+import ssl
 import threading
 import time
 from datetime import timedelta
@@ -257,3 +261,103 @@ def test_proxy_settings_from_the_environment_are_honoured(tmp_path, monkeypatch,
         proxy.shutdown()
         proxy.server_close()
     assert RecordingProxy.seen == ["POST http://collector.invalid:8000/heartbeat HTTP/1.1"]
+
+
+# --- HTTPS ---------------------------------------------------------------------------------
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and its key, as PEM files: its own CA, as a private
+    collector's certificate would be."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class TunnellingProxy(http.server.BaseHTTPRequestHandler):
+    """An HTTP proxy that only tunnels (CONNECT), as in front of an HTTPS collector."""
+
+    seen: list[tuple[str, str | None]] = []
+
+    def do_CONNECT(self):  # noqa: N802 - the stdlib's name
+        TunnellingProxy.seen.append((self.requestline, self.headers.get("Proxy-Authorization")))
+        host, _, port = self.path.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=5) as upstream:
+            self.send_response(200)
+            self.end_headers()
+            ends = [self.connection, upstream]
+            while True:
+                readable, _, _ = select.select(ends, [], [], 5)
+                chunks = [(end, end.recv(65536)) for end in readable]
+                if not chunks or not all(chunk for _, chunk in chunks):
+                    return
+                for end, chunk in chunks:
+                    (upstream if end is self.connection else self.connection).sendall(chunk)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_https_checks_the_certificate_and_goes_through_a_proxys_tunnel(
+    tmp_path, monkeypatch, backend
+):
+    cert, key = self_signed(tmp_path)
+    collector = FakeCollector(accept_everything)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    collector.server.socket = tls.wrap_socket(collector.server.socket, server_side=True)
+    url = f"https://localhost:{collector.server.server_port}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TunnellingProxy)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    with collector:
+        # Not signed by a CA this machine trusts: refused, the heartbeat stays spooled.
+        sender, wallet = make_sender(url, tmp_path)
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            sender.deliver(body(wallet))
+        # The owner names the collector's CA, as curl and OpenSSL read it.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        sender, wallet = make_sender(url, tmp_path)
+        assert sender.deliver(body(wallet)).verdict == "credited"
+        monkeypatch.setenv("HTTPS_PROXY", f"http://owner:s%40cret@127.0.0.1:{proxy.server_port}")
+        sender, wallet = make_sender(url, tmp_path, wallet)
+        assert sender.deliver(body(wallet)).verdict == "credited"
+    proxy.shutdown()
+    proxy.server_close()
+    credentials = base64.b64encode(b"owner:s@cret").decode()
+    assert TunnellingProxy.seen == [
+        (f"CONNECT localhost:{collector.server.server_port} HTTP/1.0", f"Basic {credentials}")
+    ]
+    assert len(collector.heartbeats()) == 2
