@@ -10,10 +10,11 @@ and when each heartbeat arrives. CPU per tick is the daemon's user + system time
 first and the last heartbeat, divided by the ticks between them (pings included).
 
 ``--python`` runs the agent with another interpreter, such as a virtualenv holding only
-``pip install 'tassium[agent]'`` as a worker has (the test virtualenv also holds rich and
-click, which httpx imports when present); the agent's code is this checkout's either way.
+``pip install 'tassium[agent]'``, as a worker has; ``--code`` runs another tree of the agent's
+code (``git archive REV agent protocol``) to compare with this checkout's.
 
-    .venv/bin/python -m bench.agent_memory [--containers 100] [--ticks 5] [--python PATH]
+    .venv/bin/python -m bench.agent_memory [--containers 100] [--ticks 5] [--interval 15]
+        [--python PATH] [--code DIR]
 """
 
 import argparse
@@ -110,9 +111,15 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=5)
     parser.add_argument("--interval", type=int, default=15, help="seconds between heartbeats")
     parser.add_argument("--python", default=sys.executable, help="the agent's interpreter")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="the agent's code: this checkout, or another tree to compare (git archive REV)",
+    )
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    print(f"agent interpreter: {args.python}")
+    env = {**os.environ, "PYTHONPATH": str(args.code)}
+    print(f"agent interpreter: {args.python}, code: {args.code}")
 
     dockerd = Dockerd(options=("--bridge=none", "--iptables=false", "--ip6tables=false"))
     dockerd.start()
@@ -141,7 +148,7 @@ def main() -> None:
                 )
             )
             keygen = agent_command(args.python, config, "keygen")
-            subprocess.run(keygen, env=env, cwd=ROOT, check=True, capture_output=True)
+            subprocess.run(keygen, env=env, cwd=args.code, check=True, capture_output=True)
             measure_daemon(args, config, env, watcher)
             measure_once(args, config, env, watcher)
     finally:
@@ -150,7 +157,7 @@ def main() -> None:
 
 def measure_daemon(args, config: Path, env: dict, watcher: Watcher) -> None:
     daemon = subprocess.Popen(
-        agent_command(args.python, config, "run"), env=env, cwd=ROOT, stderr=subprocess.PIPE
+        agent_command(args.python, config, "run"), env=env, cwd=args.code, stderr=subprocess.PIPE
     )
     watcher.pid = daemon.pid
     steady = peak = None
@@ -193,7 +200,7 @@ def measure_once(args, config: Path, env: dict, watcher: Watcher) -> None:
     once = subprocess.Popen(
         agent_command(args.python, config, "once"),
         env=env,
-        cwd=ROOT,
+        cwd=args.code,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
