@@ -12,6 +12,7 @@ from collector import telemetry
 from collector.api import ApiError, accept_fields, json_object, settings, wallet
 from collector.config import CollectorConfig
 from collector.db import DATABASE_DOWN
+from collector.keys import PING_MAX_AGE
 from collector.models import Worker, credits
 from collector.windows import KeyReplaced, StaleHeartbeat, UnknownWorker, apply_heartbeat
 from protocol import ProtocolError
@@ -40,7 +41,11 @@ def receive(body: bytes, signature: str | None, config: CollectorConfig) -> tupl
 
 
 def _authenticate(
-    address: str, body: bytes, signature: str | None, config: CollectorConfig
+    address: str,
+    body: bytes,
+    signature: str | None,
+    config: CollectorConfig,
+    max_age: float | None = None,
 ) -> str | None:
     """With signatures required: the body must carry the enrolled key's signature. Returns
     the key it was verified with (read from this process's cache when it can be)."""
@@ -53,7 +58,7 @@ def _authenticate(
             "(in a batch, the entry's signature)",
         )
     keys = current_app.extensions["tassium.keys"]
-    cached = keys.get(address)
+    cached = keys.get(address, max_age=max_age)
     if cached is not None:
         try:
             verify(cached, body, signature)
@@ -82,12 +87,14 @@ def _check_time(timestamp: datetime, now: datetime, back: int, ahead: int) -> No
         )
 
 
-def _read(body: bytes, signature: str | None, config: CollectorConfig, parse):
-    """A signed body (a heartbeat or a ping), authenticated, then parsed by ``parse``; and
-    the key that verified it."""
+def _read(
+    body: bytes, signature: str | None, config: CollectorConfig, parse, max_age: float | None
+):
+    """A signed body (a heartbeat or a ping), authenticated (with a cached key at most
+    ``max_age`` seconds old), then parsed by ``parse``; and the key that verified it."""
     document = json_object(body)
     address = wallet(document.get("walletAddress"), "walletAddress")
-    key = _authenticate(address, body, signature, config)
+    key = _authenticate(address, body, signature, config, max_age)
     try:
         return parse(document, config.wallet_format), key
     except ProtocolError as exc:
@@ -95,7 +102,8 @@ def _read(body: bytes, signature: str | None, config: CollectorConfig, parse):
 
 
 def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
-    beat, key = _read(body, signature, config, parse_heartbeat)
+    # Any cached key: the heartbeat's transaction checks it against the worker row.
+    beat, key = _read(body, signature, config, parse_heartbeat, max_age=None)
     address = beat.wallet
     now = utcnow()
     _check_time(beat.timestamp, now, config.max_backfill, config.max_skew)
@@ -143,7 +151,7 @@ def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict
 def ping(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
     """Take a ping: signed like a heartbeat, recent (a ping is about now, so no backfill),
     and kept in memory until collector/pings.py writes it."""
-    beat, _ = _read(body, signature, config, parse_ping)
+    beat, _ = _read(body, signature, config, parse_ping, max_age=PING_MAX_AGE)
     address = beat.wallet
     now = utcnow()
     _check_time(beat.timestamp, now, config.max_skew, config.max_skew)

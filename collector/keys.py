@@ -2,32 +2,31 @@
 without a query. The key stays the truth in the database: a heartbeat verified with a cached
 key is applied only if the worker row, read and locked in the heartbeat's own transaction,
 still holds that key (collector/windows.py), so a key replaced through another process is
-never honoured for a heartbeat. A ping, which has no transaction, may be verified with a
-replaced key for at most ``TTL`` seconds."""
+never honoured for a heartbeat, however old the cached copy. A ping, which has no
+transaction, trusts a copy at most ``PING_MAX_AGE`` seconds old."""
 
 import threading
 import time
 from collections import OrderedDict
 
-TTL = 60.0
+PING_MAX_AGE = 60.0
 MAX_ENTRIES = 100_000  # about 15 MB at most, a fleet of a million workers notwithstanding
 
 
 class KeyCache:
-    def __init__(self, max_entries: int = MAX_ENTRIES, ttl: float = TTL):
+    def __init__(self, max_entries: int = MAX_ENTRIES):
         self.max_entries = max_entries
-        self.ttl = ttl
         self._keys: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, address: str) -> str | None:
+    def get(self, address: str, *, max_age: float | None = None) -> str | None:
+        """The cached key, if read at most ``max_age`` seconds ago (any age: None)."""
         with self._lock:
             found = self._keys.get(address)
             if found is None:
                 return None
             key, read_at = found
-            if time.monotonic() - read_at > self.ttl:
-                del self._keys[address]
+            if max_age is not None and time.monotonic() - read_at > max_age:
                 return None
             self._keys.move_to_end(address)
             return key
