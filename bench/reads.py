@@ -13,19 +13,16 @@ SQLite in a temporary directory; with ``--postgres`` also a throw-away PostgreSQ
 
 import argparse
 import statistics
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 
-from bench.served import served_collector
+from bench.served import on_each_database, served_collector
 from collector import migrations
 from collector.db import is_postgres
 from collector.models import OpenWindow, UptimeRecord, Worker
 from protocol.times import format_timestamp, utcnow
-from tests.conftest import PostgresServer
 from tests.factories import connected
 
 PAGE = 200
@@ -124,16 +121,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL")
     args = parser.parse_args()
 
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="tassium-bench-") as directory:
-        results["SQLite"] = run(f"sqlite:///{Path(directory) / 'collector.db'}", args)
-    if args.postgres:
-        server = PostgresServer()
-        server.start()
-        try:
-            results["PostgreSQL"] = run(server.fresh_database(migrated=False), args)
-        finally:
-            server.stop()
+    results = on_each_database(lambda url: run(url, args), postgres=args.postgres)
 
     ms = 1000
     print(f"{args.workers:,} workers, pages of {PAGE}; one worker with {args.records:,} records")

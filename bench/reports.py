@@ -13,7 +13,6 @@ PostgreSQL server.
 import argparse
 import contextlib
 import statistics
-import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.served import served_collector
+from bench.served import on_each_database, served_collector
 from collector import migrations
 from collector.models import OpenWindow, UptimeRecord, Worker
 from protocol.times import utcnow
-from tests.conftest import PostgresServer
 from tests.factories import connected
 
 CHUNK = 5000
@@ -179,16 +177,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL")
     args = parser.parse_args()
 
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="tassium-bench-") as directory:
-        results["SQLite"] = run(f"sqlite:///{Path(directory) / 'collector.db'}", args)
-    if args.postgres:
-        server = PostgresServer()
-        server.start()
-        try:
-            results["PostgreSQL"] = run(server.fresh_database(migrated=False), args)
-        finally:
-            server.stop()
+    results = on_each_database(lambda url: run(url, args), postgres=args.postgres)
 
     mib = 1024 * 1024
     print(f"{args.workers:,} workers with {args.records} records each in the last 30 days")

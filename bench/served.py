@@ -4,7 +4,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,3 +59,21 @@ def wait_healthy(url: str, process: subprocess.Popen) -> None:
             pass
         time.sleep(0.1)
     raise SystemExit("the collector did not answer within 60 s")
+
+
+def on_each_database(run: Callable[[str], dict], *, postgres: bool) -> dict[str, dict]:
+    """``run(database_url)`` on SQLite in a temporary directory and, with ``postgres``, on a
+    throw-away PostgreSQL server (an empty database: ``run`` migrates it)."""
+    from tests.conftest import PostgresServer
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="tassium-bench-") as directory:
+        results["SQLite"] = run(f"sqlite:///{Path(directory) / 'collector.db'}")
+    if postgres:
+        server = PostgresServer()
+        server.start()
+        try:
+            results["PostgreSQL"] = run(server.fresh_database(migrated=False))
+        finally:
+            server.stop()
+    return results
