@@ -13,9 +13,13 @@ from peewee import (
     InterfaceError,
     Model,
     OperationalError,
-    SqliteDatabase,
 )
-from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+from playhouse.pool import (
+    MaxConnectionsExceeded,
+    PooledDatabase,
+    PooledPostgresqlDatabase,
+    PooledSqliteDatabase,
+)
 
 database = DatabaseProxy()
 
@@ -56,7 +60,11 @@ def open_database(url: str) -> Database:
         path = sqlite_path(url)
         # IMMEDIATE takes the write lock when a transaction starts, so two processes applying
         # heartbeats queue on busy_timeout instead of failing on a lock upgrade.
-        return SqliteDatabase(
+        # Pooled, as PostgreSQL is: a request used to open a connection (four pragmas) and
+        # close it again, and closing the last connection to a WAL database checkpoints it,
+        # which cost more than the heartbeat's own statements. A pooled connection may move
+        # between threads, one at a time.
+        return PooledSqliteDatabase(
             path,
             pragmas={
                 "journal_mode": "wal",
@@ -65,6 +73,9 @@ def open_database(url: str) -> Database:
                 "synchronous": "normal",
             },
             lock_type="IMMEDIATE",
+            check_same_thread=False,
+            max_connections=32,
+            stale_timeout=300,
         )
     return PostgresPool(
         unquote(parts.path.lstrip("/")),
@@ -135,7 +146,7 @@ def discard_connections() -> None:
     """After the database failed, this process's connections may be dead (a restarted server
     leaves every pooled one broken): drop them all instead of handing them out again."""
     db = database.obj
-    if isinstance(db, PooledPostgresqlDatabase):
+    if isinstance(db, PooledDatabase):
         db.close_idle()
         if not db.is_closed():
             db.manual_close()
@@ -146,7 +157,7 @@ def discard_connections() -> None:
 def close_all(db: Database) -> None:
     """Close the connection, and with a pool every pooled one as well."""
     db.close()
-    if isinstance(db, PooledPostgresqlDatabase):
+    if isinstance(db, PooledDatabase):
         db.close_all()
 
 
