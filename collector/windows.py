@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from collector import credits
-from collector.db import database, is_postgres
+from collector.db import UTCDateTimeField, database, is_postgres
 from collector.models import (
     DockerOutage,
     OpenWindow,
@@ -185,11 +185,12 @@ def _statements(postgres: bool) -> dict[str, str]:
     return statements
 
 
+_TIME = UTCDateTimeField()
+
+
 def _run(name: str, *params):
-    # Naive UTC, as UTCDateTimeField stores every time.
-    values = [
-        v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v for v in params
-    ]
+    # Times stored as every UTCDateTimeField stores them.
+    values = [_TIME.db_value(v) if isinstance(v, datetime) else v for v in params]
     return database.execute_sql(_statements(is_postgres())[name], values)
 
 
