@@ -248,12 +248,7 @@ def _basis(value: object) -> str:
 
 def _plan(period_text: object, budget: object, basis: object) -> Plan:
     now = utcnow()
-    if not isinstance(period_text, str):
-        raise ApiError(400, "period must be a string such as 2026-11")
-    try:
-        period = Period.parse(period_text, now)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+    period = reports.period_arg(period_text, now)
     amount = int(parse_amount(budget, "budget"))
     try:
         return plan(period, _basis(basis), amount, **reports.timing(settings(), now))

@@ -401,11 +401,18 @@ def csv_lines(header: Iterable[str], rows: Iterable[Iterable[object]]) -> Iterat
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 
-def _period() -> Period:
+def period_arg(text: object, now: datetime) -> Period:
+    """A period as a request names it, or a 400 saying what is wrong."""
+    if not isinstance(text, str):
+        raise ApiError(400, "period must be a string such as 2026-11")
     try:
-        return Period.parse(request.args.get("period", "30d"), utcnow())
+        return Period.parse(text, now)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
+
+
+def _period() -> Period:
+    return period_arg(request.args.get("period", "30d"), utcnow())
 
 
 def wants_csv(csv_suffix: bool) -> bool:
