@@ -191,8 +191,10 @@ def worker_reports(
     now: datetime,
     gap: timedelta,
     liveness_interval: timedelta,
+    collector_outages: list[Span] | None = None,
 ) -> list[WorkerReport]:
-    """The reports of ``wallets`` (known workers, in that order) for ``period``."""
+    """The reports of ``wallets`` (known workers, in that order) for ``period``; the
+    collector's outages in it are read unless given (the same for every batch of a fleet)."""
     workers = {
         w.wallet_address: w for w in Worker.select().where(Worker.wallet_address.in_(wallets))
     }
@@ -202,7 +204,9 @@ def worker_reports(
         spans[address] += window
     docker = _overlapping(DockerOutage.time_from, DockerOutage.time_to, wallets, period)
     first_heard = _first_heard(wallets)
-    collector = liveness.outages(period.start, period.end, interval=liveness_interval, now=now)
+    collector = collector_outages
+    if collector is None:
+        collector = liveness.outages(period.start, period.end, interval=liveness_interval, now=now)
     earned = _credits(wallets, period)
     reports = []
     for address in wallets:
@@ -241,6 +245,7 @@ def fleet(
 ) -> Iterator[WorkerReport]:
     """Every worker's report in wallet order (from after ``after``, at most ``limit``), read
     a batch at a time: memory stays flat however large the fleet."""
+    collector = liveness.outages(period.start, period.end, interval=liveness_interval, now=now)
     remaining = limit
     while remaining is None or remaining > 0:
         size = BATCH if remaining is None else min(BATCH, remaining)
@@ -251,7 +256,12 @@ def fleet(
         if not wallets:
             return
         yield from worker_reports(
-            wallets, period, now=now, gap=gap, liveness_interval=liveness_interval
+            wallets,
+            period,
+            now=now,
+            gap=gap,
+            liveness_interval=liveness_interval,
+            collector_outages=collector,
         )
         # Under gunicorn's gevent workers this yields to the other requests (heartbeats) of
         # the process, and to its keep-alive with the master, between batches of a long
