@@ -150,9 +150,11 @@ def run_container(docker_client):
         return docker_client.containers.run(IMAGE, ["busybox", *command], labels=label, **kwargs)
 
     yield run
-    for container in docker_client.containers.list(all=True, filters={"label": "tassium-test"}):
-        if container.labels.get("tassium-test") == label["tassium-test"]:
-            container.remove(force=True)
+    # Only this test's: the engine is shared by the test processes, and listing another
+    # one's containers races with their removal (the SDK inspects each one it lists).
+    mine = {"label": f"tassium-test={label['tassium-test']}"}
+    for container in docker_client.containers.list(all=True, filters=mine):
+        container.remove(force=True)
 
 
 # --- the agent as a real process -------------------------------------------------------------
