@@ -39,6 +39,7 @@ def create_app(config: CollectorConfig) -> Flask:
     bodies.init_app(app, config)
     app.extensions["tassium.pings"] = PingBook()
     app.extensions["tassium.keys"] = KeyCache()
+    heartbeats.init_app(app, config)
     if config.deployer_url:
         app.extensions["tassium.deployer"] = Deployer(
             config.deployer_url,

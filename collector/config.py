@@ -81,6 +81,9 @@ class CollectorConfig:
     liveness_interval: int = 10
     # Seconds between the dashboard's refreshes of its live part.
     dashboard_refresh: int = 10
+    # Milliseconds a heartbeat waits for the others this process is serving to share its
+    # transaction (collector/commits.py); 0: each is committed as soon as it is ready.
+    group_commit_wait_ms: int = 2
 
     def __repr__(self) -> str:
         # The API token and a database password must not reach a log line.
@@ -165,6 +168,7 @@ RULES = {
     "private_pages": Rule(bool),
     "liveness_interval": Rule(int, lambda v: 1 <= v <= 300, "seconds, from 1 to 300"),
     "dashboard_refresh": Rule(int, lambda v: 1 <= v <= 3600, "seconds, from 1 to 3600"),
+    "group_commit_wait_ms": Rule(int, lambda v: 0 <= v <= 100, "milliseconds, from 0 to 100"),
 }
 
 

@@ -6,15 +6,16 @@ a refusal included."""
 
 from datetime import datetime, timedelta
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from collector import telemetry
 from collector.api import ApiError, accept_fields, json_object, settings, wallet
+from collector.commits import GroupCommit
 from collector.config import CollectorConfig
 from collector.db import DATABASE_DOWN
 from collector.keys import PING_MAX_AGE
 from collector.models import Worker, credits
-from collector.windows import KeyReplaced, StaleHeartbeat, UnknownWorker, apply_heartbeat
+from collector.windows import KeyReplaced, StaleHeartbeat, UnknownWorker, apply_heartbeats
 from protocol import ProtocolError
 from protocol.heartbeat import SIGNATURE_HEADER, parse_heartbeat, parse_ping, verify
 from protocol.times import format_millis, format_timestamp, utcnow
@@ -24,6 +25,21 @@ bp = Blueprint("heartbeats", __name__)
 # Heartbeats in one batch: a few hundred carry a long outage's backlog in a few requests,
 # while a request stays well under a second of work.
 MAX_BATCH = 500
+
+
+def init_app(app: Flask, config: CollectorConfig) -> None:
+    """The process's group commit (collector/commits.py): heartbeats that arrive together
+    are applied in one transaction."""
+
+    def apply(items: list) -> list:
+        return apply_heartbeats(
+            items,
+            gap=timedelta(seconds=config.gap),
+            now=utcnow(),
+            create_worker=not config.require_signatures,
+        )
+
+    app.extensions["tassium.commits"] = GroupCommit(apply, wait=config.group_commit_wait_ms / 1000)
 
 
 def receive(body: bytes, signature: str | None, config: CollectorConfig) -> tuple[int, dict]:
@@ -105,17 +121,10 @@ def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict
     # Any cached key: the heartbeat's transaction checks it against the worker row.
     beat, key = _read(body, signature, config, parse_heartbeat, max_age=None)
     address = beat.wallet
-    now = utcnow()
-    _check_time(beat.timestamp, now, config.max_backfill, config.max_skew)
+    _check_time(beat.timestamp, utcnow(), config.max_backfill, config.max_skew)
 
     def apply(key: str | None):
-        return apply_heartbeat(
-            beat,
-            gap=timedelta(seconds=config.gap),
-            now=now,
-            create_worker=not config.require_signatures,
-            key=key,
-        )
+        return current_app.extensions["tassium.commits"].submit((beat, key))
 
     try:
         try:
@@ -182,8 +191,9 @@ def _stamp_server_time(response: Response) -> Response:
 @bp.post("/heartbeat")
 @telemetry.carries_heartbeats
 def heartbeat():
-    body = request.get_data(cache=True)
-    status, answer = receive(body, request.headers.get(SIGNATURE_HEADER), settings())
+    with current_app.extensions["tassium.commits"].arriving():
+        body = request.get_data(cache=True)
+        status, answer = receive(body, request.headers.get(SIGNATURE_HEADER), settings())
     return jsonify(answer), status
 
 

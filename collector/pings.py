@@ -82,7 +82,9 @@ class PingBook:
             with database.connection_context(), database.atomic():
                 if is_postgres():
                     database.execute_sql("SET LOCAL synchronous_commit TO OFF")
-                for address, at in batch.items():
+                # In address order, as heartbeats lock workers (collector/windows.py), so
+                # that the two never wait for each other in a cycle.
+                for address, at in sorted(batch.items()):
                     # Never backwards: another process may have written a later ping.
                     Worker.update(last_ping_at=at).where(
                         (Worker.wallet_address == address)

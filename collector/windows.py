@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -66,46 +67,105 @@ def apply_heartbeat(
 ) -> Applied:
     """Apply one accepted heartbeat: the window step and the container list, atomically.
     With ``key``, only while the worker's enrolled key is still that one."""
-    ts = heartbeat.timestamp
+    [result] = apply_heartbeats([(heartbeat, key)], gap=gap, now=now, create_worker=create_worker)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def apply_heartbeats(
+    heartbeats: Sequence[tuple[Heartbeat, str | None]],
+    *,
+    gap: timedelta,
+    now: datetime,
+    create_worker: bool = False,
+) -> list[Applied | Exception]:
+    """Apply heartbeats, each with the key it was verified with (or None), in one
+    transaction, each one's step exactly as it would be alone: in rounds of distinct
+    workers (a worker's second heartbeat in the next round, after its first is written).
+    Its result, in order: what was applied, or the exception that refused it
+    (StaleHeartbeat, UnknownWorker, KeyReplaced), a refused heartbeat writing nothing.
+    The worker rows are locked in address order, and so are the windows after them, so
+    groups of other processes and nodes (and the sweeper) wait for each other and never
+    deadlock."""
+    results: list[Applied | Exception | None] = [None] * len(heartbeats)
+    pending = list(enumerate(heartbeats))
     with database.atomic():
         if create_worker:
-            Worker.insert(
-                wallet_address=heartbeat.wallet, created_at=now
+            Worker.insert_many(
+                [
+                    {"wallet_address": a, "created_at": now}
+                    for a in sorted({h.wallet for h, _ in heartbeats})
+                ]
             ).on_conflict_ignore().execute()
-        worker = _locked_worker(heartbeat.wallet)
-        if worker is None:
-            raise UnknownWorker(heartbeat.wallet)
-        if key is not None and worker.public_key != key:
-            raise KeyReplaced(heartbeat.wallet)
-        if worker.last_heartbeat_at is not None and ts <= worker.last_heartbeat_at:
-            raise StaleHeartbeat(worker.last_heartbeat_at, _counted(worker, ts))
+        while pending:
+            round_, later, seen = [], [], set()
+            for entry in pending:
+                (later if entry[1][0].wallet in seen else round_).append(entry)
+                seen.add(entry[1][0].wallet)
+            addresses = sorted(seen)
+            workers = _locked_workers(addresses)
+            windows = _locked_windows(addresses)
+            writes = _Writes()
+            for index, (heartbeat, key) in round_:
+                address = heartbeat.wallet
+                try:
+                    results[index] = _step(
+                        heartbeat, key, workers.get(address), windows.get(address), writes, gap, now
+                    )
+                except (UnknownWorker, KeyReplaced, StaleHeartbeat) as exc:
+                    results[index] = exc
+            writes.run()
+            pending = later
+    return results
 
-        window = _locked_window(worker.wallet_address)
-        counted = timedelta(0)
-        if _docker_down(heartbeat):
-            _record_docker_outage(worker, window, ts, gap)
-            action, window = "docker_unavailable", None
-        elif window is None:
-            action, window, counted = _open(worker, ts, gap)
-        elif ts - window.end_time > gap:
-            UptimeRecord.create(worker=worker, time_from=window.start_time, time_to=window.end_time)
-            window.start_time = window.end_time = ts
-            window.save()
-            action = "flushed"
-        else:
-            counted = ts - window.end_time
-            window.end_time = ts
-            _run("extend", ts, worker.wallet_address)
-            action = "extended"
 
-        if worker.docker_available is False and not _docker_down(heartbeat):
-            _end_docker_outage(worker, ts, gap)
-        digest = _replace_containers(worker, heartbeat)
-        earned = credits.earned_millis(credits.rate(heartbeat), counted)
-        _record_metrics(worker, heartbeat, earned)
-        agent, system = heartbeat.agent, heartbeat.system
-        _run(
-            "update_worker",
+def _step(
+    heartbeat: Heartbeat,
+    key: str | None,
+    worker: Worker | None,
+    window: OpenWindow | None,
+    writes: "_Writes",
+    gap: timedelta,
+    now: datetime,
+) -> Applied:
+    """One heartbeat's step, its worker and open window locked. The frequent writes (a
+    window extended, the metrics point, the worker row) go to ``writes``, which runs them
+    for the whole group; the rarer ones run here."""
+    ts = heartbeat.timestamp
+    if worker is None:
+        raise UnknownWorker(heartbeat.wallet)
+    if key is not None and worker.public_key != key:
+        raise KeyReplaced(heartbeat.wallet)
+    if worker.last_heartbeat_at is not None and ts <= worker.last_heartbeat_at:
+        raise StaleHeartbeat(worker.last_heartbeat_at, _counted(worker, ts))
+
+    counted = timedelta(0)
+    if _docker_down(heartbeat):
+        _record_docker_outage(worker, window, ts, gap)
+        action, window = "docker_unavailable", None
+    elif window is None:
+        action, window, counted = _open(worker, ts, gap)
+    elif ts - window.end_time > gap:
+        UptimeRecord.create(worker=worker, time_from=window.start_time, time_to=window.end_time)
+        window.start_time = window.end_time = ts
+        window.save()
+        action = "flushed"
+    else:
+        counted = ts - window.end_time
+        window.end_time = ts
+        writes.extend(ts, worker.wallet_address)
+        action = "extended"
+
+    if worker.docker_available is False and not _docker_down(heartbeat):
+        _end_docker_outage(worker, ts, gap)
+    digest = _replace_containers(worker, heartbeat)
+    earned = credits.earned_millis(credits.rate(heartbeat), counted)
+    writes.metric(_metric(worker, heartbeat, earned))
+    agent, system = heartbeat.agent, heartbeat.system
+    writes.worker(
+        (
+            worker.wallet_address,
             ts,
             now,
             agent.hostname if agent and agent.hostname else worker.hostname,
@@ -118,8 +178,8 @@ def apply_heartbeat(
             _reported(system, "storageTotalGb", worker.storage_total_gb),
             earned,
             digest,
-            worker.wallet_address,
         )
+    )
     return Applied(action, window, counted, earned)
 
 
@@ -128,7 +188,7 @@ def _reported(system, name: str, previous):
     return previous if value is None else value
 
 
-def _record_metrics(worker: Worker, heartbeat: Heartbeat, earned: int) -> None:
+def _metric(worker: Worker, heartbeat: Heartbeat, earned: int) -> tuple:
     system = heartbeat.system
     facts = (
         (
@@ -142,8 +202,7 @@ def _record_metrics(worker: Worker, heartbeat: Heartbeat, earned: int) -> None:
         if system is not None
         else (None,) * 6
     )
-    _run(
-        "insert_metric",
+    return (
         worker.wallet_address,
         heartbeat.timestamp,
         *facts,
@@ -156,57 +215,152 @@ def _record_metrics(worker: Worker, heartbeat: Heartbeat, earned: int) -> None:
 #
 # Composing SQL through Peewee's query builder cost more CPU than anything else a heartbeat
 # does; the statements every heartbeat runs are written here once per database kind, and
-# only their parameters change. The rarer steps (opening, flushing, Docker outages) keep
-# the query builder.
+# only their parameters change, each running once for a whole group of heartbeats. The
+# rarer steps (opening, flushing, Docker outages, a changed container list) keep the query
+# builder.
 
 _WORKER_FIELDS = Worker._meta.sorted_fields
+_METRIC_COLUMNS = (
+    "worker_address, timestamp, cpu_cores, cpu_usage_percent, ram_total_gb, ram_used_gb, "
+    "storage_total_gb, storage_used_gb, container_count, credits_millis"
+)
+# The worker row's columns a heartbeat sets, in the order _step gives them; credits_millis
+# is added to.
+_WORKER_UPDATE = (
+    ("last_heartbeat_at", "timestamp"),
+    ("last_seen_at", "timestamp"),
+    ("hostname", "varchar"),
+    ("agent_version", "varchar"),
+    ("docker_available", "boolean"),
+    ("tailscale_ip", "varchar"),
+    ("cpu_cores", "integer"),
+    ("ram_total_gb", "double precision"),
+    ("storage_total_gb", "double precision"),
+    ("credits_millis", "bigint"),
+    ("containers_digest", "varchar"),
+)
 
 
 @functools.cache
 def _statements(postgres: bool) -> dict[str, str]:
-    # Our own text only (column names, the lock clause): every value is a parameter.
-    lock = " FOR NO KEY UPDATE" if postgres else ""  # as db.locked() does
-    columns = ", ".join(f.column_name for f in _WORKER_FIELDS)
-    statements = {
-        "worker": f"SELECT {columns} FROM workers WHERE wallet_address = ?{lock}",  # noqa: S608
-        "window": f"SELECT start_time, end_time FROM open_windows WHERE worker_address = ?{lock}",  # noqa: S608, E501
-        "extend": "UPDATE open_windows SET end_time = ? WHERE worker_address = ?",
-        "insert_metric": "INSERT INTO worker_metrics (worker_address, timestamp, cpu_cores, "
-        "cpu_usage_percent, ram_total_gb, ram_used_gb, storage_total_gb, storage_used_gb, "
-        "container_count, credits_millis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        "update_worker": "UPDATE workers SET last_heartbeat_at = ?, last_seen_at = ?, "
-        "hostname = ?, agent_version = ?, docker_available = ?, tailscale_ip = ?, "
-        "cpu_cores = ?, ram_total_gb = ?, storage_total_gb = ?, "
-        "credits_millis = credits_millis + ?, containers_digest = ? "
-        "WHERE wallet_address = ?",
-    }
+    # Our own text only (column names, the lock clause): every value is a parameter. On
+    # PostgreSQL a write covers the whole group (a VALUES list, psycopg2's execute_values);
+    # SQLite, in the process, runs the one-row statement for each (executemany).
+    worker_columns = ", ".join(f.column_name for f in _WORKER_FIELDS)
     if postgres:
-        statements = {name: sql.replace("?", "%s") for name, sql in statements.items()}
-    return statements
+        columns = ", ".join(c for c, _ in _WORKER_UPDATE)
+        # Locked in address order (see apply_heartbeats), NO KEY as db.locked() does.
+        return {
+            "workers": f"SELECT {worker_columns} FROM workers WHERE wallet_address = ANY(%s) "  # noqa: S608
+            "ORDER BY wallet_address FOR NO KEY UPDATE",
+            "windows": "SELECT worker_address, start_time, end_time FROM open_windows "
+            "WHERE worker_address = ANY(%s) ORDER BY worker_address FOR NO KEY UPDATE",
+            "extend": "UPDATE open_windows AS o SET end_time = v.end_time "
+            "FROM (VALUES %s) AS v(end_time, worker_address) "
+            "WHERE o.worker_address = v.worker_address",
+            "extend_row": "(%s::timestamp, %s)",
+            "insert_metric": f"INSERT INTO worker_metrics ({_METRIC_COLUMNS}) VALUES %s",  # noqa: S608
+            "update_worker": "UPDATE workers AS w SET "  # noqa: S608
+            + ", ".join(
+                f"{c} = w.{c} + v.{c}" if c == "credits_millis" else f"{c} = v.{c}"
+                for c, _ in _WORKER_UPDATE
+            )
+            + f" FROM (VALUES %s) AS v(wallet_address, {columns}) "
+            "WHERE w.wallet_address = v.wallet_address",
+            "update_worker_row": "(%s, "
+            + ", ".join(f"%s::{kind}" for _, kind in _WORKER_UPDATE)
+            + ")",
+        }
+    return {
+        "workers": f"SELECT {worker_columns} FROM workers WHERE wallet_address IN ({{}})",  # noqa: S608
+        "windows": "SELECT worker_address, start_time, end_time FROM open_windows "
+        "WHERE worker_address IN ({})",
+        "extend": "UPDATE open_windows SET end_time = ? WHERE worker_address = ?",
+        "insert_metric": f"INSERT INTO worker_metrics ({_METRIC_COLUMNS}) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "update_worker": "UPDATE workers SET "  # noqa: S608
+        + ", ".join(
+            f"{c} = {c} + ?" if c == "credits_millis" else f"{c} = ?" for c, _ in _WORKER_UPDATE
+        )
+        + " WHERE wallet_address = ?",
+    }
 
 
 _TIME = UTCDateTimeField()
 
 
-def _run(name: str, *params):
+def _db_values(params) -> list:
     # Times stored as every UTCDateTimeField stores them.
-    values = [_TIME.db_value(v) if isinstance(v, datetime) else v for v in params]
-    return database.execute_sql(_statements(is_postgres())[name], values)
+    return [_TIME.db_value(v) if isinstance(v, datetime) else v for v in params]
 
 
-def _locked_worker(address: str) -> Worker | None:
-    row = _run("worker", address).fetchone()
-    if row is None:
-        return None
-    return Worker(**{f.name: f.python_value(v) for f, v in zip(_WORKER_FIELDS, row, strict=True)})
+def _select(name: str, addresses: list[str]):
+    if is_postgres():
+        return database.execute_sql(_statements(True)[name], (addresses,))
+    marks = ", ".join("?" * len(addresses))
+    return database.execute_sql(_statements(False)[name].format(marks), addresses)
 
 
-def _locked_window(address: str) -> OpenWindow | None:
-    row = _run("window", address).fetchone()
-    if row is None:
-        return None
-    start, end = (OpenWindow.start_time.python_value(v) for v in row)
-    return OpenWindow(worker=address, start_time=start, end_time=end)
+def _locked_workers(addresses: list[str]) -> dict[str, Worker]:
+    workers = {}
+    for row in _select("workers", addresses):
+        values = {f.name: f.python_value(v) for f, v in zip(_WORKER_FIELDS, row, strict=True)}
+        workers[values["wallet_address"]] = Worker(**values)
+    return workers
+
+
+def _locked_windows(addresses: list[str]) -> dict[str, OpenWindow]:
+    windows = {}
+    for address, start, end in _select("windows", addresses):
+        windows[address] = OpenWindow(
+            worker=address,
+            start_time=OpenWindow.start_time.python_value(start),
+            end_time=OpenWindow.end_time.python_value(end),
+        )
+    return windows
+
+
+class _Writes:
+    """The writes every heartbeat of a group makes, run together at the end: one statement
+    each on PostgreSQL, whatever the group's size."""
+
+    def __init__(self) -> None:
+        self.extends: list[list] = []
+        self.metrics: list[list] = []
+        self.workers: list[list] = []
+
+    def extend(self, end: datetime, address: str) -> None:
+        self.extends.append(_db_values((end, address)))
+
+    def metric(self, row: tuple) -> None:
+        self.metrics.append(_db_values(row))
+
+    def worker(self, row: tuple) -> None:
+        self.workers.append(_db_values(row))
+
+    def run(self) -> None:
+        postgres = is_postgres()
+        statements = _statements(postgres)
+        cursor = database.cursor()
+        if postgres:
+            from psycopg2.extras import execute_values
+
+            if self.extends:
+                execute_values(cursor, statements["extend"], self.extends, statements["extend_row"])
+            if self.metrics:
+                execute_values(cursor, statements["insert_metric"], self.metrics)
+            if self.workers:
+                execute_values(
+                    cursor,
+                    statements["update_worker"],
+                    self.workers,
+                    statements["update_worker_row"],
+                )
+            return
+        cursor.executemany(statements["extend"], self.extends)
+        cursor.executemany(statements["insert_metric"], self.metrics)
+        # The one-row statement takes the address last.
+        cursor.executemany(statements["update_worker"], [[*r[1:], r[0]] for r in self.workers])
 
 
 def _docker_down(heartbeat: Heartbeat) -> bool:
@@ -325,14 +479,18 @@ def sweep(*, gap: timedelta, now: datetime) -> int:
     removed it, and a heartbeat that extended it first keeps it open."""
     cutoff = now - gap
     if is_postgres():
-        # One statement: exactly the deleted rows become records. A concurrent heartbeat
-        # holds the row lock; the delete then re-checks end_time and skips the row.
+        # One statement: exactly the deleted rows become records. The windows are locked in
+        # address order, as a group of heartbeats locks them (apply_heartbeats), so neither
+        # waits for the other in a cycle; a window a heartbeat extended meanwhile no longer
+        # matches and stays open.
+        cutoff_value = OpenWindow.end_time.db_value(cutoff)
         cursor = database.execute_sql(
-            "WITH closed AS (DELETE FROM open_windows WHERE end_time < %s "
-            "RETURNING worker_address, start_time, end_time) "
+            "WITH closed AS (DELETE FROM open_windows WHERE end_time < %s AND worker_address IN "
+            "(SELECT worker_address FROM open_windows WHERE end_time < %s "
+            "ORDER BY worker_address FOR UPDATE) RETURNING worker_address, start_time, end_time) "
             "INSERT INTO worker_uptime_records (worker_address, time_from, time_to) "
             "SELECT worker_address, start_time, end_time FROM closed",
-            (OpenWindow.end_time.db_value(cutoff),),
+            (cutoff_value, cutoff_value),
         )
         return cursor.rowcount
     # SQLite: the IMMEDIATE transaction holds the write lock across both statements.
