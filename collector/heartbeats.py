@@ -13,7 +13,7 @@ from collector.api import ApiError, accept_fields, json_object, settings, wallet
 from collector.commits import GroupCommit
 from collector.config import CollectorConfig
 from collector.db import DATABASE_DOWN
-from collector.keys import PING_MAX_AGE
+from collector.keys import PING_MAX_AGE, enrolled_key
 from collector.models import Worker, credits
 from collector.windows import KeyReplaced, StaleHeartbeat, UnknownWorker, apply_heartbeats
 from protocol import ProtocolError
@@ -81,15 +81,15 @@ def _authenticate(
             return cached
         except ProtocolError:
             keys.forget(address)  # the key may have been replaced: ask the database
-    worker = Worker.get_or_none(Worker.wallet_address == address)
-    if worker is None or not worker.public_key:
+    key = enrolled_key(address)
+    if key is None:
         raise ApiError(404, f"worker {address} is not enrolled")
     try:
-        verify(worker.public_key, body, signature)
+        verify(key, body, signature)
     except ProtocolError as exc:
         raise ApiError(401, str(exc)) from None
-    keys.put(address, worker.public_key)
-    return worker.public_key
+    keys.put(address, key)
+    return key
 
 
 def _check_time(timestamp: datetime, now: datetime, back: int, ahead: int) -> None:
@@ -181,6 +181,8 @@ def _stamp_server_time(response: Response) -> Response:
     themselves, a body refused before they ran (400, 408, 413), a database outage (503). So
     an agent learns the collector's clock from any answer, a refusal included; it is read
     as the answer leaves, closest to when the agent receives it."""
+    if getattr(response, "server_time", False):
+        return response  # stamped by the route itself, which saves reading it back
     answer = response.get_json(silent=True) if response.is_json else None
     if isinstance(answer, dict):
         answer["serverTime"] = format_millis(utcnow())
@@ -194,7 +196,9 @@ def heartbeat():
     with current_app.extensions["tassium.commits"].arriving():
         body = request.get_data(cache=True)
         status, answer = receive(body, request.headers.get(SIGNATURE_HEADER), settings())
-    return jsonify(answer), status
+    response = jsonify({**answer, "serverTime": format_millis(utcnow())})
+    response.server_time = True
+    return response, status
 
 
 @bp.post("/heartbeat/ping")

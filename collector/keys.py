@@ -9,6 +9,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from collector.db import database
+
 PING_MAX_AGE = 60.0
 MAX_ENTRIES = 100_000  # about 15 MB at most, a fleet of a million workers notwithstanding
 
@@ -41,3 +43,14 @@ class KeyCache:
     def forget(self, address: str) -> None:
         with self._lock:
             self._keys.pop(address, None)
+
+
+def enrolled_key(address: str) -> str | None:
+    """The worker's enrolled key as the table holds it (None: no such worker, or none
+    enrolled). Written out, not composed by the query builder: a key missing from the
+    cache is read on the heartbeat's hot path."""
+    row = database.execute_sql(
+        f"SELECT public_key FROM workers WHERE wallet_address = {database.param}",  # noqa: S608
+        (address,),
+    ).fetchone()
+    return row[0] if row is not None and row[0] else None

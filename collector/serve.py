@@ -121,7 +121,8 @@ class CollectorServer(BaseApplication):
         self.cfg.set("worker_class", f"{__name__}.{CollectorWorker.__name__}")
         self.cfg.set("worker_connections", config.connections_per_process)
         self.cfg.set("keepalive", config.header_timeout)
-        self.cfg.set("accesslog", "-")
+        if config.access_log:
+            self.cfg.set("accesslog", "-")
         self.cfg.set("logger_class", GunicornLogger)
         self.cfg.set("loglevel", config.log_level.lower())
         self.cfg.set("post_worker_init", self._start_threads)

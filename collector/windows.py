@@ -244,7 +244,7 @@ _WORKER_UPDATE = (
 @functools.cache
 def _statements(postgres: bool) -> dict[str, str]:
     # Our own text only (column names, the lock clause): every value is a parameter. On
-    # PostgreSQL a write covers the whole group (a VALUES list, psycopg2's execute_values);
+    # PostgreSQL a write covers the whole group (a VALUES list of ``_row`` as long as it);
     # SQLite, in the process, runs the one-row statement for each (executemany).
     worker_columns = ", ".join(f.column_name for f in _WORKER_FIELDS)
     if postgres:
@@ -260,6 +260,7 @@ def _statements(postgres: bool) -> dict[str, str]:
             "WHERE o.worker_address = v.worker_address",
             "extend_row": "(%s::timestamp, %s)",
             "insert_metric": f"INSERT INTO worker_metrics ({_METRIC_COLUMNS}) VALUES %s",  # noqa: S608
+            "insert_metric_row": "(" + ", ".join(["%s"] * 10) + ")",
             "update_worker": "UPDATE workers AS w SET "  # noqa: S608
             + ", ".join(
                 f"{c} = w.{c} + v.{c}" if c == "credits_millis" else f"{c} = v.{c}"
@@ -343,19 +344,17 @@ class _Writes:
         statements = _statements(postgres)
         cursor = database.cursor()
         if postgres:
-            from psycopg2.extras import execute_values
-
-            if self.extends:
-                execute_values(cursor, statements["extend"], self.extends, statements["extend_row"])
-            if self.metrics:
-                execute_values(cursor, statements["insert_metric"], self.metrics)
-            if self.workers:
-                execute_values(
-                    cursor,
-                    statements["update_worker"],
-                    self.workers,
-                    statements["update_worker_row"],
-                )
+            # One statement a write, its VALUES list as long as the group: psycopg2 fills in
+            # every row at once (execute_values would format each row in Python).
+            for name, rows in (
+                ("extend", self.extends),
+                ("insert_metric", self.metrics),
+                ("update_worker", self.workers),
+            ):
+                if rows:
+                    row = statements[name + "_row"]
+                    sql = statements[name].replace("%s", ", ".join([row] * len(rows)), 1)
+                    cursor.execute(sql, [value for r in rows for value in r])
             return
         cursor.executemany(statements["extend"], self.extends)
         cursor.executemany(statements["insert_metric"], self.metrics)

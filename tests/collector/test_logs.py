@@ -4,6 +4,7 @@ import logging
 import socket
 import sys
 
+import httpx
 import pytest
 
 from collector.logs import EscapingFormatter, escape
@@ -55,3 +56,16 @@ def test_the_served_access_log_escapes_what_a_client_sends(serve_collector):
     )
     # gunicorn reads header bytes as latin-1: \xc2 is "Â", \x85 the NEL that is escaped.
     assert "ua\u00c2\\x85INFO forged" in line
+
+
+def test_with_the_access_log_off_a_request_leaves_no_line(serve_collector):
+    """access_log: false (for a fleet whose heartbeats would fill the log); the server's
+    own lines stay."""
+    collector = serve_collector(processes=1, access_log=False, log_level="INFO")
+    for marker in ("first-marker", "second-marker"):
+        httpx.get(collector.url + "/healthz", headers={"User-Agent": marker}, timeout=10)
+    # A line the server does log, written after the requests: the log is read after it.
+    collector.stop()
+    text = collector.log.read_text()
+    assert "Booting worker" in text or "Starting gunicorn" in text
+    assert "marker" not in text
