@@ -251,9 +251,7 @@ def test_heartbeats_applied_in_groups_give_exactly_the_serial_result(dbconn):
 
 
 @pytest.mark.parametrize("wait", [0.0, 0.02])
-def test_heartbeats_through_the_group_commit_from_many_threads_give_the_serial_result(
-    dbconn, wait
-):
+def test_many_threads_through_the_group_commit_give_the_serial_result(dbconn, wait):
     """Each worker's heartbeats sent in order from its own thread, as its agent does, all
     workers at once through one group commit: the serial result, in fewer transactions."""
     events = [e for e in plan(workers=8, seed=5) if e[0] == "beat"]
