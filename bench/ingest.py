@@ -40,12 +40,12 @@ comparable when the machine is shared with other work and the rates do not.
 """
 
 import argparse
-import http.client
 import json
 import math
 import multiprocessing
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -148,6 +148,7 @@ class Outcome:
     failed: int
     finished: float  # when the last answer came
     exhausted: bool  # a connection ran out of signed heartbeats before the clock did
+    cpu: float = 0.0  # CPU seconds the load generator spent sending them
 
 
 def heartbeat(number: int, key: Ed25519PrivateKey, ts: datetime) -> tuple[bytes, str]:
@@ -163,14 +164,23 @@ def heartbeat(number: int, key: Ed25519PrivateKey, ts: datetime) -> tuple[bytes,
     return raw, sign(key, raw)
 
 
-def _jobs(shares: list[list[tuple[int, bytes]]], phase: Phase) -> list[list[tuple[bytes, str]]]:
-    """Each connection's heartbeats in sending order: round after round over its workers."""
+def request_bytes(body: bytes, signature: str) -> bytes:
+    """A POST /heartbeat as the agent sends it, whole, ready for the socket."""
+    head = (
+        "POST /heartbeat HTTP/1.1\r\nHost: collector\r\nContent-Type: application/json\r\n"
+        f"{SIGNATURE_HEADER}: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _jobs(shares: list[list[tuple[int, bytes]]], phase: Phase) -> list[list[bytes]]:
+    """Each connection's requests in sending order: round after round over its workers."""
     jobs = []
     for share in shares:
         keys = [(number, Ed25519PrivateKey.from_private_bytes(key)) for number, key in share]
         jobs.append(
             [
-                heartbeat(number, key, phase.first + round_ * SPACING)
+                request_bytes(*heartbeat(number, key, phase.first + round_ * SPACING))
                 for round_ in range(phase.per_worker)
                 for number, key in keys
             ]
@@ -178,9 +188,47 @@ def _jobs(shares: list[list[tuple[int, bytes]]], phase: Phase) -> list[list[tupl
     return jobs
 
 
+class Connection:
+    """A keep-alive connection that sends prepared requests and reads each answer's status,
+    with as little work as it can (http.client cost the load generator more CPU than the
+    collector spent on some heartbeats: the machine's cores are shared)."""
+
+    def __init__(self, host: str, port: int):
+        self.address = (host, port)
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+
+    def exchange(self, request: bytes) -> int:
+        if self.sock is None:
+            self.sock = socket.create_connection(self.address, timeout=60)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.buffer = b""
+        self.sock.sendall(request)
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self._receive()
+        head = self.buffer[:end].decode("latin-1")
+        status = int(head.split(" ", 2)[1])
+        length = int(re.search(r"(?im)^content-length:\s*(\d+)", head).group(1))
+        while len(self.buffer) < end + 4 + length:
+            self._receive()
+        self.buffer = self.buffer[end + 4 + length :]
+        return status
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the collector closed the connection")
+        self.buffer += chunk
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
 def _send(url, job, phase: Phase, start: float, slot: int, slots: int, out: list) -> None:
     host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection = Connection(host, int(port))
     latencies: list[float] = []
     ok = failed = 0
     finished = start
@@ -200,19 +248,15 @@ def _send(url, job, phase: Phase, start: float, slot: int, slots: int, out: list
             due = time.time()
         if due >= give_up or time.time() >= give_up:
             break
-        body, signature = job[i]
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature}
         try:
-            connection.request("POST", "/heartbeat", body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
+            status = connection.exchange(job[i])
+        except (OSError, ValueError, AttributeError):
             connection.close()
             failed += 1
             continue
         finished = time.time()
         latencies.append(finished - due)
-        if response.status != 200:
+        if status != 200:
             failed += 1
         elif phase.rate is not None or finished <= deadline:
             ok += 1
@@ -226,6 +270,7 @@ def _sender(url, shares, phase: Phase, first_slot: int, slots: int, pipe) -> Non
     jobs = _jobs(shares, phase)
     pipe.send("signed")
     start = pipe.recv()
+    cpu = time.process_time()
     out: list[Outcome] = []
     threads = [
         threading.Thread(target=_send, args=(url, job, phase, start, first_slot + i, slots, out))
@@ -235,6 +280,7 @@ def _sender(url, shares, phase: Phase, first_slot: int, slots: int, pipe) -> Non
         thread.start()
     for thread in threads:
         thread.join()
+    out.append(Outcome([], 0, 0, start, False, time.process_time() - cpu))
     pipe.send(out)
 
 
@@ -268,6 +314,7 @@ def run_phase(url: str, keys: list[bytes], phase: Phase, clients: int, threads: 
         sum(o.failed for o in outcomes),
         max(o.finished for o in outcomes) - start,
         any(o.exhausted for o in outcomes),
+        sum(o.cpu for o in outcomes),
     )
 
 
@@ -331,6 +378,7 @@ def measure(database: str, url: str, pids: dict[str, int], keys: list[bytes], ar
         after = cpu_of(pids)
         answered = max(1, len(outcome.latencies))
         cpu_ms = {name: (after[name] - before[name]) * 1000 / answered for name in pids}
+        cpu_ms["sender"] = outcome.cpu * 1000 / answered
         notes = []
         if planned.rate is None:
             elapsed = planned.seconds if planned.seconds is not None else outcome.finished
@@ -438,16 +486,13 @@ def capture_statements(server: DurablePostgres, key: bytes, args) -> str:
     enroll_directly(database_url, [key])
     with served_collector(processes=1, database_url=database_url) as url:
         host, port = url.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection = Connection(host, int(port))
         for ago in (60, 59):
             ts = utcnow() - timedelta(seconds=ago)
             body, signature = heartbeat(1, Ed25519PrivateKey.from_private_bytes(key), ts)
-            headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature}
-            connection.request("POST", "/heartbeat", body=body, headers=headers)
-            response = connection.getresponse()
-            if response.status != 200:
-                raise SystemExit(f"capturing statements: {response.status} {response.read()}")
-            response.read()
+            status = connection.exchange(request_bytes(body, signature))
+            if status != 200:
+                raise SystemExit(f"capturing statements: answered {status}")
         connection.close()
     server.admin(f"ALTER DATABASE {database} RESET log_min_duration_statement")
     logged = re.findall(
@@ -487,7 +532,10 @@ def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling]]:
         database_url = server.fresh_database()
         enroll_directly(database_url, keys)
         served = served_collector(
-            with_process=True, processes=args.processes, database_url=database_url
+            with_process=True,
+            processes=args.processes,
+            database_url=database_url,
+            access_log=args.access_log,
         )
         with served as (url, process):
             pids = {"collector": process.pid, "postgres": postmaster(server)}
@@ -509,7 +557,10 @@ def on_sqlite(keys: list[bytes], args) -> list[Row]:
         database_url = f"sqlite:///{directory}/collector.db"
         # Served first: ``serve`` creates the schema (migrate_on_start), then the rows go in.
         served = served_collector(
-            with_process=True, processes=args.processes, database_url=database_url
+            with_process=True,
+            processes=args.processes,
+            database_url=database_url,
+            access_log=args.access_log,
         )
         with served as (url, process):
             enroll_directly(database_url, keys)
@@ -557,6 +608,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16, help="connections per process")
     parser.add_argument("--processes", type=int, default=2, help="collector processes")
     parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the collector's access log (off, as a fleet of this size would run it)",
+    )
+    parser.add_argument(
         "--statements", action="store_true", help="print the statements a heartbeat issues"
     )
     only = parser.add_mutually_exclusive_group()
@@ -576,7 +633,8 @@ def main() -> None:
     print(
         f"code {code_version()}; {os.cpu_count()} cores, load average {load:.1f} at the start "
         f"and {os.getloadavg()[0]:.1f} at the end; {args.workers} enrolled workers, "
-        f"{args.processes} collector processes, {args.clients}×{args.threads} keep-alive "
+        f"{args.processes} collector processes (access log "
+        f"{'on' if args.access_log else 'off'}), {args.clients}×{args.threads} keep-alive "
         f"connections (pgbench: -c {args.clients * args.threads} -j {args.clients}), "
         f"{args.seconds:g} s a phase; {time.monotonic() - started:.0f} s in all"
     )
