@@ -27,8 +27,13 @@ three scripts for a random one of the same workers:
   test serves two heartbeats of one worker on a database of its own that logs every
   statement (``--statements`` prints them);
 - *minimal*: the same effect in one statement (the worker update guarded by the heartbeat's
-  order, the window extended within the gap and the metrics point, as data-modifying CTEs,
-  the containers unchanged): the ceiling the collector is measured against.
+  order, the window extended within the gap, the container list written anew and the
+  metrics point, as data-modifying CTEs): the ceiling the collector is measured against;
+- *same, no containers*: that statement without the container list, for a fleet whose
+  containers' figures do not move between heartbeats.
+
+Every heartbeat sent reports its containers' CPU with another value, as a running fleet's
+agents do, so each one's container list is written anew.
 
 Prints every figure and the collector's saturated rate over each ceiling. SQLite has no
 such ceiling; its rates are printed alone. Beside each rate, the CPU time per heartbeat
@@ -107,6 +112,19 @@ MINIMAL = f"""\\set wid random(1, :workers)
 WITH worker AS (UPDATE workers SET hostname = 'worker', agent_version = '0.1.0', docker_available = true, last_heartbeat_at = {NOW_SQL}, last_seen_at = {NOW_SQL}, tailscale_ip = NULL, cpu_cores = 4, ram_total_gb = 16.0, storage_total_gb = 200.0, credits_millis = credits_millis + 570 WHERE wallet_address = {WALLET_SQL} AND (last_heartbeat_at IS NULL OR last_heartbeat_at < {NOW_SQL}) RETURNING wallet_address), win AS (UPDATE open_windows SET end_time = {NOW_SQL} WHERE worker_address IN (SELECT wallet_address FROM worker) AND {NOW_SQL} - end_time <= interval '1800 seconds' RETURNING worker_address) INSERT INTO worker_metrics (worker_address, "timestamp", cpu_cores, cpu_usage_percent, ram_total_gb, ram_used_gb, storage_total_gb, storage_used_gb, container_count, credits_millis) SELECT wallet_address, {NOW_SQL}, 4, 12.5, 16.0, 6.5, 200.0, 50.0, 3, 570 FROM worker;
 """  # noqa: E501, S608 - pgbench reads one statement per line
 
+# The same with the container list written anew, as a heartbeat whose containers' CPU and
+# memory moved since the last one needs (every heartbeat this benchmark sends): the
+# equivalent of what the collector does.
+_CONTAINER_ROWS = ", ".join(
+    f"('{c['containerName']}', '{c['port']}', '{c['id']}', '{c['image']}', 'running', "
+    f"'healthy', {c['cpuPercent']}, {c['memUsageMb']})"
+    for c in CONTAINERS
+)
+MINIMAL_WITH_CONTAINERS = MINIMAL.replace(
+    " INSERT INTO worker_metrics",
+    f""", gone AS (DELETE FROM worker_containers WHERE worker_address IN (SELECT wallet_address FROM worker)), fresh AS (INSERT INTO worker_containers (worker_address, container_name, port, container_id, image, state, health, cpu_percent, mem_usage_mb) SELECT wallet_address, c.* FROM worker, (VALUES {_CONTAINER_ROWS}) AS c) INSERT INTO worker_metrics""",  # noqa: E501, S608
+)
+
 
 def wallet_of(number: int) -> str:
     return f"0x{number:040x}"
@@ -153,10 +171,16 @@ class Outcome:
 
 def heartbeat(number: int, key: Ed25519PrivateKey, ts: datetime) -> tuple[bytes, str]:
     """Worker ``number``'s heartbeat at ``ts`` as its agent sends it: body and signature."""
+    # As in a real fleet, a running container's CPU and memory differ at every tick, so the
+    # container list is written anew with every heartbeat.
+    containers = [
+        {**c, "cpuPercent": round(c["cpuPercent"] + (number + ts.microsecond) % 50, 1)}
+        for c in CONTAINERS
+    ]
     body = {
         "walletAddress": wallet_of(number),
         "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "containers": CONTAINERS,
+        "containers": containers,
         "agent": AGENT,
         "system": machine(),
     }
@@ -545,7 +569,8 @@ def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling]]:
         ceilings = [
             pgbench(server, database, "as at d1ce3ab", AS_AT_D1CE3AB, args),
             pgbench(server, database, "as issued now", issued, args),
-            pgbench(server, database, "minimal", MINIMAL, args),
+            pgbench(server, database, "minimal", MINIMAL_WITH_CONTAINERS, args),
+            pgbench(server, database, "same, no containers", MINIMAL, args),
         ]
         return rows, ceilings
     finally:
@@ -643,12 +668,12 @@ def main() -> None:
         print_rows("PostgreSQL (fsync, synchronous_commit on)", rows)
         saturated = next(r.achieved for r in rows if r.phase == "saturation")
         print(
-            f"\n  {'pgbench ceiling':<18}{'statements':>10}{'tps':>10}{'latency ms':>12}"
+            f"\n  {'pgbench ceiling':<22}{'statements':>10}{'tps':>10}{'latency ms':>12}"
             f"{'postgres CPU ms':>19}{'collector/ceiling':>19}"
         )
         for ceiling in ceilings:
             print(
-                f"  {ceiling.name:<18}{ceiling.statements:>10}{ceiling.tps:>10.0f}"
+                f"  {ceiling.name:<22}{ceiling.statements:>10}{ceiling.tps:>10.0f}"
                 f"{ceiling.latency_ms:>12.1f}"
                 f"{ceiling.cpu_ms:>19.2f}{saturated / ceiling.tps:>19.2f}"
             )

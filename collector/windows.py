@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from peewee import __exception_wrapper__ as peewee_errors
+
 from collector import credits
 from collector.db import UTCDateTimeField, database, is_postgres
 from collector.models import (
@@ -24,7 +26,6 @@ from collector.models import (
     OpenWindow,
     UptimeRecord,
     Worker,
-    WorkerContainer,
 )
 from protocol.heartbeat import Heartbeat
 from protocol.times import format_timestamp
@@ -159,7 +160,7 @@ def _step(
 
     if worker.docker_available is False and not _docker_down(heartbeat):
         _end_docker_outage(worker, ts, gap)
-    digest = _replace_containers(worker, heartbeat)
+    digest = _containers(worker, heartbeat, writes)
     earned = credits.earned_millis(credits.rate(heartbeat), counted)
     writes.metric(_metric(worker, heartbeat, earned))
     agent, system = heartbeat.agent, heartbeat.system
@@ -224,6 +225,10 @@ _METRIC_COLUMNS = (
     "worker_address, timestamp, cpu_cores, cpu_usage_percent, ram_total_gb, ram_used_gb, "
     "storage_total_gb, storage_used_gb, container_count, credits_millis"
 )
+_CONTAINER_COLUMNS = (
+    "worker_address, container_name, port, container_id, image, state, health, cpu_percent, "
+    "mem_usage_mb"
+)
 # The worker row's columns a heartbeat sets, in the order _step gives them; credits_millis
 # is added to.
 _WORKER_UPDATE = (
@@ -255,6 +260,9 @@ def _statements(postgres: bool) -> dict[str, str]:
             "ORDER BY wallet_address FOR NO KEY UPDATE",
             "windows": "SELECT worker_address, start_time, end_time FROM open_windows "
             "WHERE worker_address = ANY(%s) ORDER BY worker_address FOR NO KEY UPDATE",
+            "delete_containers": "DELETE FROM worker_containers WHERE worker_address = ANY(%s)",
+            "insert_containers": f"INSERT INTO worker_containers ({_CONTAINER_COLUMNS}) VALUES %s",  # noqa: S608
+            "insert_containers_row": "(" + ", ".join(["%s"] * 9) + ")",
             "extend": "UPDATE open_windows AS o SET end_time = v.end_time "
             "FROM (VALUES %s) AS v(end_time, worker_address) "
             "WHERE o.worker_address = v.worker_address",
@@ -276,6 +284,9 @@ def _statements(postgres: bool) -> dict[str, str]:
         "workers": f"SELECT {worker_columns} FROM workers WHERE wallet_address IN ({{}})",  # noqa: S608
         "windows": "SELECT worker_address, start_time, end_time FROM open_windows "
         "WHERE worker_address IN ({})",
+        "delete_containers": "DELETE FROM worker_containers WHERE worker_address IN ({})",
+        "insert_containers": f"INSERT INTO worker_containers ({_CONTAINER_COLUMNS}) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         "extend": "UPDATE open_windows SET end_time = ? WHERE worker_address = ?",
         "insert_metric": f"INSERT INTO worker_metrics ({_METRIC_COLUMNS}) "  # noqa: S608
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -295,11 +306,16 @@ def _db_values(params) -> list:
     return [_TIME.db_value(v) if isinstance(v, datetime) else v for v in params]
 
 
-def _select(name: str, addresses: list[str]):
+def _select(name: str, addresses: list[str], cursor=None):
+    """Run statement ``name`` for a list of workers (its rows, for a SELECT)."""
     if is_postgres():
-        return database.execute_sql(_statements(True)[name], (addresses,))
-    marks = ", ".join("?" * len(addresses))
-    return database.execute_sql(_statements(False)[name].format(marks), addresses)
+        sql, params = _statements(True)[name], (addresses,)
+    else:
+        sql, params = _statements(False)[name].format(", ".join("?" * len(addresses))), addresses
+    if cursor is None:
+        return database.execute_sql(sql, params)
+    cursor.execute(sql, params)
+    return cursor
 
 
 def _locked_workers(addresses: list[str]) -> dict[str, Worker]:
@@ -329,6 +345,8 @@ class _Writes:
         self.extends: list[list] = []
         self.metrics: list[list] = []
         self.workers: list[list] = []
+        self.replaced: list[str] = []  # workers whose container list is written anew
+        self.containers: list[list] = []
 
     def extend(self, end: datetime, address: str) -> None:
         self.extends.append(_db_values((end, address)))
@@ -339,14 +357,27 @@ class _Writes:
     def worker(self, row: tuple) -> None:
         self.workers.append(_db_values(row))
 
+    def replace_containers(self, address: str, rows: list[tuple]) -> None:
+        self.replaced.append(address)
+        self.containers.extend([address, *row] for row in rows)
+
     def run(self) -> None:
+        # Raised as Peewee's errors, as execute_sql raises them (a lost connection must be
+        # the OperationalError that answers 503).
+        with peewee_errors:
+            self._run()
+
+    def _run(self) -> None:
         postgres = is_postgres()
         statements = _statements(postgres)
         cursor = database.cursor()
+        if self.replaced:
+            _select("delete_containers", self.replaced, cursor)
         if postgres:
             # One statement a write, its VALUES list as long as the group: psycopg2 fills in
             # every row at once (execute_values would format each row in Python).
             for name, rows in (
+                ("insert_containers", self.containers),
                 ("extend", self.extends),
                 ("insert_metric", self.metrics),
                 ("update_worker", self.workers),
@@ -356,6 +387,7 @@ class _Writes:
                     sql = statements[name].replace("%s", ", ".join([row] * len(rows)), 1)
                     cursor.execute(sql, [value for r in rows for value in r])
             return
+        cursor.executemany(statements["insert_containers"], self.containers)
         cursor.executemany(statements["extend"], self.extends)
         cursor.executemany(statements["insert_metric"], self.metrics)
         # The one-row statement takes the address last.
@@ -444,30 +476,25 @@ def _followed(worker: Worker, record: UptimeRecord) -> bool:
     return worker.last_heartbeat_at is not None and worker.last_heartbeat_at > record.time_to
 
 
-def _replace_containers(worker: Worker, heartbeat: Heartbeat) -> str:
-    """Write the heartbeat's container list unless it is the one stored; its digest."""
+def _containers(worker: Worker, heartbeat: Heartbeat, writes: _Writes) -> str:
+    """The heartbeat's container list, written (with the group's writes) unless it is the
+    one stored; its digest."""
     rows = [
-        {
-            "worker": worker.wallet_address,
-            "container_name": c.containerName,
-            "port": c.port,
-            "container_id": c.id,
-            "image": c.image,
-            "state": c.state,
-            "health": c.health,
-            "cpu_percent": c.cpuPercent,
-            "mem_usage_mb": c.memUsageMb,
-        }
+        (
+            c.containerName,
+            c.port,
+            c.id,
+            c.image,
+            c.state,
+            c.health,
+            c.cpuPercent,
+            c.memUsageMb,
+        )
         for c in heartbeat.containers
     ]
-    digest = hashlib.sha256(
-        json.dumps([list(row.values())[1:] for row in rows]).encode()
-    ).hexdigest()
-    if digest == worker.containers_digest:
-        return digest
-    WorkerContainer.delete().where(WorkerContainer.worker == worker).execute()
-    if rows:
-        WorkerContainer.insert_many(rows).execute()
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    if digest != worker.containers_digest:
+        writes.replace_containers(worker.wallet_address, rows)
     return digest
 
 
