@@ -157,6 +157,7 @@ class Phase:
     first: datetime  # its first heartbeat's timestamp; the next ones a second apart
     rate: float | None  # None: as fast as answers come
     seconds: float | None  # None: until every heartbeat is answered
+    steady: bool = False  # the containers' figures the same at every heartbeat
 
 
 @dataclass
@@ -169,14 +170,18 @@ class Outcome:
     cpu: float = 0.0  # CPU seconds the load generator spent sending them
 
 
-def heartbeat(number: int, key: Ed25519PrivateKey, ts: datetime) -> tuple[bytes, str]:
+def heartbeat(
+    number: int, key: Ed25519PrivateKey, ts: datetime, steady: bool = False
+) -> tuple[bytes, str]:
     """Worker ``number``'s heartbeat at ``ts`` as its agent sends it: body and signature."""
     # As in a real fleet, a running container's CPU and memory differ at every tick, so the
-    # container list is written anew with every heartbeat.
+    # container list is written anew with every heartbeat (unless ``steady``).
     containers = [
         {**c, "cpuPercent": round(c["cpuPercent"] + (number + ts.microsecond) % 50, 1)}
         for c in CONTAINERS
     ]
+    if steady:
+        containers = CONTAINERS
     body = {
         "walletAddress": wallet_of(number),
         "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -204,7 +209,7 @@ def _jobs(shares: list[list[tuple[int, bytes]]], phase: Phase) -> list[list[byte
         keys = [(number, Ed25519PrivateKey.from_private_bytes(key)) for number, key in share]
         jobs.append(
             [
-                request_bytes(*heartbeat(number, key, phase.first + round_ * SPACING))
+                request_bytes(*heartbeat(number, key, phase.first + round_ * SPACING, phase.steady))
                 for round_ in range(phase.per_worker)
                 for number, key in keys
             ]
@@ -390,7 +395,7 @@ def measure(database: str, url: str, pids: dict[str, int], keys: list[bytes], ar
     def phase(name: str, heartbeats: float, rate: float | None, seconds: float | None) -> Phase:
         nonlocal cursor
         rounds = math.ceil(heartbeats / workers)
-        planned = Phase(name, rounds, cursor, rate, seconds)
+        planned = Phase(name, rounds, cursor, rate, seconds, args.steady_containers)
         cursor += rounds * SPACING
         return planned
 
@@ -633,6 +638,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16, help="connections per process")
     parser.add_argument("--processes", type=int, default=2, help="collector processes")
     parser.add_argument(
+        "--steady-containers",
+        action="store_true",
+        help="the containers' figures the same at every heartbeat (as the issue measured)",
+    )
+    parser.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -659,8 +669,10 @@ def main() -> None:
         f"code {code_version()}; {os.cpu_count()} cores, load average {load:.1f} at the start "
         f"and {os.getloadavg()[0]:.1f} at the end; {args.workers} enrolled workers, "
         f"{args.processes} collector processes (access log "
-        f"{'on' if args.access_log else 'off'}), {args.clients}×{args.threads} keep-alive "
-        f"connections (pgbench: -c {args.clients * args.threads} -j {args.clients}), "
+        f"{'on' if args.access_log else 'off'}), containers' figures "
+        f"{'steady' if args.steady_containers else 'moving'}, "
+        f"{args.clients}×{args.threads} keep-alive connections "
+        f"(pgbench: -c {args.clients * args.threads} -j {args.clients}), "
         f"{args.seconds:g} s a phase; {time.monotonic() - started:.0f} s in all"
     )
     if postgres is not None:

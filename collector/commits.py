@@ -83,19 +83,26 @@ class GroupCommit:
                 self._joined.notify()
 
     def submit(self, item: Any) -> Any:
-        member = _Member(item)
+        [outcome] = self.submit_many([item])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def submit_many(self, items: list) -> list:
+        """Several items, in order, in as few groups as the limit allows (a batch of
+        heartbeats replayed from an agent's spool): each one's result or exception."""
+        members = [_Member(item) for item in items]
         with self._lock:
-            self._queue.append(member)
+            self._queue.extend(members)
             self._joined.notify()
-            if not self._leading:
-                self._leading = member.leads = True
-                member.woken.set()
-        member.woken.wait()
-        if not member.done:
-            self._lead()
-        if isinstance(member.outcome, BaseException):
-            raise member.outcome
-        return member.outcome
+            if members and not self._leading:
+                self._leading = members[0].leads = True
+                members[0].woken.set()
+        for member in members:
+            member.woken.wait()
+            if not member.done:  # handed the lead: the group it leads holds it
+                self._lead()
+        return [member.outcome for member in members]
 
     def _lead(self) -> None:
         """Gather, apply and answer one group, then hand the lead to the first member

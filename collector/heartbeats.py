@@ -1,6 +1,7 @@
 """Heartbeats: ``POST /heartbeat`` for one, ``POST /heartbeats`` for an agent replaying its
-backlog, ``POST /heartbeat/ping`` for the light ping between them. The first two hand each
-heartbeat to ``receive()``: parse, verify, check the clock, then the windows. Every answer
+backlog, ``POST /heartbeat/ping`` for the light ping between them. The first two hand their
+heartbeats to ``receive_all()``: parse, verify, check the clock, then the windows, in the
+transactions of the process's group commit (a batch in as few as it can). Every answer
 carries ``serverTime``, so an agent with a wrong clock learns the collector's from any answer,
 a refusal included."""
 
@@ -43,17 +44,44 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
 
 
 def receive(body: bytes, signature: str | None, config: CollectorConfig) -> tuple[int, dict]:
-    """One heartbeat, as both routes take it: its status and its JSON answer. Each accepted
-    heartbeat is its own transaction; a refusal writes nothing. Each is counted at /metrics."""
+    """One heartbeat: its status and its JSON answer (see receive_all)."""
+    [answered] = receive_all([(body, signature)], config)
+    return answered
+
+
+def receive_all(
+    entries: list[tuple[bytes, str | None]], config: CollectorConfig
+) -> list[tuple[int, dict]]:
+    """Heartbeats (bodies and signatures), as both routes take them: each one's status and
+    JSON answer, in order. Those that pass the checks are applied together, in the groups
+    of collector/commits.py, a batch in as few transactions as a group's limit allows; a
+    refusal writes nothing. Each is counted at /metrics. A database failure fails them all
+    (answered 503 by collector/api.py): none is acknowledged."""
+    answers: list[tuple[int, dict]] = [(0, {})] * len(entries)
+    ready = []
+    for index, (body, signature) in enumerate(entries):
+        try:
+            ready.append((index, *_checked(body, signature, config)))
+        except ApiError as exc:
+            answers[index] = (exc.status, exc.answer())
+    commits = current_app.extensions["tassium.commits"]
+    outcomes = commits.submit_many([(beat, key) for _, beat, key in ready])
     try:
-        status, answer = 200, _accept(body, signature, config)
-    except ApiError as exc:
-        status, answer = exc.status, exc.answer()
+        for (index, beat, _), outcome in zip(ready, outcomes, strict=True):
+            body, signature = entries[index]
+            try:
+                if isinstance(outcome, KeyReplaced):
+                    outcome = _with_enrolled_key(beat, body, signature, config)
+                answers[index] = (200, _answer(beat, outcome))
+            except ApiError as exc:
+                answers[index] = (exc.status, exc.answer())
     except DATABASE_DOWN:
-        telemetry.heartbeat_answered(503, {}, signed=bool(signature))
-        raise  # answered 503 by collector/api.py
-    telemetry.heartbeat_answered(status, answer, signed=bool(signature))
-    return status, answer
+        for _, signature in entries:
+            telemetry.heartbeat_answered(503, {}, signed=bool(signature))
+        raise
+    for (status, answer), (_, signature) in zip(answers, entries, strict=True):
+        telemetry.heartbeat_answered(status, answer, signed=bool(signature))
+    return answers
 
 
 def _authenticate(
@@ -117,43 +145,47 @@ def _read(
         raise ApiError(400, str(exc)) from None
 
 
-def _accept(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
-    # Any cached key: the heartbeat's transaction checks it against the worker row.
+def _checked(body: bytes, signature: str | None, config: CollectorConfig):
+    """A heartbeat parsed, authenticated (with any cached key: its transaction checks the
+    key against the worker row) and within the accepted time range; and its key."""
     beat, key = _read(body, signature, config, parse_heartbeat, max_age=None)
-    address = beat.wallet
     _check_time(beat.timestamp, utcnow(), config.max_backfill, config.max_skew)
+    return beat, key
 
-    def apply(key: str | None):
-        return current_app.extensions["tassium.commits"].submit((beat, key))
 
-    try:
-        try:
-            applied = apply(key)
-        except KeyReplaced:
-            # Verified with a cached key the worker no longer has: once more, from the table.
-            current_app.extensions["tassium.keys"].forget(address)
-            applied = apply(_authenticate(address, body, signature, config))
-    except StaleHeartbeat as exc:
-        last = format_timestamp(exc.last)
+def _with_enrolled_key(beat, body: bytes, signature: str | None, config: CollectorConfig):
+    """Verified with a cached key the worker no longer has: once more, from the table."""
+    current_app.extensions["tassium.keys"].forget(beat.wallet)
+    key = _authenticate(beat.wallet, body, signature, config)
+    return current_app.extensions["tassium.commits"].submit_many([(beat, key)])[0]
+
+
+def _answer(beat, outcome) -> dict:
+    """A heartbeat's answer from what applying it gave: raises the ApiError of a refusal,
+    and any other exception as it came."""
+    if isinstance(outcome, StaleHeartbeat):
+        last = format_timestamp(outcome.last)
         why = (
             "its time is already stored (a duplicate or a replay)"
-            if exc.stored
+            if outcome.stored
             else "it arrived out of order, outside the worker's windows, and can never count"
         )
         raise ApiError(
             409,
             f"heartbeat not later than the last accepted one at {last}: {why}",
-            stored=exc.stored,
+            stored=outcome.stored,
             lastAccepted=last,
-        ) from None
-    except UnknownWorker:
-        raise ApiError(404, f"worker {address} is not enrolled") from None
+        )
+    if isinstance(outcome, UnknownWorker):
+        raise ApiError(404, f"worker {beat.wallet} is not enrolled")
+    if isinstance(outcome, BaseException):
+        raise outcome
     return {
         "accepted": True,
-        "action": applied.action,
-        "openWindow": applied.window.to_json() if applied.window else None,
+        "action": outcome.action,
+        "openWindow": outcome.window.to_json() if outcome.window else None,
         "containers": len(beat.containers),
-        "creditsEarned": credits(applied.credits_millis),
+        "creditsEarned": credits(outcome.credits_millis),
     }
 
 
@@ -211,7 +243,8 @@ def ping_route():
 @telemetry.carries_heartbeats
 def heartbeats():
     """A batch: each entry is a heartbeat's exact body (as JSON text) and its signature,
-    answered one result each, in order, with the status ``POST /heartbeat`` would give."""
+    answered one result each, in order, with the status ``POST /heartbeat`` would give, and
+    applied together (up to 200 in one transaction)."""
     config = settings()
     entries = accept_fields(json_object(), {"heartbeats"}, required={"heartbeats"})["heartbeats"]
     if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BATCH:
@@ -230,8 +263,5 @@ def heartbeats():
         if signature is not None and not isinstance(signature, str):
             raise ApiError(400, f"{where}.signature must be a base64 string")
         batch.append((fields["body"].encode("utf-8"), signature))
-    results = []
-    for body, signature in batch:
-        status, answer = receive(body, signature, config)
-        results.append({"status": status, **answer})
-    return jsonify(results=results)
+    answered = receive_all(batch, config)
+    return jsonify(results=[{"status": status, **answer} for status, answer in answered])
