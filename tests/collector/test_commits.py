@@ -287,3 +287,13 @@ def test_many_threads_through_the_group_commit_give_the_serial_result(dbconn, wa
     assert commits.applied == len(events)
     if wait:
         assert commits.groups < len(events)
+
+
+def test_items_submitted_together_come_back_in_order_in_as_few_groups_as_the_limit_allows():
+    apply = Recorder()
+    commits = GroupCommit(apply, wait=0.0, max_group=4)
+    outcomes = commits.submit_many([1, -1, 3, 4, 5, 6, 7, 8, 9, 10])
+    assert outcomes[0] == 2 and str(outcomes[1]) == "refused -1"
+    assert outcomes[2:] == [6, 8, 10, 12, 14, 16, 18, 20]
+    assert apply.groups == [[1, -1, 3, 4], [5, 6, 7, 8], [9, 10]]
+    assert commits.submit_many([]) == []

@@ -186,3 +186,13 @@ def test_a_served_collector_takes_a_batch_within_max_body_bytes_and_refuses_a_la
         shown = http.get(f"/workers/{worker.wallet}").json()
     # Only the small batch's heartbeat: the refused one applied nothing.
     assert shown["openWindow"]["startTime"] == shown["openWindow"]["endTime"]
+
+
+def test_a_batch_is_applied_in_one_transaction(app, client, worker, dbconn):
+    """A backlog replayed in one request is one group of the group commit (up to its limit),
+    each heartbeat still stepping on the one before it."""
+    commits = app.extensions["tassium.commits"]
+    before = commits.groups
+    response = send(client, [entry(worker, minutes_ago(30 - i)) for i in range(20)])
+    assert [r["action"] for r in response.json["results"]] == ["opened"] + ["extended"] * 19
+    assert commits.groups - before == 1
