@@ -33,12 +33,14 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
     are applied in one transaction."""
 
     def apply(items: list) -> list:
-        return apply_heartbeats(
+        applied = apply_heartbeats(
             items,
             gap=timedelta(seconds=config.gap),
             now=utcnow(),
             create_worker=not config.require_signatures,
         )
+        telemetry.HEARTBEAT_TRANSACTIONS.inc()
+        return applied
 
     app.extensions["tassium.commits"] = GroupCommit(apply, wait=config.group_commit_wait_ms / 1000)
 

@@ -1,6 +1,6 @@
-"""Prometheus metrics at ``GET /metrics``: heartbeats accepted and refused by reason, request
-latency by route, sweeper passes and the windows they closed, database errors, and the
-fleet's gauges (workers online and live, open windows).
+"""Prometheus metrics at ``GET /metrics``: heartbeats accepted and refused by reason, the
+transactions that applied them, request latency by route, sweeper passes and the windows
+they closed, database errors, and the fleet's gauges (workers online and live, open windows).
 
 Counters and the histogram are kept by each process. Under ``tassium-collector serve``
 (several gunicorn processes) prometheus_client's multiprocess mode keeps them in files of a
@@ -55,6 +55,12 @@ REQUEST_SECONDS = Histogram(
     "tassium_http_request_duration_seconds",
     "Time from the request's routing to its answer (a streamed body's sending not included)",
     ["route", "method", "status"],
+    registry=METRICS,
+)
+HEARTBEAT_TRANSACTIONS = Counter(
+    "tassium_heartbeat_transactions",
+    "Transactions that applied heartbeats (group commit): heartbeats per transaction is "
+    "the rate of tassium_heartbeats_accepted over this one's",
     registry=METRICS,
 )
 SWEEPS = Counter("tassium_sweeper_runs", "Sweep passes completed", registry=METRICS)

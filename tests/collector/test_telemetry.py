@@ -28,6 +28,7 @@ from tests.polling import wait_for
 
 API_TOKEN = "telemetry-test-token-0123456789"
 ACCEPTED = "tassium_heartbeats_accepted_total"
+TRANSACTIONS = "tassium_heartbeat_transactions_total"
 REJECTED = "tassium_heartbeats_rejected_total"
 LATENCY = "tassium_http_request_duration_seconds_count"
 
@@ -97,6 +98,8 @@ def test_every_accepted_heartbeat_is_counted_whichever_route_took_it(client, wor
     assert client.post("/api/v1/heartbeat", data=raw, headers=headers).status_code == 200
     after = scrape(client)
     assert value(after, ACCEPTED) - value(before, ACCEPTED) == 4
+    # One each, the batch's two together.
+    assert value(after, TRANSACTIONS) - value(before, TRANSACTIONS) == 3
     assert changes(before, after) == {}
 
 
