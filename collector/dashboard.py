@@ -19,7 +19,7 @@ from flask import Blueprint, render_template, request, url_for
 from peewee import fn
 
 from collector import deployments, reports, workers
-from collector.api import MAX_OFFSET, ApiError, require_page_token, settings, wallet
+from collector.api import ApiError, require_page_token, settings, wallet
 from collector.models import Project, Worker, WorkerContainer
 from collector.reports import COLLECTOR_DOWN, Interval, Period, WorkerReport
 from protocol.times import utcnow
@@ -27,7 +27,6 @@ from protocol.times import utcnow
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 
 PAGE_SIZE = 50
-MAX_PAGE = MAX_OFFSET // PAGE_SIZE
 # The most recent deployments listed under each status (the counts cover all of them).
 RECENT_DEPLOYMENTS = 10
 # (period, segments): a segment per hour of the last day, per day of the last 30.
@@ -131,21 +130,19 @@ def _search() -> str | None:
     return wallet(text, "wallet") if text else None
 
 
-def _page() -> int:
-    text = request.args.get("page", "1")
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-        raise ApiError(400, f"page must be a whole number from 1 to {MAX_PAGE}")
-    return int(text)
-
-
-def _fleet(address: str | None, page: int, now: datetime) -> dict:
+def _fleet(address: str | None, after: str | None, now: datetime) -> dict:
+    """A page of the fleet by wallet: the workers after ``after`` (a range read of the
+    primary key, however deep in a million workers), with the counts of the whole fleet."""
     config = settings()
     query = Worker.select().order_by(Worker.wallet_address)
     if address is not None:
         query = query.where(Worker.wallet_address == address)
     total = query.count()
     online = query.where(workers.online(now)).count()
-    rows = list(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE))
+    if after is not None:
+        query = query.where(Worker.wallet_address > after)
+    rows = list(query.limit(PAGE_SIZE + 1))
+    more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
     wallets = [w.wallet_address for w in rows]
     held = defaultdict(list)
     # One query for the page, in the order GET /workers/<wallet>/containers lists them.
@@ -171,8 +168,8 @@ def _fleet(address: str | None, page: int, now: datetime) -> dict:
         ],
         "total": total,
         "online": online,
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
+        "after": after,
+        "next": rows[-1].wallet_address if more else None,
     }
 
 
@@ -205,13 +202,13 @@ def dashboard():
     now = utcnow()
     error = None
     try:
-        address, page = _search(), _page()
+        address, after = _search(), workers.after_cursor()
     except ApiError as exc:
-        error, address, page = exc.message, None, 1
+        error, address, after = exc.message, None, None
     fleet = (
-        _fleet(address, page, now)
+        _fleet(address, after, now)
         if error is None
-        else {"workers": [], "total": 0, "online": 0, "page": 1, "pages": 1}
+        else {"workers": [], "total": 0, "online": 0, "after": None, "next": None}
     )
     values = {
         "now": now,
@@ -222,7 +219,7 @@ def dashboard():
         "deployments": _deployments(address),
         "bars": BARS,
         "percent": _percent,
-        "page_url": lambda n: url_for("dashboard.dashboard", wallet=address, page=n),
+        "page_url": lambda after: url_for("dashboard.dashboard", wallet=address, after=after),
     }
     nonce = secrets.token_urlsafe(16)
     if request.args.get("fragment") == "1":

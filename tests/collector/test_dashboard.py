@@ -105,9 +105,8 @@ def test_a_search_by_wallet_shows_that_worker_and_its_deployments(client):
     [
         ({"wallet": "0x1234"}, "wallet: "),
         ({"wallet": "<script>"}, "wallet: "),
-        ({"page": "0"}, "page must be a whole number"),
-        ({"page": "x"}, "page must be a whole number"),
-        ({"page": "9" * 30}, "page must be a whole number"),
+        ({"after": "0"}, "after: "),
+        ({"after": "<script>"}, "after: "),
     ],
 )
 def test_a_bad_query_is_a_clear_message_not_an_error_page(client, query, message):
@@ -121,17 +120,24 @@ def test_a_bad_query_is_a_clear_message_not_an_error_page(client, query, message
     assert 'data-refresh="0"' in answer.text  # nothing to refresh until the query is fixed
 
 
-def test_the_fleet_is_paged(client, dbconn):
-    wallets = sorted(f"0x{n:040x}" for n in range(PAGE_SIZE + 1))
+def test_the_fleet_is_paged_by_wallet(client, dbconn):
+    wallets = sorted(f"0x{n:040x}" for n in range(2 * PAGE_SIZE + 1))
     with dbconn.atomic():
         for address in wallets:
             Worker.create(wallet_address=address)
     first = client.get("/").text
     assert listed(first) == wallets[:PAGE_SIZE]
-    assert "page 1 of 2" in first and "page=2" in first
-    second = client.get("/?page=2").text
-    assert listed(second) == wallets[PAGE_SIZE:]
-    assert listed(client.get("/?page=3").text) == []
+    assert f"{len(wallets)} workers" in first
+    assert f"after={wallets[PAGE_SIZE - 1]}" in first and "first page" not in first
+    second = client.get("/", query_string={"after": wallets[PAGE_SIZE - 1]}).text
+    assert listed(second) == wallets[PAGE_SIZE : 2 * PAGE_SIZE]
+    assert "first page" in second and f"after={wallets[2 * PAGE_SIZE - 1]}" in second
+    last = client.get("/", query_string={"after": wallets[2 * PAGE_SIZE - 1]}).text
+    assert listed(last) == wallets[2 * PAGE_SIZE :]
+    assert "next &rarr;" not in last
+    # The live part refreshed in place keeps the page it is on.
+    fragment = client.get("/", query_string={"after": wallets[-2], "fragment": "1"}).text
+    assert listed(fragment) == wallets[-1:]
 
 
 def test_the_page_runs_only_its_own_script_and_style(client):
