@@ -38,7 +38,7 @@ def create_app(config: CollectorConfig) -> Flask:
     api.init_app(app, config)
     bodies.init_app(app, config)
     app.extensions["tassium.pings"] = PingBook()
-    app.extensions["tassium.keys"] = KeyCache()
+    app.extensions["tassium.keys"] = KeyCache(config.key_cache_entries)
     heartbeats.init_app(app, config)
     if config.deployer_url:
         app.extensions["tassium.deployer"] = Deployer(

@@ -84,6 +84,9 @@ class CollectorConfig:
     # Milliseconds a heartbeat waits for the others this process is serving to share its
     # transaction (collector/commits.py); 0: each is committed as soon as it is ready.
     group_commit_wait_ms: int = 2
+    # Public keys each serving process keeps (collector/keys.py), about 150 bytes each: a
+    # heartbeat whose worker's key is not among them reads it from the table first.
+    key_cache_entries: int = 100_000
     # A line per request on standard output. A million workers send 3,333 heartbeats a
     # second: a tenth of the collector's CPU goes to that log, which such a fleet may turn off.
     access_log: bool = True
@@ -173,6 +176,7 @@ RULES = {
     "dashboard_refresh": Rule(int, lambda v: 1 <= v <= 3600, "seconds, from 1 to 3600"),
     "group_commit_wait_ms": Rule(int, lambda v: 0 <= v <= 100, "milliseconds, from 0 to 100"),
     "access_log": Rule(bool),
+    "key_cache_entries": Rule(int, lambda v: 0 <= v <= 10_000_000, "from 0 to 10000000"),
 }
 
 

@@ -12,11 +12,10 @@ from collections import OrderedDict
 from collector.db import database
 
 PING_MAX_AGE = 60.0
-MAX_ENTRIES = 100_000  # about 15 MB at most, a fleet of a million workers notwithstanding
 
 
 class KeyCache:
-    def __init__(self, max_entries: int = MAX_ENTRIES):
+    def __init__(self, max_entries: int):
         self.max_entries = max_entries
         self._keys: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._lock = threading.Lock()
