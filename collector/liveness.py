@@ -19,10 +19,13 @@ from collector.models import CollectorRun
 log = logging.getLogger(__name__)
 
 
+# A run counts as alive until its next beat was due, and one beat more: a process busy for
+# a moment is not an outage.
+BEATS_OF_GRACE = 2
+
+
 def covered_until(run: CollectorRun, interval: timedelta) -> datetime:
-    """A run counts as alive until its next beat was due, and one beat more: a process busy
-    for a moment is not an outage."""
-    return run.alive_at + 2 * interval
+    return run.alive_at + BEATS_OF_GRACE * interval
 
 
 def outages(
@@ -36,7 +39,10 @@ def outages(
         return []
     runs = (
         CollectorRun.select()
-        .where((CollectorRun.alive_at >= start - 2 * interval) & (CollectorRun.started_at < end))
+        .where(
+            (CollectorRun.alive_at >= start - BEATS_OF_GRACE * interval)
+            & (CollectorRun.started_at < end)
+        )
         .order_by(CollectorRun.started_at)
     )
     found = []
