@@ -518,7 +518,9 @@ def capture_statements(server: DurablePostgres, key: bytes, args) -> str:
         connection = Connection(host, int(port))
         for ago in (60, 59):
             ts = utcnow() - timedelta(seconds=ago)
-            body, signature = heartbeat(1, Ed25519PrivateKey.from_private_bytes(key), ts)
+            body, signature = heartbeat(
+                1, Ed25519PrivateKey.from_private_bytes(key), ts, args.steady_containers
+            )
             status = connection.exchange(request_bytes(body, signature))
             if status != 200:
                 raise SystemExit(f"capturing statements: answered {status}")

@@ -3,9 +3,9 @@
 A heartbeat alone is a short transaction whose commit (on PostgreSQL a flush of the WAL to
 disk) and round trips cost more than its statements. Here the first heartbeat to arrive
 leads a group: it waits, at most ``wait`` seconds, for the other heartbeat requests the
-process is serving at that moment to join (a quarter of that when none does: a quiet
-collector answers almost at once), applies the whole group in one transaction, and hands every
-member its own result only after the commit, so a heartbeat acknowledged is a heartbeat
+process is serving at that moment to join (half a millisecond when none does: a quiet
+collector answers almost at once), applies the whole group in one transaction, and hands
+every member its own result only after the commit, so a heartbeat acknowledged is a heartbeat
 committed. While a group is being applied the next one gathers; its first member then
 leads it. A failure of the transaction is every member's failure, and none is
 acknowledged.
@@ -23,8 +23,6 @@ from typing import Any
 
 # Heartbeats in one transaction at most: each holds its worker's row lock until the commit.
 MAX_GROUP = 200
-
-
 # How long the leader waits for the next member before it stops waiting.
 STEP = 0.0005
 

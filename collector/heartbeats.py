@@ -59,6 +59,18 @@ def receive_all(
     of collector/commits.py, a batch in as few transactions as a group's limit allows; a
     refusal writes nothing. Each is counted at /metrics. A database failure fails them all
     (answered 503 by collector/api.py): none is acknowledged."""
+    try:
+        answers = _answers(entries, config)
+    except DATABASE_DOWN:
+        for _, signature in entries:
+            telemetry.heartbeat_answered(503, {}, signed=bool(signature))
+        raise
+    for (status, answer), (_, signature) in zip(answers, entries, strict=True):
+        telemetry.heartbeat_answered(status, answer, signed=bool(signature))
+    return answers
+
+
+def _answers(entries: list[tuple[bytes, str | None]], config: CollectorConfig) -> list:
     answers: list[tuple[int, dict]] = [(0, {})] * len(entries)
     ready = []
     for index, (body, signature) in enumerate(entries):
@@ -68,21 +80,14 @@ def receive_all(
             answers[index] = (exc.status, exc.answer())
     commits = current_app.extensions["tassium.commits"]
     outcomes = commits.submit_many([(beat, key) for _, beat, key in ready])
-    try:
-        for (index, beat, _), outcome in zip(ready, outcomes, strict=True):
-            body, signature = entries[index]
-            try:
-                if isinstance(outcome, KeyReplaced):
-                    outcome = _with_enrolled_key(beat, body, signature, config)
-                answers[index] = (200, _answer(beat, outcome))
-            except ApiError as exc:
-                answers[index] = (exc.status, exc.answer())
-    except DATABASE_DOWN:
-        for _, signature in entries:
-            telemetry.heartbeat_answered(503, {}, signed=bool(signature))
-        raise
-    for (status, answer), (_, signature) in zip(answers, entries, strict=True):
-        telemetry.heartbeat_answered(status, answer, signed=bool(signature))
+    for (index, beat, _), outcome in zip(ready, outcomes, strict=True):
+        body, signature = entries[index]
+        try:
+            if isinstance(outcome, KeyReplaced):
+                outcome = _with_enrolled_key(beat, body, signature, config)
+            answers[index] = (200, _answer(beat, outcome))
+        except ApiError as exc:
+            answers[index] = (exc.status, exc.answer())
     return answers
 
 
