@@ -6,6 +6,7 @@ Stellar public keys are ``G`` + 55 base32 characters whose decoded bytes end in 
 """
 
 import base64
+import functools
 import re
 
 from protocol import ProtocolError, patterns
@@ -43,6 +44,9 @@ def _evm(value: str) -> str:
     return value.lower()
 
 
+# Keccak in pure Python costs about half a millisecond: a collector checking the same
+# workers' checksummed addresses heartbeat after heartbeat computes each once.
+@functools.lru_cache(maxsize=65_536)
 def to_checksum_address(value: str) -> str:
     """The EIP-55 spelling of an EVM address."""
     digits = value[2:].lower()
