@@ -14,11 +14,17 @@ from collector.api import ApiError, accept_fields, json_object, settings, wallet
 from collector.commits import GroupCommit
 from collector.config import CollectorConfig
 from collector.db import DATABASE_DOWN
-from collector.keys import PING_MAX_AGE, enrolled_key
+from collector.keys import PING_MAX_AGE, CachedKey, enrolled_key
 from collector.models import Worker, credits
 from collector.windows import KeyReplaced, StaleHeartbeat, UnknownWorker, apply_heartbeats
 from protocol import ProtocolError
-from protocol.heartbeat import SIGNATURE_HEADER, parse_heartbeat, parse_ping, verify
+from protocol.heartbeat import (
+    SIGNATURE_HEADER,
+    load_public_key,
+    parse_heartbeat,
+    parse_ping,
+    verify,
+)
 from protocol.times import format_millis, format_timestamp, utcnow
 
 bp = Blueprint("heartbeats", __name__)
@@ -112,18 +118,19 @@ def _authenticate(
     cached = keys.get(address, max_age=max_age)
     if cached is not None:
         try:
-            verify(cached, body, signature)
-            return cached
+            verify(cached.public_key, body, signature)
+            return cached.text
         except ProtocolError:
             keys.forget(address)  # the key may have been replaced: ask the database
     key = enrolled_key(address)
     if key is None:
         raise ApiError(404, f"worker {address} is not enrolled")
     try:
-        verify(key, body, signature)
+        public_key = load_public_key(key)
+        verify(public_key, body, signature)
     except ProtocolError as exc:
         raise ApiError(401, str(exc)) from None
-    keys.put(address, key)
+    keys.put(address, CachedKey(key, public_key))
     return key
 
 

@@ -8,19 +8,27 @@ transaction, trusts a copy at most ``PING_MAX_AGE`` seconds old."""
 import threading
 import time
 from collections import OrderedDict
+from typing import NamedTuple
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector.db import database
 
 PING_MAX_AGE = 60.0
 
 
+class CachedKey(NamedTuple):
+    text: str  # as the worker row holds it
+    public_key: Ed25519PublicKey  # loaded once: loading cost a quarter of each verification
+
+
 class KeyCache:
     def __init__(self, max_entries: int):
         self.max_entries = max_entries
-        self._keys: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._keys: OrderedDict[str, tuple[CachedKey, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, address: str, *, max_age: float | None = None) -> str | None:
+    def get(self, address: str, *, max_age: float | None = None) -> CachedKey | None:
         """The cached key, if read at most ``max_age`` seconds ago (any age: None)."""
         with self._lock:
             found = self._keys.get(address)
@@ -32,7 +40,7 @@ class KeyCache:
             self._keys.move_to_end(address)
             return key
 
-    def put(self, address: str, key: str) -> None:
+    def put(self, address: str, key: CachedKey) -> None:
         with self._lock:
             self._keys[address] = (key, time.monotonic())
             self._keys.move_to_end(address)

@@ -267,12 +267,13 @@ def sign(private_key: Ed25519PrivateKey, body: bytes) -> str:
     return base64.b64encode(private_key.sign(body)).decode("ascii")
 
 
-def verify(public_key: str, body: bytes, signature: str | None) -> None:
-    """Raise ProtocolError unless ``signature`` is the key's signature of ``body``."""
+def verify(public_key: str | Ed25519PublicKey, body: bytes, signature: str | None) -> None:
+    """Raise ProtocolError unless ``signature`` is the key's signature of ``body`` (the key
+    as the wire carries it, or loaded by ``load_public_key``)."""
     if not signature:
         raise ProtocolError(f"missing {SIGNATURE_HEADER} header")
     raw = _b64decode(signature.strip(), SIGNATURE_HEADER)
-    key = load_public_key(public_key)
+    key = public_key if isinstance(public_key, Ed25519PublicKey) else load_public_key(public_key)
     try:
         check_signature(raw)
         key.verify(raw, body)

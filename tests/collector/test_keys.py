@@ -4,18 +4,19 @@ another node) is never honoured for a heartbeat."""
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.keys import KeyCache
+from collector.keys import CachedKey, KeyCache
 from collector.models import Worker, WorkerMetric
 from tests.factories import FakeWorker, minutes_ago
 
 
 def test_the_cache_forgets_the_oldest_beyond_its_size_and_serves_by_age():
     cache = KeyCache(max_entries=2)
-    for address in ("a", "b", "c"):
-        cache.put(address, f"key-{address}")
-    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (None, "key-b", "key-c")
+    keys = {a: CachedKey(f"key-{a}", Ed25519PrivateKey.generate().public_key()) for a in "abc"}
+    for address, key in keys.items():
+        cache.put(address, key)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (None, keys["b"], keys["c"])
     # A ping asks for a recent copy; a heartbeat takes any (its transaction checks it).
-    assert (cache.get("b", max_age=0.0), cache.get("b", max_age=60.0)) == (None, "key-b")
+    assert (cache.get("b", max_age=0.0), cache.get("b", max_age=60.0)) == (None, keys["b"])
 
 
 def test_a_key_replaced_elsewhere_is_refused_though_this_process_cached_it(client, dbconn):
