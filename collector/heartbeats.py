@@ -16,10 +16,17 @@ from collector.config import CollectorConfig
 from collector.db import DATABASE_DOWN
 from collector.keys import PING_MAX_AGE, CachedKey, enrolled_key
 from collector.models import Worker, credits
-from collector.windows import KeyReplaced, StaleHeartbeat, UnknownWorker, apply_heartbeats
+from collector.windows import (
+    Applied,
+    KeyReplaced,
+    StaleHeartbeat,
+    UnknownWorker,
+    apply_heartbeats,
+)
 from protocol import ProtocolError
 from protocol.heartbeat import (
     SIGNATURE_HEADER,
+    Heartbeat,
     load_public_key,
     parse_heartbeat,
     parse_ping,
@@ -159,7 +166,9 @@ def _read(
         raise ApiError(400, str(exc)) from None
 
 
-def _checked(body: bytes, signature: str | None, config: CollectorConfig):
+def _checked(
+    body: bytes, signature: str | None, config: CollectorConfig
+) -> tuple[Heartbeat, str | None]:
     """A heartbeat parsed, authenticated (with any cached key: its transaction checks the
     key against the worker row) and within the accepted time range; and its key."""
     beat, key = _read(body, signature, config, parse_heartbeat, max_age=None)
@@ -167,14 +176,16 @@ def _checked(body: bytes, signature: str | None, config: CollectorConfig):
     return beat, key
 
 
-def _with_enrolled_key(beat, body: bytes, signature: str | None, config: CollectorConfig):
+def _with_enrolled_key(
+    beat: Heartbeat, body: bytes, signature: str | None, config: CollectorConfig
+) -> Applied | Exception:
     """Verified with a cached key the worker no longer has: once more, from the table."""
     current_app.extensions["tassium.keys"].forget(beat.wallet)
     key = _authenticate(beat.wallet, body, signature, config)
     return current_app.extensions["tassium.commits"].submit_many([(beat, key)])[0]
 
 
-def _answer(beat, outcome) -> dict:
+def _answer(beat: Heartbeat, outcome: Applied | Exception) -> dict:
     """A heartbeat's answer from what applying it gave: raises the ApiError of a refusal,
     and any other exception as it came."""
     if isinstance(outcome, StaleHeartbeat):

@@ -306,7 +306,7 @@ def _db_values(params) -> list:
     return [_TIME.db_value(v) if isinstance(v, datetime) else v for v in params]
 
 
-def _select(name: str, addresses: list[str], cursor=None):
+def _for_workers(name: str, addresses: list[str], cursor=None):
     """Run statement ``name`` for a list of workers (its rows, for a SELECT)."""
     if is_postgres():
         sql, params = _statements(True)[name], (addresses,)
@@ -320,7 +320,7 @@ def _select(name: str, addresses: list[str], cursor=None):
 
 def _locked_workers(addresses: list[str]) -> dict[str, Worker]:
     workers = {}
-    for row in _select("workers", addresses):
+    for row in _for_workers("workers", addresses):
         values = {f.name: f.python_value(v) for f, v in zip(_WORKER_FIELDS, row, strict=True)}
         workers[values["wallet_address"]] = Worker(**values)
     return workers
@@ -328,7 +328,7 @@ def _locked_workers(addresses: list[str]) -> dict[str, Worker]:
 
 def _locked_windows(addresses: list[str]) -> dict[str, OpenWindow]:
     windows = {}
-    for address, start, end in _select("windows", addresses):
+    for address, start, end in _for_workers("windows", addresses):
         windows[address] = OpenWindow(
             worker=address,
             start_time=OpenWindow.start_time.python_value(start),
@@ -372,7 +372,7 @@ class _Writes:
         statements = _statements(postgres)
         cursor = database.cursor()
         if self.replaced:
-            _select("delete_containers", self.replaced, cursor)
+            _for_workers("delete_containers", self.replaced, cursor)
         if postgres:
             # One statement a write, its VALUES list as long as the group: psycopg2 fills in
             # every row at once (execute_values would format each row in Python).
