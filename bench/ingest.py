@@ -62,6 +62,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench.fleet import insert_in_batches, wallet
 from bench.pings import DurablePostgres
 from bench.served import served_collector
 from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, sign
@@ -126,10 +127,6 @@ MINIMAL_WITH_CONTAINERS = MINIMAL.replace(
 )
 
 
-def wallet_of(number: int) -> str:
-    return f"0x{number:040x}"
-
-
 def enroll_directly(database_url: str, keys: list[bytes]) -> None:
     """The workers' rows as enrollment leaves them, inserted in bulk: enrolling 10,000
     workers one signed request at a time would take longer than the measurement."""
@@ -138,16 +135,15 @@ def enroll_directly(database_url: str, keys: list[bytes]) -> None:
     now = utcnow()
     rows = [
         {
-            "wallet_address": wallet_of(number),
+            "wallet_address": wallet(number),
             "created_at": now,
             "public_key": encode_public_key(Ed25519PrivateKey.from_private_bytes(key)),
             "enrolled_at": now,
         }
         for number, key in enumerate(keys, start=1)
     ]
-    with connected(database_url) as database, database.atomic():
-        for start in range(0, len(rows), 500):
-            Worker.insert_many(rows[start : start + 500]).execute()
+    with connected(database_url):
+        insert_in_batches(Worker, rows, 500)
 
 
 @dataclass(frozen=True)
@@ -183,7 +179,7 @@ def heartbeat(
     if steady:
         containers = CONTAINERS
     body = {
-        "walletAddress": wallet_of(number),
+        "walletAddress": wallet(number),
         "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "containers": containers,
         "agent": AGENT,
@@ -534,8 +530,8 @@ def capture_statements(server: DurablePostgres, key: bytes, args) -> str:
     )
     if any(kind != "statement" for _, kind, _ in logged):
         raise SystemExit("capturing statements: the collector binds parameters server-side")
-    wallet = f"'{wallet_of(1)}'"
-    last = max(i for i, (_, _, text) in enumerate(logged) if wallet in text)
+    quoted = f"'{wallet(1)}'"
+    last = max(i for i, (_, _, text) in enumerate(logged) if quoted in text)
     pid = logged[last][0]
     ours = [text.strip() for p, _, text in logged if p == pid]
     end = max(i for i, text in enumerate(ours) if text == logged[last][2].strip())
@@ -546,11 +542,21 @@ def capture_statements(server: DurablePostgres, key: bytes, args) -> str:
     while end + 1 < len(ours) and ours[end] not in ("COMMIT", "ROLLBACK"):
         end += 1
     statements = [
-        re.sub(r"'\d{4}-\d\d-\d\dT[\d:.]+'::timestamp", NOW_SQL, text).replace(wallet, WALLET_SQL)
+        re.sub(r"'\d{4}-\d\d-\d\dT[\d:.]+'::timestamp", NOW_SQL, text).replace(quoted, WALLET_SQL)
         for text in ours[start : end + 1]
         if not text.startswith(("SET ", "SHOW ", "SELECT pg_"))
     ]
     return "\\set wid random(1, :workers)\n" + "".join(f"{text};\n" for text in statements)
+
+
+def serve(database_url: str, args):
+    """The collector under test, as the options ask; yields its URL and process."""
+    return served_collector(
+        with_process=True,
+        processes=args.processes,
+        database_url=database_url,
+        access_log=args.access_log,
+    )
 
 
 def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling]]:
@@ -562,13 +568,7 @@ def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling]]:
             print(f"a heartbeat's statements, as a pgbench script:\n{issued}")
         database_url = server.fresh_database()
         enroll_directly(database_url, keys)
-        served = served_collector(
-            with_process=True,
-            processes=args.processes,
-            database_url=database_url,
-            access_log=args.access_log,
-        )
-        with served as (url, process):
+        with serve(database_url, args) as (url, process):
             pids = {"collector": process.pid, "postgres": postmaster(server)}
             rows = measure("PostgreSQL", url, pids, keys, args)
         # The collector stopped: pgbench has the machine to itself, as the collector had.
@@ -588,13 +588,7 @@ def on_sqlite(keys: list[bytes], args) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="tassium-bench-ingest-") as directory:
         database_url = f"sqlite:///{directory}/collector.db"
         # Served first: ``serve`` creates the schema (migrate_on_start), then the rows go in.
-        served = served_collector(
-            with_process=True,
-            processes=args.processes,
-            database_url=database_url,
-            access_log=args.access_log,
-        )
-        with served as (url, process):
+        with serve(database_url, args) as (url, process):
             enroll_directly(database_url, keys)
             return measure("SQLite", url, {"collector": process.pid}, keys, args)
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import httpx
 
+from bench.fleet import insert_in_batches, wallet
 from bench.served import on_each_database, served_collector
 from collector import migrations
 from collector.db import is_postgres
@@ -27,10 +28,6 @@ from tests.factories import connected
 
 PAGE = 200
 CHUNK = 5000
-
-
-def wallet(i: int) -> str:
-    return f"0x{i:040x}"
 
 
 def seed(url: str, workers: int, records: int) -> str:
@@ -67,9 +64,7 @@ def seed(url: str, workers: int, records: int) -> str:
             }
             for k in range(records)
         ]
-        for first in range(0, len(rows), CHUNK):
-            with database.atomic():
-                UptimeRecord.insert_many(rows[first : first + CHUNK]).execute()
+        insert_in_batches(UptimeRecord, rows, CHUNK)
         OpenWindow.create(worker=busy, start_time=now - step / 2, end_time=now)
     return busy
 

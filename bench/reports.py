@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.fleet import insert_in_batches, wallet, wallet_batches
 from bench.served import on_each_database, served_collector
 from collector import migrations
 from collector.models import OpenWindow, UptimeRecord, Worker
@@ -30,17 +31,12 @@ CHUNK = 5000
 YEAR_OF_RECORDS = 365 * 24  # one window an hour, for a year
 
 
-def wallet(i: int) -> str:
-    return f"0x{i:040x}"
-
-
 def seed(url: str, workers: int, records: int) -> str:
     """The fleet, and one worker with a year of hourly records; returns that worker."""
     now = utcnow()
     with connected(url) as database:
         migrations.migrate(database)
-        for first in range(0, workers, CHUNK):
-            wallets = [wallet(i) for i in range(first, min(first + CHUNK, workers))]
+        for wallets in wallet_batches(workers, CHUNK):
             with database.atomic():
                 Worker.insert_many(
                     [
@@ -84,9 +80,7 @@ def seed(url: str, workers: int, records: int) -> str:
             }
             for h in range(1, YEAR_OF_RECORDS)
         ]
-        for first in range(0, len(hourly), CHUNK):
-            with database.atomic():
-                UptimeRecord.insert_many(hourly[first : first + CHUNK]).execute()
+        insert_in_batches(UptimeRecord, hourly, CHUNK)
     return busy
 
 

@@ -13,6 +13,7 @@ import argparse
 import time
 from datetime import timedelta
 
+from bench.fleet import wallet_batches
 from bench.served import on_each_database
 from collector import migrations
 from collector.models import OpenWindow, UptimeRecord, Worker
@@ -28,8 +29,7 @@ def run(url: str, windows: int) -> dict:
     now = utcnow()
     with connected(url) as database:
         migrations.migrate(database)
-        for first in range(0, windows, CHUNK):
-            wallets = [f"0x{i:040x}" for i in range(first, min(first + CHUNK, windows))]
+        for wallets in wallet_batches(windows, CHUNK):
             with database.atomic():
                 Worker.insert_many([{"wallet_address": w} for w in wallets]).execute()
                 OpenWindow.insert_many(
