@@ -100,15 +100,16 @@ def apply_heartbeats(
                 ]
             ).on_conflict_ignore().execute()
         while pending:
-            round_, later, seen = [], [], set()
-            for entry in pending:
-                (later if entry[1][0].wallet in seen else round_).append(entry)
-                seen.add(entry[1][0].wallet)
+            this_round, later, seen = [], [], set()
+            for index, (heartbeat, key) in pending:
+                queue = later if heartbeat.wallet in seen else this_round
+                queue.append((index, (heartbeat, key)))
+                seen.add(heartbeat.wallet)
             addresses = sorted(seen)
             workers = _locked_workers(addresses)
             windows = _locked_windows(addresses)
             writes = _Writes()
-            for index, (heartbeat, key) in round_:
+            for index, (heartbeat, key) in this_round:
                 address = heartbeat.wallet
                 try:
                     results[index] = _step(
@@ -217,8 +218,7 @@ def _metric(worker: Worker, heartbeat: Heartbeat, earned: int) -> tuple:
 # Composing SQL through Peewee's query builder cost more CPU than anything else a heartbeat
 # does; the statements every heartbeat runs are written here once per database kind, and
 # only their parameters change, each running once for a whole group of heartbeats. The
-# rarer steps (opening, flushing, Docker outages, a changed container list) keep the query
-# builder.
+# rarer steps (opening, flushing, Docker outages) keep the query builder.
 
 _WORKER_FIELDS = Worker._meta.sorted_fields
 _METRIC_COLUMNS = (
@@ -306,16 +306,12 @@ def _db_values(params) -> list:
     return [_TIME.db_value(v) if isinstance(v, datetime) else v for v in params]
 
 
-def _for_workers(name: str, addresses: list[str], cursor=None):
+def _for_workers(name: str, addresses: list[str]):
     """Run statement ``name`` for a list of workers (its rows, for a SELECT)."""
     if is_postgres():
-        sql, params = _statements(True)[name], (addresses,)
-    else:
-        sql, params = _statements(False)[name].format(", ".join("?" * len(addresses))), addresses
-    if cursor is None:
-        return database.execute_sql(sql, params)
-    cursor.execute(sql, params)
-    return cursor
+        return database.execute_sql(_statements(True)[name], (addresses,))
+    marks = ", ".join("?" * len(addresses))
+    return database.execute_sql(_statements(False)[name].format(marks), addresses)
 
 
 def _locked_workers(addresses: list[str]) -> dict[str, Worker]:
@@ -370,9 +366,9 @@ class _Writes:
     def _run(self) -> None:
         postgres = is_postgres()
         statements = _statements(postgres)
-        cursor = database.cursor()
         if self.replaced:
-            _for_workers("delete_containers", self.replaced, cursor)
+            _for_workers("delete_containers", self.replaced)
+        cursor = database.cursor()
         if postgres:
             # One statement a write, its VALUES list as long as the group: psycopg2 fills in
             # every row at once (execute_values would format each row in Python).
