@@ -20,6 +20,7 @@ from peewee import fn
 
 from collector import deployments, reports, workers
 from collector.api import ApiError, require_page_token, settings, wallet
+from collector.db import first_page
 from collector.models import Project, Worker, WorkerContainer
 from collector.reports import COLLECTOR_DOWN, Interval, Period, WorkerReport
 from protocol.times import utcnow
@@ -141,8 +142,7 @@ def _fleet(address: str | None, after: str | None, now: datetime) -> dict:
     online = query.where(workers.online(now)).count()
     if after is not None:
         query = query.where(Worker.wallet_address > after)
-    rows = list(query.limit(PAGE_SIZE + 1))
-    more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
+    rows, more = first_page(query.limit, PAGE_SIZE)
     wallets = [w.wallet_address for w in rows]
     held = defaultdict(list)
     # One query for the page, in the order GET /workers/<wallet>/containers lists them.

@@ -2,6 +2,7 @@
 per-request connection handling of the Flask tutorial's ``db.py``."""
 
 import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
@@ -134,6 +135,14 @@ def locked(query):
     deleted a window and then inserted its record (checking the worker's key) deadlocked with a
     heartbeat holding that worker and waiting for the window."""
     return query.for_update("FOR NO KEY UPDATE") if is_postgres() else query
+
+
+def first_page(fetch: Callable[[int], Iterable], limit: int) -> tuple[list, bool]:
+    """The first ``limit`` rows ``fetch(n)`` gives (at most ``n``: a query's ``limit``), and
+    whether there are more: it is asked for one row more than the page, so a keyset-paged
+    answer knows whether to offer a next page without counting what follows."""
+    found = list(fetch(limit + 1))
+    return found[:limit], len(found) > limit
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from peewee import Field, fn
 from collector import liveness
 from collector.api import ApiError, query_int, settings, wallet
 from collector.config import CollectorConfig
-from collector.db import database
+from collector.db import database, first_page
 from collector.models import (
     CreditDay,
     DockerOutage,
@@ -488,14 +488,12 @@ def fleet_report(csv_suffix: bool = False):
         safe = period.label.replace("/", "_").replace(":", "")
         return _csv_response(csv_lines(FLEET_COLUMNS, rows()), f"fleet-{safe}.csv")
     limit = query_int("limit", 100, 1, 1000)
-    # One more than asked says whether there is a next page without counting the fleet.
-    found = list(fleet(period, after=after, limit=limit + 1, **_timing()))
-    page = found[:limit]
+    page, more = first_page(lambda n: fleet(period, after=after, limit=n, **_timing()), limit)
     return jsonify(
         {
             "period": period.to_json(),
             "items": [report.summary() for report in page],
             "limit": limit,
-            "next": page[-1].wallet if len(found) > limit else None,
+            "next": page[-1].wallet if more else None,
         }
     )

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from peewee import __exception_wrapper__ as peewee_errors
 
 from collector import credits
-from collector.db import UTCDateTimeField, database, is_postgres
+from collector.db import UTCDateTimeField, database, first_page, is_postgres
 from collector.models import (
     DockerOutage,
     OpenWindow,
@@ -559,8 +559,7 @@ def uptime(
     query = UptimeRecord.select().where(in_range).order_by(UptimeRecord.time_to, UptimeRecord.id)
     if after is not None:
         query = query.where(UptimeRecord.time_to > after)
-    found = list(query.limit(limit + 1))
-    records = found[:limit]
+    records, more = first_page(query.limit, limit)
     count, micros = _recorded(worker, start, end)
     window = OpenWindow.get_or_none(OpenWindow.worker == worker)
     if window is not None:
@@ -571,7 +570,7 @@ def uptime(
     return {
         "records": [r.to_json() for r in records],
         "recordCount": count,
-        "next": format_timestamp(records[-1].time_to) if len(found) > limit else None,
+        "next": format_timestamp(records[-1].time_to) if more else None,
         "openWindow": window.to_json() if window is not None else None,
         "totalSeconds": total,
         "uptimeFraction": round(total / length, 6) if length > 0 else 0.0,

@@ -22,7 +22,7 @@ from collector.api import (
     wallet,
 )
 from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
-from collector.db import database, locked
+from collector.db import database, first_page, locked
 from collector.models import (
     EnrollmentToken,
     OpenWindow,
@@ -301,10 +301,8 @@ def list_workers():
     after = after_cursor()
     if after is not None:
         limit = query_int("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        # One more row than asked says whether there is a next page, without counting.
-        found = list(query.where(Worker.wallet_address > after).limit(limit + 1))
-        page = found[:limit]
-        last = page[-1].wallet_address if len(found) > limit else None
+        page, more = first_page(query.where(Worker.wallet_address > after).limit, limit)
+        last = page[-1].wallet_address if more else None
         return jsonify(items=[summary(w, now) for w in page], limit=limit, next=last)
     # Offset paging as before, with its total; next lets a client go on by wallet instead.
     page = paginated(query, lambda w: summary(w, now))
