@@ -13,7 +13,14 @@ from datetime import datetime, timedelta
 from flask import Blueprint, jsonify, request
 
 from collector import deployments, heartbeats, telemetry, workers
-from collector.api import ApiError, json_object, query_int, require_api_token, settings
+from collector.api import (
+    MAX_OFFSET,
+    ApiError,
+    json_object,
+    query_int,
+    require_api_token,
+    settings,
+)
 from collector.models import OpenWindow, Project, UptimeRecord, Worker
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, utcnow
@@ -122,7 +129,7 @@ def list_workers():
     if after is not None:
         query = query.where(Worker.wallet_address > after)
     else:
-        query = query.offset(query_int("offset", 0, 0, 10**9))
+        query = query.offset(query_int("offset", 0, 0, MAX_OFFSET))
     return jsonify([_worker_row(w, now) for w in query])
 
 
