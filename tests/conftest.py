@@ -317,6 +317,13 @@ class ServedCollector:
                 self.process.kill()
                 self.process.wait()
 
+    def crash(self) -> None:
+        """Kill the master and its workers at once, as a crashed machine or systemd's
+        SIGKILL of the unit would: killing only the master leaves a worker running (and
+        recording that it is alive) until it notices, about a second later."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
 
 @pytest.fixture
 def serve_collector(config_file, tmp_path):
@@ -340,6 +347,7 @@ def serve_collector(config_file, tmp_path):
                 ],
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, for crash()
             )
         served = ServedCollector(process, f"http://127.0.0.1:{port}", log)
         started.append(served)

@@ -2,7 +2,6 @@
 collector shows in the reports as the collector's outage, not the workers' downtime. The
 arithmetic of outages is in test_reports.py; here the thread and a real stop and restart."""
 
-import signal
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -42,7 +41,7 @@ def test_a_stopped_collector_is_the_collectors_outage_in_the_report(serve_collec
     wallet = new_wallet()
     before = _beat(first.url, wallet)
     time.sleep(1.5)  # a beat of each process after its first
-    first.stop(signal.SIGKILL)  # a crash: nothing said goodbye
+    first.crash()  # nothing said goodbye
     time.sleep(4)
     second = serve_collector(**settings)
     after = _beat(second.url, wallet)
