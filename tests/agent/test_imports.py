@@ -12,7 +12,8 @@ from agent import keys
 
 # What the agent once loaded and no longer needs, with what replaced it: the standard
 # library's HTTP (agent/sender.py, agent/engine.py), agent/schedule.py, protocol/keccak.py,
-# and a direct read of the key keygen writes (agent/keys.py).
+# and a direct read of the key keygen writes (agent/keys.py). nacl verifies signatures: the
+# collector's work, never the agent's.
 NOT_NEEDED = (
     "httpx",
     "httpcore",
@@ -29,6 +30,7 @@ NOT_NEEDED = (
     "urllib.request",
     "cryptography.hazmat.primitives.serialization",
     "collector",
+    "nacl",
 )
 
 
