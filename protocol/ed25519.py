@@ -1,9 +1,10 @@
 """Which Ed25519 public keys and signatures the collector accepts.
 
-OpenSSL (through ``cryptography``) verifies by the cofactored equation and takes any 32 bytes
-as a public key. A small-order key (the identity point ``01 00 … 00``, for one) then has
-signatures that verify for every message without anyone holding a private key, so such keys
-are refused at enrollment, and non-canonical encodings with them: an honest key is always
+OpenSSL (through ``cryptography``) takes any 32 bytes as a public key, and a small-order key
+(the identity point ``01 00 … 00``, for one) has signatures that verify for every message
+without anyone holding a private key. libsodium, which verifies heartbeats now, refuses
+those keys by itself, but the collector's own rule does not hang on a library's choice: such
+keys are refused at enrollment, and non-canonical encodings with them: an honest key is always
 ``a·B`` for a secret scalar ``a``, a canonically encoded point of the prime-order subgroup.
 The arithmetic follows RFC 8032 section 5.1.3 (decoding) in extended coordinates; it runs
 once per enrollment, never per heartbeat.
