@@ -51,6 +51,7 @@ import multiprocessing
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -382,27 +383,30 @@ def cpu_of(pids: dict[str, int]) -> dict[str, float]:
     return {name: tree_cpu(pid) for name, pid in pids.items()}
 
 
-def measure(database: str, url: str, pids: dict[str, int], keys: list[bytes], args) -> list[Row]:
-    workers = len(keys)
-    # Each worker's heartbeats SPACING apart, each later than its last, all within the
-    # collector's backfill limit.
-    cursor = utcnow() - timedelta(minutes=10)
+class Measurement:
+    """The phases run against one served collector. Each worker's heartbeats are SPACING
+    apart, each later than its last, all within the collector's backfill limit."""
 
-    def phase(name: str, heartbeats: float, rate: float | None, seconds: float | None) -> Phase:
-        nonlocal cursor
-        rounds = math.ceil(heartbeats / workers)
-        planned = Phase(name, rounds, cursor, rate, seconds, args.steady_containers)
-        cursor += rounds * SPACING
+    def __init__(self, database: str, url: str, pids: dict[str, int], keys: list[bytes], args):
+        self.database, self.url, self.pids, self.keys, self.args = database, url, pids, keys, args
+        self.cursor = utcnow() - timedelta(minutes=10)
+        self.rows: list[Row] = []
+        self.saturation_bound = float(SATURATION_FLOOR)
+
+    def phase(self, name: str, heartbeats: float, rate: float | None, seconds: float | None):
+        rounds = math.ceil(heartbeats / len(self.keys))
+        planned = Phase(name, rounds, self.cursor, rate, seconds, self.args.steady_containers)
+        self.cursor += rounds * SPACING
         return planned
 
-    rows = []
-
-    def run(planned: Phase) -> float:
-        before = cpu_of(pids)
-        outcome = run_phase(url, keys, planned, args.clients, args.threads)
-        after = cpu_of(pids)
+    def run(self, planned: Phase) -> float:
+        """Run a phase, add its row and return the rate it reached."""
+        args = self.args
+        before = cpu_of(self.pids)
+        outcome = run_phase(self.url, self.keys, planned, args.clients, args.threads)
+        after = cpu_of(self.pids)
         answered = max(1, len(outcome.latencies))
-        cpu_ms = {name: (after[name] - before[name]) * 1000 / answered for name in pids}
+        cpu_ms = {name: (after[name] - before[name]) * 1000 / answered for name in self.pids}
         cpu_ms["sender"] = outcome.cpu * 1000 / answered
         notes = []
         if planned.rate is None:
@@ -418,7 +422,7 @@ def measure(database: str, url: str, pids: dict[str, int], keys: list[bytes], ar
             notes.append("kept up" if kept_up else f"fell behind ({late:.1f} s late)")
         if outcome.failed:
             notes.append(f"{outcome.failed} refused or failed")
-        rows.append(
+        self.rows.append(
             Row(
                 planned.name,
                 planned.rate,
@@ -429,18 +433,26 @@ def measure(database: str, url: str, pids: dict[str, int], keys: list[bytes], ar
                 ", ".join(notes),
             )
         )
-        print(f"{database}, {planned.name}: {achieved:.0f}/s", file=sys.stderr, flush=True)
+        print(f"{self.database}, {planned.name}: {achieved:.0f}/s", file=sys.stderr, flush=True)
         return achieved
 
-    # One each, as fast as they go: every worker's window opened, its key read, its
-    # containers stored, so the phases after measure the steady state of a running fleet.
-    first = run(phase("first heartbeats", workers, None, None))
-    # Signed in advance: enough for well above the rate the first heartbeats reached.
-    bound = max(SATURATION_FLOOR, SATURATION_MARGIN * first)
-    run(phase("saturation", bound * args.seconds, None, args.seconds))
-    for rate in args.rates:
-        run(phase(f"{rate:g}/s", rate * args.seconds + workers, rate, args.seconds))
-    return rows
+    def saturation(self, name: str = "saturation") -> float:
+        seconds = self.args.seconds
+        return self.run(self.phase(name, self.saturation_bound * seconds, None, seconds))
+
+    def phases(self) -> list[Row]:
+        """First heartbeats, saturation, then each fixed rate."""
+        workers = len(self.keys)
+        # One each, as fast as they go: every worker's window opened, its key read, its
+        # containers stored, so the phases after measure the steady state of a running fleet.
+        first = self.run(self.phase("first heartbeats", workers, None, None))
+        # Signed in advance: enough for well above the rate the first heartbeats reached.
+        self.saturation_bound = max(SATURATION_FLOOR, SATURATION_MARGIN * first)
+        self.saturation()
+        for rate in self.args.rates:
+            seconds = self.args.seconds
+            self.run(self.phase(f"{rate:g}/s", rate * seconds + workers, rate, seconds))
+        return self.rows
 
 
 @dataclass(frozen=True)
@@ -559,7 +571,65 @@ def serve(database_url: str, args):
     )
 
 
-def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling]]:
+def equivalent(args) -> tuple[str, str]:
+    """The one-statement transaction equivalent to the payload sent: its name and script."""
+    if args.steady_containers:
+        return "same, no containers", MINIMAL  # the collector writes no container list
+    return "minimal", MINIMAL_WITH_CONTAINERS
+
+
+def add_twins(database_url: str, workers: int) -> None:
+    """Workers ``workers + 1`` to ``2 × workers``, as the collector's own are after their
+    first heartbeats (a window open, three containers), for the ceilings measured while the
+    collector runs: pgbench stamps a worker's last heartbeat with the present, after which
+    the collector would refuse the earlier timestamps its sender has signed."""
+    from collector.models import OpenWindow, Worker, WorkerContainer
+
+    now = utcnow()
+    numbers = range(workers + 1, 2 * workers + 1)
+    with connected(database_url):
+        insert_in_batches(
+            Worker, [{"wallet_address": wallet(n), "created_at": now} for n in numbers], 500
+        )
+        insert_in_batches(
+            OpenWindow,
+            [{"worker": wallet(n), "start_time": now, "end_time": now} for n in numbers],
+            500,
+        )
+        containers = [
+            {
+                "worker": wallet(n),
+                "container_name": c["containerName"],
+                "port": c["port"],
+                "container_id": c["id"],
+                "image": c["image"],
+                "state": c["state"],
+                "health": c["health"],
+                "cpu_percent": c["cpuPercent"],
+                "mem_usage_mb": c["memUsageMb"],
+            }
+            for n in numbers
+            for c in CONTAINERS
+        ]
+        insert_in_batches(WorkerContainer, containers, 500)
+
+
+def alternate(measurement: Measurement, server: DurablePostgres, database: str, args) -> list:
+    """``--rounds`` pairs of a saturation phase and the equivalent transaction's pgbench
+    ceiling, one right after the other (the collector idle meanwhile, pgbench on the twin
+    workers of ``add_twins``): the machine is shared, and its speed drifts within a run by
+    more than the differences measured, so each ratio compares figures taken moments apart.
+    Returns (collector/s, ceiling tps) for each round."""
+    name, script = equivalent(args)
+    script = script.replace("random(1, :workers)", "random(:workers + 1, 2 * :workers)")
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        achieved = measurement.saturation(f"saturation, round {number}")
+        rounds.append((achieved, pgbench(server, database, name, script, args).tps))
+    return rounds
+
+
+def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling], list]:
     server = DurablePostgres()
     server.start()
     try:
@@ -568,18 +638,22 @@ def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling]]:
             print(f"a heartbeat's statements, as a pgbench script:\n{issued}")
         database_url = server.fresh_database()
         enroll_directly(database_url, keys)
+        if args.rounds:
+            add_twins(database_url, len(keys))
+        database = database_url.rsplit("/", 1)[1]
         with serve(database_url, args) as (url, process):
             pids = {"collector": process.pid, "postgres": postmaster(server)}
-            rows = measure("PostgreSQL", url, pids, keys, args)
+            measurement = Measurement("PostgreSQL", url, pids, keys, args)
+            rows = measurement.phases()
+            rounds = alternate(measurement, server, database, args)
         # The collector stopped: pgbench has the machine to itself, as the collector had.
-        database = database_url.rsplit("/", 1)[1]
         ceilings = [
             pgbench(server, database, "as at d1ce3ab", AS_AT_D1CE3AB, args),
             pgbench(server, database, "as issued now", issued, args),
             pgbench(server, database, "minimal", MINIMAL_WITH_CONTAINERS, args),
             pgbench(server, database, "same, no containers", MINIMAL, args),
         ]
-        return rows, ceilings
+        return rows, ceilings, rounds
     finally:
         server.stop()
 
@@ -590,7 +664,7 @@ def on_sqlite(keys: list[bytes], args) -> list[Row]:
         # Served first: ``serve`` creates the schema (migrate_on_start), then the rows go in.
         with serve(database_url, args) as (url, process):
             enroll_directly(database_url, keys)
-            return measure("SQLite", url, {"collector": process.pid}, keys, args)
+            return Measurement("SQLite", url, {"collector": process.pid}, keys, args).phases()
 
 
 def print_rows(database: str, rows: list[Row]) -> None:
@@ -609,6 +683,15 @@ def print_rows(database: str, rows: list[Row]) -> None:
             + "".join(f"{row.cpu_ms[name]:>19.2f}" for name in names)
             + f"  {row.note}"
         )
+
+
+def print_rounds(rounds: list[tuple[float, float]], equivalent_name: str) -> None:
+    print(f"\n  {'alternating':<22}{'collector/s':>12}{equivalent_name + ' tps':>26}{'ratio':>8}")
+    ratios = []
+    for number, (achieved, tps) in enumerate(rounds, start=1):
+        ratios.append(achieved / tps)
+        print(f"  {f'round {number}':<22}{achieved:>12.0f}{tps:>26.0f}{ratios[-1]:>8.2f}")
+    print(f"  {'median':<22}{'':>12}{'':>26}{statistics.median(ratios):>8.2f}")
 
 
 def code_version() -> str:
@@ -647,6 +730,13 @@ def main() -> None:
     parser.add_argument(
         "--statements", action="store_true", help="print the statements a heartbeat issues"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="on PostgreSQL, saturation and the equivalent pgbench ceiling alternated this "
+        "many times (the ratio's median printed)",
+    )
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--postgres-only", action="store_true")
     only.add_argument("--sqlite-only", action="store_true")
@@ -672,7 +762,7 @@ def main() -> None:
         f"{args.seconds:g} s a phase; {time.monotonic() - started:.0f} s in all"
     )
     if postgres is not None:
-        rows, ceilings = postgres
+        rows, ceilings, rounds = postgres
         print_rows("PostgreSQL (fsync, synchronous_commit on)", rows)
         saturated = next(r.achieved for r in rows if r.phase == "saturation")
         print(
@@ -685,6 +775,8 @@ def main() -> None:
                 f"{ceiling.latency_ms:>12.1f}"
                 f"{ceiling.cpu_ms:>19.2f}{saturated / ceiling.tps:>19.2f}"
             )
+        if rounds:
+            print_rounds(rounds, equivalent(args)[0])
     if sqlite is not None:
         print_rows("SQLite (WAL)", sqlite)
 
