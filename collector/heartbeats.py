@@ -16,6 +16,7 @@ from collector.config import CollectorConfig
 from collector.db import DATABASE_DOWN
 from collector.keys import PING_MAX_AGE, CachedKey, enrolled_key
 from collector.models import Worker, credits
+from collector.signatures import load_public_key, verify
 from collector.windows import (
     Applied,
     KeyReplaced,
@@ -24,14 +25,7 @@ from collector.windows import (
     apply_heartbeats,
 )
 from protocol import ProtocolError
-from protocol.heartbeat import (
-    SIGNATURE_HEADER,
-    Heartbeat,
-    load_public_key,
-    parse_heartbeat,
-    parse_ping,
-    verify,
-)
+from protocol.heartbeat import SIGNATURE_HEADER, Heartbeat, parse_heartbeat, parse_ping
 from protocol.times import format_millis, format_timestamp, utcnow
 
 bp = Blueprint("heartbeats", __name__)

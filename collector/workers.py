@@ -32,9 +32,10 @@ from collector.models import (
     credits,
 )
 from collector.pings import live_status
+from collector.signatures import load_public_key, verify
 from collector.windows import MAX_RECORDS_PAGE, RECORDS_PAGE, uptime
 from protocol import ProtocolError, patterns
-from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key, load_public_key, verify
+from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key
 from protocol.times import format_timestamp, parse_timestamp, utcnow
 
 bp = Blueprint("workers", __name__, url_prefix="/workers")

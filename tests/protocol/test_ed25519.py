@@ -6,8 +6,9 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from collector.signatures import load_public_key, verify
 from protocol import ProtocolError, ed25519
-from protocol.heartbeat import encode_public_key, load_public_key, sign, verify
+from protocol.heartbeat import encode_public_key, sign
 
 # The known small-order encodings (libsodium's blocklist): the 8 torsion points, canonical
 # and with the sign bit or an unreduced y.
