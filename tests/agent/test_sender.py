@@ -20,7 +20,8 @@ from agent import keys
 from agent.clock import CollectorClock
 from agent.errors import DeliveryError
 from agent.sender import Backoff, Outcome, Sender
-from protocol.heartbeat import Heartbeat, encode_public_key, verify
+from collector.signatures import verify
+from protocol.heartbeat import Heartbeat, encode_public_key
 from protocol.times import format_timestamp, utcnow
 from tests.agent.fake_collector import FakeCollector, Reply, accept_everything, collector_json
 from tests.conftest import free_port
