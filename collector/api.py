@@ -247,9 +247,35 @@ def database_down(exc: BaseException, **extra: object) -> Response:
     return response
 
 
+def database_answered(response: Response) -> Response:
+    """After a request: one that opened a connection and did not fail on it found the
+    database up (the end of an outage, logged once)."""
+    state = current_app.extensions["tassium.database_state"]
+    if state.down and response.status_code != 503 and not db.database.is_closed():
+        state.answered()
+    return response
+
+
+def cors(response: Response, path: str, origin: str | None) -> Response:
+    """The CORS headers of an answer to ``path`` for a browser on ``origin``."""
+    origins = set(settings().cors_origins)
+    # The front ends' dialect is called from browsers on other origins, and the original it
+    # replaces answered every origin: "*" there unless the operator names origins.
+    allowed = (origins or {"*"}) if path.startswith("/api/v1/") else origins
+    if origin and ("*" in allowed or origin in allowed):
+        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
+        response.headers["Access-Control-Allow-Headers"] = (
+            "Authorization, Content-Type, " + SIGNATURE_HEADER
+        )
+        response.headers["Access-Control-Max-Age"] = "600"
+    if allowed:
+        response.vary.add("Origin")
+    return response
+
+
 def init_app(app: Flask, config: CollectorConfig) -> None:
-    state = DatabaseState()
-    app.extensions["tassium.database_state"] = state
+    app.extensions["tassium.database_state"] = DatabaseState()
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
@@ -259,10 +285,7 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
 
     @app.after_request
     def _database_answered(response: Response) -> Response:
-        # A request that opened a connection and did not fail on it found the database up.
-        if state.down and response.status_code != 503 and not db.database.is_closed():
-            state.answered()
-        return response
+        return database_answered(response)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -276,22 +299,6 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         return jsonify(error=message), exc.code, headers
 
-    origins = set(config.cors_origins)
-    # The front ends' dialect is called from browsers on other origins, and the original it
-    # replaces answered every origin: "*" there unless the operator names origins.
-    dialect_origins = origins or {"*"}
-
     @app.after_request
-    def _cors(response):
-        allowed = dialect_origins if request.path.startswith("/api/v1/") else origins
-        origin = request.headers.get("Origin")
-        if origin and ("*" in allowed or origin in allowed):
-            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
-            response.headers["Access-Control-Allow-Headers"] = (
-                "Authorization, Content-Type, " + SIGNATURE_HEADER
-            )
-            response.headers["Access-Control-Max-Age"] = "600"
-        if allowed:
-            response.vary.add("Origin")
-        return response
+    def _cors(response: Response) -> Response:
+        return cors(response, request.path, request.headers.get("Origin"))

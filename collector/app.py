@@ -52,6 +52,8 @@ def create_app(config: CollectorConfig) -> Flask:
     # First: its timing spans every other hook.
     telemetry.init_app(app, config)
     api.init_app(app, config)
+    # Inside collector/bodies.py's reader: the lane takes bodies already read.
+    app.wsgi_app = heartbeats.HeartbeatLane(app, app.wsgi_app)
     bodies.init_app(app, config)
     app.extensions["tassium.pings"] = PingBook()
     app.extensions["tassium.keys"] = KeyCache(config.key_cache_entries)

@@ -28,6 +28,8 @@ from collector.config import CollectorConfig
 
 # Where a refusal waits for the before_request hook: (status, message).
 REFUSAL = "tassium.body_refused"
+# Where a body read whole is (None: the request had none), unless it was refused.
+BODY = "tassium.body"
 _STEP = 64 * 1024
 # What gunicorn raises on a malformed body (chunk errors were OSErrors before gunicorn 23).
 _MALFORMED = (ParseException, InvalidChunkSize, ChunkMissingTerminator)
@@ -54,6 +56,8 @@ class BodyReader:
         except ApiError as refused:
             environ[REFUSAL] = (refused.status, refused.message)
             body = b""
+        else:
+            environ[BODY] = body
         if body is not None:
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))

@@ -170,10 +170,15 @@ def close_all(db: Database) -> None:
         db.close_all()
 
 
+def release() -> None:
+    """After a request: its connection (if it opened one) back to the pool."""
+    if not database.is_closed():
+        database.close()
+
+
 def init_app(app: Flask) -> None:
     # No connection is opened before the view runs: Peewee connects on the first query, so a
     # request holds a (pooled) connection only once its body is read and it needs one.
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:
-        if not database.is_closed():
-            database.close()
+        release()

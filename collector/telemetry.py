@@ -185,14 +185,17 @@ def gather_processes(app: Flask, directory: str) -> None:
     )
 
 
+def request_answered(route: str, method: str, status: int, started: float) -> None:
+    """Time one request, from ``started`` (``time.perf_counter()``) to now."""
+    method = method if method in METHODS else "other"
+    REQUEST_SECONDS.labels(route, method, str(status)).observe(time.perf_counter() - started)
+
+
 def _observe(response: Response) -> Response:
     started = g.pop("tassium_started", None)
     if started is not None:
         rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        method = request.method if request.method in METHODS else "other"
-        REQUEST_SECONDS.labels(rule, method, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
+        request_answered(rule, request.method, response.status_code, started)
     return response
 
 

@@ -8,7 +8,9 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
+from werkzeug.exceptions import InternalServerError
 
+from collector import heartbeats, telemetry
 from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer, WorkerMetric
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, parse_timestamp, utcnow
@@ -172,6 +174,7 @@ def test_a_database_outage_is_answered_with_the_collectors_time(make_app, tmp_pa
     response = FakeWorker().beat(client)
     assert response.status_code == 503
     assert response.json["error"] == "database unavailable"
+    assert int(response.headers["Retry-After"]) > 0
     assert_server_time(response.json, before)
 
 
@@ -385,3 +388,92 @@ def test_the_original_bash_agents_heartbeat_is_taken_with_signatures_off(make_ap
     later = bash_agent_body(wallet, start + timedelta(minutes=6), tailscale_ip="100.101.102.103")
     assert client.post("/heartbeat", json=later).status_code == 200
     assert client.get(f"/workers/{wallet}").json["tailscaleIp"] == "100.101.102.103"
+
+
+# --- the lane: POST /heartbeat served below Flask ------------------------------------------
+
+
+def request_count(status: str) -> float:
+    labels = {"route": "/heartbeat", "method": "POST", "status": status}
+    found = telemetry.METRICS.get_sample_value(
+        "tassium_http_request_duration_seconds_count", labels
+    )
+    return found or 0.0
+
+
+@pytest.fixture
+def through_flask(app, monkeypatch):
+    """Route the next requests past the lane, to the Flask route it stands in for."""
+
+    def route() -> None:
+        reader = app.wsgi_app  # collector/bodies.py's, the lane inside it
+        monkeypatch.setattr(reader, "app", reader.app.flask_wsgi)
+
+    return route
+
+
+def test_the_lane_answers_without_flasks_request_handling(app, client, worker, monkeypatch):
+    before = request_count("200")
+
+    def no_flask():
+        raise AssertionError("Flask dispatched the request")
+
+    monkeypatch.setattr(app, "full_dispatch_request", no_flask)
+    answer = worker.beat(client, minutes_ago(1))
+    assert (answer.status_code, answer.json["action"]) == (200, "opened")
+    assert request_count("200") == before + 1  # timed as the telemetry hook times requests
+    with pytest.raises(AssertionError, match="Flask dispatched"):
+        client.get("/healthz")
+
+
+def test_the_lane_and_the_flask_route_answer_alike(client, through_flask):
+    one_minute, two_minutes = minutes_ago(1), minutes_ago(2)
+
+    def answers(worker: FakeWorker) -> list:
+        assert worker.enroll(client).status_code == 201
+        unsigned = json.dumps(worker.heartbeat_body()).encode()
+        sent = [
+            worker.beat(client, two_minutes),  # opened
+            worker.beat(client, two_minutes),  # a duplicate: 409
+            worker.beat(client, one_minute),  # extended
+            post(client, unsigned, None),  # 401
+            post(client, b"{", None),  # 400
+        ]
+        return [
+            (r.status_code, r.headers["Content-Type"], {**r.json, "serverTime": None}) for r in sent
+        ]
+
+    in_the_lane = answers(FakeWorker())
+    through_flask()
+    assert answers(FakeWorker()) == in_the_lane
+    assert [status for status, _, _ in in_the_lane] == [200, 409, 200, 401, 400]
+
+
+def test_an_unexpected_error_in_the_lane_is_a_logged_500(client, worker, monkeypatch, caplog):
+    def broken(*_args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(heartbeats, "receive", broken)
+    before = utcnow()
+    answer = worker.beat(client)
+    assert answer.status_code == 500
+    assert answer.json["error"] == InternalServerError.description
+    assert_server_time(answer.json, before)
+    assert "Exception on /heartbeat [POST]" in caplog.text
+    assert "RuntimeError: a bug" in caplog.text
+
+
+def test_the_lane_answers_browsers_as_every_route_does(make_app):
+    client = make_app(cors_origins=("https://ui.example",)).test_client()
+    worker = FakeWorker()
+    assert worker.enroll(client).status_code == 201
+    raw, headers = worker.signed(worker.heartbeat_body())
+    allowed = client.post(
+        "/heartbeat", data=raw, headers={**headers, "Origin": "https://ui.example"}
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://ui.example"
+    assert allowed.headers["Vary"] == "Origin"
+    other = worker.beat(client)  # no Origin: still Vary, as every answer of this collector
+    assert "Access-Control-Allow-Origin" not in other.headers
+    assert other.headers["Vary"] == "Origin"
