@@ -57,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -387,8 +388,19 @@ class Measurement:
     """The phases run against one served collector. Each worker's heartbeats are SPACING
     apart, each later than its last, all within the collector's backfill limit."""
 
-    def __init__(self, database: str, url: str, pids: dict[str, int], keys: list[bytes], args):
+    def __init__(
+        self,
+        database: str,
+        url: str,
+        pids: dict[str, int],
+        keys: list[bytes],
+        args,
+        checkpoints: Callable[[], int] | None = None,
+    ):
         self.database, self.url, self.pids, self.keys, self.args = database, url, pids, keys, args
+        # PostgreSQL's checkpoints so far: one during a phase (its flush of every dirty page)
+        # can stall commits for a moment, and it is said beside the phase's latencies.
+        self.checkpoints = checkpoints
         self.cursor = utcnow() - timedelta(minutes=10)
         self.rows: list[Row] = []
         self.saturation_bound = float(SATURATION_FLOOR)
@@ -402,9 +414,11 @@ class Measurement:
     def run(self, planned: Phase) -> float:
         """Run a phase, add its row and return the rate it reached."""
         args = self.args
+        checkpoints = self.checkpoints() if self.checkpoints else 0
         before = cpu_of(self.pids)
         outcome = run_phase(self.url, self.keys, planned, args.clients, args.threads)
         after = cpu_of(self.pids)
+        checkpoints = self.checkpoints() - checkpoints if self.checkpoints else 0
         answered = max(1, len(outcome.latencies))
         cpu_ms = {name: (after[name] - before[name]) * 1000 / answered for name in self.pids}
         cpu_ms["sender"] = outcome.cpu * 1000 / answered
@@ -422,6 +436,8 @@ class Measurement:
             notes.append("kept up" if kept_up else f"fell behind ({late:.1f} s late)")
         if outcome.failed:
             notes.append(f"{outcome.failed} refused or failed")
+        if checkpoints:
+            notes.append(f"{checkpoints} checkpoint{'s' if checkpoints > 1 else ''} ran")
         self.rows.append(
             Row(
                 planned.name,
@@ -493,6 +509,11 @@ def pgbench(server: DurablePostgres, database: str, name: str, script: str, args
         raise SystemExit(f"pgbench {name}: {done} transactions wrote {written} metrics points")
     statements = len(re.findall(r";$", script, re.M))
     return Ceiling(name, tps, latency, cpu_ms, statements)
+
+
+def checkpoints_so_far(server: DurablePostgres) -> int:
+    sql = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+    return int(server_query(server, "postgres", sql))
 
 
 def postmaster(server: DurablePostgres) -> int:
@@ -643,7 +664,9 @@ def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling], list
         database = database_url.rsplit("/", 1)[1]
         with serve(database_url, args) as (url, process):
             pids = {"collector": process.pid, "postgres": postmaster(server)}
-            measurement = Measurement("PostgreSQL", url, pids, keys, args)
+            measurement = Measurement(
+                "PostgreSQL", url, pids, keys, args, checkpoints=lambda: checkpoints_so_far(server)
+            )
             rows = measurement.phases()
             rounds = alternate(measurement, server, database, args)
         # The collector stopped: pgbench has the machine to itself, as the collector had.
