@@ -478,28 +478,47 @@ class Ceiling:
     latency_ms: float
     cpu_ms: float  # PostgreSQL's CPU time per transaction
     statements: int  # BEGIN and COMMIT included
+    p50_ms: float | None = None  # at a fixed rate
+    p99_ms: float | None = None
 
 
-def pgbench(server: DurablePostgres, database: str, name: str, script: str, args) -> Ceiling:
+def pgbench(
+    server: DurablePostgres,
+    database: str,
+    name: str,
+    script: str,
+    args,
+    rate: float | None = None,
+) -> Ceiling:
     """One pgbench script for ``--seconds`` with the collector's client concurrency; checks
     that the transactions wrote their metrics points (a script matching no worker would
     measure nothing). The minimal one skips, as the collector refuses, the heartbeat of a
-    worker whose row a concurrent transaction stamped later (rare with many workers)."""
+    worker whose row a concurrent transaction stamped later (rare with many workers). At a
+    fixed ``rate``, also the latencies' p50 and p99, from when each transaction was due (as
+    the collector's are measured)."""
     connections = args.clients * args.threads
     count = "SELECT count(*) FROM worker_metrics"
     before = int(server_query(server, database, count))
     cpu_before = tree_cpu(postmaster(server))
-    with tempfile.NamedTemporaryFile("w", suffix=".sql") as file:
-        file.write(script)
-        file.flush()
-        os.chmod(file.name, 0o644)
+    with tempfile.TemporaryDirectory(prefix="tassium-pgbench-") as directory:
+        path = Path(directory) / "script.sql"
+        path.write_text(script)
+        path.chmod(0o644)
         command = [
-            "pgbench", "-n", "-f", file.name,
+            "pgbench", "-n", "-f", str(path),
             "-c", str(connections), "-j", str(args.clients), "-T", f"{args.seconds:g}",
             "-D", f"workers={args.workers}",
             "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", database,
         ]  # fmt: skip
+        if rate is not None:
+            command += ["-R", f"{rate:g}", "-l", f"--log-prefix={directory}/log"]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
+        latencies = sorted(_logged_latencies(Path(directory)))
+    p50, p99 = (
+        (percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000)
+        if latencies
+        else (None, None)
+    )
     tps = float(re.search(r"^tps = ([\d.]+)", result.stdout, re.M).group(1))
     latency = float(re.search(r"^latency average = ([\d.]+) ms", result.stdout, re.M).group(1))
     done = int(re.search(r"actually processed: (\d+)", result.stdout).group(1))
@@ -508,7 +527,18 @@ def pgbench(server: DurablePostgres, database: str, name: str, script: str, args
     if written < 0.9 * done:
         raise SystemExit(f"pgbench {name}: {done} transactions wrote {written} metrics points")
     statements = len(re.findall(r";$", script, re.M))
-    return Ceiling(name, tps, latency, cpu_ms, statements)
+    return Ceiling(name, tps, latency, cpu_ms, statements, p50, p99)
+
+
+def _logged_latencies(directory: Path) -> list[float]:
+    """Seconds from when each transaction was due to its end, from pgbench's logs (-l with
+    -R: client, transaction, latency µs, script, epoch, µs, schedule lag µs)."""
+    found = []
+    for log in directory.glob("log*"):
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            found.append((int(fields[2]) + int(fields[6])) / 1e6)
+    return found
 
 
 def checkpoints_so_far(server: DurablePostgres) -> int:
@@ -650,7 +680,15 @@ def alternate(measurement: Measurement, server: DurablePostgres, database: str, 
     return rounds
 
 
-def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling], list]:
+def at_rates(server: DurablePostgres, database: str, args) -> list[Ceiling]:
+    """The equivalent transaction alone at each fixed rate (on the twin workers, the
+    collector idle): the database's own latencies on this machine, beside the collector's."""
+    name, script = equivalent(args)
+    script = script.replace("random(1, :workers)", "random(:workers + 1, 2 * :workers)")
+    return [pgbench(server, database, f"{rate:g}/s", script, args, rate) for rate in args.rates]
+
+
+def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling], list, list]:
     server = DurablePostgres()
     server.start()
     try:
@@ -669,6 +707,7 @@ def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling], list
             )
             rows = measurement.phases()
             rounds = alternate(measurement, server, database, args)
+            alone = at_rates(server, database, args) if args.rounds else []
         # The collector stopped: pgbench has the machine to itself, as the collector had.
         ceilings = [
             pgbench(server, database, "as at d1ce3ab", AS_AT_D1CE3AB, args),
@@ -676,7 +715,7 @@ def on_postgres(keys: list[bytes], args) -> tuple[list[Row], list[Ceiling], list
             pgbench(server, database, "minimal", MINIMAL_WITH_CONTAINERS, args),
             pgbench(server, database, "same, no containers", MINIMAL, args),
         ]
-        return rows, ceilings, rounds
+        return rows, ceilings, rounds, alone
     finally:
         server.stop()
 
@@ -715,6 +754,14 @@ def print_rounds(rounds: list[tuple[float, float]], equivalent_name: str) -> Non
         ratios.append(achieved / tps)
         print(f"  {f'round {number}':<22}{achieved:>12.0f}{tps:>26.0f}{ratios[-1]:>8.2f}")
     print(f"  {'median':<22}{'':>12}{'':>26}{statistics.median(ratios):>8.2f}")
+
+
+def print_alone(alone: list[Ceiling], equivalent_name: str) -> None:
+    print(f"\n  {equivalent_name + ', pgbench alone':<34}{'tps':>8}{'p50 ms':>9}{'p99 ms':>9}")
+    for ceiling in alone:
+        print(
+            f"  {ceiling.name:<34}{ceiling.tps:>8.0f}{ceiling.p50_ms:>9.1f}{ceiling.p99_ms:>9.1f}"
+        )
 
 
 def code_version() -> str:
@@ -785,7 +832,7 @@ def main() -> None:
         f"{args.seconds:g} s a phase; {time.monotonic() - started:.0f} s in all"
     )
     if postgres is not None:
-        rows, ceilings, rounds = postgres
+        rows, ceilings, rounds, alone = postgres
         print_rows("PostgreSQL (fsync, synchronous_commit on)", rows)
         saturated = next(r.achieved for r in rows if r.phase == "saturation")
         print(
@@ -800,6 +847,8 @@ def main() -> None:
             )
         if rounds:
             print_rounds(rounds, equivalent(args)[0])
+        if alone:
+            print_alone(alone, equivalent(args)[0])
     if sqlite is not None:
         print_rows("SQLite (WAL)", sqlite)
 
