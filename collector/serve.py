@@ -11,6 +11,7 @@ transaction, so the locking is what it is with one request per process at a time
 """
 
 import contextlib
+import gc
 import ipaddress
 import logging
 import os
@@ -140,6 +141,11 @@ class CollectorServer(BaseApplication):
 
         app = create_app(self.config_obj)
         telemetry.gather_processes(app, self.metrics_dir)
+        # What is loaded now lives as long as the process: kept out of the garbage
+        # collector's reach, a full collection no longer walks every module, class and route
+        # (a pause of 30-40 ms in the middle of requests, a tail of the 500/s benchmark).
+        gc.collect()
+        gc.freeze()
         return app
 
     def _child_exit(self, _arbiter, worker) -> None:

@@ -3,6 +3,7 @@ signed heartbeats while slow and idle connections hold on, closes connections wh
 or body do not arrive in time, and answers malformed or oversized bodies (parsed by gunicorn
 itself, over raw sockets) with a 4xx and a JSON error."""
 
+import gc
 import json
 import resource
 import select
@@ -13,8 +14,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from collector import db
 from collector.config import ConfigError, load_config
-from collector.serve import raise_open_file_limit
+from collector.serve import CollectorServer, raise_open_file_limit
 from tests.collector.test_heartbeats import SERVER_TIME
 from tests.factories import FakeWorker
 from tests.hostile_clients import (
@@ -282,3 +284,18 @@ def test_serve_raises_the_open_file_limit_to_the_hard_limit():
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
     assert raise_open_file_limit(100) == hard
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+
+
+def test_a_serving_process_keeps_what_it_loaded_out_of_the_collectors_reach(config, tmp_path):
+    server = CollectorServer(config, str(tmp_path))
+    gc.unfreeze()
+    try:
+        app = server.load()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        assert gc.is_tracked(app.url_map) and not any(
+            app.url_map is found for found in gc.get_objects(generation=2)
+        )
+    finally:
+        gc.unfreeze()
+        db.database.close_all()
