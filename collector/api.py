@@ -258,10 +258,10 @@ def database_answered(response: Response) -> Response:
 
 def cors(response: Response, path: str, origin: str | None) -> Response:
     """The CORS headers of an answer to ``path`` for a browser on ``origin``."""
-    origins = set(settings().cors_origins)
+    origins = settings().cors_origins
     # The front ends' dialect is called from browsers on other origins, and the original it
     # replaces answered every origin: "*" there unless the operator names origins.
-    allowed = (origins or {"*"}) if path.startswith("/api/v1/") else origins
+    allowed = (origins or ("*",)) if path.startswith("/api/v1/") else origins
     if origin and ("*" in allowed or origin in allowed):
         response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
@@ -283,9 +283,7 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
     def _database_down(exc: Exception):
         return database_down(exc)
 
-    @app.after_request
-    def _database_answered(response: Response) -> Response:
-        return database_answered(response)
+    app.after_request(database_answered)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):

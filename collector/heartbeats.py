@@ -231,10 +231,6 @@ def ping(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
 
 
 @bp.after_request
-def _stamp_server_time(response: Response) -> Response:
-    return stamp_server_time(response)
-
-
 def stamp_server_time(response: Response) -> Response:
     """``serverTime`` on every JSON answer of these routes, whatever made it: the routes
     themselves, a body refused before they ran (400, 408, 413), a database outage (503). So

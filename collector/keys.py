@@ -19,7 +19,7 @@ PING_MAX_AGE = 60.0
 
 class CachedKey(NamedTuple):
     text: str  # as the worker row holds it
-    public_key: Ed25519PublicKey  # loaded once: loading cost a quarter of each verification
+    public_key: Ed25519PublicKey  # decoded and checked once, not at every verification
 
 
 class KeyCache:
