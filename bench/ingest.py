@@ -622,11 +622,16 @@ def serve(database_url: str, args):
     )
 
 
-def equivalent(args) -> tuple[str, str]:
-    """The one-statement transaction equivalent to the payload sent: its name and script."""
+def equivalent(args, *, twins: bool = False) -> tuple[str, str]:
+    """The one-statement transaction equivalent to the payload sent: its name and script
+    (for the workers of ``add_twins`` with ``twins``)."""
     if args.steady_containers:
-        return "same, no containers", MINIMAL  # the collector writes no container list
-    return "minimal", MINIMAL_WITH_CONTAINERS
+        name, script = "same, no containers", MINIMAL  # the collector writes no container list
+    else:
+        name, script = "minimal", MINIMAL_WITH_CONTAINERS
+    if twins:
+        script = script.replace("random(1, :workers)", "random(:workers + 1, 2 * :workers)")
+    return name, script
 
 
 def add_twins(database_url: str, workers: int) -> None:
@@ -671,8 +676,7 @@ def alternate(measurement: Measurement, server: DurablePostgres, database: str, 
     workers of ``add_twins``): the machine is shared, and its speed drifts within a run by
     more than the differences measured, so each ratio compares figures taken moments apart.
     Returns (collector/s, ceiling tps) for each round."""
-    name, script = equivalent(args)
-    script = script.replace("random(1, :workers)", "random(:workers + 1, 2 * :workers)")
+    name, script = equivalent(args, twins=True)
     rounds = []
     for number in range(1, args.rounds + 1):
         achieved = measurement.saturation(f"saturation, round {number}")
@@ -683,8 +687,7 @@ def alternate(measurement: Measurement, server: DurablePostgres, database: str, 
 def at_rates(server: DurablePostgres, database: str, args) -> list[Ceiling]:
     """The equivalent transaction alone at each fixed rate (on the twin workers, the
     collector idle): the database's own latencies on this machine, beside the collector's."""
-    name, script = equivalent(args)
-    script = script.replace("random(1, :workers)", "random(:workers + 1, 2 * :workers)")
+    name, script = equivalent(args, twins=True)
     return [pgbench(server, database, f"{rate:g}/s", script, args, rate) for rate in args.rates]
 
 
