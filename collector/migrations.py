@@ -214,6 +214,44 @@ MIGRATIONS = (
             "CREATE INDEX enrollment_tokens_expires ON enrollment_tokens (expires_at)",
         ),
     ),
+    Migration(
+        7,
+        "pay only for uptime that happened: wallet-signed enrollment challenges, shared rate "
+        "limits, a worker's capacity fixed at enrollment and its changes",
+        (
+            # A one-time challenge the wallet signs to enroll an agent key (collector/enrollment.py).
+            """CREATE TABLE enrollment_challenges (
+            id VARCHAR(64) PRIMARY KEY,
+            wallet_address VARCHAR(64) NOT NULL,
+            public_key TEXT NOT NULL,
+            message TEXT NOT NULL,
+            created_at {ts} NOT NULL,
+            expires_at {ts} NOT NULL,
+            used_at {ts})""",
+            "CREATE INDEX enrollment_challenges_expires ON enrollment_challenges (expires_at)",
+            # Fixed-window counters shared by every process and node (collector/ratelimits.py).
+            """CREATE TABLE rate_limits (
+            key VARCHAR(255) PRIMARY KEY,
+            expires_at {ts} NOT NULL,
+            hits INTEGER NOT NULL)""",
+            "CREATE INDEX rate_limits_expires ON rate_limits (expires_at)",
+            # The capacity credits are computed from: fixed when the worker enrolls, changed
+            # only within the operator's bounds or by the operator (collector/capacity.py).
+            "ALTER TABLE workers ADD COLUMN capacity_cpu_cores INTEGER",
+            "ALTER TABLE workers ADD COLUMN capacity_ram_gb {float}",
+            "ALTER TABLE workers ADD COLUMN capacity_storage_gb {float}",
+            """CREATE TABLE capacity_changes (
+            id {serial},
+            worker_address VARCHAR(64) NOT NULL
+                REFERENCES workers (wallet_address) ON DELETE CASCADE,
+            changed_at {ts} NOT NULL,
+            cpu_cores INTEGER,
+            ram_gb {float},
+            storage_gb {float},
+            reason VARCHAR(32) NOT NULL)""",
+            "CREATE INDEX capacity_changes_worker ON capacity_changes (worker_address, changed_at)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -97,6 +97,11 @@ class Worker(BaseModel):
     # Of the container list last written (collector/windows.py): an unchanged list is not
     # written again.
     containers_digest = CharField(max_length=64, null=True)
+    # The capacity its credits are computed from (collector/capacity.py): fixed when it
+    # enrolls, not by what later heartbeats say.
+    capacity_cpu_cores = IntegerField(null=True)
+    capacity_ram_gb = FloatField(null=True)
+    capacity_storage_gb = FloatField(null=True)
 
     class Meta:
         table_name = "workers"
@@ -266,3 +271,44 @@ class SweeperLease(BaseModel):
 
     class Meta:
         table_name = "sweeper_lease"
+
+
+class EnrollmentChallenge(BaseModel):
+    """A one-time message that the wallet signs to enroll an agent key (collector/enrollment.py)."""
+
+    id = CharField(primary_key=True, max_length=64)
+    wallet_address = CharField(max_length=WALLET_LENGTH)
+    public_key = TextField()
+    message = TextField()
+    created_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+    used_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "enrollment_challenges"
+
+
+class RateLimit(BaseModel):
+    """A fixed-window counter shared by every collector process (collector/ratelimits.py)."""
+
+    key = CharField(primary_key=True, max_length=255)
+    expires_at = UTCDateTimeField()
+    hits = IntegerField()
+
+    class Meta:
+        table_name = "rate_limits"
+
+
+class CapacityChange(BaseModel):
+    """A change of the capacity a worker is credited for, and why (collector/capacity.py)."""
+
+    id = AutoField()
+    worker = ForeignKeyField(Worker, column_name="worker_address", on_delete="CASCADE")
+    changed_at = UTCDateTimeField()
+    cpu_cores = IntegerField(null=True)
+    ram_gb = FloatField(null=True)
+    storage_gb = FloatField(null=True)
+    reason = CharField(max_length=32)
+
+    class Meta:
+        table_name = "capacity_changes"
