@@ -7,14 +7,17 @@ import pytest
 from collector import migrations
 from collector.migrations import LATEST_VERSION, MIGRATIONS, Migration
 from collector.models import (
+    CapacityChange,
     CollectorRun,
     CreditDay,
     DockerOutage,
+    EnrollmentChallenge,
     EnrollmentToken,
     OpenWindow,
     Payment,
     Payout,
     Project,
+    RateLimit,
     SweeperLease,
     UptimeRecord,
     Worker,
@@ -37,6 +40,9 @@ MODELS = [
     DockerOutage,
     CreditDay,
     Payout,
+    EnrollmentChallenge,
+    RateLimit,
+    CapacityChange,
 ]
 VERSION_1_TABLES = {"projects", "payments", "workers", "worker_uptime_records"}
 A = "0x" + "a" * 40
