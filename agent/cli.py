@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from agent import keys
@@ -45,36 +46,94 @@ def cmd_keygen(config: AgentConfig, _args) -> int:
 
 
 def cmd_enroll(config: AgentConfig, args) -> int:
+    from agent import enrollment
     from agent.clock import CollectorClock
     from agent.sender import Sender
 
     check_state_dir(config, write=False)  # enrolling reads the key and writes nothing
     key = keys.load(config.key_path)
-    body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
-    if args.token:
-        body["token"] = args.token
     sender = Sender(config, key, CollectorClock())
     try:
-        status, answer = sender.post_signed("/workers/enroll", json.dumps(body).encode())
+        if args.token:
+            outcome = _enroll_directly(config, key, sender, args.token)
+        elif args.signature:
+            outcome = enrollment.send_signature(sender, args.challenge, args.signature)
+        else:
+            outcome = _enroll_by_wallet(config, key, sender, args.wait)
+    except enrollment.EnrollmentRefused as exc:
+        print(f"enrollment refused: {exc}", file=sys.stderr)
+        return 1
     finally:
         sender.close()
+    fingerprint = keys.fingerprint(key)
+    print(
+        {
+            "replaced": f"enrolled {config.wallet} with the new key {fingerprint}, "
+            "replacing the key enrolled before",
+            "unchanged": f"{config.wallet} is already enrolled with key {fingerprint}",
+        }.get(outcome, f"enrolled {config.wallet} with key {fingerprint}")
+    )
+    return 0
+
+
+def _enroll_directly(config: AgentConfig, key, sender, token: str | None) -> str:
+    """With an operator's token, or (``None``) as a collector from before wallet-signed
+    enrollment takes it."""
+    from agent.enrollment import EnrollmentRefused, error_of
+
+    body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
+    if token is not None:
+        body["token"] = token
+    status, answer = sender.post_signed("/workers/enroll", json.dumps(body).encode())
     if status in (200, 201) and isinstance(answer, dict):
-        fingerprint = keys.fingerprint(key)
         # A collector older than the "enrollment" field answered 200 both for the same key
         # again and for a key a token replaced: the token is what tells them apart there.
-        outcome = answer.get("enrollment") or (
-            "enrolled" if status == 201 else "replaced" if args.token else "unchanged"
+        return answer.get("enrollment") or (
+            "enrolled" if status == 201 else "replaced" if token else "unchanged"
         )
-        print(
-            {
-                "replaced": f"enrolled {config.wallet} with the new key {fingerprint}, "
-                "replacing the key enrolled before",
-                "unchanged": f"{config.wallet} is already enrolled with key {fingerprint}",
-            }.get(outcome, f"enrolled {config.wallet} with key {fingerprint}")
-        )
-        return 0
-    print(f"enrollment refused ({status}): {_error(answer)}", file=sys.stderr)
-    return 1
+    raise EnrollmentRefused(f"({status}) {error_of(answer)}")
+
+
+def _enroll_by_wallet(config: AgentConfig, key, sender, wait: float | None) -> str:
+    """Ask for a challenge, show it, and wait for the owner's signature."""
+    from agent import enrollment
+
+    before = enrollment.enrolled_key(sender, config.wallet)
+    if before == encode_public_key(key):
+        return "unchanged"  # installing again: nothing to sign
+    try:
+        challenge = enrollment.ask(sender, config, key)
+    except enrollment.NoChallenges:
+        return _enroll_directly(config, key, sender, None)
+    terminal = sys.stdin if sys.stdin is not None and sys.stdin.isatty() else None
+    lines = [
+        f"To let this machine earn uptime for {config.wallet}, that wallet must sign:",
+        "",
+        *("    " + line for line in challenge.message.splitlines()),
+        "",
+        "Sign it with your browser wallet (one click) at:",
+        f"    {challenge.sign_url}",
+        "or sign it elsewhere and "
+        + (
+            "paste the signature here, then press Enter."
+            if terminal
+            else f"run: tassium-agent enroll --challenge {challenge.id} --signature SIGNATURE"
+        ),
+        f"Waiting for the signature until {challenge.expires_at} ...",
+    ]
+    print("\n".join(lines), flush=True)
+    left = enrollment.seconds_left(challenge)
+    until = time.monotonic() + (left if wait is None else min(wait, left))
+    outcome = enrollment.wait_for_signature(
+        sender,
+        config,
+        key,
+        challenge,
+        typed=terminal,
+        until=until,
+        say=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    return "replaced" if outcome == "enrolled" and before is not None else outcome
 
 
 def cmd_once(config: AgentConfig, _args) -> int:
@@ -119,16 +178,13 @@ def cmd_run(config: AgentConfig, _args) -> int:
     return run(config, keys.load(config.key_path), Notifier.from_environ(os.environ))
 
 
-def _error(answer: object) -> str:
-    if isinstance(answer, dict):
-        return str(answer.get("error"))
-    return "the answer is not the collector's"
-
-
 # In the order an owner uses them; each help is one line of plain text (--help shows it).
 COMMANDS = {
     "keygen": (cmd_keygen, "generate the worker's signing key"),
-    "enroll": (cmd_enroll, "register this worker's public key with the collector"),
+    "enroll": (
+        cmd_enroll,
+        "register this worker's public key with the collector, signed for by the wallet",
+    ),
     "run": (cmd_run, "run the daemon (what systemd starts)"),
     "once": (cmd_once, "send one heartbeat now; fails unless it is credited"),
     "status": (cmd_status, "check state, key, Docker, collector, clock, enrollment, spool"),
@@ -154,10 +210,28 @@ def main(argv: list[str] | None = None) -> None:
         if name == "enroll":
             sub.add_argument(
                 "--token",
-                help="single-use enrollment token from the operator: needed when the collector "
-                "asks for one, or to replace a lost key",
+                help="single-use enrollment token from the operator, instead of the wallet's "
+                "signature (fleets)",
+            )
+            sub.add_argument(
+                "--challenge",
+                metavar="ID",
+                help="a challenge printed by an earlier enroll, to send --signature for",
+            )
+            sub.add_argument(
+                "--signature",
+                help="the wallet's signature over that challenge (0x... or base64)",
+            )
+            sub.add_argument(
+                "--wait",
+                type=float,
+                metavar="SECONDS",
+                help="how long to wait for the signature (default: until the challenge "
+                "expires, 15 minutes)",
             )
     args = parser.parse_args(argv)
+    if args.command == "enroll" and bool(args.challenge) != bool(args.signature):
+        parser.error("enroll: --challenge and --signature go together")
     try:
         config = load_config(args.config)
         _setup_logging(config.log_level)

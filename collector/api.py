@@ -6,6 +6,7 @@ import functools
 import hmac
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 
@@ -16,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from collector import db, telemetry
 from collector.config import CollectorConfig
-from protocol import ProtocolError
+from protocol import ProtocolError, patterns
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.wallets import normalize_wallet
 
@@ -52,6 +53,23 @@ def body_too_large(limit: int) -> ApiError:
 
 def settings() -> CollectorConfig:
     return current_app.config["TASSIUM"]
+
+
+# The Host header is the caller's to choose: only a plain host[:port] may reach an install
+# script or a challenge, by the grammar of public_url, so the URL made from it is one the
+# script accepts.
+_HOST = re.compile(patterns.AUTHORITY)
+
+
+def public_url() -> str:
+    """What workers and owners reach this collector at: ``public_url``, else the address this
+    request was sent to."""
+    configured = settings().public_url
+    if configured:
+        return configured.rstrip("/")
+    if not _HOST.fullmatch(request.host):
+        raise ApiError(400, "the Host header is not a plain host name; set public_url")
+    return f"{request.scheme}://{request.host}"
 
 
 def json_object(raw: bytes | None = None) -> dict:

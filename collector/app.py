@@ -8,10 +8,12 @@ from collector import (
     dashboard,
     db,
     deployments,
+    enrollment,
     heartbeats,
     openapi,
     payments,
     payouts,
+    ratelimits,
     reports,
     setup,
     telemetry,
@@ -55,6 +57,8 @@ def create_app(config: CollectorConfig) -> Flask:
     # Inside collector/bodies.py's reader: the lane takes bodies already read.
     app.wsgi_app = heartbeats.HeartbeatLane(app, app.wsgi_app)
     bodies.init_app(app, config)
+    # After the body reader's hook: a body refused anyway is not counted.
+    ratelimits.init_app(app, config)
     app.extensions["tassium.pings"] = PingBook()
     app.extensions["tassium.keys"] = KeyCache(config.key_cache_entries)
     heartbeats.init_app(app, config)
@@ -67,6 +71,7 @@ def create_app(config: CollectorConfig) -> Flask:
     for module in (
         heartbeats,
         workers,
+        enrollment,
         deployments,
         payments,
         payouts,

@@ -15,6 +15,7 @@ from collector.config import (
     mask_password,
 )
 from protocol import ProtocolError
+from protocol.heartbeat import MAX_CPU_CORES, MAX_GB
 from protocol.times import format_timestamp, utcnow
 from protocol.wallets import normalize_wallet
 
@@ -150,7 +151,7 @@ def token() -> None:
 @click.pass_obj
 def token_create(config: CollectorConfig, wallet_address: str, ttl: int | None) -> None:
     """Issue a single-use enrollment token; it is printed once and stored only hashed."""
-    from collector.workers import issue_token
+    from collector.enrollment import issue_token
 
     try:
         address = normalize_wallet(wallet_address, config.wallet_format)
@@ -164,6 +165,103 @@ def token_create(config: CollectorConfig, wallet_address: str, ttl: int | None) 
     click.echo(
         f"valid once for {address} until {format_timestamp(now + timedelta(seconds=ttl))}", err=True
     )
+
+
+@cli.group()
+def capacity() -> None:
+    """The capacity each worker is credited for (fixed when it enrolls)."""
+
+
+def _wallet_option(config: CollectorConfig, wallet_address: str) -> str:
+    try:
+        return normalize_wallet(wallet_address, config.wallet_format)
+    except ProtocolError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wallet") from None
+
+
+def _capacity_line(label: str, capacity) -> None:
+    facts = (capacity.cpu_cores, capacity.ram_gb, capacity.storage_gb)
+    cores, ram, storage = ("-" if value is None else f"{value:g}" for value in facts)
+    click.echo(f"{label}: {cores} cores, {ram} GB RAM, {storage} GB storage")
+
+
+@capacity.command("show")
+@click.option("--wallet", "wallet_address", required=True)
+@click.pass_obj
+def capacity_show(config: CollectorConfig, wallet_address: str) -> None:
+    """What the worker is credited for, what it reports, and every change."""
+    from collector import capacity as capacities
+    from collector.models import CapacityChange, Worker
+
+    address = _wallet_option(config, wallet_address)
+    with _open(config).connection_context():
+        worker = Worker.get_or_none(Worker.wallet_address == address)
+        if worker is None:
+            raise click.ClickException(f"no worker {address}")
+        _capacity_line("credited", capacities.held(worker))
+        _capacity_line("reported", capacities.reported(worker))
+        flags = capacities.flags(worker, config)
+        click.echo(f"flags: {', '.join(flags) or '-'}")
+        for change in (
+            CapacityChange.select()
+            .where(CapacityChange.worker == address)
+            .order_by(CapacityChange.changed_at, CapacityChange.id)
+        ):
+            values = capacities.Capacity(change.cpu_cores, change.ram_gb, change.storage_gb)
+            _capacity_line(f"{format_timestamp(change.changed_at)} {change.reason}", values)
+
+
+_FORCE = click.option("--force", is_flag=True, help="allow values above the configured maximums")
+
+
+@capacity.command("approve")
+@click.option("--wallet", "wallet_address", required=True)
+@_FORCE
+@click.pass_obj
+def capacity_approve(config: CollectorConfig, wallet_address: str, force: bool) -> None:
+    """Credit the worker for what it last reported (within the maximums unless --force)."""
+    from collector import capacity as capacities
+
+    address = _wallet_option(config, wallet_address)
+    with _open(config).connection_context():
+        try:
+            approved = capacities.approve(address, config, utcnow(), force=force)
+        except (LookupError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    _capacity_line("approved", approved)
+
+
+@capacity.command("set")
+@click.option("--wallet", "wallet_address", required=True)
+@click.option("--cpu", type=click.IntRange(1, MAX_CPU_CORES), help="CPU cores")
+@click.option("--ram", type=click.FloatRange(0, MAX_GB), help="RAM in GB")
+@click.option("--storage", type=click.FloatRange(0, MAX_GB), help="storage in GB")
+@_FORCE
+@click.pass_obj
+def capacity_set(
+    config: CollectorConfig,
+    wallet_address: str,
+    cpu: int | None,
+    ram: float | None,
+    storage: float | None,
+    force: bool,
+) -> None:
+    """Credit the worker for these facts (those not given stay as they are)."""
+    from collector import capacity as capacities
+
+    address = _wallet_option(config, wallet_address)
+    given = {"cpu_cores": cpu, "ram_gb": ram, "storage_gb": storage}
+    facts = {name: value for name, value in given.items() if value is not None}
+    if not facts:
+        raise click.UsageError("give at least one of --cpu, --ram, --storage")
+    with _open(config).connection_context():
+        try:
+            changed = capacities.set_capacity(address, config, utcnow(), force=force, **facts)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+        except ValueError as exc:
+            raise click.ClickException(f"{exc} (--force sets it anyway)") from None
+    _capacity_line("set", changed)
 
 
 @cli.command("workers")
@@ -235,7 +333,7 @@ def report(config: CollectorConfig, period_text: str, as_csv: bool) -> None:
     with _open(config).connection_context():
         rows = (
             tuple(r.summary()[c] for c in columns)
-            for r in reports.fleet(period, **reports.timing(config, utcnow()))
+            for r in reports.fleet(period, **reports.timing(config, utcnow()), bounds=config)
         )
         if as_csv:
             for line in reports.csv_lines(columns, rows):
@@ -252,25 +350,37 @@ def report(config: CollectorConfig, period_text: str, as_csv: bool) -> None:
 @cli.command()
 @click.option("--period", "period_text", required=True, help=_PERIOD_HELP)
 @click.option("--budget", required=True, help="the total to split, a uint256 in decimal")
-@click.option("--basis", type=click.Choice(["credits", "uptime"]), default="credits")
+# No default here: the command takes payouts.DEFAULT_BASIS when it runs (it imports that
+# module only then, as the other commands do theirs), so routes and command share one default.
+@click.option(
+    "--basis",
+    type=click.Choice(["uptime", "credits"]),
+    help="what the shares weigh: counted uptime (the default) or credits, which trust the "
+    "capacity each worker declared",
+)
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, as GET /payouts/export.csv answers")
-@click.option("--record", is_flag=True, help="record it: one payment per share, once per period")
+@click.option(
+    "--record",
+    is_flag=True,
+    help="record it: one payment per share, once per period; periods never overlap",
+)
 @click.option("--tx-hash", help="the transaction that paid it, stored with the payments")
 @click.pass_obj
 def payout(
     config: CollectorConfig,
     period_text: str,
     budget: str,
-    basis: str,
+    basis: str | None,
     as_csv: bool,
     record: bool,
     tx_hash: str | None,
 ) -> None:
-    """Split a budget over a period's workers in proportion to their credits or uptime."""
+    """Split a budget over a period's workers in proportion to their uptime or credits."""
     from collector import payouts, reports
     from collector.api import ApiError
     from collector.payments import parse_amount
 
+    basis = basis or payouts.DEFAULT_BASIS
     period = _period(period_text)
     try:
         amount = int(parse_amount(budget, "budget"))

@@ -12,8 +12,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
+from limits import RateLimitItem, parse_many
 
 from protocol import patterns
+from protocol.heartbeat import MAX_CONTAINERS, MAX_CPU_CORES, MAX_GB
 from protocol.settings import Rule, SettingsError, read_settings
 from protocol.wallets import WALLET_FORMATS
 
@@ -46,6 +48,8 @@ class CollectorConfig:
     gap: int = 30 * 60
     max_backfill: int = 24 * 3600
     max_skew: int = 120
+    # One heartbeat per this many seconds is stored for a wallet; those between are 429.
+    min_interval: int = 10
     sweep_interval: int = 60
     max_body_bytes: int = 256 * 1024
     # Untrusted clients: a request's headers must arrive within header_timeout seconds (also
@@ -90,6 +94,20 @@ class CollectorConfig:
     # A line per request on standard output. A million workers send 3,333 heartbeats a
     # second: a tenth of the collector's CPU goes to that log, which such a fleet may turn off.
     access_log: bool = True
+    # The capacity a worker is credited for (collector/capacity.py): at most these, however
+    # large a machine it declares; growing by itself by at most capacity_growth (a fraction)
+    # of the capacity fixed at enrollment, the rest awaiting the operator's approval; and at
+    # most capacity_max_containers containers counted.
+    capacity_max_cpu_cores: int = 128
+    capacity_max_ram_gb: float = 1024.0
+    capacity_max_storage_gb: float = 20000.0
+    capacity_growth: float = 0.0
+    capacity_max_containers: int = 100
+    # Requests per client address to the write routes (collector/ratelimits.py), in the
+    # notation of the limits library ("10/minute", several joined by ";"); "0" or "" is off.
+    # An enrollment is two requests (the challenge and its signature).
+    rate_limit_enrollment: str = "30/minute"
+    rate_limit_writes: str = "120/minute"
 
     def __repr__(self) -> str:
         # The API token and a database password must not reach a log line.
@@ -124,6 +142,34 @@ def _url_template(value: str) -> bool:
     return "{name}" in value and urlsplit(value.replace("{name}", "x")).scheme in ("http", "https")
 
 
+# The longest window a rate limit may count over.
+RATE_LIMIT_WINDOW_MAX = 366 * 24 * 3600
+
+
+def rate_limit_items(text: str) -> list[RateLimitItem]:
+    """The limits a rate-limit setting names (none when it is "0" or empty); ValueError when
+    it names none that can be counted."""
+    if text.strip() in ("", "0"):
+        return []
+    items = parse_many(text)  # ValueError when it is not the notation
+    if not all(i.amount >= 1 and 1 <= i.get_expiry() <= RATE_LIMIT_WINDOW_MAX for i in items):
+        raise ValueError(f"{text!r} allows no request, or counts over more than a year")
+    return items
+
+
+def _rate_limit(text: str) -> bool:
+    try:
+        rate_limit_items(text)
+    except ValueError:
+        return False
+    return True
+
+
+_RATE_LIMIT = (
+    'requests per window, as in "10/minute" or "100 per 2 hours" (several joined by ";"; '
+    'a window of a second to a year), or "0" to turn it off'
+)
+
 RULES = {
     "database_url": Rule(
         str,
@@ -145,6 +191,7 @@ RULES = {
     "gap": Rule(int, lambda v: v >= 1, "seconds, at least 1"),
     "max_backfill": Rule(int, lambda v: v >= 0, "seconds, 0 or more"),
     "max_skew": Rule(int, lambda v: v >= 0, "seconds, 0 or more"),
+    "min_interval": Rule(int, lambda v: 0 <= v <= 3600, "seconds, from 0 to 3600"),
     "sweep_interval": Rule(int, lambda v: v >= 0, "seconds, 0 turns the sweeper off"),
     "max_body_bytes": Rule(int, lambda v: 1024 <= v <= 64 * 1024 * 1024, "from 1024 to 64 MiB"),
     "header_timeout": Rule(int, lambda v: 1 <= v <= 300, "seconds, from 1 to 300"),
@@ -177,6 +224,17 @@ RULES = {
     "group_commit_wait_ms": Rule(int, lambda v: 0 <= v <= 100, "milliseconds, from 0 to 100"),
     "access_log": Rule(bool),
     "key_cache_entries": Rule(int, lambda v: 0 <= v <= 10_000_000, "from 0 to 10000000"),
+    "capacity_max_cpu_cores": Rule(
+        int, lambda v: 1 <= v <= MAX_CPU_CORES, f"cores, from 1 to {MAX_CPU_CORES}"
+    ),
+    "capacity_max_ram_gb": Rule(float, lambda v: 1 <= v <= MAX_GB, f"GB, from 1 to {MAX_GB:g}"),
+    "capacity_max_storage_gb": Rule(float, lambda v: 1 <= v <= MAX_GB, f"GB, from 1 to {MAX_GB:g}"),
+    "capacity_growth": Rule(float, lambda v: 0 <= v <= 10, "a fraction, from 0 to 10"),
+    "capacity_max_containers": Rule(
+        int, lambda v: 0 <= v <= MAX_CONTAINERS, f"from 0 to {MAX_CONTAINERS}"
+    ),
+    "rate_limit_enrollment": Rule(str, _rate_limit, _RATE_LIMIT),
+    "rate_limit_writes": Rule(str, _rate_limit, _RATE_LIMIT),
 }
 
 

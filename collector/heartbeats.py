@@ -5,6 +5,7 @@ transactions of the process's group commit (a batch in as few as it can). Every 
 carries ``serverTime``, so an agent with a wrong clock learns the collector's from any answer,
 a refusal included."""
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -21,10 +22,12 @@ from collector.db import DATABASE_DOWN
 from collector.keys import PING_MAX_AGE, CachedKey, enrolled_key
 from collector.models import Worker, credits
 from collector.signatures import load_public_key, verify
+from collector.vouching import Vouching
 from collector.windows import (
     Applied,
     KeyReplaced,
     StaleHeartbeat,
+    TooSoon,
     UnknownWorker,
     apply_heartbeats,
 )
@@ -43,12 +46,20 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
     """The process's group commit (collector/commits.py): heartbeats that arrive together
     are applied in one transaction."""
 
+    vouching = Vouching(
+        max_skew=timedelta(seconds=config.max_skew),
+        liveness_interval=timedelta(seconds=config.liveness_interval),
+    )
+
     def apply(items: list) -> list:
         applied = apply_heartbeats(
             items,
             gap=timedelta(seconds=config.gap),
             now=utcnow(),
             create_worker=not config.require_signatures,
+            vouching=vouching,
+            min_interval=timedelta(seconds=config.min_interval),
+            capacity_bounds=config,
         )
         telemetry.HEARTBEAT_TRANSACTIONS.inc()
         return applied
@@ -109,10 +120,19 @@ def _authenticate(
     config: CollectorConfig,
     max_age: float | None = None,
 ) -> str | None:
-    """With signatures required: the body must carry the enrolled key's signature. Returns
-    the key it was verified with (read from this process's cache when it can be)."""
-    if not config.require_signatures:
-        return None
+    """The body must carry the enrolled key's signature: always with signatures required,
+    and, with them off, for every wallet that has a key, so that nothing unsigned ever
+    changes a signed worker. Returns the key it was verified with (read from this process's
+    cache when it can be), None for an unsigned body of a wallet without a key (whose
+    transaction checks that the worker still has none: collector/windows.py)."""
+    if not config.require_signatures and not signature:
+        if enrolled_key(address) is None:
+            return None
+        raise ApiError(
+            401,
+            f"wallet {address} has an enrolled key: everything sent for it must be signed by "
+            f"that key (missing {SIGNATURE_HEADER} header)",
+        )
     if not signature:
         raise ApiError(
             401,
@@ -129,6 +149,8 @@ def _authenticate(
             keys.forget(address)  # the key may have been replaced: ask the database
     key = enrolled_key(address)
     if key is None:
+        if not config.require_signatures:
+            return None  # a signature nobody enrolled a key for is no signature
         raise ApiError(404, f"worker {address} is not enrolled")
     try:
         public_key = load_public_key(key)
@@ -201,11 +223,22 @@ def _answer(beat: Heartbeat, outcome: Applied | Exception) -> dict:
         )
     if isinstance(outcome, UnknownWorker):
         raise ApiError(404, f"worker {beat.wallet} is not enrolled")
+    if isinstance(outcome, TooSoon):
+        wait = max(1, math.ceil((outcome.allowed_from - utcnow()).total_seconds()))
+        raise ApiError(
+            429,
+            f"one heartbeat per {settings().min_interval} s is stored for {beat.wallet}: "
+            f"this one follows the last by less; the next may be stamped from "
+            f"{format_timestamp(outcome.allowed_from)} on",
+            retryAfter=wait,
+        )
     if isinstance(outcome, BaseException):
         raise outcome
     return {
         "accepted": True,
         "action": outcome.action,
+        # False for a heartbeat stored as evidence only (collector/vouching.py).
+        "credited": outcome.action != "not_credited",
         "openWindow": outcome.window.to_json() if outcome.window else None,
         "containers": len(beat.containers),
         "creditsEarned": credits(outcome.credits_millis),
@@ -257,6 +290,8 @@ def _heartbeat_answer(body: bytes, signature: str | None) -> Response:
         status, answer = receive(body, signature, settings())
     response = jsonify({**answer, "serverTime": format_millis(utcnow())})
     response.status_code = status
+    if "retryAfter" in answer:
+        response.headers["Retry-After"] = str(answer["retryAfter"])
     response.server_time = True
     return response
 

@@ -219,7 +219,7 @@ MIGRATIONS = (
         "pay only for uptime that happened: wallet-signed enrollment challenges, shared rate "
         "limits, a worker's capacity fixed at enrollment and its changes",
         (
-            # A one-time challenge the wallet signs to enroll an agent key (collector/enrollment.py).
+            # A one-time challenge a wallet signs to enroll an agent key (collector/enrollment.py)
             """CREATE TABLE enrollment_challenges (
             id VARCHAR(64) PRIMARY KEY,
             wallet_address VARCHAR(64) NOT NULL,

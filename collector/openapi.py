@@ -30,6 +30,8 @@ ERRORS = {
     409: "A conflict with the current state: a duplicate, or a status transition.",
     413: "The request body is larger than `max_body_bytes`.",
     422: "A timestamp outside the accepted range, or env vars with no deployer configured.",
+    429: "Too many: requests from this client address, or heartbeats of this wallet closer "
+    "together than `min_interval`; `Retry-After` says when to try again.",
     502: "The deployer refused the change or could not be reached.",
     503: "The database is unavailable; `Retry-After` says when to try again.",
 }
@@ -61,9 +63,10 @@ def _error_responses() -> dict:
         responses[f"{prefix}405"]["headers"] = {
             "Allow": {"description": "The methods the path has", "required": True, "schema": _TEXT}
         }
-        responses[f"{prefix}503"]["headers"] = {
-            "Retry-After": {"description": "Seconds", "required": True, "schema": _TEXT}
-        }
+        for code in ("429", "503"):
+            responses[f"{prefix}{code}"]["headers"] = {
+                "Retry-After": {"description": "Seconds", "required": True, "schema": _TEXT}
+            }
     return responses
 
 

@@ -2,6 +2,8 @@
 with every status the route answers. Error statuses refer to the shared responses there."""
 
 from collector.api import MAX_OFFSET, MAX_PAGE
+from collector.payouts import BASES, DEFAULT_BASIS
+from collector.ratelimits import rule_for
 from collector.windows import MAX_RECORDS_PAGE, RECORDS_PAGE
 from collector.workers import MAX_METRICS_HOURS
 from protocol.heartbeat import SIGNATURE_HEADER
@@ -48,6 +50,7 @@ _SIGNED = {
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{86}==$"},
     "description": "The Ed25519 signature of the exact request body, base64",
 }
+_CHALLENGE_ID = _path("nonce", {"type": "string"})
 _PAGE = [
     _query(
         "limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}, "page size"
@@ -110,7 +113,7 @@ PATHS = {
             "requestBody": _body("Heartbeat"),
             "responses": {
                 "200": _json("HeartbeatAccepted", "Accepted"),
-                **_errors(*_WRITE, 401, 404, 409, 422, shared="Heartbeat"),
+                **_errors(*_WRITE, 401, 404, 409, 422, 429, shared="Heartbeat"),
             },
         }
     },
@@ -139,15 +142,46 @@ PATHS = {
     },
     "/workers/enroll": {
         "post": {
-            "summary": "Bind an Ed25519 public key to a wallet (signed by that key)",
+            "summary": "Bind an Ed25519 public key to a wallet with an operator's token "
+            "(signed by that key); without one, only the same key again",
             "parameters": [_SIGNED],
             "requestBody": _body("Enrollment"),
             "responses": {
                 "200": _json("Enrolled", "The same key was enrolled already, or replaced"),
                 "201": _json("Enrolled", "Enrolled"),
-                **_errors(*_WRITE, 401, 409),
+                **_errors(*_WRITE, 401, 403, 409),
             },
         }
+    },
+    "/workers/enroll/challenge": {
+        "post": {
+            "summary": "A one-time text for the wallet to sign, naming this collector, the "
+            "wallet, the agent key and an expiry (signed by that key)",
+            "parameters": [_SIGNED],
+            "requestBody": _body("ChallengeRequest"),
+            "responses": {
+                "201": _json("Challenge", "Made; the owner signs its message"),
+                **_errors(*_WRITE, 401, 403),
+            },
+        }
+    },
+    "/workers/enroll/challenge/{nonce}": {
+        "get": {
+            "summary": "A challenge and its state (pending, used or expired)",
+            "parameters": [_CHALLENGE_ID],
+            "responses": {"200": _json("Challenge", "The challenge"), **_errors(400, 404, *_DB)},
+        },
+        "post": {
+            "summary": "The wallet's signature over the challenge (EIP-191 personal_sign or "
+            "SEP-53): enrolls its key, once",
+            "parameters": [_CHALLENGE_ID],
+            "requestBody": _body("ChallengeSignature"),
+            "responses": {
+                "200": _json("Enrolled", "The key was enrolled already, or replaced"),
+                "201": _json("Enrolled", "Enrolled"),
+                **_errors(*_WRITE, 401, 403, 404, 409),
+            },
+        },
     },
     "/workers/tokens": {
         "post": {
@@ -373,6 +407,10 @@ PATHS = {
     "/payouts": {
         "post": {
             "summary": "Record a period's payout: one payment per share, once per period",
+            "description": "409 when a different payout was recorded for the period, when the "
+            "payout was paid by another transaction, or when the period overlaps one recorded "
+            "under another label; 422 when nobody earned anything in the period or it is not "
+            "final yet.",
             "security": _TOKEN,
             "requestBody": _body("NewPayout"),
             "responses": {
@@ -397,7 +435,11 @@ PATHS = {
                         **_query("budget", {"type": "string"}, "a uint256, decimal"),
                         "required": True,
                     },
-                    _query("basis", {"enum": ["credits", "uptime"]}, "what the shares weigh"),
+                    _query(
+                        "basis",
+                        {"enum": list(BASES), "default": DEFAULT_BASIS},
+                        "what the shares weigh: counted uptime or credits",
+                    ),
                 ],
                 "responses": {
                     "200": _csv("walletAddress,weight,amount")
@@ -476,6 +518,27 @@ PATHS = {
             },
         }
     },
+    "/enroll/{nonce}": {
+        "get": {
+            "summary": "The owner's page for an enrollment challenge: signing it in the browser",
+            "description": "HTML for browsers, open to all (the owner has no API token): the "
+            "challenge's wallet, agent key, expiry and text, and a button that has the browser "
+            "wallet sign the text and sends the signature to "
+            "`POST /workers/enroll/challenge/{nonce}`. A used or expired challenge is a 200 "
+            "page saying so.",
+            "parameters": [_path("nonce", {"type": "string"})],
+            "responses": {
+                "200": _HTML,
+                "400": {**_HTML, "description": "The page, saying what is wrong with the id"},
+                "404": {
+                    "description": "The page, saying no such challenge is known (a path that "
+                    "cannot be a challenge id at all is the usual JSON error)",
+                    "content": {**_HTML["content"], "application/json": {"schema": _ref("Error")}},
+                },
+                **_errors(*_DB),
+            },
+        }
+    },
     "/metrics": {
         "get": {
             "summary": "Prometheus metrics: heartbeats, request latency, the fleet, the sweeper",
@@ -493,3 +556,10 @@ PATHS = {
         }
     },
 }
+
+# Every write route but the heartbeats' is limited per client address (collector/ratelimits.py),
+# decided by the same function as the requests, so a write route documented later has it too.
+for _path, _item in PATHS.items():
+    for _method, _operation in _item.items():
+        if rule_for(_path, _method.upper()):
+            _operation["responses"].update(_errors(429))

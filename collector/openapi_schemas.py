@@ -3,6 +3,7 @@ bodies. The patterns are the ones the routes check, taken from where they are de
 
 import re
 
+from collector import capacity, reports
 from collector.api import MAX_PAGE
 from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
 from collector.deployments import (
@@ -18,6 +19,7 @@ from collector.deployments import (
 )
 from collector.heartbeats import MAX_BATCH
 from collector.payments import _AMOUNT
+from collector.payouts import BASES, DEFAULT_BASIS
 from collector.pings import DEAD, HEALTHY, UNKNOWN, WARNING
 from protocol import patterns
 from protocol.heartbeat import (
@@ -201,7 +203,21 @@ def schemas(wallet_format: str) -> dict:
     status = {"type": "string", "enum": list(STATUSES)}
     accepted = {
         "accepted": {"const": True},
-        "action": {"enum": ["opened", "extended", "flushed", "reopened", "docker_unavailable"]},
+        "action": {
+            "enum": [
+                "opened",
+                "extended",
+                "flushed",
+                "reopened",
+                "docker_unavailable",
+                "not_credited",
+            ]
+        },
+        "credited": {
+            "type": "boolean",
+            "description": "false for a heartbeat stored as evidence only: late, at a time the "
+            "collector was taking heartbeats, or stamped before the worker enrolled",
+        },
         "openWindow": {
             "anyOf": [window, {"type": "null"}],
             "description": "null while the agent reports Docker unavailable (not uptime)",
@@ -247,7 +263,17 @@ def schemas(wallet_format: str) -> dict:
     return {
         "Error": _object(["error"], refused),
         "HeartbeatRefused": _object(
-            ["error", "serverTime"], {**refused, "serverTime": server_time}
+            ["error", "serverTime"],
+            {
+                **refused,
+                "serverTime": server_time,
+                "retryAfter": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "With a 429: seconds until this wallet's next heartbeat "
+                    "may be stored",
+                },
+            },
         ),
         "HeartbeatStale": _object(
             ["error", "stored", "lastAccepted", "serverTime"], {**stale, "serverTime": server_time}
@@ -373,6 +399,43 @@ def schemas(wallet_format: str) -> dict:
                 "token": _nullable(
                     {"type": "string", "pattern": pattern(patterns.ENROLLMENT_TOKEN)}
                 ),
+            },
+            additionalProperties=False,
+        ),
+        "ChallengeRequest": _object(
+            ["walletAddress", "publicKey"],
+            {"walletAddress": wallet, "publicKey": public_key},
+            additionalProperties=False,
+        ),
+        "Challenge": _object(
+            [
+                "challengeId",
+                "walletAddress",
+                "walletFormat",
+                "publicKey",
+                "message",
+                "expiresAt",
+                "status",
+                "signUrl",
+            ],
+            {
+                "challengeId": {"type": "string"},
+                "walletAddress": wallet,
+                "walletFormat": {"enum": ["evm", "stellar"]},
+                "publicKey": {"type": "string"},
+                "message": {"type": "string", "description": "What the wallet signs"},
+                "expiresAt": time,
+                "status": {"enum": ["pending", "used", "expired"]},
+                "signUrl": {"type": "string", "description": "The page where the owner signs"},
+            },
+        ),
+        "ChallengeSignature": _object(
+            ["signature"],
+            {
+                "signature": {
+                    "type": "string",
+                    "description": "0x and 130 hex digits (EVM), or base64 (Stellar)",
+                }
             },
             additionalProperties=False,
         ),
@@ -569,9 +632,39 @@ def _report_schemas(wallet: dict, time: dict, credits: dict) -> dict:
             "description": "null when the worker was not known yet in the period",
         },
         "credits": credits,
+        "flags": {
+            "type": "array",
+            "items": {"enum": [capacity.AT_MAXIMUM, capacity.PENDING, reports.CREDITS_OUTLIER]},
+            "description": f"{capacity.AT_MAXIMUM}: a capacity fact at the operator's maximum; "
+            f"{capacity.PENDING}: reports more than it is credited for, awaiting approval; "
+            f"{reports.CREDITS_OUTLIER} (the fleet report only): credits per hour of uptime "
+            f"above {reports.OUTLIER_FACTOR} times the fleet's median",
+        },
     }
     period = _object(
         ["label", "from", "to"], {"label": {"type": "string"}, "from": time, "to": time}
+    )
+    facts = {
+        "cpuCores": {"type": ["integer", "null"], "minimum": 0},
+        "ramGb": {"type": ["number", "null"], "minimum": 0},
+        "storageGb": {"type": ["number", "null"], "minimum": 0},
+    }
+    change = _object(
+        ["at", *facts, "reason"],
+        {
+            "at": time,
+            **facts,
+            "reason": {
+                "enum": [
+                    capacity.ENROLLED,
+                    capacity.CLAMPED,
+                    capacity.DECREASED,
+                    capacity.GROWN,
+                    capacity.APPROVED,
+                    capacity.SET,
+                ]
+            },
+        },
     )
     span = _object(["from", "to"], {"from": time, "to": time})
     downtime = _object(
@@ -598,7 +691,8 @@ def _report_schemas(wallet: dict, time: dict, credits: dict) -> dict:
             },
         ),
         "WorkerReport": _object(
-            [*row, "period", "observedFrom", "observedTo", "uptime", "downtime"],
+            [*row, "period", "observedFrom", "observedTo", "uptime", "downtime"]
+            + ["capacity", "capacityChanges", "capacityChangeCount"],
             {
                 **row,
                 "period": period,
@@ -606,6 +700,17 @@ def _report_schemas(wallet: dict, time: dict, credits: dict) -> dict:
                 "observedTo": optional_time,
                 "uptime": {"type": "array", "items": span},
                 "downtime": {"type": "array", "items": downtime},
+                "capacity": {
+                    "anyOf": [_object(list(facts), facts), {"type": "null"}],
+                    "description": "what the worker is credited for (null: none fixed yet)",
+                },
+                "capacityChanges": {
+                    "type": "array",
+                    "items": change,
+                    "description": f"the period's last {reports.CAPACITY_CHANGES_SHOWN} "
+                    "changes of the capacity, oldest first",
+                },
+                "capacityChangeCount": {"type": "integer", "minimum": 0},
             },
         ),
     }
@@ -614,7 +719,7 @@ def _report_schemas(wallet: dict, time: dict, credits: dict) -> dict:
 def _payout_schemas(wallet: dict, time: dict, amount_pattern: str) -> dict:
     amount = {"type": "string", "pattern": amount_pattern, "description": "a uint256, decimal"}
     sha256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-    basis = {"enum": ["credits", "uptime"], "default": "credits"}
+    basis = {"enum": list(BASES), "default": DEFAULT_BASIS}
     period = {"type": "string", "description": "as the reports take it, such as 2026-11"}
     return {
         "NewPayout": _object(

@@ -1,7 +1,9 @@
 """Payouts: a budget split over the workers in proportion to what they earned in a period.
 
-The weights are each worker's credits (in thousandths) or uptime (in milliseconds) from the
-reports (collector/reports.py), whichever the operator chooses. The split is exact, in
+The weights are each worker's counted uptime (in milliseconds, the default) or credits (in
+thousandths) from the reports (collector/reports.py), whichever the operator chooses. Uptime
+is what the collector observed itself; credits also rest on the capacity each worker declared
+(bounded by the operator's settings, collector/capacity.py). The split is exact, in
 integers: every worker first gets ``budget * weight // total``; what is left over (fewer
 units than there are workers) goes one unit each to the workers with the largest remainders
 ``budget * weight % total``, ties to the lower wallet address (Hamilton's method). So the
@@ -10,7 +12,9 @@ shares sum to the budget and anyone holding the inputs can recompute every share
 An export carries the SHA-256 of its inputs (the canonical JSON in ``inputs``) and of the
 export itself (the CSV bytes). Recording a payout writes one ``payments`` row per share and
 happens once per period: the same request again answers the recorded payout, a different
-one for that period is a conflict.
+one for that period is a conflict, and so is a period overlapping one paid under another
+label, so that no hour is paid twice. A recorded payout is never changed, except that the
+transaction that paid it may be named once.
 """
 
 import hashlib
@@ -21,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request
-from peewee import IntegrityError
 
 from collector import reports
 from collector.api import (
@@ -33,13 +36,16 @@ from collector.api import (
     settings,
 )
 from collector.config import CollectorConfig
-from collector.db import database, locked
+from collector.db import database, is_postgres
 from collector.models import Payment, Payout
 from collector.payments import parse_amount
 from collector.reports import Period
 from protocol.times import format_timestamp, utcnow
 
-BASES = ("credits", "uptime")
+BASES = ("uptime", "credits")
+# Uptime by default: the collector measured it itself, while credits also weigh the capacity
+# each worker declared, which an operator should choose to trust.
+DEFAULT_BASIS = "uptime"
 EXPORT_COLUMNS = ("walletAddress", "weight", "amount")
 _TX_HASH = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 
@@ -157,58 +163,93 @@ def record(
     found: Plan, *, tx_hash: str | None, now: datetime, settling: timedelta
 ) -> tuple[Payout, bool]:
     """Record the payout and its payments; ``(payout, created)``. The same plan recorded
-    before answers that one; a different one for the period raises ValueError, and a
-    period that is not final yet PeriodOpen."""
+    before answers that one; a different one for the period, or a period overlapping a payout
+    recorded under another label, raises ValueError; a period not final yet PeriodOpen."""
     if found.period.end + settling > now:
         ready = format_timestamp(found.period.end + settling)
         raise PeriodOpen(f"{found.period.label} can be paid from {ready} on")
-    try:
-        with database.atomic():
-            payout = Payout.create(
-                period=found.period.label,
-                period_start=found.period.start,
-                period_end=found.period.end,
-                basis=found.basis,
-                budget=str(found.budget),
-                inputs_sha256=found.inputs_sha256,
-                export_sha256=found.export_sha256,
-                tx_hash=tx_hash,
-            )
-            rows = [
-                {
-                    "name": f"payout {found.period.label}",
-                    "amount": str(amount),
-                    "creator": wallet,
-                    "payout": payout.id,
-                    "tx_hash": tx_hash,
-                }
-                for wallet, _, amount in found.shares
-                if amount > 0
-            ]
-            if rows:
-                Payment.insert_many(rows).execute()
-        return payout, True
-    except IntegrityError:
-        return _recorded(found, tx_hash), False
-
-
-def _recorded(found: Plan, tx_hash: str | None) -> Payout:
-    """The payout recorded before for the period, if it is this one. A transaction hash
-    may be added later (record first, pay, then say with what), never changed."""
     with database.atomic():
-        existing = locked(Payout.select().where(Payout.period == found.period.label)).get()
-        when = format_timestamp(existing.created_at)
-        if existing.inputs_sha256 != found.inputs_sha256:
-            raise ValueError(
-                f"a different payout for {found.period.label} was recorded at {when} "
-                f"(inputs {existing.inputs_sha256})"
-            )
-        if tx_hash is not None and existing.tx_hash not in (None, tx_hash):
-            raise ValueError(f"the payout for {found.period.label} was paid by {existing.tx_hash}")
-        if tx_hash is not None and existing.tx_hash is None:
-            existing.tx_hash = tx_hash
-            existing.save()
-            Payment.update(tx_hash=tx_hash).where(Payment.payout == existing.id).execute()
+        _one_recorder_at_a_time()
+        # The period's own payout first: asking again answers it even where payouts recorded
+        # before periods had to be disjoint overlap it.
+        existing = Payout.get_or_none(Payout.period == found.period.label)
+        if existing is not None:
+            return _recorded(existing, found, tx_hash), False
+        _refuse_overlap(found.period)
+        payout = Payout.create(
+            period=found.period.label,
+            period_start=found.period.start,
+            period_end=found.period.end,
+            basis=found.basis,
+            budget=str(found.budget),
+            inputs_sha256=found.inputs_sha256,
+            export_sha256=found.export_sha256,
+            tx_hash=tx_hash,
+        )
+        rows = [
+            {
+                "name": f"payout {found.period.label}",
+                "amount": str(amount),
+                "creator": wallet,
+                "payout": payout.id,
+                "tx_hash": tx_hash,
+            }
+            for wallet, _, amount in found.shares
+            if amount > 0
+        ]
+        if rows:
+            Payment.insert_many(rows).execute()
+    return payout, True
+
+
+def _one_recorder_at_a_time() -> None:
+    """Make the checks below and the insert one step for concurrent recorders: two
+    transactions that each found no overlap would otherwise both insert (their labels differ,
+    so the unique period does not stop them). SQLite's IMMEDIATE transaction already holds the
+    database's write lock. On PostgreSQL, SHARE ROW EXCLUSIVE conflicts with itself and with
+    writes to the table, not with its readers; taken before the first read, the reads after it
+    see every payout committed before."""
+    if is_postgres():
+        database.execute_sql(f"LOCK TABLE {Payout._meta.table_name} IN SHARE ROW EXCLUSIVE MODE")
+
+
+def _refuse_overlap(period: Period) -> None:
+    """A ValueError naming the recorded payout whose period shares any time with ``period``
+    (half-open: one may start where another ends)."""
+    covering = (
+        Payout.select()
+        .where(
+            Payout.period != period.label,
+            Payout.period_start < period.end,
+            Payout.period_end > period.start,
+        )
+        .order_by(Payout.period_start)
+        .first()
+    )
+    if covering is not None:
+        asked = f"{format_timestamp(period.start)}/{format_timestamp(period.end)}"
+        raise ValueError(
+            f"{asked} overlaps the payout recorded for {covering.period} "
+            f"({format_timestamp(covering.period_start)} to "
+            f"{format_timestamp(covering.period_end)})"
+        )
+
+
+def _recorded(existing: Payout, found: Plan, tx_hash: str | None) -> Payout:
+    """The payout recorded before for the period, if it is this one. Its payments never
+    change; only a transaction hash may be added later (record first, pay, then say with
+    what), never replaced."""
+    if existing.inputs_sha256 != found.inputs_sha256:
+        raise ValueError(
+            f"a different payout for {found.period.label} was recorded at "
+            f"{format_timestamp(existing.created_at)} (inputs {existing.inputs_sha256})"
+        )
+    if tx_hash is not None and existing.tx_hash not in (None, tx_hash):
+        raise ValueError(f"the payout for {found.period.label} was paid by {existing.tx_hash}")
+    if tx_hash is not None and existing.tx_hash is None:
+        existing.tx_hash = tx_hash
+        existing.save()
+        Payment.update(tx_hash=tx_hash).where(Payment.payout == existing.id).execute()
     return existing
 
 
@@ -242,7 +283,7 @@ bp = Blueprint("payouts", __name__, url_prefix="/payouts")
 
 def _basis(value: object) -> str:
     if value not in BASES:
-        raise ApiError(400, "basis must be credits or uptime")
+        raise ApiError(400, f"basis must be {' or '.join(BASES)}")
     return value
 
 
@@ -260,7 +301,7 @@ def _plan(period_text: object, budget: object, basis: object) -> Plan:
 @bp.get("/export.csv", defaults={"csv_suffix": True})
 def export(csv_suffix: bool = False):
     args = request.args
-    found = _plan(args.get("period", ""), args.get("budget"), args.get("basis", "credits"))
+    found = _plan(args.get("period", ""), args.get("budget"), args.get("basis", DEFAULT_BASIS))
     if reports.wants_csv(csv_suffix):
         headers = {
             "X-Tassium-Inputs-SHA256": found.inputs_sha256,
@@ -282,7 +323,7 @@ def create():
             tx_hash = parse_tx_hash(tx_hash)
         except ValueError as exc:
             raise ApiError(400, f"txHash {exc}") from None
-    found = _plan(fields["period"], fields["budget"], fields.get("basis", "credits"))
+    found = _plan(fields["period"], fields["budget"], fields.get("basis", DEFAULT_BASIS))
     try:
         payout, created = record(
             found, tx_hash=tx_hash, now=utcnow(), settling=settling(settings())

@@ -15,6 +15,12 @@ time reads 100 %, and a period's figures can only change within the gap of its e
 
 Reports are computed for a batch of workers at a time with one query per table, so a fleet
 of any size streams in constant memory.
+
+Given the operator's bounds, a report shows the capacity the worker is credited for
+(collector/capacity.py) and flags what the operator should look at: ``capacity_at_maximum``,
+``capacity_pending`` (it reports more than it is credited for, awaiting approval) and, in the
+fleet report, ``credits_outlier``: credits per hour of uptime above ``OUTLIER_FACTOR`` times
+the fleet's median, which one more aggregate query reads for the whole fleet.
 """
 
 import calendar
@@ -22,16 +28,16 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 from peewee import Field, fn
 
-from collector import liveness
+from collector import capacity, liveness
 from collector.api import ApiError, query_int, settings, wallet
 from collector.config import CollectorConfig
-from collector.db import database, first_page
+from collector.db import database, first_page, is_postgres
 from collector.models import (
     CreditDay,
     DockerOutage,
@@ -41,6 +47,7 @@ from collector.models import (
     WorkerMetric,
     credits,
 )
+from collector.windows import _micros as micros_sql
 from protocol import ProtocolError
 from protocol.times import format_timestamp, parse_timestamp, utcnow
 
@@ -53,6 +60,12 @@ CAUSES = (DOCKER_UNAVAILABLE, COLLECTOR_DOWN, AGENT_SILENT)
 
 ROLLING = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 MAX_PERIOD = timedelta(days=366)
+CREDITS_OUTLIER = "credits_outlier"
+# Credits per hour of uptime above this many times the fleet's median flag a worker: a
+# machine far larger than the fleet's, or one credited for more than it has.
+OUTLIER_FACTOR = 5
+# The capacity changes a worker's report lists: the period's last ones (it counts them all).
+CAPACITY_CHANGES_SHOWN = 100
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 BATCH = 500
 
@@ -126,6 +139,13 @@ class Interval:
         }
 
 
+class Flags(tuple):
+    """A report's flags: a list in JSON, ``a;b`` in CSV and the command's table."""
+
+    def __str__(self) -> str:
+        return ";".join(self)
+
+
 @dataclass(frozen=True)
 class WorkerReport:
     wallet: str
@@ -134,6 +154,10 @@ class WorkerReport:
     uptime: list[Span] = field(default_factory=list)
     downtime: list[Interval] = field(default_factory=list)
     credits_millis: int = 0
+    flags: Flags = Flags()
+    capacity: dict | None = None  # as collector/capacity.py shows it
+    capacity_changes: list[dict] = field(default_factory=list)  # in worker_report only
+    capacity_change_count: int = 0
 
     @property
     def uptime_micros(self) -> int:
@@ -160,6 +184,7 @@ class WorkerReport:
             "downtimeSeconds": _seconds(self.observed_micros - self.uptime_micros),
             "uptimeFraction": self.fraction,
             "credits": credits(self.credits_millis),
+            "flags": self.flags,
         }
 
     def to_json(self) -> dict:
@@ -172,6 +197,9 @@ class WorkerReport:
                 {"from": format_timestamp(a), "to": format_timestamp(b)} for a, b in self.uptime
             ],
             "downtime": [interval.to_json() for interval in self.downtime],
+            "capacity": self.capacity,
+            "capacityChanges": self.capacity_changes,
+            "capacityChangeCount": self.capacity_change_count,
         }
 
 
@@ -192,9 +220,13 @@ def worker_reports(
     gap: timedelta,
     liveness_interval: timedelta,
     collector_outages: list[Span] | None = None,
+    bounds: capacity.Bounds | None = None,
+    median: float | None = None,
 ) -> list[WorkerReport]:
     """The reports of ``wallets`` (known workers, in that order) for ``period``; the
-    collector's outages in it are read unless given (the same for every batch of a fleet)."""
+    collector's outages in it are read unless given (the same for every batch of a fleet).
+    Flagged with the operator's ``bounds``, as a credits outlier against the fleet's
+    ``median`` (see _median_rate) when given."""
     workers = {
         w.wallet_address: w for w in Worker.select().where(Worker.wallet_address.in_(wallets))
     }
@@ -215,23 +247,48 @@ def worker_reports(
             continue
         observed = _observed(worker, first_heard.get(address), period, now, gap)
         if observed is None:
-            reports.append(WorkerReport(address, period, None, credits_millis=earned[address]))
-            continue
-        uptime = _clip(spans[address], *observed)
-        downtime = [
-            piece
-            for a, b in _gaps(uptime, *observed)
-            for piece in _explain(a, b, docker=docker[address], collector=collector)
-        ]
-        reports.append(WorkerReport(address, period, observed, uptime, downtime, earned[address]))
+            report = WorkerReport(address, period, None, credits_millis=earned[address])
+        else:
+            uptime = _clip(spans[address], *observed)
+            downtime = [
+                piece
+                for a, b in _gaps(uptime, *observed)
+                for piece in _explain(a, b, docker=docker[address], collector=collector)
+            ]
+            report = WorkerReport(address, period, observed, uptime, downtime, earned[address])
+        reports.append(_with_capacity(report, worker, bounds, median))
     return reports
 
 
+def _with_capacity(
+    report: WorkerReport, worker: Worker, bounds: capacity.Bounds | None, median: float | None
+) -> WorkerReport:
+    flags = capacity.flags(worker, bounds) if bounds is not None else []
+    up = report.uptime_micros
+    if median and up > 0 and report.credits_millis / up > OUTLIER_FACTOR * median:
+        flags.append(CREDITS_OUTLIER)
+    shown = capacity.to_json(capacity.held(worker))
+    return replace(report, flags=Flags(flags), capacity=shown)
+
+
 def worker_report(
-    wallet: str, period: Period, *, now: datetime, gap: timedelta, liveness_interval: timedelta
+    wallet: str,
+    period: Period,
+    *,
+    now: datetime,
+    gap: timedelta,
+    liveness_interval: timedelta,
+    bounds: capacity.Bounds | None = None,
 ) -> WorkerReport | None:
-    found = worker_reports([wallet], period, now=now, gap=gap, liveness_interval=liveness_interval)
-    return found[0] if found else None
+    """One worker's report, with the period's capacity changes (its flags are those about
+    capacity: credits_outlier compares with the fleet, which only the fleet report reads)."""
+    found = worker_reports(
+        [wallet], period, now=now, gap=gap, liveness_interval=liveness_interval, bounds=bounds
+    )
+    if not found:
+        return None
+    changes, count = capacity.changes(wallet, period.start, period.end, CAPACITY_CHANGES_SHOWN)
+    return replace(found[0], capacity_changes=changes, capacity_change_count=count)
 
 
 def fleet(
@@ -242,10 +299,13 @@ def fleet(
     liveness_interval: timedelta,
     after: str | None = None,
     limit: int | None = None,
+    bounds: capacity.Bounds | None = None,
 ) -> Iterator[WorkerReport]:
     """Every worker's report in wallet order (from after ``after``, at most ``limit``), read
-    a batch at a time: memory stays flat however large the fleet."""
+    a batch at a time: memory stays flat however large the fleet. Flagged with the
+    operator's ``bounds``, when given."""
     collector = liveness.outages(period.start, period.end, interval=liveness_interval, now=now)
+    median = _median_rate(period) if bounds is not None else None
     remaining = limit
     while remaining is None or remaining > 0:
         size = BATCH if remaining is None else min(BATCH, remaining)
@@ -262,6 +322,8 @@ def fleet(
             gap=gap,
             liveness_interval=liveness_interval,
             collector_outages=collector,
+            bounds=bounds,
+            median=median,
         )
         # Under gunicorn's gevent workers this yields to the other requests (heartbeats) of
         # the process, and to its keep-alive with the master, between batches of a long
@@ -394,9 +456,59 @@ def _credits(wallets: list[str], period: Period) -> defaultdict[str, int]:
     return earned
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _median_rate(period: Period) -> float | None:
+    """The fleet's median credits (in thousandths) per microsecond of uptime in the period,
+    over the workers up in it (of two middle values, the upper); None when none was. One
+    aggregate over the period's credits and windows, as _credits and the windows sum them."""
+    p = database.param
+    least, greatest = ("LEAST", "GREATEST") if is_postgres() else ("MIN", "MAX")
+    first, last = period.whole_days
+    sql = f"""
+        WITH earned AS (
+            SELECT worker_address, SUM(credits_millis) AS millis FROM (
+                SELECT worker_address, credits_millis FROM worker_metrics
+                WHERE timestamp >= {p} AND timestamp < {p}
+                UNION ALL
+                SELECT worker_address, credits_millis FROM worker_credit_days
+                WHERE day >= {p} AND day < {p}
+            ) AS c GROUP BY worker_address
+        ), up AS (
+            SELECT worker_address, SUM({least}({micros_sql("time_to")}, {p})
+                - {greatest}({micros_sql("time_from")}, {p})) AS micros FROM (
+                SELECT worker_address, time_from, time_to FROM worker_uptime_records
+                WHERE time_to >= {p} AND time_from < {p}
+                UNION ALL
+                SELECT worker_address, start_time, end_time FROM open_windows
+                WHERE end_time >= {p} AND start_time < {p}
+            ) AS s GROUP BY worker_address
+        ), ranked AS (
+            SELECT 1.0 * COALESCE(earned.millis, 0) / up.micros AS rate,
+                ROW_NUMBER() OVER (ORDER BY 1.0 * COALESCE(earned.millis, 0) / up.micros) AS n,
+                COUNT(*) OVER () AS total
+            FROM up LEFT JOIN earned ON earned.worker_address = up.worker_address
+            WHERE up.micros > 0
+        )
+        SELECT rate FROM ranked WHERE n = total / 2 + 1"""  # noqa: S608 - no input in the text
+    start, end = (WorkerMetric.timestamp.db_value(t) for t in (period.start, period.end))
+    span = [(t - _EPOCH) // timedelta(microseconds=1) for t in (period.end, period.start)]
+    days = [CreditDay.day.db_value(d) for d in (first, last)]
+    row = database.execute_sql(sql, [start, end, *days, *span, start, end, start, end]).fetchone()
+    return None if row is None else float(row[0])
+
+
 # The fleet report's columns, in the JSON's names: the CSV, the CLI's table and the payout
 # inputs all read them from here.
-FLEET_COLUMNS = ("walletAddress", "uptimeSeconds", "downtimeSeconds", "uptimeFraction", "credits")
+FLEET_COLUMNS = (
+    "walletAddress",
+    "uptimeSeconds",
+    "downtimeSeconds",
+    "uptimeFraction",
+    "credits",
+    "flags",
+)
 DOWNTIME_COLUMNS = ("from", "to", "seconds", "cause")
 
 
@@ -462,7 +574,7 @@ def _csv_response(lines: Iterator[str], filename: str) -> Response:
 def worker(address: str, csv_suffix: bool = False):
     address = wallet(address, "wallet")
     period = _period()
-    report = worker_report(address, period, **_timing())
+    report = worker_report(address, period, bounds=settings(), **_timing())
     if report is None:
         raise ApiError(404, f"no worker {address}")
     if wants_csv(csv_suffix):
@@ -478,17 +590,20 @@ def fleet_report(csv_suffix: bool = False):
     after = request.args.get("after")
     after = wallet(after, "after") if after is not None else None
     if wants_csv(csv_suffix):
-        timing = _timing()
+        timing, config = _timing(), settings()
 
         def rows() -> Iterator[tuple]:
             with database.connection_context():
-                for report in fleet(period, after=after, **timing):
+                for report in fleet(period, after=after, bounds=config, **timing):
                     yield tuple(report.summary()[c] for c in FLEET_COLUMNS)
 
         safe = period.label.replace("/", "_").replace(":", "")
         return _csv_response(csv_lines(FLEET_COLUMNS, rows()), f"fleet-{safe}.csv")
     limit = query_int("limit", 100, 1, 1000)
-    page, more = first_page(lambda n: fleet(period, after=after, limit=n, **_timing()), limit)
+    timing, config = _timing(), settings()
+    page, more = first_page(
+        lambda n: fleet(period, after=after, limit=n, bounds=config, **timing), limit
+    )
     return jsonify(
         {
             "period": period.to_json(),

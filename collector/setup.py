@@ -12,8 +12,8 @@ import shlex
 from flask import Blueprint, Response, request
 
 from collector import assets, wheel
-from collector.api import ApiError, settings, wallet
-from collector.workers import is_enrolled, token_is_usable, validate_token
+from collector.api import ApiError, public_url, settings, wallet
+from collector.enrollment import is_enrolled, token_is_usable, validate_token
 from protocol import patterns
 from protocol.times import utcnow
 
@@ -25,9 +25,6 @@ _VALUES_END = "# (end of the values the collector fills in)"
 # the installer early and hand the rest of the script to the sh prologue as commands.
 INSTALLER_END = "TASSIUM_SETUP_BASH"
 _QUERY_FIELDS = ("wallet", "token")
-# The Host header is the caller's to choose: only a plain host[:port] may reach the script,
-# by the grammar of public_url, so the URL made from it is one the script accepts.
-_HOST = re.compile(patterns.AUTHORITY)
 # The script checks its values (also given as options) with these variables: served, it
 # carries the collector's own patterns; the repository's copy holds the same (a test says so).
 SCRIPT_PATTERNS = {
@@ -83,15 +80,6 @@ def _query() -> dict[str, str]:
     return {name: request.args[name] for name in _QUERY_FIELDS if name in request.args}
 
 
-def _collector_url() -> str:
-    configured = settings().public_url
-    if configured:
-        return configured.rstrip("/")
-    if not _HOST.fullmatch(request.host):
-        raise ApiError(400, "the Host header is not a plain host name; set public_url")
-    return f"{request.scheme}://{request.host}"
-
-
 @bp.get("/setup.sh")
 @bp.get("/api/setup")
 def setup_script():
@@ -111,7 +99,7 @@ def setup_script():
                 raise ApiError(
                     400, "this collector enrolls workers with a token: ask the operator for one"
                 )
-        url = _collector_url()
+        url = public_url()
     except ApiError as exc:
         return refusal(exc.status, exc.message)
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from collector import deployments, liveness, metrics, telemetry, workers
+from collector import deployments, enrollment, liveness, metrics, ratelimits, telemetry
 from collector.db import DATABASE_DOWN, database, failure_reason
 from collector.models import SweeperLease
 from collector.windows import sweep
@@ -46,7 +46,8 @@ class Swept:
     closed: int  # windows silent longer than the gap, now uptime records
     pruned: int  # metrics points older than the retention, deleted
     failed: int = 0  # deployments whose build the collector lost track of, now failed
-    # collector runs and enrollment tokens past their retention, deleted
+    # collector runs, enrollment tokens and challenges, and rate-limit windows past their
+    # retention, deleted
     expired: int = 0
 
 
@@ -62,7 +63,12 @@ def sweep_pass(
     closed = sweep(gap=gap, now=now)
     pruned = metrics.prune(retention=retention, now=now)
     failed = deployments.fail_lost_builds(build_timeout, now) if build_timeout else 0
-    expired = liveness.prune_runs(now) + workers.prune_tokens(now)
+    expired = (
+        liveness.prune_runs(now)
+        + enrollment.prune_tokens(now)
+        + enrollment.prune_challenges(now)
+        + ratelimits.prune(now)
+    )
     telemetry.SWEEPS.inc()
     telemetry.WINDOWS_CLOSED.inc(closed)
     return Swept(closed, pruned, failed, expired)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from peewee import __exception_wrapper__ as peewee_errors
 
-from collector import credits
+from collector import capacity, credits
 from collector.db import UTCDateTimeField, database, first_page, is_postgres
 from collector.models import (
     DockerOutage,
@@ -27,6 +27,7 @@ from collector.models import (
     UptimeRecord,
     Worker,
 )
+from collector.vouching import Verdicts, Vouching
 from protocol.heartbeat import Heartbeat
 from protocol.times import format_timestamp
 
@@ -50,9 +51,19 @@ class KeyReplaced(Exception):
     """The heartbeat was verified with a key the worker no longer has (collector/keys.py)."""
 
 
+class TooSoon(Exception):
+    """The heartbeat follows the last one stored by less than the minimum interval: one
+    heartbeat per interval is stored for a wallet, however many are sent."""
+
+    def __init__(self, allowed_from: datetime):
+        super().__init__(f"not before {allowed_from.isoformat()}")
+        self.allowed_from = allowed_from
+
+
 @dataclass(frozen=True)
 class Applied:
-    action: str  # opened | extended | flushed | reopened | docker_unavailable
+    # opened | extended | flushed | reopened | docker_unavailable | not_credited
+    action: str
     window: OpenWindow | None  # None while Docker is unavailable
     counted: timedelta  # how much the worker's uptime grew by
     credits_millis: int  # what that uptime earned (collector/credits.py)
@@ -65,10 +76,19 @@ def apply_heartbeat(
     now: datetime,
     create_worker: bool = False,
     key: str | None = None,
+    vouching: Vouching | None = None,
+    min_interval: timedelta = timedelta(0),
 ) -> Applied:
     """Apply one accepted heartbeat: the window step and the container list, atomically.
     With ``key``, only while the worker's enrolled key is still that one."""
-    [result] = apply_heartbeats([(heartbeat, key)], gap=gap, now=now, create_worker=create_worker)
+    [result] = apply_heartbeats(
+        [(heartbeat, key)],
+        gap=gap,
+        now=now,
+        create_worker=create_worker,
+        vouching=vouching,
+        min_interval=min_interval,
+    )
     if isinstance(result, Exception):
         raise result
     return result
@@ -80,18 +100,28 @@ def apply_heartbeats(
     gap: timedelta,
     now: datetime,
     create_worker: bool = False,
+    vouching: Vouching | None = None,
+    min_interval: timedelta = timedelta(0),
+    capacity_bounds: capacity.Bounds | None = None,
 ) -> list[Applied | Exception]:
     """Apply heartbeats, each with the key it was verified with (or None), in one
     transaction, each one's step exactly as it would be alone: in rounds of distinct
     workers (a worker's second heartbeat in the next round, after its first is written).
     Its result, in order: what was applied, or the exception that refused it
-    (StaleHeartbeat, UnknownWorker, KeyReplaced), a refused heartbeat writing nothing.
+    (StaleHeartbeat, UnknownWorker, KeyReplaced, TooSoon), a refused heartbeat writing nothing.
+    With ``vouching`` (collector/vouching.py), a heartbeat whose time the collector cannot
+    vouch for is stored but credits nothing; without it (the algorithm's own tests), every
+    heartbeat is credited. A heartbeat less than ``min_interval`` after the worker's last
+    one is refused. With ``capacity_bounds`` (the operator's, collector/capacity.py), a
+    heartbeat earns at its worker's capacity, which it may change; without them, at what it
+    reports.
     The worker rows are locked in address order, and so are the windows after them, so
     groups of other processes and nodes (and the sweeper) wait for each other and never
     deadlock."""
     results: list[Applied | Exception | None] = [None] * len(heartbeats)
     pending = list(enumerate(heartbeats))
     with database.atomic():
+        verdicts = vouching.judge([h.timestamp for h, _ in heartbeats], now) if vouching else None
         if create_worker:
             Worker.insert_many(
                 [
@@ -113,13 +143,27 @@ def apply_heartbeats(
                 address = heartbeat.wallet
                 try:
                     results[index] = _step(
-                        heartbeat, key, workers.get(address), windows.get(address), writes, gap, now
+                        heartbeat,
+                        key,
+                        workers.get(address),
+                        windows.get(address),
+                        writes,
+                        _Rules(gap, now, verdicts, min_interval, capacity_bounds),
                     )
-                except (UnknownWorker, KeyReplaced, StaleHeartbeat) as exc:
+                except (UnknownWorker, KeyReplaced, StaleHeartbeat, TooSoon) as exc:
                     results[index] = exc
             writes.run()
             pending = later
     return results
+
+
+@dataclass(frozen=True)
+class _Rules:
+    gap: timedelta
+    now: datetime
+    verdicts: Verdicts | None  # None: every heartbeat is credited
+    min_interval: timedelta
+    capacity_bounds: capacity.Bounds | None = None  # None: credited as reported
 
 
 def _step(
@@ -128,22 +172,30 @@ def _step(
     worker: Worker | None,
     window: OpenWindow | None,
     writes: "_Writes",
-    gap: timedelta,
-    now: datetime,
+    rules: _Rules,
 ) -> Applied:
     """One heartbeat's step, its worker and open window locked. The frequent writes (a
     window extended, the metrics point, the worker row) go to ``writes``, which runs them
     for the whole group; the rarer ones run here."""
-    ts = heartbeat.timestamp
+    ts, gap, now = heartbeat.timestamp, rules.gap, rules.now
     if worker is None:
         raise UnknownWorker(heartbeat.wallet)
-    if key is not None and worker.public_key != key:
+    # A key enrolled since an unsigned heartbeat was read counts as a replaced one too: it
+    # is authenticated again, and refused for not being signed.
+    if worker.public_key != key:
         raise KeyReplaced(heartbeat.wallet)
     if worker.last_heartbeat_at is not None and ts <= worker.last_heartbeat_at:
         raise StaleHeartbeat(worker.last_heartbeat_at, _counted(worker, ts))
+    if worker.last_heartbeat_at is not None and ts - worker.last_heartbeat_at < rules.min_interval:
+        raise TooSoon(worker.last_heartbeat_at + rules.min_interval)
 
     counted = timedelta(0)
-    if _docker_down(heartbeat):
+    credited = rules.verdicts is None or rules.verdicts.vouches(worker, ts)
+    docker_available = heartbeat.agent.dockerAvailable if heartbeat.agent else None
+    if not credited:
+        # Evidence only: no window moves, and the state Docker was last seen in stays.
+        action, docker_available = "not_credited", worker.docker_available
+    elif _docker_down(heartbeat):
         _record_docker_outage(worker, window, ts, gap)
         action, window = "docker_unavailable", None
     elif window is None:
@@ -159,10 +211,11 @@ def _step(
         writes.extend(ts, worker.wallet_address)
         action = "extended"
 
-    if worker.docker_available is False and not _docker_down(heartbeat):
+    if credited and worker.docker_available is False and not _docker_down(heartbeat):
         _end_docker_outage(worker, ts, gap)
     digest = _containers(worker, heartbeat, writes)
-    earned = credits.earned_millis(credits.rate(heartbeat), counted)
+    rate = capacity.rate(heartbeat, worker, rules.capacity_bounds, now)
+    earned = credits.earned_millis(rate, counted)
     writes.metric(_metric(worker, heartbeat, earned))
     agent, system = heartbeat.agent, heartbeat.system
     writes.worker(
@@ -172,7 +225,7 @@ def _step(
             now,
             agent.hostname if agent and agent.hostname else worker.hostname,
             agent.version if agent and agent.version else worker.agent_version,
-            agent.dockerAvailable if agent else None,
+            docker_available,
             heartbeat.tailscale_ip,
             # Facts a heartbeat leaves out stay as the last one that had them said.
             _reported(system, "cpuCores", worker.cpu_cores),

@@ -1,9 +1,6 @@
-"""Workers: enrollment (open or token policy, proof of possession), enrollment tokens,
-and the read routes the UI uses for status, uptime and containers."""
+"""Workers: the read routes the UI uses for status, uptime and containers. Enrolling them is
+collector/enrollment.py."""
 
-import hashlib
-import re
-import secrets
 from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
@@ -12,19 +9,13 @@ from collector.api import (
     DEFAULT_PAGE,
     MAX_PAGE,
     ApiError,
-    accept_fields,
-    integer,
-    json_object,
     paginated,
     query_int,
-    require_api_token,
     settings,
     wallet,
 )
-from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
-from collector.db import database, first_page, locked
+from collector.db import first_page
 from collector.models import (
-    EnrollmentToken,
     OpenWindow,
     Worker,
     WorkerContainer,
@@ -32,159 +23,11 @@ from collector.models import (
     credits,
 )
 from collector.pings import live_status
-from collector.signatures import load_public_key, verify
 from collector.windows import MAX_RECORDS_PAGE, RECORDS_PAGE, uptime
-from protocol import ProtocolError, patterns
-from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key
+from protocol import ProtocolError
 from protocol.times import format_timestamp, parse_timestamp, utcnow
 
 bp = Blueprint("workers", __name__, url_prefix="/workers")
-
-TOKEN_PREFIX = patterns.ENROLLMENT_TOKEN_PREFIX
-_TOKEN = re.compile(patterns.ENROLLMENT_TOKEN)
-
-
-# --- enrollment tokens --------------------------------------------------------------------
-
-
-def issue_token(wallet_address: str, ttl: timedelta, now: datetime) -> str:
-    """Create a single-use enrollment token for one wallet; only its hash is stored."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    EnrollmentToken.create(
-        token_hash=_hash(token), wallet_address=wallet_address, created_at=now, expires_at=now + ttl
-    )
-    return token
-
-
-def validate_token(value: object) -> str:
-    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
-        raise ApiError(400, "token must be an enrollment token as issued (tsk_ and 43 characters)")
-    return value
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-def _usable(token: str, wallet_address: str, now: datetime):
-    return (
-        (EnrollmentToken.token_hash == _hash(token))
-        & (EnrollmentToken.wallet_address == wallet_address)
-        & EnrollmentToken.used_at.is_null()
-        & (EnrollmentToken.expires_at > now)
-    )
-
-
-def token_is_usable(token: str, wallet_address: str, now: datetime) -> bool:
-    """Whether enrolling with this token would succeed now; it stays unused."""
-    return EnrollmentToken.select().where(_usable(token, wallet_address, now)).exists()
-
-
-# An expired token enrolls nobody, used or not. It is kept a week past its expiry, so that an
-# operator asked why a token failed can still see that it was used or expired; then the
-# sweeper deletes it (indexed by expires_at).
-TOKENS_KEPT = timedelta(days=7)
-
-
-def prune_tokens(now: datetime) -> int:
-    """Delete the tokens expired more than TOKENS_KEPT ago; return how many went."""
-    return EnrollmentToken.delete().where(EnrollmentToken.expires_at < now - TOKENS_KEPT).execute()
-
-
-def _consume_token(token: str, wallet_address: str, now: datetime) -> bool:
-    # The conditional update is the single-use guarantee: of two requests racing with one
-    # token, only one sees a row change.
-    changed = EnrollmentToken.update(used_at=now).where(_usable(token, wallet_address, now))
-    return changed.execute() == 1
-
-
-# --- enrollment ---------------------------------------------------------------------------
-
-
-def is_enrolled(wallet_address: str) -> bool:
-    return (
-        Worker.select()
-        .where((Worker.wallet_address == wallet_address) & Worker.public_key.is_null(False))
-        .exists()
-    )
-
-
-def enroll(
-    wallet_address: str, public_key: str, token: str | None, policy: str, now: datetime
-) -> str:
-    """Bind a public key to a wallet; return what happened: ``enrolled`` (a new binding),
-    ``unchanged`` (the same key again) or ``replaced`` (a new key, by a token). Raises
-    ApiError (and so rolls back) for every refusal."""
-    with database.atomic():
-        Worker.insert(wallet_address=wallet_address, created_at=now).on_conflict_ignore().execute()
-        worker = locked(Worker.select().where(Worker.wallet_address == wallet_address)).get()
-        if worker.public_key == public_key:
-            return "unchanged"
-        replacing = worker.public_key is not None
-        if token is None:
-            if replacing:
-                raise ApiError(
-                    409,
-                    f"wallet {wallet_address} is enrolled with another key; "
-                    "replacing it needs an enrollment token",
-                )
-            if policy == "token":
-                raise ApiError(401, "this collector enrolls workers only with an enrollment token")
-        elif not _consume_token(token, wallet_address, now):
-            raise ApiError(401, "enrollment token is unknown, expired, used or for another wallet")
-        worker.public_key = public_key
-        worker.enrolled_at = now
-        worker.save()
-        return "replaced" if replacing else "enrolled"
-
-
-@bp.post("/enroll")
-def enroll_route():
-    config = settings()
-    body = request.get_data(cache=True)
-    fields = accept_fields(json_object(body), {"walletAddress", "publicKey", "token"})
-    address = wallet(fields.get("walletAddress"), "walletAddress")
-    try:
-        # Stored in its canonical base64 spelling, so the same key always compares equal.
-        public_key = encode_public_key(load_public_key(fields.get("publicKey"), enrolling=True))
-    except ProtocolError as exc:
-        raise ApiError(400, str(exc)) from None
-    token = validate_token(fields["token"]) if fields.get("token") is not None else None
-    try:
-        verify(public_key, body, request.headers.get(SIGNATURE_HEADER))
-    except ProtocolError as exc:
-        raise ApiError(401, f"enrollment must be signed by the key being enrolled: {exc}") from None
-
-    outcome = enroll(address, public_key, token, config.enrollment_policy, utcnow())
-    current_app.extensions["tassium.keys"].forget(address)
-    worker = Worker.get_by_id(address)
-    answer = {**summary(worker, utcnow()), "enrollment": outcome}
-    return jsonify(answer), 201 if outcome == "enrolled" else 200
-
-
-@bp.post("/tokens")
-@require_api_token
-def create_token_route():
-    config = settings()
-    if config.api_token is None:
-        raise ApiError(
-            403,
-            "issuing enrollment tokens over HTTP needs an API token configured; "
-            "use tassium-collector token create",
-        )
-    fields = accept_fields(json_object(), {"walletAddress", "ttlSeconds"})
-    address = wallet(fields.get("walletAddress"), "walletAddress")
-    ttl = config.enrollment_token_ttl
-    if fields.get("ttlSeconds") is not None:
-        ttl = integer(fields["ttlSeconds"], "ttlSeconds", TOKEN_TTL_MIN, TOKEN_TTL_MAX)
-    now = utcnow()
-    token = issue_token(address, timedelta(seconds=ttl), now)
-    return jsonify(
-        token=token, walletAddress=address, expiresAt=format_timestamp(now + timedelta(seconds=ttl))
-    ), 201
-
-
-# --- reading ------------------------------------------------------------------------------
 
 
 def is_online(worker: Worker, now: datetime) -> bool:

@@ -275,7 +275,10 @@ make_key_and_enroll() {
     if [[ -n $TOKEN ]]; then
         as_agent enroll --token "$TOKEN"
     else
-        as_agent enroll
+        # The wallet proves it is the owner's: the agent prints the link to the collector's
+        # page, where the owner signs with their browser wallet, and waits for it.
+        as_agent enroll || die "this worker is not enrolled: the wallet's signature did not \
+arrive; run this line again, and sign on the page it shows"
     fi
 }
 

@@ -85,3 +85,10 @@ def stellar_address(public_key: bytes) -> str:
     payload = bytes([_STELLAR_ACCOUNT_VERSION]) + public_key
     checksum = _crc16_xmodem(payload).to_bytes(2, "little")
     return base64.b32encode(payload + checksum).decode("ascii")
+
+
+def stellar_public_key(address: str) -> bytes:
+    """The raw 32-byte Ed25519 public key inside a strkey (G...), the inverse of
+    ``stellar_address``; raises InvalidWallet, as ``normalize_wallet`` does, for anything
+    that is not an account public key."""
+    return base64.b32decode(_stellar(address))[1:-2]

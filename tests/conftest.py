@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -27,10 +28,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from collector import db, migrations
+from collector import db, liveness, migrations
 from collector.app import create_app
 from collector.cli import cli
 from collector.config import CollectorConfig
+from collector.models import CollectorRun, Worker
+from protocol.times import utcnow
 from tests.agent.conftest import Dockerd, dockerd_binary
 
 
@@ -368,3 +371,37 @@ def serve_collector(config_file, tmp_path):
         # gunicorn's quick shutdown (SIGINT): a graceful one waits about a second for each
         # worker's loop to notice, a second per served test that nothing here needs.
         served.stop(signal.SIGINT)
+
+
+# --- a collector's past -----------------------------------------------------------------------
+
+
+class History:
+    """A collector that was down for the two days before the test, and workers known to it
+    since before then: heartbeats stamped minutes or hours ago then arrive as an agent's
+    spool replayed after the outage, and are credited (collector/vouching.py). For tests of
+    what heartbeats do to windows, reports and credits, which send such histories."""
+
+    def __init__(self):
+        self.since = utcnow() - timedelta(days=2)
+        CollectorRun.create(host="earlier", pid=1, started_at=self.since, alive_at=self.since)
+
+    def collector_ran(self, start: datetime, end: datetime) -> None:
+        """The collector was taking heartbeats from ``start`` to ``end`` (a run alive until
+        its grace runs out at ``end``): a silence in that span is the worker's."""
+        grace = liveness.BEATS_OF_GRACE * timedelta(seconds=CollectorConfig.liveness_interval)
+        CollectorRun.create(host="earlier", pid=2, started_at=start, alive_at=end - grace)
+
+    def known(self, wallet: str) -> str:
+        """The worker (created if the collector never saw it) enrolled, or first seen, then."""
+        Worker.insert(wallet_address=wallet, created_at=self.since).on_conflict_ignore().execute()
+        changes = {"created_at": self.since}
+        if Worker.get_by_id(wallet).enrolled_at is not None:
+            changes["enrolled_at"] = self.since
+        Worker.update(changes).where(Worker.wallet_address == wallet).execute()
+        return wallet
+
+
+@pytest.fixture
+def history(dbconn) -> History:
+    return History()

@@ -1,7 +1,9 @@
 """Small factories for keys, wallets and heartbeat bodies."""
 
+import base64
 import json
 import secrets
+import sys
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,12 +39,58 @@ def agent_config(url: str, state_dir: Path, **settings) -> AgentConfig:
     )
 
 
-class FakeWorker:
-    """A worker as the collector sees it: a wallet and an Ed25519 key."""
+class Wallet:
+    """A wallet its owner can sign with, as their browser wallet would: an EVM account
+    (EIP-191 personal_sign, by eth-account) or a Stellar account (SEP-53, by stellar-sdk)."""
 
-    def __init__(self, wallet: str | None = None):
-        self.wallet = wallet or new_wallet()
+    def __init__(self, wallet_format: str = "evm"):
+        self.wallet_format = wallet_format
+        if wallet_format == "evm":
+            # eth-account's dependencies raise the recursion limit to 100,000 when imported,
+            # which would let the collector's JSON parser overflow the C stack on a deeply
+            # nested body (tests/collector/test_deployments.py) instead of refusing it.
+            limit = sys.getrecursionlimit()
+            from eth_account import Account
+
+            sys.setrecursionlimit(limit)
+            self._account = Account.create()
+            self.address = self._account.address.lower()
+        else:
+            from stellar_sdk import Keypair
+
+            self._keypair = Keypair.random()
+            self.address = self._keypair.public_key
+
+    def sign(self, message: str) -> str:
+        """The signature a wallet gives for ``message``, as the collector's page sends it."""
+        if self.wallet_format == "evm":
+            from eth_account.messages import encode_defunct
+
+            signed = self._account.sign_message(encode_defunct(text=message))
+            return "0x" + bytes(signed.signature).hex()
+        return base64.b64encode(self._keypair.sign_message(message)).decode()
+
+
+class FakeWorker:
+    """A worker as the collector sees it: a wallet and an Ed25519 key. Made with a
+    ``Wallet`` (a new EVM one by default) its owner can sign for it; made with an address
+    alone, it is a machine whose owner cannot (an impostor, or a worker of an operator's
+    token)."""
+
+    def __init__(self, wallet: "str | Wallet | None" = None):
+        self.owner = wallet if isinstance(wallet, Wallet) else None
+        if wallet is None:
+            self.owner = Wallet()
+        self.wallet = self.owner.address if self.owner else wallet
         self.key = Ed25519PrivateKey.generate()
+
+    @classmethod
+    def stellar(cls) -> "FakeWorker":
+        return cls(Wallet("stellar"))
+
+    def another_machine(self) -> "FakeWorker":
+        """Another machine of the same owner: the same wallet, a new key."""
+        return FakeWorker(self.owner or self.wallet)
 
     @property
     def public_key(self) -> str:
@@ -53,11 +101,48 @@ class FakeWorker:
         return raw, {SIGNATURE_HEADER: sign(self.key, raw), "Content-Type": "application/json"}
 
     def enroll(self, client, token: str | None = None):
-        body = {"walletAddress": self.wallet, "publicKey": self.public_key}
-        if token is not None:
-            body["token"] = token
-        raw, headers = self.signed(body)
-        return client.post("/workers/enroll", data=raw, headers=headers)
+        """Enroll through a Flask test client as the agent does: with the operator's
+        ``token``, or with the owner's signature over a challenge when there is an owner (else
+        the request the agent sends without either)."""
+        if token is not None or self.owner is None:
+            body = {"walletAddress": self.wallet, "publicKey": self.public_key}
+            if token is not None:
+                body["token"] = token
+            raw, headers = self.signed(body)
+            return client.post("/workers/enroll", data=raw, headers=headers)
+        challenge = self.challenge(client)
+        if challenge.status_code != 201:
+            return challenge
+        return self.sign_challenge(client, challenge.json)
+
+    def enroll_at(self, url: str):
+        """Enroll at a served collector over real HTTP (httpx), as the agent and the owner's
+        page do: the challenge, then the owner's signature over it."""
+        import httpx  # agent tests that use this module need no HTTP client
+
+        raw, headers = self.signed({"walletAddress": self.wallet, "publicKey": self.public_key})
+        challenge = httpx.post(
+            url + "/workers/enroll/challenge", content=raw, headers=headers, timeout=30
+        )
+        if challenge.status_code != 201:
+            return challenge
+        found = challenge.json()
+        return httpx.post(
+            f"{url}/workers/enroll/challenge/{found['challengeId']}",
+            json={"signature": self.owner.sign(found["message"])},
+            timeout=30,
+        )
+
+    def challenge(self, client):
+        """Ask for a challenge, as ``tassium-agent enroll`` does."""
+        raw, headers = self.signed({"walletAddress": self.wallet, "publicKey": self.public_key})
+        return client.post("/workers/enroll/challenge", data=raw, headers=headers)
+
+    def sign_challenge(self, client, challenge: dict, signer: "Wallet | None" = None):
+        """The owner (or ``signer``) signs the challenge, as on the collector's page."""
+        signature = (signer or self.owner).sign(challenge["message"])
+        path = f"/workers/enroll/challenge/{challenge['challengeId']}"
+        return client.post(path, json={"signature": signature})
 
     def heartbeat_body(
         self, ts: datetime | None = None, containers: list | None = None, **extra
@@ -83,6 +168,15 @@ class FakeWorker:
         """A signed ping through a Flask test client."""
         raw, headers = self.signed(self.ping_body(ts))
         return client.post("/heartbeat/ping", data=raw, headers=headers)
+
+
+def enroll_with_token(wallet: str, public_key: str, now: datetime | None = None) -> str:
+    """Enroll a key directly, outside any app, as an operator enrolls a fleet: with a token
+    issued for the wallet. For tests that need enrolled workers, not enrollment."""
+    from collector.enrollment import enroll, issue_token  # agent tests import no Peewee
+
+    now = now or utcnow()
+    return enroll(wallet, public_key, now, token=issue_token(wallet, timedelta(hours=1), now))
 
 
 def machine(**changes) -> dict:

@@ -6,6 +6,7 @@ does the controller of a pytest-xdist run, for its workers (tests/conftest.py)."
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,10 +19,11 @@ import uuid
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 import yaml
 
-from tests.factories import new_wallet
+from tests.factories import Wallet
 
 IMAGE = "local/busybox"
 
@@ -166,7 +168,10 @@ class AgentProcess:
     def __init__(self, directory: Path, collector_url: str, overrides: dict):
         self.dir = directory
         directory.mkdir()
-        self.wallet = overrides.pop("wallet", None) or new_wallet()
+        # The owner, who signs the enrollment challenge with their wallet.
+        self.owner = Wallet(overrides.get("wallet_format", "evm"))
+        self.wallet = overrides.pop("wallet", None) or self.owner.address
+        self.collector_url = collector_url
         self.state_dir = directory / "state"
         self.spool_path = self.state_dir / "spool"
         self.config = directory / "agent.yaml"
@@ -203,6 +208,27 @@ class AgentProcess:
             text=True,
             timeout=60,
             env={**os.environ, **(env or {})},
+        )
+
+    def enroll(self) -> subprocess.CompletedProcess:
+        """``tassium-agent enroll`` as the owner goes through it: it prints the link to the
+        collector's page and waits, and the owner signs the challenge there (as the page
+        sends the wallet's signature)."""
+        process = subprocess.Popen(
+            self._argv("enroll"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        printed = []
+        for line in process.stdout:
+            printed.append(line)
+            link = re.search(r"/enroll/([A-Za-z0-9_-]{43})$", line.strip())
+            if link:
+                challenge = f"{self.collector_url}/workers/enroll/challenge/{link[1]}"
+                message = httpx.get(challenge, timeout=10).json()["message"]
+                httpx.post(challenge, json={"signature": self.owner.sign(message)}, timeout=10)
+                break
+        stdout, stderr = process.communicate(timeout=60)
+        return subprocess.CompletedProcess(
+            process.args, process.returncode, "".join(printed) + stdout, stderr
         )
 
     def start(
@@ -249,16 +275,19 @@ class AgentProcess:
 @pytest.fixture
 def agent_process(tmp_path):
     """``agent_process(collector_url, interval=1, ...)``: an agent configured by YAML (the
-    keyword arguments override its settings), with a key and enrolled at the collector, its
-    daemon started unless ``start=False``; every daemon is stopped after the test."""
+    keyword arguments override its settings), with a key, enrolled at the collector unless
+    ``enroll=False`` (a stand-in collector enrolls nobody), its daemon started unless
+    ``start=False``; every daemon is stopped after the test."""
     made: list[AgentProcess] = []
 
-    def make(collector_url: str, *, start: bool = True, **overrides) -> AgentProcess:
+    def make(
+        collector_url: str, *, start: bool = True, enroll: bool = True, **overrides
+    ) -> AgentProcess:
         agent = AgentProcess(tmp_path / f"agent-{len(made)}", collector_url, overrides)
         made.append(agent)
-        for step in ("keygen", "enroll"):
-            done = agent.command(step)
-            assert done.returncode == 0, f"tassium-agent {step}:\n{done.stdout}{done.stderr}"
+        steps = [agent.command("keygen")] + ([agent.enroll()] if enroll else [])
+        for done in steps:
+            assert done.returncode == 0, f"tassium-agent {done.args}:\n{done.stdout}{done.stderr}"
         if start:
             agent.start()
         return agent
@@ -266,3 +295,15 @@ def agent_process(tmp_path):
     yield make
     for agent in made:
         agent.stop()
+
+
+@pytest.fixture
+def serve_collector(serve_collector):
+    """The collector of tests/conftest.py for agents that beat every second or so: time runs
+    fast here, so it stores heartbeats closer together than its min_interval (10 s)."""
+
+    def start(**overrides):
+        overrides.setdefault("min_interval", 0)
+        return serve_collector(**overrides)
+
+    return start

@@ -2,6 +2,7 @@
 
 import json
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -43,14 +44,40 @@ def test_keygen_refuses_to_replace_a_key(agent):
     assert done.returncode != 0 and "already exists" in done.stderr
 
 
-def test_enroll_again_is_idempotent_and_a_new_key_is_refused(agent):
+def test_enroll_again_is_idempotent_and_a_new_key_needs_the_wallets_signature(agent):
     _, worker = agent
     again = worker.command("enroll")
     assert again.returncode == 0 and "already enrolled" in again.stdout
     (worker.state_dir / "agent.key").unlink()
     assert worker.command("keygen").returncode == 0
-    refused = worker.command("enroll")
-    assert refused.returncode == 1 and "409" in refused.stderr
+    # Nobody signs: the new key is not enrolled, and the agent says until when it may be.
+    unsigned = worker.command("enroll", "--wait", "1")
+    assert unsigned.returncode == 1 and "no signature arrived in time" in unsigned.stderr
+    challenge = unsigned.stdout.split("enroll --challenge ")[1].split()[0]
+    # The owner signs it later, elsewhere, and hands the signature to the agent.
+    message = httpx.get(f"{worker.collector_url}/workers/enroll/challenge/{challenge}").json()
+    signature = worker.owner.sign(message["message"])
+    signed = worker.command("enroll", "--challenge", challenge, "--signature", signature)
+    assert signed.returncode == 0, signed.stderr
+    assert "replacing the key enrolled before" in signed.stdout
+
+
+def test_enroll_prints_the_challenge_and_the_owners_page_and_waits_for_it(agent):
+    _, worker = agent
+    (worker.state_dir / "agent.key").unlink()
+    assert worker.command("keygen").returncode == 0
+    done = worker.enroll()  # the owner signs on the page while the agent waits
+    assert done.returncode == 0, done.stderr
+    assert f"To let this machine earn uptime for {worker.wallet}" in done.stdout
+    assert f"    Enroll a Tassium worker at {worker.collector_url}" in done.stdout
+    assert f"{worker.collector_url}/enroll/" in done.stdout
+    assert "replacing the key enrolled before" in done.stdout
+
+
+def test_enroll_half_given_is_a_usage_error(agent):
+    _, worker = agent
+    done = worker.command("enroll", "--signature", "0x00")
+    assert done.returncode == 2 and "--challenge and --signature go together" in done.stderr
 
 
 def test_run_without_a_key_says_to_run_keygen(agent):

@@ -65,7 +65,13 @@ def test_a_collector_trickling_its_answers_never_delays_a_heartbeat(agent_proces
 
     with FakeCollector(answer) as collector:
         agent = agent_process(
-            collector.url, start=False, interval=1, jitter=0, send_timeout=2, **no_docker
+            collector.url,
+            start=False,
+            enroll=False,
+            interval=1,
+            jitter=0,
+            send_timeout=2,
+            **no_docker,
         )
         agent.start()
         wait_for(lambda: len(agent.spooled()) >= 8, agent.output, timeout=60)
@@ -88,7 +94,13 @@ def test_a_2000_heartbeat_backlog_is_delivered_under_a_short_watchdog(
     notify.settimeout(0.2)
     with FakeCollector(slow) as collector:
         agent = agent_process(
-            collector.url, start=False, interval=60, batch_size=50, spool_max=5000, **no_docker
+            collector.url,
+            start=False,
+            enroll=False,
+            interval=60,
+            batch_size=50,
+            spool_max=5000,
+            **no_docker,
         )
         backlog = spool_backlog(agent, 2000, start=timedelta(hours=2))
         process = agent.start(
@@ -141,6 +153,7 @@ def test_pings_keep_their_interval_while_docker_hangs_and_a_heartbeat_is_held(ag
         with FakeCollector(answer) as collector:
             agent = agent_process(
                 collector.url,
+                enroll=False,
                 interval=1,
                 jitter=0,
                 ping_interval=1,
@@ -206,7 +219,7 @@ def test_status_and_once_fail_for_a_worker_the_collector_does_not_know(
     serve_collector, agent_process, no_docker
 ):
     with FakeCollector() as enrolled_there:
-        agent = agent_process(enrolled_there.url, start=False, **no_docker)
+        agent = agent_process(enrolled_there.url, start=False, enroll=False, **no_docker)
     collector = serve_collector()
     agent.config.write_text(agent.config.read_text().replace(enrolled_there.url, collector.url))
 
@@ -234,10 +247,12 @@ def test_status_fails_for_a_wallet_enrolled_with_another_key(
 
 
 def test_once_replays_a_backlog_in_batches_and_every_heartbeat_is_credited(
-    serve_collector, agent_process, no_docker
+    serve_collector, agent_process, no_docker, history
 ):
+    # The backlog of an agent that could not reach a collector down since before it.
     collector = serve_collector()
     agent = agent_process(collector.url, start=False, batch_size=100, **no_docker)
+    history.known(agent.wallet)
     backlog = spool_backlog(agent, 250, start=timedelta(minutes=10))
     done = agent.command("once")
     assert done.returncode == 0, done.stderr

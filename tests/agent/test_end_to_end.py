@@ -12,7 +12,6 @@ import pytest
 
 from protocol.times import parse_timestamp, utcnow
 from tests.conftest import free_port
-from tests.factories import new_stellar_wallet
 from tests.polling import wait_for
 
 GAP = 3  # seconds of silence after which the collector closes a window
@@ -230,7 +229,6 @@ def test_the_real_agent_feeds_the_worker_clients_four_reads(
     """What the worker client polls (/api/v1: the worker, its containers, its status, its
     metrics), fed by the real agent reading a real Docker engine."""
     collector = serve_collector(wallet_format="stellar", ping_interval=5)
-    wallet = new_stellar_wallet()
     suffix = uuid.uuid4().hex[:10]
     busy = run_container("sh", "-c", "while :; do :; done", name=f"busy-{suffix}")
     idle = run_container("sleep", "300", name=f"idle-{suffix}")
@@ -239,9 +237,9 @@ def test_the_real_agent_feeds_the_worker_clients_four_reads(
         interval=2,
         ping_interval=1,
         docker_host=dockerd.host,
-        wallet=wallet,
-        wallet_format="stellar",
+        wallet_format="stellar",  # its owner signs with a Stellar wallet
     )
+    wallet = agent.wallet
     v1 = f"/api/v1/workers/{wallet}"
 
     def measured():

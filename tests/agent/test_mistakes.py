@@ -164,20 +164,23 @@ def test_enroll_says_when_it_replaced_a_lost_key(serve_collector, tmp_path):
     collector = serve_collector(api_token=API_TOKEN)
     config = write_config(tmp_path, collector_url=collector.url, state_dir=str(tmp_path / "s"))
     assert agent(config, "keygen").returncode == 0
-    first = agent(config, "enroll")
+    wallet = yaml.safe_load(config.read_text())["wallet"]
+
+    def token() -> str:
+        return httpx.post(
+            f"{collector.url}/workers/tokens",
+            json={"walletAddress": wallet},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            timeout=10,
+        ).json()["token"]
+
+    first = agent(config, "enroll", "--token", token())
     assert first.returncode == 0 and first.stdout.startswith("enrolled 0x"), first.stderr
     again = agent(config, "enroll")
     assert "is already enrolled with key" in again.stdout
     (tmp_path / "s" / "agent.key").unlink()  # lost
     assert agent(config, "keygen").returncode == 0
-    wallet = yaml.safe_load(config.read_text())["wallet"]
-    token = httpx.post(
-        f"{collector.url}/workers/tokens",
-        json={"walletAddress": wallet},
-        headers={"Authorization": f"Bearer {API_TOKEN}"},
-        timeout=10,
-    ).json()["token"]
-    replaced = agent(config, "enroll", "--token", token)
+    replaced = agent(config, "enroll", "--token", token())
     assert replaced.returncode == 0, replaced.stderr
     assert "replacing the key enrolled before" in replaced.stdout
     assert "already" not in replaced.stdout
@@ -194,8 +197,14 @@ def test_enroll_says_when_it_replaced_a_lost_key(serve_collector, tmp_path):
 def test_enroll_reads_an_older_collectors_answer_by_its_status_and_the_token(
     tmp_path, code, token, said
 ):
-    # A collector from before the answer's "enrollment" field, which the real one now has.
-    with FakeCollector(lambda request: collector_json(code, walletAddress="0x")) as old:
+    # A collector from before the answer's "enrollment" field, which the real one now has,
+    # and before wallet-signed enrollment: it has no challenges, and enrolls on its own word.
+    def answer(request):
+        if request.path == "/workers/enroll/challenge":
+            return collector_json(404, error="no such route")
+        return collector_json(code, walletAddress="0x")
+
+    with FakeCollector(answer) as old:
         config = write_config(tmp_path, collector_url=old.url, state_dir=str(tmp_path / "s"))
         assert agent(config, "keygen").returncode == 0
         done = agent(config, "enroll", *(("--token", token) if token else ()))

@@ -86,12 +86,13 @@ def own_postgres():
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgres"])
 def test_a_postgres_outage_is_a_503_logged_once_then_recovers(own_postgres, serve_collector):
-    collector = serve_collector(database_url=own_postgres.fresh_database(), processes=1)
+    # Heartbeats a moment apart, so no min_interval.
+    collector = serve_collector(
+        database_url=own_postgres.fresh_database(), processes=1, min_interval=0
+    )
     worker = FakeWorker()
+    assert worker.enroll_at(collector.url).status_code == 201
     with httpx.Client(base_url=collector.url, timeout=10) as http:
-        body = {"walletAddress": worker.wallet, "publicKey": worker.public_key}
-        raw, headers = worker.signed(body)
-        assert http.post("/workers/enroll", content=raw, headers=headers).status_code == 201
         assert post_beat(http, worker).status_code == 200
 
         own_postgres.pause()

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from collector import migrations
 from collector.cli import cli
 from collector.config import CollectorConfig
+from collector.enrollment import enroll
 from collector.models import (
     EnrollmentToken,
     OpenWindow,
@@ -24,7 +25,6 @@ from collector.models import (
     WorkerMetric,
 )
 from collector.windows import apply_heartbeat
-from collector.workers import enroll
 from protocol.heartbeat import AgentInfo, Container, Heartbeat, encode_public_key
 from protocol.times import format_timestamp, utcnow
 from protocol.wallets import stellar_address
@@ -175,7 +175,7 @@ def test_the_printed_token_enrolls_its_wallet_once(runner, database_url):
     token = runner("token", "create", "--wallet", CHECKSUMMED).stdout.strip()
     key = encode_public_key(Ed25519PrivateKey.generate())
     with connected(database_url):
-        assert enroll(CHECKSUMMED.lower(), key, token, "token", utcnow()) == "enrolled"
+        assert enroll(CHECKSUMMED.lower(), key, utcnow(), token=token, policy="token") == "enrolled"
         assert Worker.get_by_id(CHECKSUMMED.lower()).public_key == key
         assert EnrollmentToken.get().used_at is not None
 
@@ -411,6 +411,7 @@ def test_report_prints_the_fleet_report_as_the_route_serves_it(runner, client, o
     assert table[0].split() == ["walletAddress", "uptimeSeconds", "downtimeSeconds"] + [
         "uptimeFraction",
         "credits",
+        "flags",
     ]
     rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
     assert rows[october[1]][0] == "7200"
@@ -418,14 +419,15 @@ def test_report_prints_the_fleet_report_as_the_route_serves_it(runner, client, o
 
 
 def test_payout_prints_the_export_and_records_it_once(runner, client, october):
-    query = {"period": "2026-10", "budget": "1000"}
+    query = {"period": "2026-10", "budget": "1000", "basis": "credits"}
     served = client.get("/payouts/export.csv", query_string=query)
-    printed = runner("payout", "--period", "2026-10", "--budget", "1000", "--csv")
+    by_credits = ("--period", "2026-10", "--budget", "1000", "--basis", "credits")
+    printed = runner("payout", *by_credits, "--csv")
     assert printed.stdout == served.get_data(as_text=True).replace("\r\n", "\n")
     assert f"export sha256 {served.headers['X-Tassium-Export-SHA256']}" in printed.stderr
     assert f"inputs sha256 {served.headers['X-Tassium-Inputs-SHA256']}" in printed.stderr
 
-    args = ("payout", "--period", "2026-10", "--budget", "1000", "--record")
+    args = ("payout", *by_credits, "--record")
     first = runner(*args, "--tx-hash", "AB" * 32)
     assert first.exit_code == 0
     assert first.stderr.startswith("recorded payout")
@@ -444,6 +446,30 @@ def test_payout_prints_the_export_and_records_it_once(runner, client, october):
     refused = runner("payout", "--period", "2026-10", "--budget", "999", "--record")
     assert refused.exit_code == 1
     assert "a different payout" in refused.stderr
+
+
+def test_payout_weighs_uptime_unless_told_credits(runner, client, october):
+    printed = runner("payout", "--period", "2026-10", "--budget", "600", "--csv")
+    served = client.get("/payouts/export.csv", query_string={"period": "2026-10", "budget": "600"})
+    assert printed.stdout == served.get_data(as_text=True).replace("\r\n", "\n")
+    assert [line.split(",")[1:] for line in printed.stdout.splitlines()[1:]] == [
+        ["3600000", "100"],
+        ["7200000", "200"],
+        ["10800000", "300"],
+    ]
+
+
+def test_payout_refuses_to_record_hours_already_paid(runner, october):
+    assert runner("payout", "--period", "2026-10", "--budget", "10", "--record").exit_code == 0
+    overlapping = "2026-10-31T00:00:00Z/2026-11-30T00:00:00Z"
+    args = ("payout", "--period", overlapping, "--budget", "10", "--basis", "credits")
+    assert runner(*args).exit_code == 0  # printing a split records nothing, so it may overlap
+    refused = runner(*args, "--record")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"Error: {overlapping} overlaps the payout recorded for 2026-10 "
+        "(2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z)\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -150,17 +150,6 @@ def sweep_until_sent(barrier, results, index, database_url, finished, senders):
 # --- the workers and their heartbeats ---------------------------------------------------------
 
 
-class HttpClient:
-    """httpx behind the Flask test client's ``post(path, data=, headers=)``, so that FakeWorker
-    enrolls at a served collector."""
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def post(self, path: str, data: bytes, headers: dict) -> httpx.Response:
-        return httpx.post(self.url + path, content=data, headers=headers, timeout=30)
-
-
 def heartbeat_times(rng: random.Random, now: datetime, count: int) -> list[datetime]:
     """Increasing timestamps from about 20 hours ago, all older than an hour: inside the
     collector's backfill, so they are accepted, and older than the gap, so a sweep at ``now``
@@ -176,16 +165,18 @@ def heartbeat_times(rng: random.Random, now: datetime, count: int) -> list[datet
 
 
 class Fleet:
-    """Enrolled workers, each with its timestamps and the signed bodies for them."""
+    """Enrolled workers, each with its timestamps and the signed bodies for them: a day of
+    history that a collector down for that day takes as the agents' spools replayed."""
 
-    def __init__(self, url: str, workers: int, beats: int, seed: int):
+    def __init__(self, url: str, history, workers: int, beats: int, seed: int):
         rng = random.Random(seed)
         now = utcnow()
         self.workers = [FakeWorker() for _ in range(workers)]
         self.times = {w.wallet: heartbeat_times(rng, now, beats) for w in self.workers}
         self.posts = {}
         for worker in self.workers:
-            assert worker.enroll(HttpClient(url)).status_code == 201
+            assert worker.enroll_at(url).status_code == 201
+            history.known(worker.wallet)
             self.posts[worker.wallet] = [
                 ((worker.wallet, i), *worker.signed(worker.heartbeat_body(ts, [container(i)])))
                 for i, ts in enumerate(self.times[worker.wallet])
@@ -228,7 +219,7 @@ def container(i: int) -> dict:
 
 
 @pytest.fixture
-def collector(serve_collector):
+def collector(serve_collector, history):
     # No interval sweeper: the tests decide when sweeps run.
     return serve_collector(processes=4, sweep_interval=0)
 
@@ -237,8 +228,10 @@ def collector(serve_collector):
 
 
 @pytest.mark.parametrize("backend", [POSTGRES])
-def test_senders_of_disjoint_workers_store_what_a_serial_run_gives(collector, database_url):
-    fleet = Fleet(collector.url, workers=6, beats=40, seed=1)
+def test_senders_of_disjoint_workers_store_what_a_serial_run_gives(
+    collector, database_url, history
+):
+    fleet = Fleet(collector.url, history, workers=6, beats=40, seed=1)
     wallets = [w.wallet for w in fleet.workers]
     rng = random.Random(2)
     # Three senders, two workers each, their heartbeats interleaved.
@@ -256,9 +249,9 @@ def test_senders_of_disjoint_workers_store_what_a_serial_run_gives(collector, da
     ("backend", "workers", "beats"), [(POSTGRES, 6, 40), ("sqlite", 2, 15)], ids=["pg", "sqlite"]
 )
 def test_senders_racing_the_same_heartbeats_deliver_each_exactly_once(
-    collector, database_url, workers, beats
+    collector, database_url, history, workers, beats
 ):
-    fleet = Fleet(collector.url, workers=workers, beats=beats, seed=3)
+    fleet = Fleet(collector.url, history, workers=workers, beats=beats, seed=3)
     wallets = [w.wallet for w in fleet.workers]
     senders = 4
     # Every sender posts every heartbeat, in its own interleaving of the workers.
@@ -281,9 +274,9 @@ def test_senders_racing_the_same_heartbeats_deliver_each_exactly_once(
 
 @pytest.mark.parametrize("backend", [POSTGRES])
 def test_heartbeats_racing_two_sweepers_still_give_the_records_of_a_serial_run(
-    collector, database_url
+    collector, database_url, history
 ):
-    fleet = Fleet(collector.url, workers=6, beats=40, seed=4)
+    fleet = Fleet(collector.url, history, workers=6, beats=40, seed=4)
     wallets = [w.wallet for w in fleet.workers]
     rng = random.Random(5)
     finished = multiprocessing.get_context("spawn").Value("i", 0)

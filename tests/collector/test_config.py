@@ -387,3 +387,48 @@ def test_repr_shows_that_no_token_is_configured():
     shown = repr(CollectorConfig(database_url="postgresql://tassium@db/tassium"))
     assert "api_token=None" in shown
     assert "postgresql://tassium@db/tassium" in shown
+
+
+# --- rate limits ----------------------------------------------------------------------------
+
+RATE_LIMIT_RULE = (
+    'must be requests per window, as in "10/minute" or "100 per 2 hours" (several joined by '
+    '";"; a window of a second to a year), or "0" to turn it off'
+)
+
+
+def test_rate_limits_default_to_10_enrollments_and_120_writes_a_minute(write_yaml):
+    config = load_config(write_yaml({}), {})
+    assert (config.rate_limit_enrollment, config.rate_limit_writes) == ("30/minute", "120/minute")
+
+
+@pytest.mark.parametrize("text", ["5/second", "100 per 2 hours", "10/minute; 100/hour", "1/year"])
+def test_it_accepts_rate_limits_in_the_limits_notation(write_yaml, text):
+    path = write_yaml({"rate_limit_writes": text})
+    assert load_config(path, {}).rate_limit_writes == text
+    environ = {"TASSIUM_RATE_LIMIT_ENROLLMENT": text}
+    assert load_config(write_yaml({}), environ).rate_limit_enrollment == text
+
+
+@pytest.mark.parametrize("text", ["0", "", " "])
+def test_a_rate_limit_of_0_or_nothing_is_off(write_yaml, text):
+    assert load_config(write_yaml({"rate_limit_writes": text}), {}).rate_limit_writes == text
+    environ = {"TASSIUM_RATE_LIMIT_ENROLLMENT": text}
+    assert load_config(write_yaml({}), environ).rate_limit_enrollment == text
+
+
+@pytest.mark.parametrize("text", ["ten a minute", "10", "10/fortnight", "0/minute", "1/2 years"])
+def test_it_refuses_a_rate_limit_it_cannot_count(write_yaml, text):
+    path = write_yaml({"rate_limit_writes": text})
+    assert problems_of(path, {}) == [f"{path}: rate_limit_writes: {RATE_LIMIT_RULE}, not {text!r}"]
+    assert problems_of(None, {"TASSIUM_RATE_LIMIT_ENROLLMENT": text}) == [
+        f"TASSIUM_RATE_LIMIT_ENROLLMENT: {RATE_LIMIT_RULE}, not {text!r}"
+    ]
+
+
+def test_an_unquoted_0_in_the_file_is_told_to_be_quoted(write_yaml):
+    path = write_yaml("rate_limit_writes: 0\n")
+    assert problems_of(path, {}) == [
+        f"{path}: rate_limit_writes: must be text, but YAML read it as a number: "
+        'put the value in quotes, as in rate_limit_writes: "0"'
+    ]

@@ -77,6 +77,33 @@ def test_the_rate_is_the_original_per_heartbeat_amount(system, containers, expec
     assert credits.rate(heartbeat("0x" + "1" * 40, T0, system, containers)) == expected
 
 
+CAPACITY = credits.Capacity(cpu_cores=4, ram_gb=16, storage_gb=200)
+
+
+@pytest.mark.parametrize(
+    "system, containers, capacity, max_containers, expected",
+    [
+        # Within its capacity: the formula as before, 98 + 15.
+        (MACHINE, 1, CAPACITY, 100, 113),
+        # Above it: each fact counts as the capacity's, the same 113.
+        ({"cpuCores": 4096, "ramTotalGb": 1e6, "storageTotalGb": 1e6}, 1, CAPACITY, 100, 113),
+        # Below it: as reported, 10 + 5·2 + 3·8 + 100/10.
+        ({"cpuCores": 2, "ramTotalGb": 8, "storageTotalGb": 100}, 0, CAPACITY, 100, 54),
+        # At most max_containers counted: 98 + 15·5.
+        (MACHINE, 7, CAPACITY, 5, 173),
+        # A fact with no capacity fixed counts as 0: 10 + 5·4 + 15.
+        (MACHINE, 1, credits.Capacity(cpu_cores=4), 100, 45),
+        # No facts: the flat rate still.
+        (None, 3, CAPACITY, 100, 100),
+    ],
+)
+def test_with_a_capacity_each_fact_counts_at_most_the_capacity(
+    system, containers, capacity, max_containers, expected
+):
+    beat = heartbeat("0x" + "1" * 40, T0, system, containers)
+    assert credits.rate(beat, capacity, max_containers) == expected
+
+
 @pytest.mark.parametrize(
     "rate, seconds, millis",
     [
@@ -189,9 +216,10 @@ def millis(value: float) -> int:
     return round(value * 1000)
 
 
-def test_the_answer_the_metrics_points_and_the_worker_agree(client):
+def test_the_answer_the_metrics_points_and_the_worker_agree(client, history):
     worker = FakeWorker()
     worker.enroll(client)
+    history.known(worker.wallet)
     start = utcnow() - timedelta(minutes=30)
     # machine() earns 135 per 300 s with one container: 43.65 per 97 s.
     answers = [
@@ -207,9 +235,10 @@ def test_the_answer_the_metrics_points_and_the_worker_agree(client):
     assert millis(total) == sum(millis(e) for e in earned) == 9 * 43_650
 
 
-def test_credits_are_shown_whole_when_whole(client):
+def test_credits_are_shown_whole_when_whole(client, history):
     worker = FakeWorker()
     worker.enroll(client)
+    history.known(worker.wallet)
     start = utcnow() - timedelta(minutes=10)
     worker.beat(client, start, system=machine())
     answer = worker.beat(client, start + timedelta(minutes=5), system=machine()).json

@@ -19,7 +19,7 @@ from collector.reports import (
     WorkerReport,
 )
 from protocol.times import utcnow
-from tests.factories import CREATOR, FakeWorker, deployment, minutes_ago
+from tests.factories import CREATOR, FakeWorker, deployment, enroll_with_token, minutes_ago
 
 API_TOKEN = "d" * 32
 
@@ -69,11 +69,14 @@ def test_the_page_lists_the_workers_containers_and_deployments_created(client):
     assert listed(fragment) == listed(html)
 
 
-def test_the_bar_shows_a_silence_and_its_cause(client):
+def test_the_bar_shows_a_silence_and_its_cause(client, history):
     worker = FakeWorker()
     assert worker.enroll(client).status_code == 201
+    history.known(worker.wallet)
     now = utcnow()
-    # Two windows with three hours of silence between them (the gap is 30 minutes).
+    # Two windows with three hours of silence between them (the gap is 30 minutes), in
+    # which the collector was running.
+    history.collector_ran(minutes_ago(285, now), minutes_ago(105, now))
     for minutes in (300, 290, 100, 0):
         assert worker.beat(client, minutes_ago(minutes, now)).status_code == 200
     html = client.get("/").text
@@ -83,10 +86,10 @@ def test_the_bar_shows_a_silence_and_its_cause(client):
     assert figure.endswith("% up") and not figure.startswith("100")
 
 
-def test_a_search_by_wallet_shows_that_worker_and_its_deployments(client):
+def test_a_search_by_wallet_shows_that_worker_and_its_deployments(client, dbconn):
     mine, other = FakeWorker(CREATOR.lower()), FakeWorker()
-    for worker in (mine, other):
-        assert worker.enroll(client).status_code == 201
+    assert enroll_with_token(mine.wallet, mine.public_key) == "enrolled"
+    assert other.enroll(client).status_code == 201
     assert client.post("/deployments", json=deployment(name="mine")).status_code == 201
     theirs = deployment(name="theirs", creator=other.wallet)
     assert client.post("/deployments", json=theirs).status_code == 201

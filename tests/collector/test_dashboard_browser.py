@@ -51,13 +51,9 @@ def watched(page: Page) -> list[str]:
 
 def enrolled(url: str, beat: bool) -> FakeWorker:
     worker = FakeWorker()
-    with httpx.Client(base_url=url) as client:
-        raw, headers = worker.signed(
-            {"walletAddress": worker.wallet, "publicKey": worker.public_key}
-        )
-        assert client.post("/workers/enroll", content=raw, headers=headers).status_code == 201
-        if beat:
-            beats(url, worker)
+    assert worker.enroll_at(url).status_code == 201
+    if beat:
+        beats(url, worker)
     return worker
 
 

@@ -16,9 +16,10 @@ from tests.factories import FakeWorker, minutes_ago
 
 
 @pytest.fixture
-def worker(client):
+def worker(client, history):
     enrolled = FakeWorker()
     assert enrolled.enroll(client).status_code == 201
+    history.known(enrolled.wallet)
     return enrolled
 
 
@@ -65,11 +66,12 @@ def test_each_heartbeat_gets_the_answer_the_single_route_would_give(client, work
 
 
 def test_a_batch_gives_the_answers_and_windows_of_the_same_heartbeats_sent_one_by_one(
-    client, dbconn
+    client, history
 ):
     one_by_one, batched = FakeWorker(), FakeWorker()
     for w in (one_by_one, batched):
         assert w.enroll(client).status_code == 201
+        history.known(w.wallet)
     # Two bursts with a silence longer than the gap (30 min) between them, a replay, an
     # older heartbeat in no window, one with another key's signature and one not JSON.
     times = [minutes_ago(m) for m in (120, 115, 110, 60, 55, 50)]
@@ -144,9 +146,10 @@ def test_a_batch_holds_at_most_the_limit(client, worker, dbconn):
     assert f"1 to {MAX_BATCH} heartbeats" in over.json["error"]
 
 
-def test_with_signatures_off_a_batch_needs_no_signatures(make_app, dbconn):
+def test_with_signatures_off_a_batch_needs_no_signatures(make_app, history):
     client = make_app(require_signatures=False).test_client()
     worker = FakeWorker()
+    history.known(worker.wallet)
     entries = [{"body": json.dumps(worker.heartbeat_body(minutes_ago(m)))} for m in (2, 1)]
     results = send(client, entries).json["results"]
     assert [r["status"] for r in results] == [200, 200]
@@ -162,15 +165,13 @@ def test_a_signed_batch_needs_each_signature(client, worker, dbconn):
 
 
 def test_a_served_collector_takes_a_batch_within_max_body_bytes_and_refuses_a_larger_one(
-    serve_collector,
+    serve_collector, history
 ):
     served = serve_collector(processes=1, max_body_bytes=16 * 1024)
     worker = FakeWorker()
+    assert worker.enroll_at(served.url).status_code == 201
+    history.known(worker.wallet)
     with httpx.Client(base_url=served.url, timeout=10) as http:
-        raw, headers = worker.signed(
-            {"walletAddress": worker.wallet, "publicKey": worker.public_key}
-        )
-        assert http.post("/workers/enroll", content=raw, headers=headers).status_code == 201
         started = utcnow()
         small = http.post("/heartbeats", json={"heartbeats": [entry(worker, minutes_ago(2))]})
         assert small.status_code == 200

@@ -14,14 +14,14 @@ from collector import heartbeats, telemetry
 from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer, WorkerMetric
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, parse_timestamp, utcnow
-from protocol.wallets import stellar_address
 from tests.factories import FakeWorker, machine, minutes_ago, new_wallet
 
 
 @pytest.fixture
-def worker(client):
+def worker(client, history):
     enrolled = FakeWorker()
     assert enrolled.enroll(client).status_code == 201
+    history.known(enrolled.wallet)
     return enrolled
 
 
@@ -292,7 +292,7 @@ def test_with_signatures_off_the_plans_plain_heartbeat_creates_the_worker(make_a
 
 def test_a_stellar_collector_takes_stellar_wallets_only(make_app, dbconn):
     client = make_app(wallet_format="stellar").test_client()
-    stellar = FakeWorker(stellar_address(os.urandom(32)))
+    stellar = FakeWorker.stellar()
     assert stellar.enroll(client).status_code == 201
     assert stellar.beat(client).status_code == 200
     evm = FakeWorker()
@@ -364,9 +364,9 @@ def bash_agent_body(wallet: str, ts: datetime, tailscale_ip: str = "") -> dict:
     }
 
 
-def test_the_original_bash_agents_heartbeat_is_taken_with_signatures_off(make_app, dbconn):
+def test_the_original_bash_agents_heartbeat_is_taken_with_signatures_off(make_app, history):
     client = make_app(require_signatures=False).test_client()
-    wallet = new_wallet()
+    wallet = history.known(new_wallet())
     start = minutes_ago(10)
 
     first = client.post("/heartbeat", json=bash_agent_body(wallet, start))

@@ -36,7 +36,7 @@ def _beat(url: str, wallet: str) -> datetime:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_stopped_collector_is_the_collectors_outage_in_the_report(serve_collector, database_url):
-    settings = {"liveness_interval": 1, "gap": 1, "require_signatures": False}
+    settings = {"liveness_interval": 1, "gap": 1, "require_signatures": False, "min_interval": 0}
     first = serve_collector(**settings)
     wallet = new_wallet()
     before = _beat(first.url, wallet)

@@ -14,10 +14,9 @@ import pytest
 from collector import credits
 from collector.models import OpenWindow, SweeperLease, Worker
 from collector.sweeper import LEASE
-from collector.workers import enroll
 from protocol.times import utcnow
 from tests.collector.test_windows import plan_windows, stored_records
-from tests.factories import FakeWorker, connected
+from tests.factories import FakeWorker, connected, enroll_with_token
 from tests.polling import wait_for
 
 GAP = timedelta(seconds=60)
@@ -42,15 +41,22 @@ def lease_holder() -> str | None:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_two_nodes_on_one_database_give_the_serial_result_with_one_sweeper(
-    serve_collector, database_url
+    serve_collector, database_url, history
 ):
     rng = random.Random(12)
     fleet = [FakeWorker() for _ in range(6)]
     with connected(database_url):
         for worker in fleet:
-            enroll(worker.wallet, worker.public_key, None, "open", utcnow())
-    # Both sweep every 2 s: the lease must leave the passes to one process of the four.
-    settings = {"gap": int(GAP.total_seconds()), "sweep_interval": 2, "processes": 2}
+            enroll_with_token(worker.wallet, worker.public_key)
+            history.known(worker.wallet)
+    # Both sweep every 2 s: the lease must leave the passes to one process of the four. Time
+    # runs in seconds here, so heartbeats may come closer together than min_interval.
+    settings = {
+        "gap": int(GAP.total_seconds()),
+        "sweep_interval": 2,
+        "processes": 2,
+        "min_interval": 0,
+    }
     nodes = [serve_collector(**settings), serve_collector(**settings)]
 
     start = utcnow().replace(microsecond=0) - timedelta(hours=2)

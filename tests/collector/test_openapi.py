@@ -198,11 +198,8 @@ def _seed(served_url: str) -> tuple[str, dict[str, dict]]:
     """One of each resource, for the operations that read or change one by its path."""
     worker = FakeWorker()
     auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    assert worker.enroll_at(served_url).status_code == 201
     with httpx.Client(base_url=served_url) as client:
-        raw, headers = worker.signed(
-            {"walletAddress": worker.wallet, "publicKey": worker.public_key}
-        )
-        assert client.post("/workers/enroll", content=raw, headers=headers).status_code == 201
         raw, headers = worker.signed(worker.heartbeat_body())
         assert client.post("/heartbeat", content=raw, headers=headers).status_code == 200
         created = client.post("/deployments", json=deployment(name="seeded"), headers=auth)

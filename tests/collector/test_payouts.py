@@ -1,10 +1,12 @@
 """collector/payouts.py: the exact split, the export an owner can check, and recording a
-payout once per period, also from several processes at once."""
+payout once per period, never over another's hours and never changed after, also from
+several processes at once."""
 
 import hashlib
 import json
 import random
 from datetime import timedelta
+from functools import partial
 
 import pytest
 
@@ -16,6 +18,9 @@ from protocol.times import utcnow
 from tests.factories import at_once, connected
 
 OCTOBER = "2026-10"
+# Half of October and half of November: its hours overlap October's payout.
+MID_OCTOBER = "2026-10-15T00:00:00Z/2026-11-15T00:00:00Z"
+CREDITS = {"basis": "credits"}
 UINT256_MAX = 2**256 - 1
 HOUR = timedelta(hours=1)
 TX = "0x" + "ab" * 32
@@ -78,7 +83,8 @@ def recompute(inputs: dict) -> dict[str, int]:
 
 
 def test_an_export_by_credits_can_be_checked_by_every_owner(client, october):
-    answer = client.get("/payouts/export", query_string={"period": OCTOBER, "budget": "1000"})
+    query = {"period": OCTOBER, "budget": "1000", **CREDITS}
+    answer = client.get("/payouts/export", query_string=query)
     assert answer.status_code == 200
     export = answer.json
     # 1000 × 1500/4500 = 333 r 1500, 1000 × 3000/4500 = 666 r 3000: the unit left to the second.
@@ -93,7 +99,7 @@ def test_an_export_by_credits_can_be_checked_by_every_owner(client, october):
         s["walletAddress"]: int(s["amount"]) for s in export["shares"]
     }
 
-    as_csv = client.get("/payouts/export.csv", query_string={"period": OCTOBER, "budget": "1000"})
+    as_csv = client.get("/payouts/export.csv", query_string=query)
     body = as_csv.get_data()
     assert body.decode().splitlines() == [
         "walletAddress,weight,amount",
@@ -114,6 +120,17 @@ def test_an_export_by_uptime_weighs_milliseconds(client, october):
         (7200_000, "200"),
         (10800_000, "300"),
     ]
+
+
+def test_exports_and_records_weigh_uptime_unless_told_credits(client, october):
+    query = {"period": OCTOBER, "budget": "600"}
+    export = client.get("/payouts/export", query_string=query).json
+    assert export["basis"] == export["inputs"]["basis"] == "uptime"
+    assert [s["amount"] for s in export["shares"]] == ["100", "200", "300"]
+
+    recorded = client.post("/payouts", json=query)
+    assert (recorded.status_code, recorded.json["basis"]) == (201, "uptime")
+    assert recorded.json["exportSha256"] == export["exportSha256"]
 
 
 @pytest.mark.parametrize(
@@ -142,7 +159,8 @@ def payment_rows() -> list[tuple]:
 
 
 def test_recording_writes_the_payments_once_per_period(client, october):
-    body = {"period": OCTOBER, "budget": "1000", "txHash": TX.upper().replace("0X", "0x")}
+    body = {"period": OCTOBER, "budget": "1000", **CREDITS}
+    body["txHash"] = TX.upper().replace("0X", "0x")
     first = client.post("/payouts", json=body)
     assert first.status_code == 201
     recorded = first.json
@@ -157,7 +175,9 @@ def test_recording_writes_the_payments_once_per_period(client, october):
         (october[1], "667", TX, recorded["id"]),
     ]
     assert sum(int(amount) for _, amount, _, _ in rows) == 1000
-    export = client.get("/payouts/export", query_string={"period": OCTOBER, "budget": "1000"})
+    export = client.get(
+        "/payouts/export", query_string={"period": OCTOBER, "budget": "1000", **CREDITS}
+    )
     assert recorded["exportSha256"] == export.json["exportSha256"]
 
     again = client.post("/payouts", json=body)
@@ -181,7 +201,7 @@ def test_a_period_not_settled_yet_cannot_be_recorded(client, october):
     WorkerMetric.create(
         worker=october[0], timestamp=utcnow() - HOUR, container_count=1, credits_millis=10
     )
-    answer = client.post("/payouts", json={"period": month, "budget": "5"})
+    answer = client.post("/payouts", json={"period": month, "budget": "5", **CREDITS})
     assert answer.status_code == 422
     assert "can be paid from" in answer.json["error"]
     assert (payment_rows(), Payout.select().count()) == ([], 0)
@@ -213,22 +233,31 @@ def test_recording_needs_the_api_token_when_one_is_set(make_app, october):
     assert answer.status_code == 201
 
 
-def _record_in_another_process(url, barrier, results) -> None:
+def _record_in_another_process(url, barrier, results, periods=(OCTOBER,)) -> None:
+    """Plan each of ``periods`` by credits, then, past the barrier, record the one this
+    process's turn picks (turns are handed out 0, 1, … as the processes arrive)."""
     try:
         with connected(url):
-            found = payouts.plan(
-                Period.parse(OCTOBER, utcnow()),
-                "credits",
-                1000,
-                now=utcnow(),
-                gap=timedelta(minutes=30),
-                liveness_interval=timedelta(seconds=10),
-            )
-            barrier.wait(timeout=30)
-            payout, created = payouts.record(
-                found, tx_hash=None, now=utcnow(), settling=timedelta(hours=1)
-            )
-        results.put(("ok", payout.id, created))
+            plans = [
+                payouts.plan(
+                    Period.parse(text, utcnow()),
+                    "credits",
+                    1000,
+                    now=utcnow(),
+                    gap=timedelta(minutes=30),
+                    liveness_interval=timedelta(seconds=10),
+                )
+                for text in periods
+            ]
+            turn = barrier.wait(timeout=30)
+            try:
+                payout, created = payouts.record(
+                    plans[turn % len(plans)], tx_hash=None, now=utcnow(), settling=HOUR
+                )
+            except ValueError as exc:
+                results.put(("refused", str(exc), False))
+                return
+        results.put(("ok", payout.period, created))
     except Exception as exc:  # reported to the test instead of lost in the child's stderr
         results.put(("error", repr(exc), False))
 
@@ -237,14 +266,30 @@ def test_processes_recording_at_once_write_one_payout(database_url, october):
     processes = 4
     outcomes = at_once(_record_in_another_process, database_url, processes)
 
-    assert {status for status, _, _ in outcomes} == {"ok"}, outcomes
-    assert len({payout_id for _, payout_id, _ in outcomes}) == 1
+    assert {(status, period) for status, period, _ in outcomes} == {("ok", OCTOBER)}, outcomes
     assert sorted(created for _, _, created in outcomes) == [False] * (processes - 1) + [True]
     with connected(database_url):
+        assert Payout.select().count() == 1
         assert [(p.creator, p.amount) for p in Payment.select().order_by(Payment.creator)] == [
             (october[0], "333"),
             (october[1], "667"),
         ]
+
+
+def test_processes_recording_overlapping_periods_at_once_write_one_of_them(database_url, october):
+    race = partial(_record_in_another_process, periods=(OCTOBER, MID_OCTOBER))
+    outcomes = at_once(race, database_url, 4)
+
+    # Two processes per period: the first recorder's twin finds its payout, the other two are
+    # refused, whichever period came first.
+    (winner,) = {period for status, period, _ in outcomes if status == "ok"}
+    assert sorted(status for status, _, _ in outcomes) == ["ok", "ok", "refused", "refused"]
+    assert sorted(created for _, _, created in outcomes) == [False, False, False, True]
+    refusals = [message for status, message, _ in outcomes if status == "refused"]
+    assert all(f"overlaps the payout recorded for {winner} (" in m for m in refusals), refusals
+    with connected(database_url):
+        assert Payout.select().count() == 1
+        assert {p.payout_id for p in Payment.select()} == {Payout.get().id}
 
 
 def test_a_transaction_hash_can_be_added_to_a_recorded_payout(client, october):
@@ -257,3 +302,46 @@ def test_a_transaction_hash_can_be_added_to_a_recorded_payout(client, october):
     assert paid.status_code == 200
     assert paid.json == {**recorded, "txHash": TX}
     assert {tx for _, _, tx, _ in payment_rows()} == {TX}
+
+
+def post_payout(client, period: str, **fields):
+    """POST /payouts by credits (the fixture's November earns credits, no uptime)."""
+    return client.post("/payouts", json={"period": period, "budget": "1000", **CREDITS, **fields})
+
+
+def test_a_period_overlapping_a_recorded_one_is_refused_naming_it(client, october):
+    assert post_payout(client, OCTOBER).status_code == 201
+    rows = payment_rows()
+
+    refused = post_payout(client, MID_OCTOBER)
+    assert refused.status_code == 409
+    assert refused.json["error"] == (
+        f"{MID_OCTOBER} overlaps the payout recorded for {OCTOBER} "
+        "(2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z)"
+    )
+    # The same hours under another name are the same hours.
+    same_hours = post_payout(client, "2026-10-01T00:00:00Z/2026-11-01T00:00:00Z")
+    assert same_hours.status_code == 409
+    assert f"overlaps the payout recorded for {OCTOBER}" in same_hours.json["error"]
+    assert (payment_rows(), Payout.select().count()) == (rows, 1)
+
+
+def test_a_period_starting_where_a_recorded_one_ends_is_recorded(client, october):
+    assert post_payout(client, "2026-11").status_code == 201
+    assert post_payout(client, OCTOBER).status_code == 201
+    assert [p["period"] for p in client.get("/payouts").json["items"]] == ["2026-11", OCTOBER]
+
+
+def test_a_paid_payout_keeps_its_transaction_and_payments(client, october):
+    assert post_payout(client, OCTOBER, txHash=TX).status_code == 201
+    rows = payment_rows()
+
+    repaid = post_payout(client, OCTOBER, txHash="0x" + "cd" * 32)
+    assert repaid.status_code == 409
+    assert repaid.json["error"] == f"the payout for {OCTOBER} was paid by {TX}"
+    assert payment_rows() == rows
+    assert client.get(f"/payouts/{OCTOBER}").json["txHash"] == TX
+    # What was paid is still what anyone recomputes from the export's inputs.
+    query = {"period": OCTOBER, "budget": "1000", **CREDITS}
+    export = client.get("/payouts/export", query_string=query).json
+    assert recompute(export["inputs"]) == {wallet: int(amount) for wallet, amount, _, _ in rows}

@@ -12,12 +12,11 @@ import pytest
 from collector import db
 from collector.models import Worker
 from collector.pings import DEAD, FLUSH_SECONDS, HEALTHY, UNKNOWN, WARNING, PingBook, live_status
-from collector.workers import enroll
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, parse_timestamp, utcnow
 from tests.collector.test_windows import T0
 from tests.conftest import free_port
-from tests.factories import FakeWorker, connected
+from tests.factories import FakeWorker, connected, enroll_with_token
 from tests.polling import wait_for
 
 
@@ -238,7 +237,7 @@ def test_the_status_of_an_unknown_or_invalid_wallet_is_refused(client, path, cod
 def enrolled(wallet_count: int = 1) -> list[str]:
     wallets = [FakeWorker().wallet for _ in range(wallet_count)]
     for wallet in wallets:
-        enroll(wallet, FakeWorker().public_key, None, "open", utcnow())
+        enroll_with_token(wallet, FakeWorker().public_key)
     return wallets
 
 
@@ -308,7 +307,7 @@ def test_a_ping_taken_by_one_process_reaches_every_process_within_the_flush(
 ):
     worker = FakeWorker()
     with connected(database_url):
-        enroll(worker.wallet, worker.public_key, None, "open", utcnow())
+        enroll_with_token(worker.wallet, worker.public_key)
     collector = serve_collector(processes=2)
     url = f"{collector.url}/workers/{worker.wallet}/status"
 

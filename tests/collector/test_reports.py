@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from collector import reports
-from collector.models import CollectorRun, OpenWindow, UptimeRecord, Worker
+from collector.config import CollectorConfig
+from collector.models import CollectorRun, OpenWindow, UptimeRecord, Worker, WorkerMetric
 from collector.reports import AGENT_SILENT, COLLECTOR_DOWN, DOCKER_UNAVAILABLE, Interval, Period
 from collector.windows import apply_heartbeat
 from protocol.heartbeat import AgentInfo
@@ -370,3 +371,40 @@ def test_the_fleet_streams_a_batch_at_a_time(client, fleet, monkeypatch):
     assert [line.split(",")[0] for line in lines[1:]] == fleet
     # Never more than a batch of workers in memory, and each worker read once.
     assert asked == [fleet[:2], fleet[2:]]
+
+
+# --- flags (collector/capacity.py) ------------------------------------------------------------
+
+
+def test_credits_above_five_times_the_fleets_median_per_uptime_hour_are_flagged(dbconn):
+    day = T0 - timedelta(days=1)
+    # Credits per hour of uptime 100, 120, 100, 601 and 599 (the last two up two hours): the
+    # median is 120, so above 600 is an outlier.
+    earned = {}
+    for credits, hours in ((100, 1), (120, 1), (100, 1), (1202, 2), (1198, 2)):
+        wallet = worker(day, last_heartbeat_at=day + hours * H)
+        record(wallet, day, day + hours * H)
+        WorkerMetric.create(
+            worker=wallet, timestamp=day + M, container_count=1, credits_millis=credits * 1000
+        )
+        earned[credits] = wallet
+    timing = {"now": T0 + H, "gap": GAP, "liveness_interval": LIVENESS}
+
+    found = reports.fleet(interval(day, T0), bounds=CollectorConfig(), **timing)
+    flags = {r.wallet: r.flags for r in found}
+    assert flags[earned[1202]] == (reports.CREDITS_OUTLIER,)
+    assert [flags[earned[c]] for c in (100, 120, 1198)] == [(), (), ()]
+    # Without the operator's bounds (a payout's reading), no flags and no median read.
+    assert all(r.flags == () for r in reports.fleet(interval(day, T0), **timing))
+
+
+def test_the_fleets_median_is_read_once_a_report_and_the_csv_has_the_flags(
+    client, fleet, monkeypatch
+):
+    monkeypatch.setattr(reports, "BATCH", 2)
+    read = []
+    real = reports._median_rate
+    monkeypatch.setattr(reports, "_median_rate", lambda period: read.append(period) or real(period))
+    lines = client.get("/reports/fleet.csv", query_string={"period": PERIOD}).text.splitlines()
+    assert lines[0] == ",".join(reports.FLEET_COLUMNS) and lines[0].endswith(",flags")
+    assert len(lines) == 1 + 3 and len(read) == 1

@@ -50,18 +50,14 @@ def address(served) -> tuple[str, int]:
 
 
 def signed_heartbeats(served, count: int, *, pause: float = 0.0) -> list[int]:
-    """Enroll ``count`` fresh workers and send one signed heartbeat from each, every request on
-    a new connection with a 5 s time-out; the statuses of the heartbeats. A collector whose
-    workers were all held by other clients would time these out."""
+    """Enroll ``count`` fresh workers (more than the enrollment rate limit lets one address
+    enroll: the collector has that limit off) and send one signed heartbeat from each, every
+    request on a new connection with a 5 s time-out; the statuses of the heartbeats. A
+    collector whose workers were all held by other clients would time these out."""
     statuses = []
     for _ in range(count):
         worker = FakeWorker()
-        raw, headers = worker.signed(
-            {"walletAddress": worker.wallet, "publicKey": worker.public_key}
-        )
-        enrolled = httpx.post(
-            served.url + "/workers/enroll", content=raw, headers=headers, timeout=5
-        )
+        enrolled = worker.enroll_at(served.url)
         assert enrolled.status_code == 201, enrolled.text
         raw, headers = worker.signed(worker.heartbeat_body())
         beat = httpx.post(served.url + "/heartbeat", content=raw, headers=headers, timeout=5)
@@ -98,7 +94,7 @@ def told_the_time(body: dict) -> dict:
 @pytest.mark.slow
 def test_fifty_slow_header_connections_leave_signed_heartbeats_flowing(serve_collector):
     # A header deadline longer than the test, so that the slow connections are held throughout.
-    served = serve_collector(processes=2, header_timeout=60)
+    served = serve_collector(processes=2, header_timeout=60, rate_limit_enrollment="0")
     with SlowHeaderClients(*address(served), count=50) as slow:
         time.sleep(2)  # every slow connection has started its request
         statuses = signed_heartbeats(served, 24, pause=0.4)
@@ -109,7 +105,7 @@ def test_fifty_slow_header_connections_leave_signed_heartbeats_flowing(serve_col
 
 
 def test_slow_header_connections_are_closed_at_the_header_deadline(serve_collector):
-    served = serve_collector(processes=2, header_timeout=3)
+    served = serve_collector(processes=2, header_timeout=3, rate_limit_enrollment="0")
     started = time.monotonic()
     with SlowHeaderClients(*address(served), count=50) as slow:
         wait_for(lambda: len(slow.lifetimes) == 50, "the server closing all 50", timeout=20)
@@ -122,7 +118,7 @@ def test_slow_header_connections_are_closed_at_the_header_deadline(serve_collect
 
 @pytest.mark.slow
 def test_a_thousand_idle_keepalive_connections_leave_signed_heartbeats_flowing(serve_collector):
-    served = serve_collector(processes=2, header_timeout=120)
+    served = serve_collector(processes=2, header_timeout=120, rate_limit_enrollment="0")
     host, port = address(served)
     with idle_keepalive_connections(host, port, 1000) as idle:
         with SlowHeaderClients(host, port, count=50):
@@ -169,10 +165,7 @@ def chunked(path: str, *chunks: bytes, tail: bytes = b"0\r\n\r\n") -> bytes:
 def test_a_signed_heartbeat_sent_chunked_is_accepted(serve_collector):
     served = serve_collector(processes=1)
     worker = FakeWorker()
-    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": worker.public_key})
-    assert (
-        httpx.post(served.url + "/workers/enroll", content=raw, headers=headers).status_code == 201
-    )
+    assert worker.enroll_at(served.url).status_code == 201
     raw, headers = worker.signed(worker.heartbeat_body())
     # A generator has no length: httpx sends it chunked.
     beat = httpx.post(

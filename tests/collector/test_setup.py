@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from collector.enrollment import issue_token
 from collector.models import EnrollmentToken, Worker
 from collector.setup import INSTALLER_END, SCRIPT_PATTERNS, render
-from collector.workers import issue_token
 from protocol.times import utcnow
 from tests.factories import FakeWorker, new_wallet
 from tests.packaging.installer import installer

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from collector import liveness, migrations, workers
+from collector import enrollment, liveness, migrations
+from collector.enrollment import enroll, issue_token
 from collector.liveness import outages
 from collector.models import (
     CollectorRun,
@@ -27,7 +28,6 @@ from collector.sweeper import (
     sweep_if_leader,
     sweep_pass,
 )
-from collector.workers import enroll, issue_token
 from protocol.times import format_timestamp, utcnow
 from tests.collector.test_windows import (
     GAP,
@@ -38,7 +38,7 @@ from tests.collector.test_windows import (
     stored_records,
     stored_window,
 )
-from tests.factories import FakeWorker, connected
+from tests.factories import FakeWorker, connected, enroll_with_token
 from tests.polling import wait_for
 
 TTL = timedelta(minutes=3)
@@ -237,9 +237,9 @@ def test_a_sweeper_thread_keeps_going_after_a_database_error(
 def test_the_served_collectors_sweeper_closes_a_stale_window_once(serve_collector, database_url):
     worker = FakeWorker()
     with connected(database_url):
-        enroll(worker.wallet, worker.public_key, None, "open", utcnow())
-    collector = serve_collector(gap=60, sweep_interval=1, processes=2)
-    ts = utcnow() - timedelta(minutes=10)
+        enroll_with_token(worker.wallet, worker.public_key)
+    collector = serve_collector(gap=1, sweep_interval=1, processes=2)
+    ts = utcnow()
     raw, headers = worker.signed(worker.heartbeat_body(ts))
 
     response = httpx.post(collector.url + "/heartbeat", content=raw, headers=headers, timeout=10)
@@ -296,7 +296,7 @@ def test_a_pass_deletes_collector_runs_past_retention_but_the_latest_and_reports
 def test_a_pass_deletes_enrollment_tokens_a_week_past_expiry(dbconn):
     wallet = create_worker()
     now = T0 + timedelta(days=30)
-    week = workers.TOKENS_KEPT
+    week = enrollment.TOKENS_KEPT
     expiries = {
         "gone": now - week - US,
         "kept": now - week,
@@ -304,7 +304,7 @@ def test_a_pass_deletes_enrollment_tokens_a_week_past_expiry(dbconn):
         "valid": now + timedelta(hours=1),
     }
     tokens = {name: issue_token(wallet, at - now, now) for name, at in expiries.items()}
-    assert enroll(wallet, FakeWorker(wallet).public_key, tokens["valid"], "token", now)
+    assert enroll(wallet, FakeWorker(wallet).public_key, now, token=tokens["valid"])
 
     assert sweep_at(now).expired == 1
 

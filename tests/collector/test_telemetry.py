@@ -74,9 +74,10 @@ def batch(*entries: tuple[bytes, dict]) -> dict:
 
 
 @pytest.fixture
-def worker(client) -> FakeWorker:
+def worker(client, history) -> FakeWorker:
     worker = FakeWorker()
     assert worker.enroll(client).status_code in (200, 201)
+    history.known(worker.wallet)
     return worker
 
 

@@ -145,8 +145,7 @@ def test_the_deployers_app(browser, served):
 
 
 def _enroll(served, worker: FakeWorker) -> None:
-    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": worker.public_key})
-    response = httpx.post(served.url + "/workers/enroll", content=raw, headers=headers)
+    response = worker.enroll_at(served.url)
     assert response.status_code == 201, response.text
 
 
@@ -155,8 +154,8 @@ def _post_signed(served, worker: FakeWorker, path: str, body: dict) -> httpx.Res
     return httpx.post(served.url + "/api/v1" + path, content=raw, headers=headers, timeout=10)
 
 
-def test_the_worker_owners_client(browser, served):
-    worker = FakeWorker(new_stellar_wallet())
+def test_the_worker_owners_client(browser, served, history):
+    worker = FakeWorker.stellar()
     # Before the worker exists: every read answers, none fails.
     assert browser.call("GET", f"/workers/{worker.wallet}").json() == {"exists": False}
     assert browser.call("GET", f"/workers/{worker.wallet}/containers").json() == []
@@ -165,6 +164,7 @@ def test_the_worker_owners_client(browser, served):
     assert browser.call("GET", f"/workers/{worker.wallet}/metrics?hours=1").json() == []
 
     _enroll(served, worker)
+    history.known(worker.wallet)
     now = utcnow()
     containers = [
         {"containerName": "web", "port": "0.0.0.0:8080->80/tcp", "cpuPercent": 1.5,

@@ -1,17 +1,13 @@
-"""Workers: enrollment (open and token policies, proof of possession), enrollment tokens,
-and the routes that show status, containers and uptime."""
+"""Workers: the routes that show status, containers and uptime (enrolling them:
+test_enrollment.py)."""
 
-import base64
-import hashlib
-import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.models import EnrollmentToken, OpenWindow, UptimeRecord, Worker
-from collector.workers import issue_token
-from protocol.heartbeat import SIGNATURE_HEADER
+from collector.enrollment import issue_token
+from collector.models import OpenWindow, UptimeRecord, Worker
 from protocol.times import format_timestamp, utcnow
 from tests.factories import FakeWorker, machine, minutes_ago, new_wallet
 
@@ -24,142 +20,6 @@ def token_for(wallet: str, ttl: timedelta = timedelta(hours=1)) -> str:
 
 def keys(dbconn) -> list:
     return sorted((w.wallet_address, w.public_key) for w in Worker.select())
-
-
-def test_first_enrollment_creates_the_worker_and_the_same_key_again_is_ok(client):
-    worker = FakeWorker()
-    first = worker.enroll(client)
-    assert (first.status_code, first.json["enrolled"]) == (201, True)
-    assert first.json["enrollment"] == "enrolled"
-    again = worker.enroll(client)
-    assert (again.status_code, again.json["enrollment"]) == (200, "unchanged")
-
-
-def test_a_new_key_without_a_token_is_a_conflict(client, dbconn):
-    worker = FakeWorker()
-    worker.enroll(client)
-    before = keys(dbconn)
-    impostor = FakeWorker(worker.wallet)
-    response = impostor.enroll(client)
-    assert response.status_code == 409 and "another key" in response.json["error"]
-    assert keys(dbconn) == before
-
-
-def test_a_token_replaces_the_key_once(client, dbconn):
-    worker = FakeWorker()
-    worker.enroll(client)
-    replacement = FakeWorker(worker.wallet)
-    token = token_for(worker.wallet)
-    replaced = replacement.enroll(client, token)
-    assert (replaced.status_code, replaced.json["enrollment"]) == (200, "replaced")
-    assert worker.beat(client).status_code == 401  # the old key no longer verifies
-    assert replacement.beat(client).status_code == 200
-    third = FakeWorker(worker.wallet)
-    assert third.enroll(client, token).status_code == 401  # single use
-
-
-@pytest.mark.parametrize("problem", ["expired", "other-wallet", "unknown"])
-def test_an_unusable_token_is_refused(client, dbconn, problem):
-    worker = FakeWorker()
-    worker.enroll(client)
-    token = {
-        "expired": lambda: issue_token(
-            worker.wallet, timedelta(hours=1), utcnow() - timedelta(hours=2)
-        ),
-        "other-wallet": lambda: token_for(FakeWorker().wallet),
-        "unknown": lambda: "tsk_" + "x" * 43,
-    }[problem]()
-    before = keys(dbconn)
-    response = FakeWorker(worker.wallet).enroll(client, token)
-    assert response.status_code == 401
-    assert keys(dbconn) == before
-
-
-def test_a_malformed_token_is_a_bad_request(client):
-    assert FakeWorker().enroll(client, "not a token").status_code == 400
-
-
-def test_enrollment_must_be_signed_by_the_key_being_enrolled(client, dbconn):
-    worker, other = FakeWorker(), FakeWorker()
-    body = {"walletAddress": worker.wallet, "publicKey": worker.public_key}
-    raw, _ = worker.signed(body)
-    _, headers = other.signed(raw)
-    response = client.post("/workers/enroll", data=raw, headers=headers)
-    assert response.status_code == 401 and "signed by the key" in response.json["error"]
-    assert keys(dbconn) == []
-
-
-def test_a_public_key_of_the_wrong_length_is_a_bad_request(client, dbconn):
-    worker = FakeWorker()
-    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": "AAAA"})
-    assert client.post("/workers/enroll", data=raw, headers=headers).status_code == 400
-    assert keys(dbconn) == []
-
-
-IDENTITY_KEY = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="  # 01 00 ... 00
-# R = identity, S = 0: verifies for the identity key over any body under a cofactored check.
-UNIVERSAL_SIGNATURE = base64.b64encode(bytes([1]) + bytes(63)).decode()
-
-
-def test_a_small_order_key_cannot_enroll(client, dbconn):
-    body = json.dumps({"walletAddress": FakeWorker().wallet, "publicKey": IDENTITY_KEY}).encode()
-    headers = {SIGNATURE_HEADER: UNIVERSAL_SIGNATURE, "Content-Type": "application/json"}
-    response = client.post("/workers/enroll", data=body, headers=headers)
-    assert response.status_code == 400 and "small-order" in response.json["error"]
-    assert keys(dbconn) == []
-
-
-def test_a_small_order_key_stored_before_the_check_sends_no_heartbeat(client, dbconn):
-    worker = FakeWorker()
-    Worker.create(wallet_address=worker.wallet, public_key=IDENTITY_KEY)
-    body = json.dumps(worker.heartbeat_body()).encode()
-    headers = {SIGNATURE_HEADER: UNIVERSAL_SIGNATURE, "Content-Type": "application/json"}
-    response = client.post("/heartbeat", data=body, headers=headers)
-    assert response.status_code == 401 and "small-order" in response.json["error"]
-    assert Worker.get_by_id(worker.wallet).last_heartbeat_at is None
-
-
-def test_the_key_is_stored_in_its_canonical_spelling(client, dbconn):
-    worker = FakeWorker()
-    # The last base64 character carries two unused bits: setting one spells the same bytes.
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    last = alphabet.index(worker.public_key[-2])
-    spelled = worker.public_key[:-2] + alphabet[last | 1] + "="
-    assert spelled != worker.public_key
-    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": spelled})
-    assert client.post("/workers/enroll", data=raw, headers=headers).status_code == 201
-    assert keys(dbconn) == [(worker.wallet, worker.public_key)]
-
-
-def test_the_token_policy_enrolls_only_with_a_token(make_app, dbconn):
-    client = make_app(enrollment_policy="token").test_client()
-    worker = FakeWorker()
-    refused = worker.enroll(client)
-    assert refused.status_code == 401 and "only with an enrollment token" in refused.json["error"]
-    assert keys(dbconn) == []
-    token = token_for(worker.wallet)
-    assert worker.enroll(client, token).status_code == 201
-    stored = EnrollmentToken.get(EnrollmentToken.wallet_address == worker.wallet)
-    assert stored.token_hash == hashlib.sha256(token.encode()).hexdigest()
-    assert stored.used_at is not None
-
-
-def test_tokens_over_http_need_the_api_token(make_app, dbconn):
-    open_client = make_app().test_client()
-    worker = FakeWorker()
-    assert (
-        open_client.post("/workers/tokens", json={"walletAddress": worker.wallet}).status_code
-        == 403
-    )
-    guarded = make_app(api_token=API_TOKEN).test_client()
-    assert guarded.post("/workers/tokens", json={"walletAddress": worker.wallet}).status_code == 401
-    issued = guarded.post(
-        "/workers/tokens",
-        json={"walletAddress": worker.wallet},
-        headers={"Authorization": f"Bearer {API_TOKEN}"},
-    )
-    assert issued.status_code == 201
-    assert worker.enroll(guarded, issued.json["token"]).status_code == 201
 
 
 def test_a_worker_shows_online_window_and_containers(client):
@@ -179,16 +39,10 @@ def test_a_worker_shows_online_window_and_containers(client):
 
 def test_a_worker_shows_its_enrolled_key_so_an_agent_can_check_its_own(client, dbconn):
     worker = FakeWorker()
-    # Enrolled in another spelling of the same bytes: shown as stored, canonical.
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    spelled = worker.public_key[:-2] + alphabet[alphabet.index(worker.public_key[-2]) | 1] + "="
-    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": spelled})
-    assert client.post("/workers/enroll", data=raw, headers=headers).status_code == 201
+    worker.enroll(client)
     assert client.get(f"/workers/{worker.wallet}").json["publicKey"] == worker.public_key
-    assert client.get("/workers").json["items"][0]["publicKey"] == worker.public_key
-
-    replacement = FakeWorker(worker.wallet)
-    assert replacement.enroll(client, token_for(worker.wallet)).status_code == 200
+    replacement = worker.another_machine()
+    assert replacement.enroll(client).status_code == 200
     assert client.get(f"/workers/{worker.wallet}").json["publicKey"] == replacement.public_key
 
 
@@ -214,9 +68,10 @@ def test_an_unknown_or_invalid_wallet_is_refused(client, path, code):
         assert client.get(f"/workers/{path}{suffix}").status_code == code
 
 
-def test_uptime_reports_records_the_open_window_and_clipped_seconds(client):
+def test_uptime_reports_records_the_open_window_and_clipped_seconds(client, history):
     worker = FakeWorker()
     worker.enroll(client)
+    history.known(worker.wallet)
     now = utcnow().replace(microsecond=0)
     # Two windows: 5h ago to 4h ago (closed by the 2h-ago heartbeat), and 2h ago to 1h ago.
     for minutes in (300, 270, 240, 120, 90, 60):
@@ -278,9 +133,10 @@ def test_a_new_worker_shows_no_facts_no_credits_and_an_unknown_status(client):
     assert (shown["status"], shown["lastPing"]) == ("UNKNOWN", None)
 
 
-def test_a_worker_shows_its_machine_credits_and_live_status(client):
+def test_a_worker_shows_its_machine_credits_and_live_status(client, history):
     worker = FakeWorker()
     worker.enroll(client)
+    history.known(worker.wallet)
     start = utcnow().replace(microsecond=0) - timedelta(minutes=6)
     worker.beat(client, start, system=machine(), tailscaleIp="100.64.1.2")
     worker.beat(client, start + timedelta(minutes=5), system=machine(), tailscaleIp="100.64.1.2")
@@ -304,9 +160,10 @@ def metrics(client, wallet: str, **query):
     return client.get(f"/workers/{wallet}/metrics", query_string=query)
 
 
-def test_metrics_are_one_point_per_heartbeat_of_the_last_hours_oldest_first(client):
+def test_metrics_are_one_point_per_heartbeat_of_the_last_hours_oldest_first(client, history):
     worker = FakeWorker()
     worker.enroll(client)
+    history.known(worker.wallet)
     now = utcnow().replace(microsecond=0)
     minutes = (170, 90, 50, 45, 20)
     for m in minutes:
@@ -339,9 +196,10 @@ def test_metrics_are_one_point_per_heartbeat_of_the_last_hours_oldest_first(clie
     }
 
 
-def test_a_heartbeat_without_machine_facts_is_a_point_without_them(client):
+def test_a_heartbeat_without_machine_facts_is_a_point_without_them(client, history):
     worker = FakeWorker()
     worker.enroll(client)
+    history.known(worker.wallet)
     now = utcnow()
     worker.beat(client, minutes_ago(5, now), containers=[])
     two = [{"containerName": "a"}, {"containerName": "b"}]

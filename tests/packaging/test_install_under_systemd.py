@@ -7,14 +7,17 @@ leaves nothing behind."""
 import json
 import shlex
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from collector import wheel
+from collector.models import EnrollmentChallenge
 from protocol.times import utcnow
-from tests.factories import FakeWorker, new_stellar_wallet
+from tests.factories import FakeWorker, Wallet, connected
 from tests.polling import wait_for
 
 # One collector backend is enough here: the routes themselves are tested on both.
@@ -38,12 +41,41 @@ RestartSec=1
 class Owner:
     """A worker owner at a booted machine, with the collector's one line at hand."""
 
-    def __init__(self, machine, collector):
+    def __init__(self, machine, collector, database_url: str):
         self.machine = machine
         self.collector = collector
         self.collector_url = collector.url
+        self.database_url = database_url
         # The worker client signs in with Freighter: a Stellar wallet.
-        self.wallet = new_stellar_wallet()
+        self.signer = Wallet("stellar")
+        self.wallet = self.signer.address
+
+    @contextmanager
+    def signing(self) -> Iterator[None]:
+        """While the install runs, the owner signs the challenge its agent waits on, as on
+        the collector's page (which the agent's output links to)."""
+        done = threading.Event()
+
+        def sign_when_asked() -> None:
+            with connected(self.database_url):
+                while not done.wait(0.5):
+                    for challenge in EnrollmentChallenge.select().where(
+                        (EnrollmentChallenge.wallet_address == self.wallet)
+                        & EnrollmentChallenge.used_at.is_null()
+                    ):
+                        httpx.post(
+                            f"{self.collector_url}/workers/enroll/challenge/{challenge.id}",
+                            json={"signature": self.signer.sign(challenge.message)},
+                            timeout=10,
+                        )
+
+        owner = threading.Thread(target=sign_when_asked)
+        owner.start()
+        try:
+            yield
+        finally:
+            done.set()
+            owner.join()
 
     def line_from_the_client(self, account: str = ACCOUNT, check: bool = True):
         """Exactly the line the worker client shows, typed at a terminal by ``account``
@@ -118,12 +150,13 @@ def add_the_owners_account(machine) -> None:
 
 
 @pytest.fixture
-def owner(online_machine, serve_collector) -> Owner:
+def owner(online_machine, serve_collector, database_url) -> Owner:
     let_docker_run_in(online_machine)
     add_the_owners_account(online_machine)
-    # As the worker client's collector: Stellar wallets, and its line carries no token.
-    collector = serve_collector(wallet_format="stellar")
-    return Owner(online_machine, collector)
+    # As the worker client's collector: Stellar wallets, and its line carries no token. The
+    # agent is restarted within seconds below, so heartbeats may come closer than min_interval.
+    collector = serve_collector(wallet_format="stellar", min_interval=0)
+    return Owner(online_machine, collector, database_url)
 
 
 def test_install_run_restart_upgrade_uninstall(machine, owner):
@@ -140,8 +173,12 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
 
     # Install: the worker client's line, piped to sh by the owner's account, which sudo lets
     # become root once its password is typed; Docker is installed too.
-    installed = owner.line_from_the_client()
+    with owner.signing():
+        installed = owner.line_from_the_client()
     assert f"[sudo] password for {ACCOUNT}:" in installed.stdout
+    # The install showed the owner where to sign, and went on once they had.
+    assert f"{owner.collector_url}/enroll/" in installed.stdout
+    assert f"enrolled {owner.wallet} with key SHA256:" in installed.stdout
     assert "==> Installing python3-venv docker.io" in installed.stdout
     assert f"==> Done: this worker sends heartbeats for {owner.wallet}" in installed.stdout
     config = machine.path("/etc/tassium/agent.yaml").read_text()

@@ -11,8 +11,8 @@ import pytest
 
 from collector.api import ApiError
 from collector.config import RULES
+from collector.enrollment import validate_token
 from collector.setup import SCRIPT_PATTERNS, render
-from collector.workers import validate_token
 from protocol.wallets import InvalidWallet, normalize_wallet
 from tests.packaging.installer import installer
 from tests.protocol.pattern_cases import CASES, INJECTIONS
