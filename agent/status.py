@@ -162,7 +162,7 @@ def _enrollment_line(config: AgentConfig, sender: Sender, key: Ed25519PrivateKey
             "enrolled",
             False,
             "the collector holds another key for this wallet, so it refuses these heartbeats: "
-            "tassium-agent enroll --token <a token from the operator> replaces it",
+            "tassium-agent enroll replaces it once the wallet signs",
         )
     seen = worker.get("lastHeartbeat") or "none yet"
     return Line("enrolled", True, f"with this key; last heartbeat the collector has: {seen}")

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from collector.models import Payment, Project, UptimeRecord, Worker, WorkerMetric
+from tests.chromium import launched
 from tests.factories import deployment, new_wallet
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
@@ -48,3 +49,10 @@ def october(dbconn):
         credits_millis=9000,
     )
     return wallets
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium, for the pages' browser tests (tests/chromium.py)."""
+    with launched() as chromium:
+        yield chromium

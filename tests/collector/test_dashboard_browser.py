@@ -5,48 +5,16 @@ heartbeat without a reload, and fits a phone. Screenshots are left in ``artifact
 SQLite only: what the page reads is the same on both databases, and test_dashboard.py runs
 it on both; a browser per database would double the slowest part for nothing more."""
 
-from pathlib import Path
-
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
+from tests.chromium import ARTIFACTS, watched
 from tests.factories import FakeWorker, deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"])]
 
-CHROMIUM = "/usr/bin/chromium"
-# Without the background-networking flags Chromium keeps trying Google's hosts, which a
-# closed network refuses; no sandbox, since the tests may run as root.
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).parents[2] / "artifacts"
 API_TOKEN = "b" * 32
-
-
-@pytest.fixture
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: apt-get install chromium (scripts/test does)")
-    # Playwright launches it with a fresh profile of its own each time.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
-def watched(page: Page) -> list[str]:
-    """Collect the page's console errors and uncaught exceptions as they come."""
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    return problems
 
 
 def enrolled(url: str, beat: bool) -> FakeWorker:

@@ -9,14 +9,13 @@ databases."""
 
 import base64
 import json
-from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from protocol.wallets import to_checksum_address
-from tests.collector.test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM, watched
+from tests.chromium import ARTIFACTS, watched
 from tests.factories import FakeWorker, Wallet
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"])]
@@ -48,17 +47,6 @@ window.freighterApi = {
   }
 };
 """
-
-
-@pytest.fixture
-def browser():
-    """Chromium as test_dashboard_browser.py launches it."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: apt-get install chromium (scripts/test does)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 def challenge_for(url: str, worker: FakeWorker) -> dict:
