@@ -20,8 +20,6 @@ import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import httpx
-
 from bench.served import served_collector
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import utcnow
@@ -34,12 +32,8 @@ Jobs = list[list[tuple[bytes, str]]]
 
 def enrolled(url: str, count: int) -> list[FakeWorker]:
     workers = [FakeWorker() for _ in range(count)]
-    with httpx.Client(base_url=url, timeout=30) as client:
-        for worker in workers:
-            raw, headers = worker.signed(
-                {"walletAddress": worker.wallet, "publicKey": worker.public_key}
-            )
-            client.post("/workers/enroll", content=raw, headers=headers).raise_for_status()
+    for worker in workers:
+        worker.enroll_at(url).raise_for_status()  # the owner signs the challenge
     return workers
 
 

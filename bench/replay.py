@@ -10,32 +10,27 @@ mode and the ratio, measured in one run.
 """
 
 import argparse
-import json
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from agent import keys
-from agent.clock import CollectorClock
-from agent.sender import Sender
 from agent.service import Agent
 from agent.spool import Spool
 from bench.served import served_collector
-from protocol.heartbeat import Heartbeat, encode_public_key
+from protocol.heartbeat import Heartbeat
 from protocol.times import utcnow
-from tests.factories import agent_config
+from tests.factories import FakeWorker, agent_config
 
 
 def enrolled_agent(url: str, state: Path, batch_size: int, backlog: int) -> Agent:
-    config = agent_config(url, state, spool_max=backlog, batch_size=batch_size)
-    key = keys.generate(config.key_path)
-    enroll = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
-    sender = Sender(config, key, CollectorClock())
-    status, answer = sender.post_signed("/workers/enroll", json.dumps(enroll).encode())
-    sender.close()
-    if status != 201:
-        raise SystemExit(f"enrollment answered {status}: {answer}")
+    owner = FakeWorker()  # its wallet signs the agent key's enrollment
+    config = agent_config(url, state, spool_max=backlog, batch_size=batch_size, wallet=owner.wallet)
+    owner.key = key = keys.generate(config.key_path)
+    enrolled = owner.enroll_at(url)
+    if enrolled.status_code != 201:
+        raise SystemExit(f"enrollment answered {enrolled.status_code}: {enrolled.text}")
     spool = Spool(config.spool_path, config.spool_max)
     first = utcnow() - timedelta(seconds=backlog)
     for i in range(backlog):

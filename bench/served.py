@@ -30,6 +30,11 @@ def served_collector(*, with_process: bool = False, **settings) -> Iterator:
                     "migrate_on_start": True,
                     "sweep_interval": 0,
                     "log_level": "WARNING",
+                    # A load from one machine, in compressed time: the limits per wallet and
+                    # per client address would measure themselves, not the collector.
+                    "min_interval": 0,
+                    "rate_limit_enrollment": "0",
+                    "rate_limit_writes": "0",
                     **settings,
                 }
             )
