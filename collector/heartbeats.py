@@ -290,10 +290,14 @@ def _heartbeat_answer(body: bytes, signature: str | None) -> Response:
         status, answer = receive(body, signature, settings())
     response = jsonify({**answer, "serverTime": format_millis(utcnow())})
     response.status_code = status
-    if "retryAfter" in answer:
-        response.headers["Retry-After"] = str(answer["retryAfter"])
+    response.headers.update(refusal_headers(answer))
     response.server_time = True
     return response
+
+
+def refusal_headers(answer: dict) -> dict[str, str]:
+    """A heartbeat's refusal as headers too: when to try again, for a 429."""
+    return {"Retry-After": str(answer["retryAfter"])} if "retryAfter" in answer else {}
 
 
 class HeartbeatLane:

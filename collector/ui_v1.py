@@ -203,7 +203,7 @@ def heartbeat():
     body = request.get_data(cache=True)
     status, answer = heartbeats.receive(body, request.headers.get(SIGNATURE_HEADER), settings())
     if status != 200:
-        return jsonify(answer), status
+        return jsonify(answer), status, heartbeats.refusal_headers(answer)
     return jsonify(success=True, creditsEarned=answer["creditsEarned"])
 
 

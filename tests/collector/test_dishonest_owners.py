@@ -215,3 +215,7 @@ def test_a_burst_of_heartbeats_stores_one_per_min_interval(served, history, dbco
     assert WorkerMetric.select().where(WorkerMetric.worker == worker.wallet).count() == 3
     refused = beat(served.url, worker, start + 21 * SECOND)
     assert int(refused.headers["Retry-After"]) >= 1
+    # The original front ends' route is limited alike.
+    raw, headers = worker.signed(worker.heartbeat_body(start + 22 * SECOND))
+    v1 = httpx.post(served.url + "/api/v1/heartbeat", content=raw, headers=headers, timeout=10)
+    assert v1.status_code == 429 and int(v1.headers["Retry-After"]) >= 1
