@@ -43,7 +43,7 @@ class Outcome:
     """What the collector said about one heartbeat."""
 
     status: int
-    verdict: str  # credited | refused | retry
+    verdict: str  # credited | uncredited (stored as evidence only) | refused | retry
     message: str
 
     @property
@@ -62,6 +62,13 @@ def judge(status: int, answer: object) -> Outcome:
         return Outcome(status, "retry", _not_an_answer(status))
     error = answer.get("error")
     if status == 200 and answer.get("accepted") is True:
+        if answer.get("credited") is False:
+            return Outcome(
+                status,
+                "uncredited",
+                "stored, not credited: the collector cannot vouch for its time (taken before "
+                "this worker enrolled, or delivered late while the collector was running)",
+            )
         return Outcome(status, "credited", "accepted")
     if status == 409 and isinstance(error, str):
         if answer.get("stored", True) is True:

@@ -220,6 +220,7 @@ class Agent:
         if not force and self.retry_at is not None and time.monotonic() < self.retry_at:
             return DrainReport(0, 0, self.pending())
         credited = refused = 0
+        uncredited = None  # one line a drain, however many the collector did not credit
         error = watched = None
         end = time.monotonic() + budget
         while error is None and time.monotonic() < end:
@@ -248,8 +249,12 @@ class Agent:
                     )
                     refused += 1
                 else:
+                    if outcome.verdict == "uncredited":
+                        uncredited = outcome
                     credited += 1
                 self._settle(item)
+        if uncredited is not None:
+            log.warning("the collector %s", uncredited.message)
         pending = self.pending()
         if error is not None:
             delay = self.backoff.failed()

@@ -77,6 +77,15 @@ def test_a_heartbeat_is_credited_and_its_replay_is_credited_as_already_stored(en
     assert sender.deliver(beat) == Outcome(409, "credited", "already stored")
 
 
+def test_a_heartbeat_the_collector_cannot_vouch_for_is_delivered_but_not_credited(enrolled):
+    sender, wallet = enrolled
+    # Taken an hour ago, while the collector was running: stored as evidence only.
+    outcome = sender.deliver(body(wallet, timedelta(hours=1)))
+    assert (outcome.status, outcome.verdict, outcome.settled) == (200, "uncredited", True)
+    assert "not credited" in outcome.message
+    assert sender.deliver(body(wallet)).verdict == "credited"
+
+
 def test_a_heartbeat_older_than_the_last_accepted_one_is_refused_not_credited(enrolled):
     sender, wallet = enrolled
     older = body(wallet, timedelta(hours=2))
