@@ -47,6 +47,30 @@ window.freighterApi = {
   }
 };
 """
+# The Freighter extension itself, as its content script answers a page's window messages
+# (what the freighter-api library sends): connected, this site not yet allowed, access
+# granted, then SUBMIT_BLOB signed, the signature in base64 for an apiVersion of 4 or later.
+FREIGHTER_EXTENSION = """
+window.addEventListener("message", function (event) {
+  var request = event.data;
+  if (event.source !== window || !request || request.source !== "FREIGHTER_EXTERNAL_MSG_REQUEST") {
+    return;
+  }
+  function answer(fields) {
+    fields.source = "FREIGHTER_EXTERNAL_MSG_RESPONSE";
+    fields.messagedId = request.messageId;
+    window.postMessage(fields, window.location.origin);
+  }
+  if (request.type === "REQUEST_CONNECTION_STATUS") answer({isConnected: true});
+  else if (request.type === "REQUEST_ALLOWED_STATUS") answer({isAllowed: false});
+  else if (request.type === "REQUEST_ACCESS") answer({publicKey: %(account)s});
+  else if (request.type === "SUBMIT_BLOB") {
+    window.testWalletSign(request.blob, request.accountToSign, request.apiVersion).then(
+      function (signed) { answer({signedBlob: signed, signerAddress: request.accountToSign}); }
+    );
+  }
+});
+"""
 
 
 def challenge_for(url: str, worker: FakeWorker) -> dict:
@@ -85,6 +109,20 @@ def freighter(page: Page, signer: Wallet, shape: str) -> list[tuple[str, str]]:
 
     page.expose_function("testWalletSign", sign)
     page.add_init_script(FREIGHTER)
+    return asked
+
+
+def freighter_extension(page: Page, signer: Wallet) -> list[tuple[str, str, str]]:
+    """Install a stand-in for the Freighter extension's content script, signing with
+    ``signer``; return the (message, address, apiVersion) of every signature asked for."""
+    asked: list[tuple[str, str, str]] = []
+
+    def sign(message: str, address: str, version: str) -> str:
+        asked.append((message, address, version))
+        return signer.sign(message)
+
+    page.expose_function("testWalletSign", sign)
+    page.add_init_script(FREIGHTER_EXTENSION % {"account": json.dumps(signer.address)})
     return asked
 
 
@@ -222,5 +260,22 @@ def test_a_stellar_owner_enrolls_with_freighter(serve_collector, browser, shape)
     assert enrolled_key(served.url, worker.wallet) == worker.public_key
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"enroll-stellar-{shape}.png", full_page=True)
+    assert problems == []
+    page.close()
+
+
+def test_a_stellar_owner_enrolls_with_the_freighter_extension_itself(serve_collector, browser):
+    """No freighter-api script on the page: it speaks the extension's window messages."""
+    served = serve_collector(wallet_format="stellar")
+    worker = FakeWorker.stellar()
+    challenge = challenge_for(served.url, worker)
+    page = browser.new_page(viewport={"width": 1024, "height": 800})
+    problems = watched(page)
+    asked = freighter_extension(page, worker.owner)
+    page.goto(challenge["signUrl"])
+    page.get_by_role("button", name="Sign with your wallet").click()
+    expect(page.locator("#outcome")).to_have_text(ENROLLED.format(wallet=worker.wallet))
+    assert asked == [(challenge["message"], worker.wallet, "5.0.0")]
+    assert enrolled_key(served.url, worker.wallet) == worker.public_key
     assert problems == []
     page.close()
