@@ -115,15 +115,21 @@ class FakeWorker:
             return challenge
         return self.sign_challenge(client, challenge.json)
 
-    def enroll_at(self, url: str):
-        """Enroll at a served collector over real HTTP (httpx), as the agent and the owner's
-        page do: the challenge, then the owner's signature over it."""
+    def challenge_at(self, url: str):
+        """Ask a served collector for a challenge over real HTTP (httpx), as the agent does."""
         import httpx  # agent tests that use this module need no HTTP client
 
         raw, headers = self.signed({"walletAddress": self.wallet, "publicKey": self.public_key})
-        challenge = httpx.post(
+        return httpx.post(
             url + "/workers/enroll/challenge", content=raw, headers=headers, timeout=30
         )
+
+    def enroll_at(self, url: str):
+        """Enroll at a served collector over real HTTP (httpx), as the agent and the owner's
+        page do: the challenge, then the owner's signature over it."""
+        import httpx
+
+        challenge = self.challenge_at(url)
         if challenge.status_code != 201:
             return challenge
         found = challenge.json()

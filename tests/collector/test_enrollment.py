@@ -7,13 +7,14 @@ import hashlib
 import json
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from collector.enrollment import issue_token
 from collector.models import EnrollmentChallenge, EnrollmentToken, Worker
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import utcnow
-from tests.factories import FakeWorker, Wallet
+from tests.factories import FakeWorker, Wallet, at_once
 
 API_TOKEN = "a" * 32
 
@@ -324,3 +325,30 @@ def test_the_key_is_stored_and_shown_in_its_canonical_spelling(client, dbconn):
     assert keys(dbconn) == [(worker.wallet, worker.public_key)]
     assert client.get(f"/workers/{worker.wallet}").json["publicKey"] == worker.public_key
     assert client.get("/workers").json["items"][0]["publicKey"] == worker.public_key
+
+
+def _sign_at_once(url: str, barrier, results) -> None:
+    """In a process of its own: send the signed challenge the test left in the environment,
+    all processes at once."""
+    import os
+
+    barrier.wait()
+    path, signature = os.environ["TASSIUM_TEST_CHALLENGE"].split(" ")
+    answer = httpx.post(url + path, json={"signature": signature}, timeout=30)
+    results.put(answer.status_code)
+
+
+@pytest.mark.slow
+def test_one_signed_challenge_sent_by_four_processes_at_once_enrolls_once(
+    serve_collector, monkeypatch, dbconn
+):
+    served = serve_collector(processes=2)
+    worker = FakeWorker()
+    challenge = worker.challenge_at(served.url).json()
+    path = f"/workers/enroll/challenge/{challenge['challengeId']}"
+    monkeypatch.setenv(
+        "TASSIUM_TEST_CHALLENGE", f"{path} {worker.owner.sign(challenge['message'])}"
+    )
+    statuses = at_once(_sign_at_once, served.url, processes=4)
+    assert sorted(statuses) == [201, 409, 409, 409]
+    assert keys(dbconn) == [(worker.wallet, worker.public_key)]

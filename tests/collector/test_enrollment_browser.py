@@ -75,8 +75,7 @@ window.addEventListener("message", function (event) {
 
 def challenge_for(url: str, worker: FakeWorker) -> dict:
     """Ask for a challenge over HTTP, as the agent does at the end of the install."""
-    raw, headers = worker.signed({"walletAddress": worker.wallet, "publicKey": worker.public_key})
-    answer = httpx.post(url + "/workers/enroll/challenge", content=raw, headers=headers)
+    answer = worker.challenge_at(url)
     assert answer.status_code == 201
     return answer.json()
 
