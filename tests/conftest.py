@@ -52,6 +52,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.add_cleanup(lambda: os.environ.pop("TEST_DOCKER_HOST"))
 
 
+# Python's own, as the collector runs with it: read before any test module is imported.
+RECURSION_LIMIT = sys.getrecursionlimit()
+
+
+@pytest.fixture(autouse=True)
+def python_recursion_limit():
+    """py_ecc, under eth-account (the tests' EVM wallet), raises the recursion limit to
+    100,000 when imported, which the collector never runs with: under it a deeply nested JSON
+    body overflows the C stack and kills the process, where the collector refuses it."""
+    sys.setrecursionlimit(RECURSION_LIMIT)
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch):
     """No test sees the developer's TASSIUM_* settings or DATABASE_URL."""

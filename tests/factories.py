@@ -46,9 +46,8 @@ class Wallet:
     def __init__(self, wallet_format: str = "evm"):
         self.wallet_format = wallet_format
         if wallet_format == "evm":
-            # eth-account's dependencies raise the recursion limit to 100,000 when imported,
-            # which would let the collector's JSON parser overflow the C stack on a deeply
-            # nested body (tests/collector/test_deployments.py) instead of refusing it.
+            # Imported here, it raises the recursion limit (tests/conftest.py says why that
+            # matters): put back at once for the rest of the test.
             limit = sys.getrecursionlimit()
             from eth_account import Account
 
