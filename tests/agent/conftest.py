@@ -298,9 +298,11 @@ def agent_process(tmp_path):
 
 
 @pytest.fixture
-def serve_collector(serve_collector):
+def serve_collector(serve_collector, backend):
     """The collector of tests/conftest.py for agents that beat every second or so: time runs
-    fast here, so it stores heartbeats closer together than its min_interval (10 s)."""
+    fast here, so it stores heartbeats closer together than its min_interval (10 s). It names
+    ``backend``, which the one it wraps depends on: pytest 8.4.0, the oldest allowed, leaves
+    a dependency of an overridden fixture out of what a test's parametrization may name."""
 
     def start(**overrides):
         overrides.setdefault("min_interval", 0)
