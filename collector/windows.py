@@ -122,6 +122,7 @@ def apply_heartbeats(
     pending = list(enumerate(heartbeats))
     with database.atomic():
         verdicts = vouching.judge([h.timestamp for h, _ in heartbeats], now) if vouching else None
+        rules = _Rules(gap, now, verdicts, min_interval, capacity_bounds)
         if create_worker:
             Worker.insert_many(
                 [
@@ -148,7 +149,7 @@ def apply_heartbeats(
                         workers.get(address),
                         windows.get(address),
                         writes,
-                        _Rules(gap, now, verdicts, min_interval, capacity_bounds),
+                        rules,
                     )
                 except (UnknownWorker, KeyReplaced, StaleHeartbeat, TooSoon) as exc:
                     results[index] = exc
