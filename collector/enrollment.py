@@ -171,6 +171,14 @@ def challenge_json(challenge: EnrollmentChallenge, now: datetime) -> dict:
     }
 
 
+def _token_only() -> ApiError:
+    return ApiError(403, "this collector enrolls workers only with an enrollment token")
+
+
+def _spent(challenge: EnrollmentChallenge) -> ApiError:
+    return ApiError(409, f"challenge {challenge.id} was used or has expired: ask again")
+
+
 def _consume_challenge(challenge: EnrollmentChallenge, now: datetime) -> bool:
     # As a token: of two requests racing with one signed challenge, only one changes the row.
     changed = EnrollmentChallenge.update(used_at=now).where(
@@ -223,9 +231,9 @@ def enroll(
                 )
         elif challenge is not None:
             if policy == "token":
-                raise ApiError(403, "this collector enrolls workers only with an enrollment token")
+                raise _token_only()
             if not _consume_challenge(challenge, now):
-                raise ApiError(409, f"challenge {challenge.id} was used or has expired: ask again")
+                raise _spent(challenge)
         else:
             raise ApiError(
                 401,
@@ -279,7 +287,7 @@ def enroll_route():
 @bp.post("/workers/enroll/challenge")
 def create_challenge_route():
     if settings().enrollment_policy == "token":
-        raise ApiError(403, "this collector enrolls workers only with an enrollment token")
+        raise _token_only()
     _, address, public_key = _agent_request(set())
     now = utcnow()
     challenge = create_challenge(public_url(), address, public_key, now)
@@ -298,7 +306,7 @@ def sign_challenge_route(nonce: str):
     challenge = find_challenge(nonce)
     now = utcnow()
     if challenge_state(challenge, now) != "pending":
-        raise ApiError(409, f"challenge {nonce} was used or has expired: ask again")
+        raise _spent(challenge)  # before the signature is checked: no signature can help
     config = settings()
     try:
         verify_wallet_signature(
