@@ -2,7 +2,6 @@
 collector with signed heartbeats."""
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -55,7 +54,7 @@ def cmd_enroll(config: AgentConfig, args) -> int:
     sender = Sender(config, key, CollectorClock())
     try:
         if args.token:
-            outcome = _enroll_directly(config, key, sender, args.token)
+            outcome = enrollment.enroll_directly(sender, config, key, args.token)
         elif args.signature:
             outcome = enrollment.send_signature(sender, args.challenge, args.signature)
         else:
@@ -76,24 +75,6 @@ def cmd_enroll(config: AgentConfig, args) -> int:
     return 0
 
 
-def _enroll_directly(config: AgentConfig, key, sender, token: str | None) -> str:
-    """With an operator's token, or (``None``) as a collector from before wallet-signed
-    enrollment takes it."""
-    from agent.enrollment import EnrollmentRefused, error_of
-
-    body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
-    if token is not None:
-        body["token"] = token
-    status, answer = sender.post_signed("/workers/enroll", json.dumps(body).encode())
-    if status in (200, 201) and isinstance(answer, dict):
-        # A collector older than the "enrollment" field answered 200 both for the same key
-        # again and for a key a token replaced: the token is what tells them apart there.
-        return answer.get("enrollment") or (
-            "enrolled" if status == 201 else "replaced" if token else "unchanged"
-        )
-    raise EnrollmentRefused(f"({status}) {error_of(answer)}")
-
-
 def _enroll_by_wallet(config: AgentConfig, key, sender, wait: float | None) -> str:
     """Ask for a challenge, show it, and wait for the owner's signature."""
     from agent import enrollment
@@ -104,7 +85,7 @@ def _enroll_by_wallet(config: AgentConfig, key, sender, wait: float | None) -> s
     try:
         challenge = enrollment.ask(sender, config, key)
     except enrollment.NoChallenges:
-        return _enroll_directly(config, key, sender, None)
+        return enrollment.enroll_directly(sender, config, key, None)
     terminal = sys.stdin if sys.stdin is not None and sys.stdin.isatty() else None
     lines = [
         f"To let this machine earn uptime for {config.wallet}, that wallet must sign:",

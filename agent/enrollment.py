@@ -61,6 +61,24 @@ def enrolled_key(sender: Sender, wallet: str) -> str | None:
     return None
 
 
+def enroll_directly(
+    sender: Sender, config: AgentConfig, key: Ed25519PrivateKey, token: str | None
+) -> str:
+    """Enroll with an operator's token, or (``None``) as a collector from before
+    wallet-signed enrollment takes it; what the collector did."""
+    body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
+    if token is not None:
+        body["token"] = token
+    status, answer = sender.post_signed("/workers/enroll", json.dumps(body).encode())
+    if status in (200, 201) and isinstance(answer, dict):
+        # A collector older than the "enrollment" field answered 200 both for the same key
+        # again and for a key a token replaced: the token is what tells them apart there.
+        return answer.get("enrollment") or (
+            "enrolled" if status == 201 else "replaced" if token else "unchanged"
+        )
+    raise EnrollmentRefused(f"({status}) {error_of(answer)}")
+
+
 def ask(sender: Sender, config: AgentConfig, key: Ed25519PrivateKey) -> Challenge:
     body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
     status, answer = sender.post_signed("/workers/enroll/challenge", json.dumps(body).encode())

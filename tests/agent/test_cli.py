@@ -5,6 +5,8 @@ import json
 import httpx
 import pytest
 
+from tests.factories import Wallet
+
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
@@ -56,6 +58,11 @@ def test_enroll_again_is_idempotent_and_a_new_key_needs_the_wallets_signature(ag
     challenge = unsigned.stdout.split("enroll --challenge ")[1].split()[0]
     # The owner signs it later, elsewhere, and hands the signature to the agent.
     message = httpx.get(f"{worker.collector_url}/workers/enroll/challenge/{challenge}").json()
+    # Signed by another wallet: refused, and the key stays unenrolled.
+    forged = Wallet().sign(message["message"])
+    refused = worker.command("enroll", "--challenge", challenge, "--signature", forged)
+    assert refused.returncode == 1
+    assert "signature refused (401): signature is not by wallet" in refused.stderr
     signature = worker.owner.sign(message["message"])
     signed = worker.command("enroll", "--challenge", challenge, "--signature", signature)
     assert signed.returncode == 0, signed.stderr
