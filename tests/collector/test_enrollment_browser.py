@@ -125,6 +125,12 @@ def freighter_extension(page: Page, signer: Wallet) -> list[tuple[str, str, str]
     return asked
 
 
+def desktop_page(browser) -> tuple[Page, list[str]]:
+    """A page of a desktop-sized window, and the console errors it will collect."""
+    page = browser.new_page(viewport={"width": 1024, "height": 800})
+    return page, watched(page)
+
+
 def enrolled_key(url: str, wallet: str) -> str | None:
     answer = httpx.get(f"{url}/workers/{wallet}")
     return answer.json()["publicKey"] if answer.status_code == 200 else None
@@ -181,8 +187,7 @@ def test_a_wallet_on_another_account_is_told_which_account_to_switch_to(serve_co
     worker = FakeWorker()
     challenge = challenge_for(served.url, worker)
     other = Wallet()
-    page = browser.new_page(viewport={"width": 1024, "height": 800})
-    problems = watched(page)
+    page, problems = desktop_page(browser)
     asked = ethereum(page, other, other.address)
     page.goto(challenge["signUrl"])
     page.get_by_role("button", name="Sign with your wallet").click()
@@ -203,8 +208,7 @@ def test_a_signature_by_another_key_is_refused_by_the_collector_and_shown(serve_
     served = serve_collector()
     worker = FakeWorker()
     challenge = challenge_for(served.url, worker)
-    page = browser.new_page(viewport={"width": 1024, "height": 800})
-    problems = watched(page)
+    page, problems = desktop_page(browser)
     # A wallet that claims the owner's account but signs with another key.
     asked = ethereum(page, Wallet(), worker.wallet)
     page.goto(challenge["signUrl"])
@@ -229,8 +233,7 @@ def test_a_browser_without_a_wallet_is_told_what_it_needs(serve_collector, brows
     served = serve_collector()
     worker = FakeWorker()
     challenge = challenge_for(served.url, worker)
-    page = browser.new_page(viewport={"width": 1024, "height": 800})
-    problems = watched(page)
+    page, problems = desktop_page(browser)
     page.goto(challenge["signUrl"])
     page.get_by_role("button", name="Sign with your wallet").click()
     outcome = page.locator("#outcome")
@@ -248,8 +251,7 @@ def test_a_stellar_owner_enrolls_with_freighter(serve_collector, browser, shape)
     served = serve_collector(wallet_format="stellar")
     worker = FakeWorker.stellar()
     challenge = challenge_for(served.url, worker)
-    page = browser.new_page(viewport={"width": 1024, "height": 800})
-    problems = watched(page)
+    page, problems = desktop_page(browser)
     asked = freighter(page, worker.owner, shape)
     page.goto(challenge["signUrl"])
     expect(page.locator("#wallet")).to_have_text(worker.wallet)
@@ -268,8 +270,7 @@ def test_a_stellar_owner_enrolls_with_the_freighter_extension_itself(serve_colle
     served = serve_collector(wallet_format="stellar")
     worker = FakeWorker.stellar()
     challenge = challenge_for(served.url, worker)
-    page = browser.new_page(viewport={"width": 1024, "height": 800})
-    problems = watched(page)
+    page, problems = desktop_page(browser)
     asked = freighter_extension(page, worker.owner)
     page.goto(challenge["signUrl"])
     page.get_by_role("button", name="Sign with your wallet").click()
