@@ -78,6 +78,12 @@ class CollectorConfig:
     # for its quick calls (env vars, removal), which an HTTP request waits for.
     deployer_build_timeout: int = 900
     deployer_timeout: int = 30
+    # The secret every call to the deployer is signed with (HMAC, collector/deployer.py); a
+    # deployer_url needs one.
+    deployer_secret: str | None = None
+    # The repositories the deployer may be asked to build: "host" (every repository there),
+    # "host/owner" or "host/owner/repo". None allowed until the operator names some.
+    deployer_repositories: tuple[str, ...] = ()
     # Whether the dashboard (/) and /metrics need the API token, like the mutating routes.
     private_pages: bool = False
     # How often each serving process records that it is alive: the collector's own outages
@@ -108,12 +114,23 @@ class CollectorConfig:
     # An enrollment is two requests (the challenge and its signature).
     rate_limit_enrollment: str = "30/minute"
     rate_limit_writes: str = "120/minute"
+    # How long a wallet's sign-in (collector/sessions.py) lasts, in seconds.
+    session_ttl: int = 3600
+    # Loudly named escapes from the safe defaults, each for an operator who knows why:
+    # serve beyond loopback without an api_token (a network where everyone is trusted);
+    # let the unchanged original app create, delete and scale deployments anonymously through
+    # /api/v1 (anyone can then do so for any wallet; never payments, payouts or enrollment);
+    # serve install scripts whose collector URL is plain http beyond loopback.
+    insecure_open_network: bool = False
+    insecure_anonymous_deployments: bool = False
+    insecure_http_installs: bool = False
 
     def __repr__(self) -> str:
         # The API token and a database password must not reach a log line.
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.api_token:
-            shown["api_token"] = "********"  # noqa: S105 - a mask, not a secret
+        for secret in ("api_token", "deployer_secret"):
+            if getattr(self, secret):
+                shown[secret] = "********"
         shown["database_url"] = mask_password(self.database_url)
         return "CollectorConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
@@ -136,6 +153,7 @@ def _origins(values: tuple) -> bool:
 _PUBLIC_URL = re.compile(patterns.COLLECTOR_URL)
 _REQUIREMENT = re.compile(patterns.PIP_REQUIREMENT)
 _DEPLOYER_URL = re.compile(patterns.COLLECTOR_URL)
+_REPOSITORY = re.compile(patterns.REPOSITORY_SCOPE)
 
 
 def _url_template(value: str) -> bool:
@@ -216,6 +234,12 @@ RULES = {
         lambda v: _DEPLOYER_URL.fullmatch(v) is not None,
         "an http(s)://host[:port][/path] URL",
     ),
+    "deployer_secret": Rule(str, lambda v: len(v) >= 32, "at least 32 characters", secret=True),
+    "deployer_repositories": Rule(
+        tuple,
+        lambda v: all(_REPOSITORY.fullmatch(r) for r in v),
+        "host, host/owner or host/owner/repo entries",
+    ),
     "deployer_build_timeout": Rule(int, lambda v: 1 <= v <= 24 * 3600, "seconds, 1 to a day"),
     "deployer_timeout": Rule(int, lambda v: 1 <= v <= 600, "seconds, from 1 to 600"),
     "private_pages": Rule(bool),
@@ -235,6 +259,10 @@ RULES = {
     ),
     "rate_limit_enrollment": Rule(str, _rate_limit, _RATE_LIMIT),
     "rate_limit_writes": Rule(str, _rate_limit, _RATE_LIMIT),
+    "session_ttl": Rule(int, lambda v: 60 <= v <= 24 * 3600, "seconds, from 60 to a day"),
+    "insecure_open_network": Rule(bool),
+    "insecure_anonymous_deployments": Rule(bool),
+    "insecure_http_installs": Rule(bool),
 }
 
 
@@ -261,23 +289,29 @@ def load_config(
         problems, values = exc.problems, {}
     if (
         path.exists()
-        and _file_has_token(path)
+        and _file_has_secret(path)
         and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)
     ):
-        problems.append(f"{path}: holds api_token but is readable by others (chmod 600)")
+        problems.append(f"{path}: holds a secret but is readable by others (chmod 600)")
     if values.get("private_pages") and not values.get("api_token"):
         problems.append("private_pages: needs an api_token, the password of the private pages")
+    if values.get("deployer_url") and not values.get("deployer_secret"):
+        problems.append(
+            "deployer_url: needs a deployer_secret (32 characters or more, shared with the"
+            " deployer), which signs every call to it"
+        )
     if problems:
         raise ConfigError(problems)
     return replace(CollectorConfig(), **values)
 
 
-def _file_has_token(path: Path) -> bool:
+def _file_has_secret(path: Path) -> bool:
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return False
-    return isinstance(document, dict) and "api_token" in document
+    secrets = {name for name, rule in RULES.items() if rule.secret and name != "database_url"}
+    return isinstance(document, dict) and bool(secrets & set(document))
 
 
 def mask_password(url: str) -> str:

@@ -30,6 +30,8 @@ AUTHORITY = f"{HOST}(:{PORT})?"
 # Where workers reach the collector: no user, query or fragment, and a path of plain
 # characters only, as it is written into a shell script and a YAML file.
 COLLECTOR_URL = f"https?://{AUTHORITY}(/[A-Za-z0-9._~/-]*)?"
+# Which repositories the deployer may build: a host, an owner there, or one repository.
+REPOSITORY_SCOPE = rf"{_LABEL}(\.{_LABEL})*(/[A-Za-z0-9_.-]+){{0,2}}"
 
 # What the script hands to pip instead of the collector's wheel: a requirement or a URL, with
 # nothing a shell or YAML would read specially (no space, quote, ``$``, ``;`` or ``#``).

@@ -324,7 +324,7 @@ def test_it_rejects_a_file_that_is_not_yaml(write_yaml):
 def test_it_rejects_an_api_token_in_a_file_others_can_read(write_yaml, mode):
     path = write_yaml({"api_token": TOKEN}, mode=mode)
     assert problems_of(path, {}) == [
-        f"{path}: holds api_token but is readable by others (chmod 600)"
+        f"{path}: holds a secret but is readable by others (chmod 600)"
     ]
 
 
@@ -342,7 +342,7 @@ def test_the_readable_file_is_reported_together_with_the_other_problems(write_ya
     path = write_yaml({"api_token": TOKEN, "port": -1}, mode=0o644)
     assert problems_of(path, {}) == [
         f"{path}: port: must be a port from 1 to 65535, not -1",
-        f"{path}: holds api_token but is readable by others (chmod 600)",
+        f"{path}: holds a secret but is readable by others (chmod 600)",
     ]
 
 
