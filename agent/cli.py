@@ -79,9 +79,9 @@ def _enroll_by_wallet(config: AgentConfig, key, sender, wait: float | None) -> s
     """Ask for a challenge, show it, and wait for the owner's signature."""
     from agent import enrollment
 
-    before = enrollment.enrolled_key(sender, config.wallet)
-    if before == encode_public_key(key):
+    if enrollment.holds_key(sender, config, key):
         return "unchanged"  # installing again: nothing to sign
+    replacing = enrollment.wallet_has_key(sender, config.wallet)
     try:
         challenge = enrollment.ask(sender, config, key)
     except enrollment.NoChallenges:
@@ -114,7 +114,7 @@ def _enroll_by_wallet(config: AgentConfig, key, sender, wait: float | None) -> s
         until=until,
         say=lambda text: print(text, file=sys.stderr, flush=True),
     )
-    return "replaced" if outcome == "enrolled" and before is not None else outcome
+    return "replaced" if outcome == "enrolled" and replacing else outcome
 
 
 def cmd_once(config: AgentConfig, _args) -> int:

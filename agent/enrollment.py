@@ -53,12 +53,19 @@ class Challenge:
             raise EnrollmentRefused("the collector's answer is not a challenge") from None
 
 
-def enrolled_key(sender: Sender, wallet: str) -> str | None:
-    """The key the collector holds for this wallet (None: none, or it does not know it)."""
+def wallet_has_key(sender: Sender, wallet: str) -> bool:
+    """Whether the collector holds some key for this wallet (its public "enrolled" flag)."""
     status, worker = sender.request("GET", f"/workers/{wallet}")
-    if status == 200 and isinstance(worker, dict):
-        return worker.get("publicKey")
-    return None
+    return status == 200 and isinstance(worker, dict) and worker.get("enrolled") is True
+
+
+def holds_key(sender: Sender, config: AgentConfig, key: Ed25519PrivateKey) -> bool:
+    """Whether the collector holds this very key for the wallet. The enrollment route takes
+    the same key again with no proof and says "unchanged" (the key itself is shown only to
+    the wallet's owner and the operator); any other key it refuses, enrolling nothing."""
+    body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
+    status, answer = sender.post_signed("/workers/enroll", json.dumps(body).encode())
+    return status == 200 and isinstance(answer, dict) and answer.get("enrollment") == "unchanged"
 
 
 def enroll_directly(
@@ -110,7 +117,6 @@ def wait_for_signature(
 ) -> str:
     """Wait until the key is enrolled (the page's signature arrived) or the owner typed a
     signature on ``typed`` (a terminal), which is sent; what the collector did."""
-    ours = encode_public_key(key)
     while time.monotonic() < until:
         line = _typed_line(typed, POLL_SECONDS) if typed is not None else _pause(POLL_SECONDS)
         if line:
@@ -122,7 +128,7 @@ def wait_for_signature(
         status, shown = sender.request("GET", f"/workers/enroll/challenge/{challenge.id}")
         state = shown.get("status") if status == 200 and isinstance(shown, dict) else None
         if state == "used":
-            if enrolled_key(sender, config.wallet) == ours:
+            if holds_key(sender, config, key):
                 return "enrolled"
             raise EnrollmentRefused("the challenge was used, but this key is not the one enrolled")
         if state == "expired":

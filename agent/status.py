@@ -14,6 +14,7 @@ from agent import keys
 from agent.clock import CollectorClock
 from agent.config import AgentConfig, check_state_dir
 from agent.containers import list_containers
+from agent.enrollment import holds_key
 from agent.errors import AgentError, ConfigError, DeliveryError, DockerUnavailable
 from agent.sender import Sender
 from agent.spool import QUARANTINE, entry_names
@@ -157,7 +158,10 @@ def _enrollment_line(config: AgentConfig, sender: Sender, key: Ed25519PrivateKey
         return Line("enrolled", False, f"this wallet has no key at the collector: {enroll}")
     ours = encode_public_key(key)
     theirs = worker.get("publicKey", ours)  # a collector from before publicKey was shown
-    if theirs != ours:
+    # Hidden from all but the owner and the operator: the enrollment route says whether it
+    # holds this very key, and changes nothing.
+    held = holds_key(sender, config, key) if theirs is None else theirs == ours
+    if not held:
         return Line(
             "enrolled",
             False,

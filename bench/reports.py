@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.fleet import insert_in_batches, wallet, wallet_batches
-from bench.served import on_each_database, served_collector
+from bench.served import OPERATOR, on_each_database, served_collector
 from collector import migrations
 from collector.models import OpenWindow, UptimeRecord, Worker
 from protocol.times import utcnow
@@ -122,7 +122,7 @@ def measure(url: str, pid: int, busy: str) -> dict:
     started = time.perf_counter()
     rows = 0
     with httpx.stream(
-        "GET", url + "/reports/fleet.csv", params={"period": "30d"}, timeout=600
+        "GET", url + "/reports/fleet.csv", params={"period": "30d"}, headers=OPERATOR, timeout=600
     ) as answer:
         answer.raise_for_status()
         for _ in answer.iter_lines():
@@ -135,13 +135,18 @@ def measure(url: str, pid: int, busy: str) -> dict:
     for _ in range(5):
         t = time.perf_counter()
         httpx.get(
-            url + "/reports/fleet", params={"period": "30d", "limit": 1000}, timeout=60
+            url + "/reports/fleet",
+            params={"period": "30d", "limit": 1000},
+            headers=OPERATOR,
+            timeout=60,
         ).raise_for_status()
         page_times.append(time.perf_counter() - t)
     worker_times = []
     for _ in range(10):
         t = time.perf_counter()
-        answer = httpx.get(f"{url}/reports/workers/{busy}", params={"period": "30d"}, timeout=60)
+        answer = httpx.get(
+            f"{url}/reports/workers/{busy}", params={"period": "30d"}, headers=OPERATOR, timeout=60
+        )
         answer.raise_for_status()
         worker_times.append(time.perf_counter() - t)
     return {

@@ -11,7 +11,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import OPERATOR_TOKEN, free_port
+
+# What the operator's requests carry (the fleet reports are the operator's).
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 @contextmanager
@@ -35,6 +38,7 @@ def served_collector(*, with_process: bool = False, **settings) -> Iterator:
                     "min_interval": 0,
                     "rate_limit_enrollment": "0",
                     "rate_limit_writes": "0",
+                    "api_token": OPERATOR_TOKEN,
                     **settings,
                 }
             )

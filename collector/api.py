@@ -9,6 +9,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
+from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, Response, current_app, jsonify, request
 from peewee import Field, InterfaceError, OperationalError, Query
@@ -16,6 +17,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 from collector import db, telemetry
+from collector.addresses import is_loopback
 from collector.config import CollectorConfig
 from protocol import ProtocolError, patterns
 from protocol.heartbeat import SIGNATURE_HEADER
@@ -62,14 +64,23 @@ _HOST = re.compile(patterns.AUTHORITY)
 
 
 def public_url() -> str:
-    """What workers and owners reach this collector at: ``public_url``, else the address this
-    request was sent to."""
+    """What workers and owners reach this collector at, as install scripts, enrollment
+    challenges and sign-in messages name it: ``public_url``, else the address this request was
+    sent to, but only a loopback one. The Host header is the caller's to choose: a phishing
+    site could otherwise have a message naming its own domain issued here."""
     configured = settings().public_url
     if configured:
         return configured.rstrip("/")
     if not _HOST.fullmatch(request.host):
         raise ApiError(400, "the Host header is not a plain host name; set public_url")
-    return f"{request.scheme}://{request.host}"
+    url = f"{request.scheme}://{request.host}"
+    if not is_loopback(urlsplit(url).hostname or ""):
+        raise ApiError(
+            400,
+            f"this collector has no public_url, and {request.host} is not a loopback address: "
+            "the operator must set public_url (https://...) first",
+        )
+    return url
 
 
 def json_object(raw: bytes | None = None) -> dict:
@@ -170,9 +181,14 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def page_bounds(default: int = DEFAULT_PAGE, maximum: int = MAX_PAGE) -> tuple[int, int]:
+    """``?limit=`` and ``?offset=`` of a list: the one rule every bounded list reads, so that
+    asking for more than ``maximum`` is a 400 naming the range, never a silent cut."""
+    return query_int("limit", default, 1, maximum), query_int("offset", 0, 0, MAX_OFFSET)
+
+
 def paginated(query: Query, serialize: Callable) -> dict:
-    limit = query_int("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = query_int("offset", 0, 0, MAX_OFFSET)
+    limit, offset = page_bounds()
     return {
         "items": [serialize(row) for row in query.limit(limit).offset(offset)],
         "total": query.count(),
@@ -181,36 +197,38 @@ def paginated(query: Query, serialize: Callable) -> dict:
     }
 
 
-def _check_token(expected: str, *, browser: bool = False) -> None:
-    """401 unless the request carries ``expected``: as a bearer token, or (``browser``) as
-    the password of HTTP Basic, which a browser asks its user for and then keeps sending."""
+TOTAL_COUNT = "X-Total-Count"
+
+
+def counted_array(items: list, total: int | None, *, next_page: dict | None = None) -> Response:
+    """A list answered as a plain JSON array (the /api/v1 dialect: its clients ``.map`` it, so
+    it has no envelope to say it was cut). ``X-Total-Count`` says how many the whole list
+    holds (None: not counted, as for keyset pages), and ``Link: rel="next"`` gives this URL
+    with ``next_page``'s query parameters changed, when there is more."""
+    response = jsonify(items)
+    if total is not None:
+        response.headers[TOTAL_COUNT] = str(total)
+    if next_page is not None:
+        query = {**request.args.to_dict(), **{k: str(v) for k, v in next_page.items()}}
+        url = request.path + "?" + urlencode(query)
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    # Browsers on other origins hide any other header from the page's fetch().
+    response.headers["Access-Control-Expose-Headers"] = f"{TOTAL_COUNT}, Link"
+    return response
+
+
+def bearer_token(*, browser: bool = False) -> str:
+    """The token a request carries as ``Authorization: Bearer``, or (``browser``) as the
+    password of HTTP Basic, which a browser asks its user for and then keeps sending; "" when
+    it carries none."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     given = given.strip()
     if browser and scheme.lower() == "basic" and given:
         try:
-            given = base64.b64decode(given, validate=True).decode().partition(":")[2]
+            return base64.b64decode(given, validate=True).decode().partition(":")[2]
         except (ValueError, UnicodeDecodeError):
-            given = ""
-    elif scheme.lower() != "bearer":
-        given = ""
-    if not given:
-        challenge = {"WWW-Authenticate": 'Basic realm="Tassium"'} if browser else {}
-        raise ApiError(401, "this route needs Authorization: Bearer <api token>", headers=challenge)
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ApiError(401, "the API token is not valid")
-
-
-def require_api_token(view: Callable) -> Callable:
-    """Mutating deployment and payment routes need the bearer token once one is configured."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        expected = settings().api_token
-        if expected is not None:
-            _check_token(expected)
-        return view(*args, **kwargs)
-
-    return wrapper
+            return ""
+    return given if scheme.lower() == "bearer" else ""
 
 
 def require_page_token(view: Callable) -> Callable:
@@ -220,7 +238,16 @@ def require_page_token(view: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         config = settings()
         if config.private_pages and config.api_token:
-            _check_token(config.api_token, browser=True)
+            given = bearer_token(browser=True)
+            if not given:
+                raise ApiError(
+                    401,
+                    "this page needs the operator's token (Authorization: Bearer, or a "
+                    "browser's password)",
+                    headers={"WWW-Authenticate": 'Basic realm="Tassium"'},
+                )
+            if not hmac.compare_digest(given.encode(), config.api_token.encode()):
+                raise ApiError(401, "the API token is not valid")
         return view(*args, **kwargs)
 
     return wrapper

@@ -16,6 +16,7 @@ from collector import (
     ratelimits,
     reports,
     setup,
+    sign_in,
     telemetry,
     ui_v1,
     workers,
@@ -65,6 +66,8 @@ def create_app(config: CollectorConfig) -> Flask:
     if config.deployer_url:
         app.extensions["tassium.deployer"] = Deployer(
             config.deployer_url,
+            secret=config.deployer_secret,
+            repositories=config.deployer_repositories,
             timeout=config.deployer_timeout,
             build_timeout=config.deployer_build_timeout,
         )
@@ -82,6 +85,9 @@ def create_app(config: CollectorConfig) -> Flask:
         dashboard,
     ):
         app.register_blueprint(module.bp)
+    app.register_blueprint(sign_in.bp)
+    # The same sign-in in the front ends' dialect, for an updated app.
+    app.register_blueprint(sign_in.bp, name="sign_in_v1", url_prefix="/api/v1/auth")
 
     def clock() -> dict:
         # What an agent needs to judge its clock (tassium-agent status), answered even while

@@ -100,8 +100,12 @@ def migrate(config: CollectorConfig) -> None:
 @click.pass_obj
 def serve(config: CollectorConfig, run_migrations: bool) -> None:
     """Serve the HTTP API with gunicorn."""
+    from collector.serve import exposure_problem
     from collector.serve import serve as run_server
 
+    problem = exposure_problem(config)
+    if problem:
+        raise click.ClickException(problem)
     database = _open(config, migrated=False)
     if run_migrations or config.migrate_on_start:
         migrations.migrate(database)

@@ -27,9 +27,18 @@ from protocol.times import utcnow
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 
-PAGE_SIZE = 50
+# Workers a page shows: a worker's row with its 54 segments, each with its detail, is about
+# 10 KB, and the live part is fetched again every dashboard_refresh seconds; a search by
+# wallet finds any worker, on any page.
+PAGE_SIZE = 20
 # The most recent deployments listed under each status (the counts cover all of them).
 RECENT_DEPLOYMENTS = 10
+# A worker's containers listed on its row (a heartbeat may carry up to 1,000; the summary
+# counts them all, GET /workers/<wallet>/containers lists them).
+CONTAINERS_SHOWN = 20
+# The downtimes a segment's detail lists: a worker flapping all day would otherwise put
+# hundreds in each segment of its bars, on every refresh.
+DOWNTIMES_SHOWN = 3
 # (period, segments): a segment per hour of the last day, per day of the last 30.
 BARS = (("24h", 24), ("30d", 30))
 CAUSE_LABELS = {
@@ -78,9 +87,11 @@ class Segment:
     def describe(self) -> str:
         """The tooltip: the segment, its uptime, and each downtime with its cause."""
         lines = [f"{_span(self.start, self.end)} UTC: {_percent(self.fraction)}"]
-        for interval in self.downtime:
+        for interval in self.downtime[:DOWNTIMES_SHOWN]:
             cause = CAUSE_LABELS.get(interval.cause, interval.cause)
             lines.append(f"down {_span(interval.start, interval.end, self.start)} ({cause})")
+        if len(self.downtime) > DOWNTIMES_SHOWN:
+            lines.append(f"and {len(self.downtime) - DOWNTIMES_SHOWN} more times down")
         return "\n".join(lines)
 
 
@@ -144,14 +155,7 @@ def _fleet(address: str | None, after: str | None, now: datetime) -> dict:
         query = query.where(Worker.wallet_address > after)
     rows, more = first_page(query.limit, PAGE_SIZE)
     wallets = [w.wallet_address for w in rows]
-    held = defaultdict(list)
-    # One query for the page, in the order GET /workers/<wallet>/containers lists them.
-    for container in (
-        WorkerContainer.select()
-        .where(WorkerContainer.worker.in_(wallets))
-        .order_by(WorkerContainer.container_name, WorkerContainer.id)
-    ):
-        held[container.worker_address].append(container.to_json())
+    held, held_count = _containers(wallets)
     bars: dict[str, dict[str, tuple[WorkerReport, list[Segment]]]] = defaultdict(dict)
     for label, count in BARS:
         period = Period.parse(label, now)
@@ -160,17 +164,47 @@ def _fleet(address: str | None, after: str | None, now: datetime) -> dict:
     return {
         "workers": [
             {
-                **workers.summary(w, now),
+                # Hostnames only on a private dashboard: that page is the operator's.
+                **workers.summary(w, now, private=config.private_pages),
                 "containers": held[w.wallet_address],
+                "containerCount": held_count.get(w.wallet_address, 0),
                 "bars": bars[w.wallet_address],
             }
             for w in rows
         ],
         "total": total,
+        "shown": len(rows),
         "online": online,
         "after": after,
         "next": rows[-1].wallet_address if more else None,
     }
+
+
+def _containers(wallets: list[str]) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """The first CONTAINERS_SHOWN containers of each worker, in the order
+    GET /workers/<wallet>/containers lists them, and how many each holds: one query each."""
+    mine = WorkerContainer.worker.in_(wallets)
+    counts = dict(
+        WorkerContainer.select(WorkerContainer.worker, fn.COUNT(WorkerContainer.id))
+        .where(mine)
+        .group_by(WorkerContainer.worker)
+        .tuples()
+    )
+    order = [WorkerContainer.container_name, WorkerContainer.id]
+    ranked = WorkerContainer.select(
+        WorkerContainer.id,
+        fn.ROW_NUMBER().over(partition_by=[WorkerContainer.worker], order_by=order).alias("n"),
+    ).where(mine)
+    shown = (
+        WorkerContainer.select()
+        .join(ranked, on=WorkerContainer.id == ranked.c.id)
+        .where(ranked.c.n <= CONTAINERS_SHOWN)
+        .order_by(*order)
+    )
+    held = defaultdict(list)
+    for container in shown:
+        held[container.worker_address].append(container.to_json())
+    return held, counts
 
 
 def _deployments(creator: str | None) -> dict:
@@ -208,7 +242,7 @@ def dashboard():
     fleet = (
         _fleet(address, after, now)
         if error is None
-        else {"workers": [], "total": 0, "online": 0, "after": None, "next": None}
+        else {"workers": [], "total": 0, "shown": 0, "online": 0, "after": None, "next": None}
     )
     values = {
         "now": now,

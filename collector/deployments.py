@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from flask import Blueprint, current_app, jsonify, request
 from peewee import IntegrityError
 
+from collector.access import ensure_wallet
 from collector.api import (
     ApiError,
     accept_fields,
@@ -20,12 +21,11 @@ from collector.api import (
     integer,
     json_object,
     paginated,
-    require_api_token,
     settings,
     wallet,
 )
 from collector.db import DATABASE_DOWN, database, locked
-from collector.deployer import Deployer
+from collector.deployer import Answer, Deployer
 from collector.models import Project
 from protocol.times import format_timestamp, utcnow
 
@@ -144,9 +144,10 @@ def _no_deployer() -> ApiError:
     )
 
 
-def create(document: dict) -> Project:
-    """Validate and store a new deployment; with a deployer, start its build (status
-    processing) and return at once: the build's answer moves it on later."""
+def create(document: dict, *, anonymous: bool = False) -> Project:
+    """Validate and store a new deployment for its creator (who must be the caller, or the
+    operator; ``anonymous``: see access.ensure_wallet); with a deployer, start its build
+    (status processing) and return at once: the build's answer moves it on later."""
     fields = accept_fields(document, _FIELDS, _ALIASES, required=("name", "github", "creator"))
     name = validate_name(fields["name"])
     env_vars = _env_vars(fields["envVars"]) if fields.get("envVars") is not None else {}
@@ -167,6 +168,9 @@ def create(document: dict) -> Project:
         "created_at": now,
         "updated_at": now,
     }
+    ensure_wallet(values["creator"], anonymous=anonymous)
+    if builder is not None:
+        _ensure_buildable(builder, values["github"])
     try:
         with database.atomic():
             project = Project.create(**values)
@@ -175,29 +179,37 @@ def create(document: dict) -> Project:
     if builder is None:
         return Project.get_by_id(project.id)
     project = advance(name, "processing")
-    builder.in_background(lambda: _build(builder, project, env_vars), name)
+    builder.in_background(lambda: build(builder, project, env_vars), name)
     return project
 
 
-def _build(builder: Deployer, project: Project, env_vars: dict) -> None:
-    answer = builder.deploy(
-        project.name, repository(project), project.branch, project.port, env_vars
-    )
+def _ensure_buildable(builder: Deployer, github: str) -> None:
+    """Refuse, before anything is stored, a repository the operator does not let the
+    deployer build."""
+    refusal = builder.refusal(github)
+    if refusal is not None:
+        raise ApiError(400, f"github: {refusal}")
+
+
+def build(builder: Deployer, project: Project, env_vars: dict[str, str]) -> None:
+    """Send a stored deployment (processing) to the deployer and record its answer. The
+    deployer sends only a repository still allowed, and its message comes back with the env
+    var values redacted (collector/deployer.py): what is stored here may be shown to anyone."""
+    answer = builder.deploy(project.name, project.github, project.branch, project.port, env_vars)
     try:
         with database.connection_context():
-            _settle_build(builder, project, answer, env_vars)
+            _settle_build(builder, project, answer)
     except DATABASE_DOWN:
         log.exception("deployer answer for %s lost: database unavailable", project.name)
 
 
-def _settle_build(builder: Deployer, project: Project, answer, env_vars: dict) -> None:
+def _settle_build(builder: Deployer, project: Project, answer: Answer) -> None:
     try:
         if answer.ok:
             changes = {"url": answer.url} if answer.url and _URL.fullmatch(answer.url) else {}
             advance(project.name, "success", project.id, error_message=None, **changes)
         else:
-            message = _redacted(answer.message, env_vars)
-            advance(project.name, "failed", project.id, error_message=message)
+            advance(project.name, "failed", project.id, error_message=answer.message)
         return
     except ApiError as exc:  # deleted or moved on meanwhile: the answer no longer applies
         log.info("deployer answer for %s not applied: %s", project.name, exc.message)
@@ -210,16 +222,6 @@ def _settle_build(builder: Deployer, project: Project, answer, env_vars: dict) -
             log.warning(
                 "the deployer still runs %s, deleted here: %s", project.name, removed.message
             )
-
-
-def _redacted(message: str, env_vars: dict[str, str]) -> str:
-    """The deployer's words without the env var values: a failed build's output may echo
-    them, and the message is stored. Values too short to be secrets stay (they would blot
-    out ordinary words and numbers)."""
-    for value in sorted(env_vars.values(), key=len, reverse=True):
-        if len(value) >= 4:
-            message = message.replace(value, "[env value]")
-    return message
 
 
 def advance(name: str, new: str, project_id: int | None = None, **changes: object) -> Project:
@@ -323,8 +325,14 @@ def listing():
     return query
 
 
+def owned(name: str, *, anonymous: bool = False) -> Project:
+    """The deployment ``name``, once the caller may change it: its creator or the operator."""
+    project = find(name)
+    ensure_wallet(project.creator, anonymous=anonymous)
+    return project
+
+
 @bp.post("")
-@require_api_token
 def create_route():
     return jsonify(to_json(create(json_object()))), 201
 
@@ -355,26 +363,26 @@ def get(name: str):
 
 
 @bp.patch("/<name>/status")
-@require_api_token
 def set_status(name: str):
+    owned(name)
     fields = accept_fields(json_object(), {"status"})
     return jsonify(to_json(advance(name, _status(fields.get("status")))))
 
 
 @bp.patch("/<name>/replicas")
-@require_api_token
 def set_replicas(name: str):
+    owned(name)
     return jsonify(to_json(scale(name, json_object())))
 
 
 @bp.patch("/<name>/env")
-@require_api_token
 def set_env(name: str):
+    owned(name)
     return jsonify(to_json(change_env(name, json_object())))
 
 
 @bp.delete("/<name>")
-@require_api_token
 def delete(name: str):
+    owned(name)
     remove(name)
     return "", 204

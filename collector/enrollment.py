@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
+from collector.access import require_operator
 from collector.api import (
     ApiError,
     accept_fields,
     integer,
     json_object,
     public_url,
-    require_api_token,
     settings,
     wallet,
 )
@@ -269,7 +269,8 @@ def _agent_request(fields: set) -> tuple[dict, str, str]:
 
 def _enrolled_answer(address: str, outcome: str):
     current_app.extensions["tassium.keys"].forget(address)
-    answer = {**summary(Worker.get_by_id(address), utcnow()), "enrollment": outcome}
+    # The machine itself, or its owner's signature, asked: it may see its own details.
+    answer = {**summary(Worker.get_by_id(address), utcnow(), private=True), "enrollment": outcome}
     return jsonify(answer), 201 if outcome == "enrolled" else 200
 
 
@@ -325,7 +326,7 @@ def sign_challenge_route(nonce: str):
 
 
 @bp.post("/workers/tokens")
-@require_api_token
+@require_operator
 def create_token_route():
     config = settings()
     if config.api_token is None:

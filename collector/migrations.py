@@ -252,6 +252,28 @@ MIGRATIONS = (
             "CREATE INDEX capacity_changes_worker ON capacity_changes (worker_address, changed_at)",
         ),
     ),
+    Migration(
+        8,
+        "nobody acts for someone else: wallet sign-in challenges and the sessions they open",
+        (
+            # A one-time sign-in message a wallet signs (collector/sign_in.py).
+            """CREATE TABLE sign_in_challenges (
+            nonce VARCHAR(64) PRIMARY KEY,
+            wallet_address VARCHAR(64) NOT NULL,
+            message TEXT NOT NULL,
+            created_at {ts} NOT NULL,
+            expires_at {ts} NOT NULL,
+            used_at {ts})""",
+            "CREATE INDEX sign_in_challenges_expires ON sign_in_challenges (expires_at)",
+            # A wallet's bearer token, kept only as its SHA-256.
+            """CREATE TABLE wallet_sessions (
+            token_hash VARCHAR(64) PRIMARY KEY,
+            wallet_address VARCHAR(64) NOT NULL,
+            created_at {ts} NOT NULL,
+            expires_at {ts} NOT NULL)""",
+            "CREATE INDEX wallet_sessions_expires ON wallet_sessions (expires_at)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -288,6 +288,32 @@ class EnrollmentChallenge(BaseModel):
         table_name = "enrollment_challenges"
 
 
+class SignInChallenge(BaseModel):
+    """A one-time sign-in message that a wallet signs to open a session (collector/sign_in.py)."""
+
+    nonce = CharField(primary_key=True, max_length=64)
+    wallet_address = CharField(max_length=WALLET_LENGTH)
+    message = TextField()
+    created_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+    used_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "sign_in_challenges"
+
+
+class WalletSession(BaseModel):
+    """A wallet's signed-in session: its bearer token is kept only as a SHA-256 hash."""
+
+    token_hash = CharField(primary_key=True, max_length=64)
+    wallet_address = CharField(max_length=WALLET_LENGTH)
+    created_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "wallet_sessions"
+
+
 class RateLimit(BaseModel):
     """A fixed-window counter shared by every collector process (collector/ratelimits.py)."""
 

@@ -22,8 +22,10 @@ bp = Blueprint("openapi", __name__)
 # What each error status means, wherever an operation lists it; the body is {"error": "…"}.
 ERRORS = {
     400: "Malformed JSON, or an unknown or invalid field or query parameter.",
-    401: "Missing or wrong credentials: the API token, or the Ed25519 signature.",
-    403: "Not possible on this collector as configured.",
+    401: "Missing or wrong credentials: the operator's token, a wallet's session, a sign-in, "
+    "or the Ed25519 signature.",
+    403: "Not for this caller (a wallet acting for another, or on the operator's routes), or "
+    "not possible on this collector as configured.",
     404: "No such resource, or (a path parameter holding `/`) no such route.",
     405: "A path parameter holding `/` named a route without this method.",
     408: "The request body did not arrive within `body_timeout`.",
@@ -94,8 +96,15 @@ def document(wallet_format: str) -> dict:
                 "apiToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The collector's api_token (needed only when one is set)",
-                }
+                    "description": "The operator's api_token: the operator routes need it, and "
+                    "it acts for every wallet",
+                },
+                "walletSession": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A wallet's session token (tss_…), from POST /auth/session: "
+                    "acts for that wallet alone",
+                },
             },
         },
     }

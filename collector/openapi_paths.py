@@ -1,11 +1,13 @@
 """The operations of the OpenAPI document (``collector/openapi.py``): one entry per route,
 with every status the route answers. Error statuses refer to the shared responses there."""
 
-from collector.api import MAX_OFFSET, MAX_PAGE
-from collector.payouts import BASES, DEFAULT_BASIS
+from collector.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
+from collector.dashboard import PAGE_SIZE
+from collector.payouts import BASES, DEFAULT_BASIS, MAX_JSON_SHARES
 from collector.ratelimits import rule_for
+from collector.reports import FLEET_PAGE, MAX_FLEET_PAGE, MAX_SPANS_SHOWN, SPANS_SHOWN
 from collector.windows import MAX_RECORDS_PAGE, RECORDS_PAGE
-from collector.workers import MAX_METRICS_HOURS
+from collector.workers import MAX_METRICS_HOURS, MAX_METRICS_POINTS, METRICS_POINTS
 from protocol.heartbeat import SIGNATURE_HEADER
 
 
@@ -42,7 +44,9 @@ def _path(name: str, schema: dict) -> dict:
 # Every route reads the database except /openapi.json and /packages/<wheel>.
 _DB = (503,)
 _WRITE = (400, 408, 413, *_DB)  # a JSON body is read and parsed
-_TOKEN = [{"apiToken": []}, {}]  # the bearer token, when the collector has one configured
+_TOKEN = [{"apiToken": []}, {}]  # the private pages: the operator's token, when they are private
+_OPERATOR = [{"apiToken": []}]  # the operator routes (collector/access.py)
+_OWNER = [{"apiToken": []}, {"walletSession": []}]  # what belongs to one wallet
 _SIGNED = {
     "name": SIGNATURE_HEADER,
     "in": "header",
@@ -51,10 +55,16 @@ _SIGNED = {
     "description": "The Ed25519 signature of the exact request body, base64",
 }
 _CHALLENGE_ID = _path("nonce", {"type": "string"})
+
+
+def _limit(default: int, maximum: int, description: str) -> dict:
+    """A list's bound: more than ``maximum`` is a 400 naming the range."""
+    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+    return _query("limit", schema, description)
+
+
 _PAGE = [
-    _query(
-        "limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}, "page size"
-    ),
+    _limit(DEFAULT_PAGE, MAX_PAGE, "page size"),
     _query(
         "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "skip"
     ),
@@ -68,7 +78,7 @@ _PERIOD = _query(
 _FLEET = [
     _PERIOD,
     _query("after", _ref("Wallet"), "the page after this wallet (the previous page's next)"),
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "page"),
+    _limit(FLEET_PAGE, MAX_FLEET_PAGE, "page"),
 ]
 
 
@@ -183,6 +193,36 @@ PATHS = {
             },
         },
     },
+    "/auth/challenge": {
+        "post": {
+            "summary": "A one-time sign-in message (EIP-4361) for a wallet to sign",
+            "requestBody": _body("SignInRequest"),
+            "responses": {
+                "201": _json("SignInChallenge", "Made; the wallet signs its message"),
+                **_errors(*_WRITE),
+            },
+        }
+    },
+    "/auth/session": {
+        "post": {
+            "summary": "Trade a signed sign-in message for a session token of that wallet",
+            "requestBody": _body("SignInSignature"),
+            "responses": {
+                "201": _json("Session", "Signed in"),
+                **_errors(*_WRITE, 401),
+            },
+        },
+        "get": {
+            "summary": "Who the bearer token acts for",
+            "security": _OWNER,
+            "responses": {"200": _json("SessionInfo", "The caller"), **_errors(401, *_DB)},
+        },
+        "delete": {
+            "summary": "Sign out: the session token stops working at once",
+            "security": [{"walletSession": []}],
+            "responses": {"204": {"description": "Signed out"}, **_errors(401, *_DB)},
+        },
+    },
     "/workers/tokens": {
         "post": {
             "summary": "Issue a single-use enrollment token for a wallet",
@@ -243,6 +283,12 @@ PATHS = {
                     {"type": "integer", "minimum": 1, "maximum": MAX_METRICS_HOURS, "default": 1},
                     "the last this many hours",
                 ),
+                _limit(
+                    METRICS_POINTS,
+                    MAX_METRICS_POINTS,
+                    "the most points answered: past it they are thinned evenly over the hours "
+                    "(every n-th, the newest kept); total counts them all",
+                ),
             ],
             "responses": {"200": _json("Metrics", "Its points"), **_errors(400, 404, *_DB)},
         }
@@ -255,14 +301,9 @@ PATHS = {
                 _query("from", _ref("Timestamp"), "start; default: 24 hours before to"),
                 _query("to", _ref("Timestamp"), "end; default: now"),
                 _query("after", _ref("Timestamp"), "the records ending after this (a page's next)"),
-                _query(
-                    "limit",
-                    {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_RECORDS_PAGE,
-                        "default": RECORDS_PAGE,
-                    },
+                _limit(
+                    RECORDS_PAGE,
+                    MAX_RECORDS_PAGE,
                     "records a page lists; the totals count every record in the range",
                 ),
             ],
@@ -304,8 +345,17 @@ PATHS = {
                 "/reports/workers/{address}",
                 "A worker's uptime and each downtime with its cause",
                 "WorkerReport",
-                "The worker's report (text/csv: its downtime)",
-                [_WALLET, _PERIOD],
+                "The worker's report (text/csv: all of its downtime)",
+                [
+                    _WALLET,
+                    _PERIOD,
+                    _limit(
+                        SPANS_SHOWN,
+                        MAX_SPANS_SHOWN,
+                        "the period's last this many uptime spans and downtimes listed (JSON); "
+                        "uptimeCount and downtimeCount count them all",
+                    ),
+                ],
             ),
             (
                 "/reports/workers/{address}.csv",
@@ -319,11 +369,11 @@ PATHS = {
     "/deployments": {
         "post": {
             "summary": "Create a deployment (pending; processing when a deployer builds it)",
-            "security": _TOKEN,
+            "security": _OWNER,
             "requestBody": _body("NewDeployment"),
             "responses": {
                 "201": _json("Deployment", "Created"),
-                **_errors(*_WRITE, 401, 409, 422),
+                **_errors(*_WRITE, 401, 403, 409, 422),
             },
         },
         "get": {
@@ -347,54 +397,54 @@ PATHS = {
         },
         "delete": {
             "summary": "Delete a deployment",
-            "security": _TOKEN,
+            "security": _OWNER,
             "parameters": [_NAME],
             "responses": {
                 "204": {"description": "Deleted"},
-                **_errors(401, 404, 405, 502, *_DB),
+                **_errors(401, 403, 404, 405, 502, *_DB),
             },
         },
     },
     "/deployments/{name}/status": {
         "patch": {
             "summary": "Move a deployment: pending → processing → success | failed",
-            "security": _TOKEN,
+            "security": _OWNER,
             "parameters": [_NAME],
             "requestBody": _body("StatusChange"),
             "responses": {
                 "200": _json("Deployment", "Moved"),
-                **_errors(*_WRITE, 401, 404, 405, 409),
+                **_errors(*_WRITE, 401, 403, 404, 405, 409),
             },
         }
     },
     "/deployments/{name}/replicas": {
         "patch": {
             "summary": "Scale a deployment (1 to 10 replicas)",
-            "security": _TOKEN,
+            "security": _OWNER,
             "parameters": [_NAME],
             "requestBody": _body("ReplicasChange"),
             "responses": {
                 "200": _json("Deployment", "Scaled"),
-                **_errors(*_WRITE, 401, 404, 405),
+                **_errors(*_WRITE, 401, 403, 404, 405),
             },
         }
     },
     "/deployments/{name}/env": {
         "patch": {
             "summary": "Restart a deployment with new env vars, through the deployer",
-            "security": _TOKEN,
+            "security": _OWNER,
             "parameters": [_NAME],
             "requestBody": _body("EnvChange"),
             "responses": {
                 "200": _json("Deployment", "The deployer took them"),
-                **_errors(*_WRITE, 401, 404, 405, 422, 502),
+                **_errors(*_WRITE, 401, 403, 404, 405, 422, 502),
             },
         }
     },
     "/payments": {
         "post": {
             "summary": "Record a payment",
-            "security": _TOKEN,
+            "security": _OPERATOR,
             "requestBody": _body("NewPayment"),
             "responses": {"201": _json("Payment", "Recorded"), **_errors(*_WRITE, 401)},
         },
@@ -411,7 +461,7 @@ PATHS = {
             "payout was paid by another transaction, or when the period overlaps one recorded "
             "under another label; 422 when nobody earned anything in the period or it is not "
             "final yet.",
-            "security": _TOKEN,
+            "security": _OPERATOR,
             "requestBody": _body("NewPayout"),
             "responses": {
                 "201": _json("Payout", "Recorded"),
@@ -420,7 +470,9 @@ PATHS = {
             },
         },
         "get": {
-            "summary": "Recorded payouts, latest period first",
+            "summary": "Recorded payouts, latest period first, without their payments",
+            "description": "Each payout's paymentCount counts its payments; "
+            "GET /payouts/{period} pages them.",
             "parameters": _PAGE,
             "responses": {"200": _json("PayoutPage", "A page"), **_errors(400, *_DB)},
         },
@@ -429,6 +481,9 @@ PATHS = {
         path: {
             "get": {
                 "summary": "Split a budget over the workers of a period (nothing recorded)",
+                "description": "The CSV streams every share, whatever the fleet: the operator's "
+                "file. The JSON is whole, so that its inputs hash to inputsSha256, and holds at "
+                f"most {MAX_JSON_SHARES} shares: past them it is a 422 naming the CSV.",
                 "parameters": [
                     {**_PERIOD, "required": True},
                     {
@@ -453,9 +508,9 @@ PATHS = {
     },
     "/payouts/{period}": {
         "get": {
-            "summary": "A recorded payout",
-            "parameters": [_path("period", {"type": "string", "minLength": 1})],
-            "responses": {"200": _json("Payout", "The payout"), **_errors(404, *_DB)},
+            "summary": "A recorded payout, with a page of its payments by wallet",
+            "parameters": [_path("period", {"type": "string", "minLength": 1}), *_PAGE],
+            "responses": {"200": _json("Payout", "The payout"), **_errors(400, 404, *_DB)},
         }
     },
     "/payments/{payment_id}": {
@@ -508,7 +563,12 @@ PATHS = {
             "security": _TOKEN,
             "parameters": [
                 _query("wallet", {"type": "string"}, "only this wallet's worker and deployments"),
-                _query("page", {"type": "integer", "minimum": 1}, "the fleet's page, 50 a page"),
+                _query(
+                    "after",
+                    {"type": "string"},
+                    f"the fleet's page after this wallet, {PAGE_SIZE} workers a page (a search "
+                    "by wallet finds a worker on any page)",
+                ),
                 _query("fragment", {"type": "string"}, "1: only the live part, for refreshing"),
             ],
             "responses": {
@@ -556,6 +616,19 @@ PATHS = {
         }
     },
 }
+
+# Who may call what (collector/access.py): the operator's routes, reads included, and a
+# worker's report, which is its owner's.
+_OPERATOR_PATHS = ("/payouts", "/payments", "/workers/tokens", "/reports/fleet")
+for _path, _item in PATHS.items():
+    for _operation in _item.values():
+        if _path.startswith(_OPERATOR_PATHS):
+            _operation["security"] = _OPERATOR
+        elif _path.startswith("/reports/workers/"):
+            _operation["security"] = _OWNER
+        else:
+            continue
+        _operation["responses"].update(_errors(401, 403))
 
 # Every write route but the heartbeats' is limited per client address (collector/ratelimits.py),
 # decided by the same function as the requests, so a write route documented later has it too.

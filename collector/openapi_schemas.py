@@ -459,6 +459,48 @@ def schemas(wallet_format: str) -> dict:
                 "expiresAt": time,
             },
         ),
+        "SignInRequest": _object(
+            ["wallet"],
+            {"wallet": wallet, "walletAddress": {**wallet, "description": "the same as wallet"}},
+            additionalProperties=False,
+        ),
+        "SignInChallenge": _object(
+            ["walletAddress", "message", "nonce", "expiresAt"],
+            {
+                "walletAddress": wallet,
+                "message": {
+                    "type": "string",
+                    "description": "EIP-4361 (Sign-In with Ethereum) text naming this "
+                    "collector's domain; Stellar wallets sign the same text as SEP-53",
+                },
+                "nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "expiresAt": time,
+            },
+        ),
+        "SignInSignature": _object(
+            ["message", "signature"],
+            {
+                "message": {"type": "string", "description": "exactly the text issued"},
+                "signature": {
+                    "type": "string",
+                    "description": "0x and 130 hex digits (EVM personal_sign), or base64 "
+                    "(Stellar SEP-53)",
+                },
+            },
+            additionalProperties=False,
+        ),
+        "Session": _object(
+            ["token", "walletAddress", "expiresAt"],
+            {
+                "token": {"type": "string", "pattern": "^tss_[A-Za-z0-9_-]{43}$"},
+                "walletAddress": wallet,
+                "expiresAt": time,
+            },
+        ),
+        "SessionInfo": _object(
+            ["operator"],
+            {"operator": {"type": "boolean"}, "walletAddress": wallet, "expiresAt": time},
+        ),
         "WorkerSummary": _object(list(summary), summary),
         "Enrolled": _object(
             [*summary, "enrollment"],
@@ -478,13 +520,19 @@ def schemas(wallet_format: str) -> dict:
         ),
         "WorkerStatus": _object(["walletAddress", *live], {"walletAddress": wallet, **live}),
         "Metrics": _object(
-            ["walletAddress", "points"],
+            ["walletAddress", "points", "total"],
             {
                 "walletAddress": wallet,
                 "points": {
                     "type": "array",
-                    "description": "One per accepted heartbeat, oldest first",
+                    "description": "One per accepted heartbeat, oldest first; past the limit, "
+                    "every n-th from the newest",
                     "items": _object(list(point), point),
+                },
+                "total": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "the points in the hours asked, listed or not",
                 },
             },
         ),
@@ -614,7 +662,8 @@ def schemas(wallet_format: str) -> dict:
             },
         ),
         **_payout_schemas(wallet, time, pattern(_AMOUNT)),
-        **{f"{item}Page": _page(item) for item in ("Deployment", "Payment", "Payout")},
+        **{f"{item}Page": _page(item) for item in ("Deployment", "Payment")},
+        "PayoutPage": _page("PayoutSummary"),
         "WorkerSummaryPage": _worker_page(wallet),
     }
 
@@ -692,14 +741,25 @@ def _report_schemas(wallet: dict, time: dict, credits: dict) -> dict:
         ),
         "WorkerReport": _object(
             [*row, "period", "observedFrom", "observedTo", "uptime", "downtime"]
+            + ["uptimeCount", "downtimeCount"]
             + ["capacity", "capacityChanges", "capacityChangeCount"],
             {
                 **row,
                 "period": period,
                 "observedFrom": optional_time,
                 "observedTo": optional_time,
-                "uptime": {"type": "array", "items": span},
-                "downtime": {"type": "array", "items": downtime},
+                "uptime": {
+                    "type": "array",
+                    "items": span,
+                    "description": "the period's last spans up to the limit, oldest first",
+                },
+                "uptimeCount": {"type": "integer", "minimum": 0},
+                "downtime": {
+                    "type": "array",
+                    "items": downtime,
+                    "description": "the period's last downtimes up to the limit, oldest first",
+                },
+                "downtimeCount": {"type": "integer", "minimum": 0},
                 "capacity": {
                     "anyOf": [_object(list(facts), facts), {"type": "null"}],
                     "description": "what the worker is credited for (null: none fixed yet)",
@@ -721,6 +781,19 @@ def _payout_schemas(wallet: dict, time: dict, amount_pattern: str) -> dict:
     sha256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
     basis = {"enum": list(BASES), "default": DEFAULT_BASIS}
     period = {"type": "string", "description": "as the reports take it, such as 2026-11"}
+    payout = {
+        "id": {"type": "integer"},
+        "period": period,
+        "from": time,
+        "to": time,
+        "basis": basis,
+        "budget": amount,
+        "inputsSha256": sha256,
+        "exportSha256": sha256,
+        "txHash": {"type": ["string", "null"]},
+        "createdAt": time,
+    }
+    payment_count = {"paymentCount": {"type": "integer", "minimum": 0}}
     return {
         "NewPayout": _object(
             ["period", "budget"],
@@ -761,22 +834,15 @@ def _payout_schemas(wallet: dict, time: dict, amount_pattern: str) -> dict:
                 "exportSha256": {**sha256, "description": "SHA-256 of the export's CSV bytes"},
             },
         ),
+        "PayoutSummary": _object([*payout, "paymentCount"], {**payout, **payment_count}),
         "Payout": _object(
-            ["id", "period", "from", "to", "basis", "budget", "inputsSha256", "exportSha256"]
-            + ["txHash", "createdAt", "payments"],
+            [*payout, "paymentCount", "payments"],
             {
-                "id": {"type": "integer"},
-                "period": period,
-                "from": time,
-                "to": time,
-                "basis": basis,
-                "budget": amount,
-                "inputsSha256": sha256,
-                "exportSha256": sha256,
-                "txHash": {"type": ["string", "null"]},
-                "createdAt": time,
+                **payout,
+                **payment_count,
                 "payments": {
                     "type": "array",
+                    "description": "a page of them by wallet (limit and offset)",
                     "items": _object(
                         ["id", "walletAddress", "amount"],
                         {"id": {"type": "integer"}, "walletAddress": wallet, "amount": amount},

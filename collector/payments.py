@@ -4,19 +4,21 @@ import re
 
 from flask import Blueprint, jsonify
 
+from collector.access import ensure_operator
 from collector.api import (
     ApiError,
     accept_fields,
     by_creator,
     json_object,
     paginated,
-    require_api_token,
     wallet,
 )
 from collector.models import Payment
 from protocol.times import format_timestamp
 
 bp = Blueprint("payments", __name__, url_prefix="/payments")
+# Money: every route is the operator's.
+bp.before_request(ensure_operator)
 
 UINT256_MAX = 2**256 - 1
 _AMOUNT = re.compile(r"0|[1-9][0-9]{0,77}")
@@ -59,7 +61,6 @@ def _name(value: object) -> str:
 
 
 @bp.post("")
-@require_api_token
 def create():
     fields = accept_fields(
         json_object(), {"name", "amount", "creator"}, required=("name", "amount", "creator")

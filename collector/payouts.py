@@ -25,14 +25,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request
+from peewee import fn
 
 from collector import reports
+from collector.access import ensure_operator
 from collector.api import (
+    DEFAULT_PAGE,
     ApiError,
     accept_fields,
     json_object,
+    page_bounds,
     paginated,
-    require_api_token,
     settings,
 )
 from collector.config import CollectorConfig
@@ -47,6 +50,9 @@ BASES = ("uptime", "credits")
 # each worker declared, which an operator should choose to trust.
 DEFAULT_BASIS = "uptime"
 EXPORT_COLUMNS = ("walletAddress", "weight", "amount")
+# The shares a JSON export may hold (about 160 bytes each, twice: shares and inputs); past
+# them it is the CSV, which holds every share.
+MAX_JSON_SHARES = 1000
 _TX_HASH = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 
 
@@ -257,9 +263,28 @@ class PeriodOpen(Exception):
     """The period's figures may still change."""
 
 
-def payout_json(payout: Payout) -> dict:
-    payments = Payment.select().where(Payment.payout == payout.id).order_by(Payment.creator)
+def payout_json(payout: Payout, limit: int = DEFAULT_PAGE, offset: int = 0) -> dict:
+    """The payout with a page of its payments, by wallet, and how many it made: a fleet's
+    payout is a payment per worker."""
+    payments = (
+        Payment.select()
+        .where(Payment.payout == payout.id)
+        .order_by(Payment.creator)
+        .limit(limit)
+        .offset(offset)
+    )
     return {
+        **payout_summary(payout),
+        "paymentCount": Payment.select().where(Payment.payout == payout.id).count(),
+        "payments": [
+            {"id": p.id, "walletAddress": p.creator, "amount": p.amount} for p in payments
+        ],
+    }
+
+
+def payout_summary(payout: Payout, payment_count: int | None = None) -> dict:
+    """A payout without its payments (a list of payouts would hold every payment made)."""
+    summary = {
         "id": payout.id,
         "period": payout.period,
         "from": format_timestamp(payout.period_start),
@@ -270,15 +295,17 @@ def payout_json(payout: Payout) -> dict:
         "exportSha256": payout.export_sha256,
         "txHash": payout.tx_hash,
         "createdAt": format_timestamp(payout.created_at),
-        "payments": [
-            {"id": p.id, "walletAddress": p.creator, "amount": p.amount} for p in payments
-        ],
     }
+    if payment_count is not None:
+        summary["paymentCount"] = payment_count
+    return summary
 
 
 # --- HTTP -------------------------------------------------------------------------------------
 
 bp = Blueprint("payouts", __name__, url_prefix="/payouts")
+# Money: every route is the operator's.
+bp.before_request(ensure_operator)
 
 
 def _basis(value: object) -> str:
@@ -303,16 +330,24 @@ def export(csv_suffix: bool = False):
     args = request.args
     found = _plan(args.get("period", ""), args.get("budget"), args.get("basis", DEFAULT_BASIS))
     if reports.wants_csv(csv_suffix):
+        # The operator's file: every share, whatever the fleet (its hash needs all of it).
         headers = {
             "X-Tassium-Inputs-SHA256": found.inputs_sha256,
             "X-Tassium-Export-SHA256": found.export_sha256,
         }
         return Response("".join(found.csv()), mimetype="text/csv", headers=headers)
+    # The JSON is whole or refused, never cut: its inputs are what inputsSha256 hashes and
+    # what every share is recomputed from.
+    if len(found.weights) > MAX_JSON_SHARES:
+        raise ApiError(
+            422,
+            f"{len(found.weights)} shares are more than the JSON export lists "
+            f"({MAX_JSON_SHARES}): ask for text/csv (GET /payouts/export.csv), which has them all",
+        )
     return jsonify(found.to_json())
 
 
 @bp.post("")
-@require_api_token
 def create():
     fields = accept_fields(
         json_object(), {"period", "budget", "basis", "txHash"}, required=("period", "budget")
@@ -337,13 +372,18 @@ def create():
 
 @bp.get("")
 def list_payouts():
-    query = Payout.select().order_by(Payout.period_start.desc(), Payout.id.desc())
-    return jsonify(paginated(query, payout_json))
+    # Counted by the database for the page alone, in the same query.
+    payments = Payment.select(fn.COUNT(Payment.id)).where(Payment.payout == Payout.id)
+    query = Payout.select(Payout, payments.alias("payment_count")).order_by(
+        Payout.period_start.desc(), Payout.id.desc()
+    )
+    return jsonify(paginated(query, lambda p: payout_summary(p, p.payment_count)))
 
 
 @bp.get("/<path:period>")
 def get(period: str):
+    limit, offset = page_bounds()
     payout = Payout.get_or_none(Payout.period == period)
     if payout is None:
         raise ApiError(404, f"no payout recorded for {period}")
-    return jsonify(payout_json(payout))
+    return jsonify(payout_json(payout, limit, offset))

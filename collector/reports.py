@@ -35,6 +35,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from peewee import Field, fn
 
 from collector import capacity, liveness
+from collector.access import ensure_wallet, require_operator
 from collector.api import ApiError, query_int, settings, wallet
 from collector.config import CollectorConfig
 from collector.db import database, first_page, is_postgres
@@ -66,6 +67,14 @@ CREDITS_OUTLIER = "credits_outlier"
 OUTLIER_FACTOR = 5
 # The capacity changes a worker's report lists: the period's last ones (it counts them all).
 CAPACITY_CHANGES_SHOWN = 100
+# The uptime spans and downtimes a worker's JSON report lists, by default and at most: the
+# period's last ones, with their counts (a worker flapping for a year has tens of thousands;
+# its CSV streams every downtime, and GET /workers/<wallet>/uptime pages the records).
+SPANS_SHOWN = 100
+MAX_SPANS_SHOWN = 1000
+# A page of the fleet report, by default and at most (its CSV streams the whole fleet).
+FLEET_PAGE = 100
+MAX_FLEET_PAGE = 1000
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 BATCH = 500
 
@@ -187,20 +196,29 @@ class WorkerReport:
             "flags": self.flags,
         }
 
-    def to_json(self) -> dict:
+    def to_json(self, shown: int = SPANS_SHOWN) -> dict:
+        """The report, listing the period's last ``shown`` uptime spans and downtimes (the
+        figures count them all)."""
         return {
             **self.summary(),
             "period": self.period.to_json(),
             "observedFrom": format_timestamp(self.observed[0]) if self.observed else None,
             "observedTo": format_timestamp(self.observed[1]) if self.observed else None,
             "uptime": [
-                {"from": format_timestamp(a), "to": format_timestamp(b)} for a, b in self.uptime
+                {"from": format_timestamp(a), "to": format_timestamp(b)}
+                for a, b in _last(self.uptime, shown)
             ],
-            "downtime": [interval.to_json() for interval in self.downtime],
+            "uptimeCount": len(self.uptime),
+            "downtime": [interval.to_json() for interval in _last(self.downtime, shown)],
+            "downtimeCount": len(self.downtime),
             "capacity": self.capacity,
             "capacityChanges": self.capacity_changes,
             "capacityChangeCount": self.capacity_change_count,
         }
+
+
+def _last(items: list, count: int) -> list:
+    return items[max(0, len(items) - count) :]
 
 
 def _micros(start: datetime, end: datetime) -> int:
@@ -573,18 +591,21 @@ def _csv_response(lines: Iterator[str], filename: str) -> Response:
 @bp.get("/workers/<address>.csv", defaults={"csv_suffix": True})
 def worker(address: str, csv_suffix: bool = False):
     address = wallet(address, "wallet")
+    ensure_wallet(address)
     period = _period()
+    shown = query_int("limit", SPANS_SHOWN, 1, MAX_SPANS_SHOWN)
     report = worker_report(address, period, bounds=settings(), **_timing())
     if report is None:
         raise ApiError(404, f"no worker {address}")
     if wants_csv(csv_suffix):
         rows = ((*interval.to_json().values(),) for interval in report.downtime)
         return _csv_response(csv_lines(DOWNTIME_COLUMNS, rows), f"downtime-{period.label}.csv")
-    return jsonify(report.to_json())
+    return jsonify(report.to_json(shown))
 
 
 @bp.get("/fleet")
 @bp.get("/fleet.csv", defaults={"csv_suffix": True})
+@require_operator
 def fleet_report(csv_suffix: bool = False):
     period = _period()
     after = request.args.get("after")
@@ -599,7 +620,7 @@ def fleet_report(csv_suffix: bool = False):
 
         safe = period.label.replace("/", "_").replace(":", "")
         return _csv_response(csv_lines(FLEET_COLUMNS, rows()), f"fleet-{safe}.csv")
-    limit = query_int("limit", 100, 1, 1000)
+    limit = query_int("limit", FLEET_PAGE, 1, MAX_FLEET_PAGE)
     timing, config = _timing(), settings()
     page, more = first_page(
         lambda n: fleet(period, after=after, limit=n, bounds=config, **timing), limit

@@ -12,7 +12,6 @@ transaction, so the locking is what it is with one request per process at a time
 
 import contextlib
 import gc
-import ipaddress
 import logging
 import os
 import resource
@@ -28,6 +27,7 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
+from collector.addresses import is_loopback
 from collector.config import CollectorConfig
 from collector.logs import GunicornLogger
 from protocol.times import utcnow
@@ -35,15 +35,6 @@ from protocol.times import utcnow
 log = logging.getLogger(__name__)
 # prometheus_client's switch to multiprocess mode (collector/telemetry.py).
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def listens_beyond_loopback(host: str) -> bool:
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True
 
 
 class CollectorWorker(GeventWorker):
@@ -217,13 +208,27 @@ def process_metrics() -> Iterator[str]:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def serve(config: CollectorConfig) -> None:
-    if listens_beyond_loopback(config.host) and not config.api_token:
+def exposure_problem(config: CollectorConfig) -> str | None:
+    """Why ``serve`` must not start with these settings, or None: beyond loopback, only an
+    api_token stands between the network and the operator's routes."""
+    if is_loopback(config.host) or config.api_token:
+        return None
+    if config.insecure_open_network:
         log.warning(
-            "listening on %s without an API token: anyone who reaches it can change deployments "
-            "and payments; set api_token",
+            "insecure_open_network: listening on %s without an api_token; operator routes are "
+            "closed and anyone who reaches this address is trusted as far as the settings allow",
             config.host,
         )
+        return None
+    return (
+        f"refusing to listen on {config.host} without an api_token: set api_token (16 characters "
+        "or more, in the config file or TASSIUM_API_TOKEN), or listen on 127.0.0.1 behind a "
+        "proxy that adds it; only on a network where everyone is trusted, set "
+        "insecure_open_network: true"
+    )
+
+
+def serve(config: CollectorConfig) -> None:
     # Room for the database connections, the log and the listening sockets besides.
     raise_open_file_limit(config.connections_per_process + 64)
     with process_metrics() as metrics_dir:

@@ -1,18 +1,26 @@
 """Installing a worker: the setup script rendered for one wallet (``/setup.sh``, and the
-plan's ``/api/setup``), and the agent wheel it installs (``/packages/<wheel>``).
+plan's ``/api/setup``), and the agent wheel and dependency lock it installs
+(``/packages/<name>``).
 
 Every value written into the script is validated first and then shell-quoted, so nothing a
 caller sends can become shell code. A refusal is itself a tiny sh script that prints the
 reason and exits 1, so ``curl -s … | sh`` (or ``| sudo bash``) shows the owner what is wrong.
+
+The script installs as root exactly what this collector serves: it carries the sha256 of the
+wheel and of the lock, and fetches them from ``public_url`` over https (plain http only to
+this machine's own loopback, or when the operator says ``insecure_http_installs``).
 """
 
 import re
 import shlex
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, request
 
 from collector import assets, wheel
+from collector.addresses import is_loopback
 from collector.api import ApiError, public_url, settings, wallet
+from collector.config import CollectorConfig
 from collector.enrollment import is_enrolled, token_is_usable, validate_token
 from protocol import patterns
 from protocol.times import utcnow
@@ -25,6 +33,8 @@ _VALUES_END = "# (end of the values the collector fills in)"
 # the installer early and hand the rest of the script to the sh prologue as commands.
 INSTALLER_END = "TASSIUM_SETUP_BASH"
 _QUERY_FIELDS = ("wallet", "token")
+# A sha256 as sha256sum prints it.
+SHA256 = "[0-9a-f]{64}"
 # The script checks its values (also given as options) with these variables: served, it
 # carries the collector's own patterns; the repository's copy holds the same (a test says so).
 SCRIPT_PATTERNS = {
@@ -33,6 +43,7 @@ SCRIPT_PATTERNS = {
     "STELLAR_WALLET_RE": patterns.STELLAR_WALLET,
     "TOKEN_RE": patterns.ENROLLMENT_TOKEN,
     "PACKAGE_RE": patterns.PIP_REQUIREMENT,
+    "SHA256_RE": SHA256,
 }
 
 
@@ -99,7 +110,7 @@ def setup_script():
                 raise ApiError(
                     400, "this collector enrolls workers with a token: ask the operator for one"
                 )
-        url = public_url()
+        url = install_url(config)
     except ApiError as exc:
         return refusal(exc.status, exc.message)
 
@@ -108,7 +119,7 @@ def setup_script():
         "WALLET": address,
         "WALLET_FORMAT": config.wallet_format,
         "TOKEN": token,
-        "WHEEL_URL": "" if config.agent_package else f"{url}/packages/{wheel.current().filename}",
+        **(_unpinned() if config.agent_package else _pinned(url)),
         "PACKAGE": config.agent_package or "",
         "AGENT_UNIT": assets.read(assets.AGENT_UNIT).rstrip("\n"),
         **SCRIPT_PATTERNS,
@@ -116,12 +127,45 @@ def setup_script():
     return _script(render(assets.read(assets.SETUP_SCRIPT), values))
 
 
+def install_url(config: CollectorConfig) -> str:
+    """Where the script reaches this collector, and fetches what it installs as root from:
+    ``public_url``, or the request's own address when that is loopback (a worker on the
+    collector's machine). Over the network only https, unless ``insecure_http_installs``: the
+    script's hashes are only as good as the script, which a hop on plain http could rewrite."""
+    url = public_url()  # refuses a request's own address unless it is loopback
+    parts = urlsplit(url)
+    local = is_loopback(parts.hostname or "")
+    if parts.scheme != "https" and not local and not config.insecure_http_installs:
+        raise ApiError(
+            400,
+            f"this collector's public_url {url} is plain http, which anyone on the way could"
+            " change: the operator must make it https (or set insecure_http_installs: true)",
+        )
+    return url
+
+
+def _pinned(url: str) -> dict[str, str]:
+    built, lock = wheel.current(), wheel.lock()
+    return {
+        "WHEEL_URL": f"{url}/packages/{built.filename}",
+        "WHEEL_SHA256": built.sha256,
+        "LOCK_URL": f"{url}/packages/{lock.filename}",
+        "LOCK_SHA256": lock.sha256,
+    }
+
+
+def _unpinned() -> dict[str, str]:
+    # The operator's agent_package is installed as pip finds it: nothing to pin it by.
+    return dict.fromkeys(("WHEEL_URL", "WHEEL_SHA256", "LOCK_URL", "LOCK_SHA256"), "")
+
+
 @bp.get("/packages/<name>")
 def package(name: str):
-    built = wheel.current()
-    if name != built.filename:
-        raise ApiError(404, f"no package {name!r}; this collector serves {built.filename}")
-    response = Response(built.content, mimetype="application/octet-stream")
-    response.headers["Content-Disposition"] = f"attachment; filename={built.filename}"
-    response.headers["ETag"] = f'"{built.sha256}"'
+    found = wheel.served(name)
+    if found is None:
+        names = f"{wheel.current().filename} and {wheel.LOCK_FILENAME}"
+        raise ApiError(404, f"no package {name!r}; this collector serves {names}")
+    response = Response(found.content, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f"attachment; filename={found.filename}"
+    response.headers["ETag"] = f'"{found.sha256}"'
     return response.make_conditional(request)

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from collector import deployments, enrollment, liveness, metrics, ratelimits, telemetry
+from collector import deployments, enrollment, liveness, metrics, ratelimits, sign_in, telemetry
 from collector.db import DATABASE_DOWN, database, failure_reason
 from collector.models import SweeperLease
 from collector.windows import sweep
@@ -68,6 +68,7 @@ def sweep_pass(
         + enrollment.prune_tokens(now)
         + enrollment.prune_challenges(now)
         + ratelimits.prune(now)
+        + sign_in.prune(now)
     )
     telemetry.SWEEPS.inc()
     telemetry.WINDOWS_CLOSED.inc(closed)

@@ -8,20 +8,26 @@ arrays instead of pages, the original field names, ``{exists: false}`` for an un
 CORS for these paths is in collector/api.py (``*`` unless origins are configured).
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
+from peewee import Query
 
 from collector import deployments, heartbeats, telemetry, workers
 from collector.api import (
-    MAX_OFFSET,
+    MAX_PAGE,
     ApiError,
+    counted_array,
     json_object,
+    page_bounds,
     query_int,
-    require_api_token,
     settings,
 )
+from collector.db import first_page
 from collector.models import OpenWindow, Project, UptimeRecord, Worker
+from collector.windows import MAX_RECORDS_PAGE
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, utcnow
 
@@ -29,9 +35,11 @@ bp = Blueprint("ui_v1", __name__, url_prefix="/api/v1")
 
 # The worker client calls a worker active when it was seen within this long.
 ACTIVE = timedelta(minutes=5)
-# The original answers whole lists; these bound what one request may read.
+# The original answers whole lists; these bound what one request may read (by default
+# and at most; X-Total-Count and Link say what a cut array left out).
 MAX_WORKERS = 1000
 UPTIME_DAYS = 30
+UPTIME_SPANS = 500
 
 
 # --- the deployers' app -------------------------------------------------------------------
@@ -60,13 +68,15 @@ def deployment(project: Project) -> dict:
 def list_deployments():
     if "creator" not in request.args:
         raise ApiError(400, "creator query parameter is required")
-    return jsonify([deployment(p) for p in deployments.listing()])
+    # The app cannot page: by default a creator's whole list up to the common maximum.
+    return _array_page(deployments.listing(), deployment, default=MAX_PAGE, maximum=MAX_PAGE)
 
 
+# The original app's create, delete and scale are anonymous: let through only where the
+# operator chose to (insecure_anonymous_deployments); its env changes never are.
 @bp.post("/deployments")
-@require_api_token
 def create_deployment():
-    return jsonify(deployment(deployments.create(json_object()))), 201
+    return jsonify(deployment(deployments.create(json_object(), anonymous=True))), 201
 
 
 @bp.get("/deployments/<name>")
@@ -75,22 +85,22 @@ def get_deployment(name: str):
 
 
 @bp.delete("/deployments/<name>")
-@require_api_token
 def delete_deployment(name: str):
+    deployments.owned(name, anonymous=True)
     deployments.remove(name)
     return jsonify(success=True)
 
 
 @bp.patch("/deployments/<name>/env")
-@require_api_token
 def change_env(name: str):
+    deployments.owned(name)
     deployments.change_env(name, json_object())
     return jsonify(success=True)
 
 
 @bp.patch("/deployments/<name>/replicas")
-@require_api_token
 def scale(name: str):
+    deployments.owned(name, anonymous=True)
     return jsonify(deployment(deployments.scale(name, json_object())))
 
 
@@ -105,11 +115,12 @@ def _worker_row(worker: Worker, now: datetime) -> dict:
         "exists": True,
         "walletAddress": worker.wallet_address,
         "credits": summary["credits"],
-        # As the original: the address is shown only while the machine is up.
-        "tailscaleIp": worker.tailscale_ip if active else None,
+        # As the original, the address only while the machine is up; as ours, only to its
+        # owner's session and the operator (null otherwise, which the client shows as none).
+        "tailscaleIp": summary["tailscaleIp"] if active else None,
         "isActive": active,
         "lastSeen": summary["lastSeen"],
-        "hostname": worker.hostname,
+        "hostname": summary["hostname"],
         "cpuCores": worker.cpu_cores,
         "ramTotalGb": worker.ram_total_gb,
         "storageTotalGb": worker.storage_total_gb,
@@ -121,16 +132,16 @@ def _worker_row(worker: Worker, now: datetime) -> dict:
 @bp.get("/workers")
 def list_workers():
     now = utcnow()
-    limit = query_int("limit", MAX_WORKERS, 1, MAX_WORKERS)
-    query = Worker.select().order_by(Worker.wallet_address).limit(limit)
+    query = Worker.select().order_by(Worker.wallet_address)
     # Still a plain array: ?after=<the last wallet of the previous array> pages a large fleet
-    # without the offset's skipped rows, beside the original's ?offset=.
+    # without the offset's skipped rows (nor a count of them), beside the original's ?offset=.
     after = workers.after_cursor()
-    if after is not None:
-        query = query.where(Worker.wallet_address > after)
-    else:
-        query = query.offset(query_int("offset", 0, 0, MAX_OFFSET))
-    return jsonify([_worker_row(w, now) for w in query])
+    if after is None:
+        return _array_page(query, lambda w: _worker_row(w, now), MAX_WORKERS, MAX_WORKERS)
+    limit = query_int("limit", MAX_WORKERS, 1, MAX_WORKERS)
+    page, more = first_page(query.where(Worker.wallet_address > after).limit, limit)
+    following = {"after": page[-1].wallet_address} if more else None
+    return counted_array([_worker_row(w, now) for w in page], None, next_page=following)
 
 
 @bp.get("/workers/<address>")
@@ -163,35 +174,55 @@ def get_metrics(address: str):
     worker = workers.find_worker(address)
     if worker is None:
         query_int("hours", 1, 1, workers.MAX_METRICS_HOURS)  # a bad value is still an error
-        return jsonify([])
-    return jsonify(workers.metrics(worker, utcnow()))
+        query_int("limit", 1, 1, workers.MAX_METRICS_POINTS)
+        return counted_array([], 0)
+    # Thinned evenly over the hours asked past ?limit= (workers.metrics says why), never
+    # paged: X-Total-Count says how many points the range holds.
+    points, total = workers.metrics(worker, utcnow())
+    return counted_array(points, total)
 
 
 @bp.get("/workers/<address>/uptime")
 def get_uptime(address: str):
+    limit, offset = page_bounds(UPTIME_SPANS, MAX_RECORDS_PAGE)
     worker = workers.find_worker(address)
     if worker is None:
-        return jsonify([])
+        return counted_array([], 0)
     since = utcnow() - timedelta(days=UPTIME_DAYS)
-    spans = [
-        (r.time_from, r.time_to)
-        for r in UptimeRecord.select()
+    records = (
+        UptimeRecord.select()
         .where((UptimeRecord.worker == worker) & (UptimeRecord.time_to >= since))
-        .order_by(UptimeRecord.time_from)
-    ]
-    window = OpenWindow.get_or_none(OpenWindow.worker == worker)
-    if window is not None:
-        spans.append((window.start_time, window.end_time))
-    return jsonify(
-        [
-            {
-                "startTime": format_timestamp(start),
-                "endTime": format_timestamp(end),
-                "durationMinutes": round((end - start).total_seconds() / 60, 2),
-            }
-            for start, end in spans
-        ]
+        .order_by(UptimeRecord.time_from, UptimeRecord.id)
     )
+    spans = [(r.time_from, r.time_to) for r in records.limit(limit).offset(offset)]
+    recorded = records.count()
+    window = OpenWindow.get_or_none(OpenWindow.worker == worker)
+    # The open window is the list's last span, after every record: on the page holding that
+    # place.
+    if window is not None and offset <= recorded < offset + limit:
+        spans.append((window.start_time, window.end_time))
+    total = recorded + (window is not None)
+    following = {"offset": offset + len(spans)} if offset + len(spans) < total else None
+    return counted_array([_span(start, end) for start, end in spans], total, next_page=following)
+
+
+def _span(start: datetime, end: datetime) -> dict:
+    return {
+        "startTime": format_timestamp(start),
+        "endTime": format_timestamp(end),
+        "durationMinutes": round((end - start).total_seconds() / 60, 2),
+    }
+
+
+def _array_page(
+    query: Query, serialize: Callable[[Any], dict], default: int, maximum: int
+) -> Response:
+    """A page of ``query`` by ``?limit=`` and ``?offset=``, as a plain array with its count."""
+    limit, offset = page_bounds(default, maximum)
+    items = [serialize(row) for row in query.limit(limit).offset(offset)]
+    total = query.count()
+    following = {"offset": offset + len(items)} if offset + len(items) < total else None
+    return counted_array(items, total, next_page=following)
 
 
 # --- the original agents ------------------------------------------------------------------

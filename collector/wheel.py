@@ -1,11 +1,13 @@
-"""The wheel of the running code, built in memory, for the install script to fetch.
+"""The wheel of the running code, built in memory, and the lock of the agent's dependencies,
+for the install script to fetch: the script carries the sha256 of both and installs nothing
+else.
 
 The collector serves the agent it was released with, so a worker installs exactly the
 protocol the collector speaks. The wheel is assembled from the imported packages and the
 installed distribution's own metadata (which is what ``pip install`` of the project wrote,
 editable installs included), so serving it needs no build tools and no network. It carries
-the install script and the units as data files, so a collector installed from it can serve
-them too.
+the install script, the lock and the units as data files, so a collector installed from it
+can serve them too.
 """
 
 import base64
@@ -14,6 +16,7 @@ import importlib.metadata
 import io
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +32,14 @@ PACKAGES = (protocol, agent, collector)
 SOURCES = ("*.py", "*.html")
 # A fixed timestamp makes the wheel's bytes (and so its hash) depend on the code alone.
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+# The agent's dependencies pinned with their hashes, served beside the wheel under this name.
+LOCK_FILENAME = "agent-requirements.txt"
 
 
 @dataclass(frozen=True)
-class Wheel:
+class Package:
+    """A file served at ``/packages/<filename>``."""
+
     filename: str
     content: bytes
 
@@ -41,7 +48,7 @@ class Wheel:
         return hashlib.sha256(self.content).hexdigest()
 
 
-def build() -> Wheel:
+def build() -> Package:
     dist = importlib.metadata.distribution(DISTRIBUTION)
     info = f"{DISTRIBUTION}-{dist.version}.dist-info"
     files: dict[str, bytes] = {}
@@ -75,7 +82,7 @@ def build() -> Wheel:
             entry.external_attr = 0o644 << 16
             entry.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(entry, data)
-    return Wheel(f"{DISTRIBUTION}-{dist.version}-py3-none-any.whl", buffer.getvalue())
+    return Package(f"{DISTRIBUTION}-{dist.version}-py3-none-any.whl", buffer.getvalue())
 
 
 def _required(dist: importlib.metadata.Distribution, name: str) -> str:
@@ -95,14 +102,27 @@ def _record(files: dict[str, bytes], record_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-_cache: Wheel | None = None
-_lock = threading.Lock()
+_cache: dict[str, Package] = {}
+_building = threading.Lock()
 
 
-def current() -> Wheel:
+def _kept(key: str, make: Callable[[], Package]) -> Package:
+    with _building:
+        if key not in _cache:
+            _cache[key] = make()
+        return _cache[key]
+
+
+def current() -> Package:
     """The wheel, built on first use and kept: the code a process runs does not change."""
-    global _cache
-    with _lock:
-        if _cache is None:
-            _cache = build()
-        return _cache
+    return _kept("wheel", build)
+
+
+def lock() -> Package:
+    """The lock (scripts/lock-agent writes it), read once like the wheel is built once: the
+    sha256 in a script this process serves is that of the file it serves."""
+    return _kept("lock", lambda: Package(LOCK_FILENAME, assets.read(assets.AGENT_LOCK).encode()))
+
+
+def served(filename: str) -> Package | None:
+    return next((p for p in (current(), lock()) if p.filename == filename), None)

@@ -4,7 +4,9 @@ collector/enrollment.py."""
 from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
+from peewee import fn
 
+from collector.access import may_see_private
 from collector.api import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -47,6 +49,10 @@ def online_since(now: datetime, gap: int):
 
 # The longest series the metrics route serves, in hours.
 MAX_METRICS_HOURS = 7 * 24
+# The points one metrics answer holds, by default and at most: a week of heartbeats every
+# two minutes is about 5,000 points (1 MB); 500 draw a chart as wide as a screen.
+METRICS_POINTS = 500
+MAX_METRICS_POINTS = 2000
 
 
 def last_ping(worker: Worker) -> datetime | None:
@@ -65,26 +71,29 @@ def liveness(worker: Worker, now: datetime) -> dict:
     }
 
 
-def summary(worker: Worker, now: datetime) -> dict:
-    """What every reader of a worker gets: our routes and the /api/v1 dialect."""
+def summary(worker: Worker, now: datetime, *, private: bool | None = None) -> dict:
+    """What every reader of a worker gets: our routes and the /api/v1 dialect. The machine's
+    network details (hostname, addresses, key) are null unless ``private`` (by default: the
+    caller is the wallet's session or the operator)."""
 
     def ts(value):
         return format_timestamp(value) if value is not None else None
 
+    if private is None:
+        private = may_see_private(worker.wallet_address)
     return {
         "walletAddress": worker.wallet_address,
         "createdAt": ts(worker.created_at),
         "enrolled": worker.public_key is not None,
-        # Public by nature; lets an agent check that it is enrolled with its own key.
-        "publicKey": worker.public_key,
+        "publicKey": worker.public_key if private else None,
         "enrolledAt": ts(worker.enrolled_at),
-        "hostname": worker.hostname,
+        "hostname": worker.hostname if private else None,
         "agentVersion": worker.agent_version,
         "dockerAvailable": worker.docker_available,
         "online": is_online(worker, now),
         "lastHeartbeat": ts(worker.last_heartbeat_at),
         "lastSeen": ts(worker.last_seen_at),
-        "tailscaleIp": worker.tailscale_ip,
+        "tailscaleIp": worker.tailscale_ip if private else None,
         "cpuCores": worker.cpu_cores,
         "ramTotalGb": worker.ram_total_gb,
         "storageTotalGb": worker.storage_total_gb,
@@ -97,18 +106,38 @@ def find_worker(address: str) -> Worker | None:
     return Worker.get_or_none(Worker.wallet_address == wallet(address, "wallet"))
 
 
-def metrics(worker: Worker, now: datetime) -> list[dict]:
-    """The points of the last ``?hours=`` hours (1 by default), oldest first."""
+def metrics(worker: Worker, now: datetime) -> tuple[list[dict], int]:
+    """The points of the last ``?hours=`` hours (1 by default), oldest first, at most
+    ``?limit=`` of them; and how many the range holds.
+
+    Past the limit the points are thinned evenly over the range (every n-th, counted from
+    the newest) rather than cut to the newest: a chart of 168 hours keeps its whole width,
+    where the newest 500 points alone would be the last day or so, and the newest point, the
+    live chart's "now", is always there. A kept point's creditsEarned is still its own
+    heartbeat's; what a period earned is the worker's credits and the reports."""
     hours = query_int("hours", 1, 1, MAX_METRICS_HOURS)
-    query = (
-        WorkerMetric.select()
-        .where(
-            (WorkerMetric.worker == worker)
-            & (WorkerMetric.timestamp >= now - timedelta(hours=hours))
-        )
-        .order_by(WorkerMetric.timestamp, WorkerMetric.id)
+    limit = query_int("limit", METRICS_POINTS, 1, MAX_METRICS_POINTS)
+    in_range = (WorkerMetric.worker == worker) & (
+        WorkerMetric.timestamp >= now - timedelta(hours=hours)
     )
-    return [point.to_json() for point in query]
+    total = WorkerMetric.select().where(in_range).count()
+    query = WorkerMetric.select().where(in_range)
+    step = -(-total // limit)  # the smallest stride that keeps at most limit points
+    if step > 1:
+        newest_first = [WorkerMetric.timestamp.desc(), WorkerMetric.id.desc()]
+        ranked = WorkerMetric.select(
+            WorkerMetric.id, fn.ROW_NUMBER().over(order_by=newest_first).alias("position")
+        ).where(in_range)
+        # Every step-th from the newest: (position - 1) divisible by step, in integer
+        # division (Peewee's % is LIKE, and a literal % would be a placeholder to psycopg2).
+        skipped = ranked.c.position - 1
+        query = (
+            WorkerMetric.select()
+            .join(ranked, on=WorkerMetric.id == ranked.c.id)
+            .where(skipped == skipped / step * step)
+        )
+    points = query.order_by(WorkerMetric.timestamp, WorkerMetric.id)
+    return [point.to_json() for point in points], total
 
 
 def _get_worker(address: str) -> Worker:
@@ -183,7 +212,8 @@ def get_status(address: str):
 @bp.get("/<address>/metrics")
 def get_metrics(address: str):
     worker = _get_worker(address)
-    return jsonify(walletAddress=worker.wallet_address, points=metrics(worker, utcnow()))
+    points, total = metrics(worker, utcnow())
+    return jsonify(walletAddress=worker.wallet_address, points=points, total=total)
 
 
 @bp.get("/<address>/uptime")

@@ -53,12 +53,16 @@ EVM_WALLET_RE='0x[0-9a-fA-F]{40}'
 STELLAR_WALLET_RE='G[A-Z2-7]{55}'
 TOKEN_RE='tsk_[A-Za-z0-9_-]{43}'
 PACKAGE_RE='[][A-Za-z0-9._~:/@=<>!,+%-]+'
+SHA256_RE='[0-9a-f]{64}'
 # The collector fills in these values when it serves this script; options override them.
 COLLECTOR_URL=''
 WALLET=''
 WALLET_FORMAT='evm'
 TOKEN=''
 WHEEL_URL=''
+WHEEL_SHA256=''
+LOCK_URL=''
+LOCK_SHA256=''
 PACKAGE=''
 AGENT_UNIT=''
 # (end of the values the collector fills in)
@@ -73,6 +77,8 @@ UNIT=$UNIT_DIR/tassium-agent.service
 SERVICE_USER=tassium
 
 SETUP_DIR=''
+# Where the wheel and the lock wait, checked, until they are installed.
+DOWNLOAD_DIR=''
 INSTALL_DOCKER=yes
 ACTION=install
 KEY_CHOICE=ask
@@ -106,6 +112,10 @@ on_error() {
     exit "$status"
 }
 trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+cleanup() {
+    [[ -z $DOWNLOAD_DIR ]] || rm -rf -- "$DOWNLOAD_DIR"
+}
+trap cleanup EXIT
 
 parse_options() {
     while (($#)); do
@@ -155,6 +165,16 @@ validate_options() {
         || die "the package must be a pip requirement or URL without spaces or quotes"
     [[ -z $WHEEL_URL || $WHEEL_URL == "$COLLECTOR_URL"/packages/tassium-*-py3-none-any.whl ]] \
         || die "the wheel must come from the collector, not '$WHEEL_URL'"
+    [[ -z $LOCK_URL || $LOCK_URL == "$COLLECTOR_URL"/packages/agent-requirements.txt ]] \
+        || die "the requirements lock must come from the collector, not '$LOCK_URL'"
+    # What the collector serves is installed only as the sha256 it wrote here says.
+    local sha256
+    for sha256 in "$WHEEL_SHA256" "$LOCK_SHA256"; do
+        [[ -z $sha256 ]] || matches "$sha256" "$SHA256_RE" \
+            || die "a sha256 must be 64 lower-case hexadecimal digits, not '$sha256'"
+    done
+    [[ -z $WHEEL_URL || (-n $WHEEL_SHA256 && -n $LOCK_URL && -n $LOCK_SHA256) ]] \
+        || die "the collector's wheel comes with its sha256 and its requirements lock's: fetch this script from the collector again"
 }
 
 check_system() {
@@ -170,25 +190,68 @@ check_system() {
     [[ -d /run/systemd/system ]] || die "systemd is not running; the agent runs as a systemd service"
 }
 
+# Sets MISSING to those of the packages given that dpkg does not have installed.
+find_missing() {
+    local package
+    MISSING=()
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
+            || MISSING+=("$package")
+    done
+}
+
+apt_install() {
+    step "Installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "$@"
+}
+
+# Only what fetching the agent needs, which a server that ran curl | sh mostly has already.
+install_download_tools() {
+    find_missing ca-certificates curl
+    if ((${#MISSING[@]})); then
+        apt_install "${MISSING[@]}"
+    fi
+}
+
 install_packages() {
-    local wanted=(python3 python3-venv ca-certificates curl) missing=() package
+    local wanted=(python3 python3-venv)
     if [[ $INSTALL_DOCKER == yes ]] && ! command -v docker >/dev/null; then
         wanted+=(docker.io)
     fi
-    for package in "${wanted[@]}"; do
-        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
-            || missing+=("$package")
-    done
-    if ((${#missing[@]})); then
-        step "Installing ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"
+    find_missing "${wanted[@]}"
+    if ((${#MISSING[@]})); then
+        apt_install "${MISSING[@]}"
     else
         step "System packages are present"
     fi
     if ! command -v docker >/dev/null; then
         step "Docker is not installed (--no-docker): heartbeats will say dockerAvailable=false"
     fi
+}
+
+# Downloads $1 into DOWNLOAD_DIR and stops unless its sha256 is $2: before anything on this
+# machine changes, so that a file changed on the way leaves the machine as it was.
+fetch() {
+    local url=$1 sha256=$2 what=$3 file=$DOWNLOAD_DIR/${1##*/}
+    step "Downloading ${url##*/} from the collector"
+    curl -fsS -o "$file" "$url" \
+        || die "could not download $what from $url (curl says why above); nothing was installed"
+    printf '%s  %s\n' "$sha256" "$file" | sha256sum --check --status \
+        || die "$what from $url does not match the collector's sha256 $sha256:" \
+            "it was changed on the way; nothing was installed"
+}
+
+fetch_agent() {
+    if [[ -n $PACKAGE ]]; then
+        return
+    fi
+    [[ -n $WHEEL_URL ]] || die "nothing to install: give --package, or fetch this script from the collector"
+    # mktemp -d makes it root's alone (0700): nothing can swap a file between its check and
+    # its install.
+    DOWNLOAD_DIR=$(mktemp -d)
+    fetch "$WHEEL_URL" "$WHEEL_SHA256" "the agent wheel"
+    fetch "$LOCK_URL" "$LOCK_SHA256" "the agent's requirements lock"
 }
 
 create_user() {
@@ -217,21 +280,19 @@ install_agent() {
     fi
     local pip=("$PREFIX/bin/pip" install --quiet --disable-pip-version-check)
     if [[ -n $PACKAGE ]]; then
-        step "Installing $PACKAGE"
+        step "Installing $PACKAGE (not pinned: pip installs whatever its index serves for it)"
         "${pip[@]}" --upgrade "$PACKAGE"
         return
     fi
-    [[ -n $WHEEL_URL ]] || die "nothing to install: give --package, or fetch this script from the collector"
-    local download wheel
-    download=$(mktemp -d)
-    wheel=$download/${WHEEL_URL##*/}
-    step "Downloading ${WHEEL_URL##*/} from the collector"
-    curl -fsS -o "$wheel" "$WHEEL_URL"
-    step "Installing ${WHEEL_URL##*/} and what it needs"
-    "${pip[@]}" --upgrade "${wheel}[agent]"
-    # Same version, newer code: the collector's wheel is what this worker must run.
+    local wheel=$DOWNLOAD_DIR/${WHEEL_URL##*/} lock=$DOWNLOAD_DIR/${LOCK_URL##*/}
+    step "Installing what the agent needs, each as pinned by its hash in ${LOCK_URL##*/}"
+    # Wheels only: building a source distribution would run code no hash pins (its build
+    # requirements are fetched unchecked).
+    "${pip[@]}" --require-hashes --only-binary=:all: --requirement "$lock"
+    step "Installing ${WHEEL_URL##*/}"
+    # Its dependencies are the lock's. Same version, newer code: the collector's wheel is what
+    # this worker must run.
     "${pip[@]}" --force-reinstall --no-deps "$wheel"
-    rm -rf "$download"
 }
 
 write_config() {
@@ -370,6 +431,8 @@ main() {
     fi
     validate_options
     check_system
+    install_download_tools
+    fetch_agent
     install_packages
     create_user
     install_agent

@@ -237,10 +237,14 @@ def database_url(backend, request, tmp_path) -> str:
     return request.getfixturevalue("postgres").fresh_database()
 
 
+# The operator's token of the collectors the tests build: the `operator` client sends it.
+OPERATOR_TOKEN = "operator-token-of-the-tests-0123456789"
+
+
 @pytest.fixture
 def config(database_url) -> CollectorConfig:
     # The sweeper thread is off in tests: they call the sweep pass themselves with their own now.
-    return CollectorConfig(database_url=database_url, sweep_interval=0)
+    return CollectorConfig(database_url=database_url, sweep_interval=0, api_token=OPERATOR_TOKEN)
 
 
 @pytest.fixture
@@ -271,7 +275,20 @@ def make_app(config):
 
 @pytest.fixture
 def client(app):
+    """An anonymous client: no Authorization header."""
     return app.test_client()
+
+
+def operator_client(app):
+    """A test client of ``app`` that sends the operator's token with every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {OPERATOR_TOKEN}"
+    return client
+
+
+@pytest.fixture
+def operator(app):
+    return operator_client(app)
 
 
 @pytest.fixture
@@ -313,6 +330,10 @@ HEARTBEAT_STATUS = re.compile(r'"POST /heartbeat HTTP/[\d.]+" (\d{3}) ')
 
 
 class ServedCollector:
+    # The headers of a request the tests' operator sends (a served collector has the token
+    # unless started with api_token=None).
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
     def __init__(self, process: subprocess.Popen, url: str, log: Path):
         self.process = process
         self.url = url
@@ -340,6 +361,38 @@ class ServedCollector:
         self.process.wait()
 
 
+def launch_collector(config_path: Path, port: int, log: Path) -> ServedCollector:
+    """Start ``tassium-collector serve`` with this config file as a real process (gunicorn)
+    and wait for /healthz."""
+    with log.open("wb") as output:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from collector.cli import main; main()",
+                "--config",
+                str(config_path),
+                "serve",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, for crash()
+        )
+    served = ServedCollector(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"collector exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(served.url + "/healthz", timeout=1).status_code == 200:
+                return served
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    served.stop(signal.SIGINT)
+    pytest.fail(f"collector did not answer in 30 s:\n{log.read_text()}")
+
+
 @pytest.fixture
 def serve_collector(config_file, tmp_path):
     """Start ``tassium-collector serve`` as a real process (gunicorn) and wait for /healthz."""
@@ -348,35 +401,13 @@ def serve_collector(config_file, tmp_path):
     def start(**overrides) -> ServedCollector:
         # port=<a free_port()> again restarts a collector at the same address.
         port = overrides.pop("port", None) or free_port()
+        # The tests' operator token, unless a test serves one without (api_token=None).
+        if overrides.setdefault("api_token", OPERATOR_TOKEN) is None:
+            del overrides["api_token"]
         path = config_file(host="127.0.0.1", port=port, **overrides)
-        log = tmp_path / f"serve-{port}-{len(started)}.log"
-        with log.open("wb") as output:  # the child keeps its own descriptor
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from collector.cli import main; main()",
-                    "--config",
-                    str(path),
-                    "serve",
-                ],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, for crash()
-            )
-        served = ServedCollector(process, f"http://127.0.0.1:{port}", log)
+        served = launch_collector(path, port, tmp_path / f"serve-{port}-{len(started)}.log")
         started.append(served)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"collector exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(served.url + "/healthz", timeout=1).status_code == 200:
-                    return served
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"collector did not answer in 30 s:\n{log.read_text()}")
+        return served
 
     yield start
     for served in started:

@@ -69,6 +69,28 @@ class Wallet:
             return "0x" + bytes(signed.signature).hex()
         return base64.b64encode(self._keypair.sign_message(message)).decode()
 
+    def sign_in(self, client, prefix: str = "") -> str:
+        """Sign in at the collector behind ``client`` (a Flask test client, or an httpx.Client
+        with the collector's base_url) as a wallet app would: ask for the message, sign it,
+        trade it for a session token."""
+        asked = client.post(f"{prefix}/auth/challenge", json={"wallet": self.address})
+        assert asked.status_code == 201, asked.text
+        message = _json(asked)["message"]
+        opened = client.post(
+            f"{prefix}/auth/session", json={"message": message, "signature": self.sign(message)}
+        )
+        assert opened.status_code == 201, opened.text
+        return _json(opened)["token"]
+
+
+def _json(response) -> dict:
+    """The JSON of a Flask test response (a property) or an httpx one (a method)."""
+    return response.json() if callable(response.json) else response.json
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
 
 class FakeWorker:
     """A worker as the collector sees it: a wallet and an Ed25519 key. Made with a

@@ -21,9 +21,9 @@ def rows(dbconn) -> tuple:
 
 
 @pytest.fixture
-def unchanged(dbconn, client):
+def unchanged(dbconn, operator):
     """Seed one deployment, then assert after the test that nothing changed."""
-    assert client.post("/deployments", json=deployment(name="seed")).status_code == 201
+    assert operator.post("/deployments", json=deployment(name="seed")).status_code == 201
     before = rows(dbconn)
     yield
     assert rows(dbconn) == before

@@ -41,7 +41,9 @@ def test_healthz_tells_the_time_while_the_database_is_down(make_app, tmp_path):
 
 def test_the_served_app_answers_over_real_http(serve_collector):
     served = serve_collector(processes=1)
-    created = httpx.post(served.url + "/deployments", json=deployment(), timeout=10)
+    created = httpx.post(
+        served.url + "/deployments", json=deployment(), headers=served.operator, timeout=10
+    )
     assert created.status_code == 201
     assert httpx.get(served.url + "/deployments/web-1", timeout=10).json()["name"] == "web-1"
     big = httpx.post(served.url + "/deployments", content=b"x" * 300_000, timeout=10)

@@ -42,10 +42,10 @@ BOUND = formula(128, 1024, 20000, 100)
 
 
 @pytest.fixture
-def config(database_url) -> CollectorConfig:
+def config(config) -> CollectorConfig:
     # Heartbeats stamped up to an hour before now are vouched for (collector/vouching.py):
     # a test sends a worker's half hour of heartbeats at once.
-    return CollectorConfig(database_url=database_url, sweep_interval=0, max_skew=3600)
+    return replace(config, max_skew=3600)
 
 
 def enrolled(client) -> FakeWorker:
@@ -133,7 +133,7 @@ def test_an_honest_machine_earns_exactly_what_it_earned_before(dbconn, system, c
 
 
 def test_a_later_inflated_heartbeat_changes_nothing_until_the_operator_approves(
-    client, dbconn, runner
+    client, dbconn, runner, operator
 ):
     worker = enrolled(client)
     bigger = machine(cpuCores=64, ramTotalGb=256)
@@ -142,7 +142,7 @@ def test_a_later_inflated_heartbeat_changes_nothing_until_the_operator_approves(
     assert earned == [0, 135, 135, 135]
     assert credited(worker.wallet) == (4, 16, 200)
     assert changes(worker.wallet) == [("enrolled", 4, 16, 200)]
-    row = client.get("/reports/fleet", query_string={"period": "24h"}).json["items"][0]
+    row = operator.get("/reports/fleet", query_string={"period": "24h"}).json["items"][0]
     assert row["flags"] == ["capacity_pending"]
 
     approved = runner("capacity", "approve", "--wallet", worker.wallet)
@@ -262,11 +262,11 @@ def test_the_bounds_are_checked_with_the_configuration():
 # --- the reports ------------------------------------------------------------------------------
 
 
-def test_every_change_appears_in_the_workers_report(client, dbconn):
+def test_every_change_appears_in_the_workers_report(client, dbconn, operator):
     worker = enrolled(client)
     beats(client, worker, [machine(), machine(ramTotalGb=8), machine(ramTotalGb=64)])
 
-    report = client.get(f"/reports/workers/{worker.wallet}", query_string={"period": "24h"}).json
+    report = operator.get(f"/reports/workers/{worker.wallet}", query_string={"period": "24h"}).json
     # 8 GB at once; 64 GB back up to the 16 GB enrolled only (the rest awaits approval).
     assert report["capacity"] == {"cpuCores": 4, "ramGb": 16, "storageGb": 200}
     assert report["flags"] == ["capacity_pending"]
@@ -286,7 +286,7 @@ def test_every_change_appears_in_the_workers_report(client, dbconn):
     assert reasons == ["enrolled", "decreased", "grown"]
 
 
-def test_the_fleet_report_flags_the_outlier(client, dbconn):
+def test_the_fleet_report_flags_the_outlier(client, dbconn, operator):
     honest = [enrolled(client) for _ in range(3)]
     for worker in honest:
         beats(client, worker, [machine()] * 5)
@@ -294,14 +294,14 @@ def test_the_fleet_report_flags_the_outlier(client, dbconn):
     beats(client, inflated, [INFLATED] * 5, MANY)
     beats(client, waiting, [machine()] * 3 + [machine(cpuCores=32)] * 2)
 
-    rows = client.get("/reports/fleet", query_string={"period": "24h"}).json["items"]
+    rows = operator.get("/reports/fleet", query_string={"period": "24h"}).json["items"]
     flags = {row["walletAddress"]: row["flags"] for row in rows}
     # It still says it has 4,096 cores: more than it is credited for.
     assert flags[inflated.wallet] == ["capacity_at_maximum", "capacity_pending", "credits_outlier"]
     assert flags[waiting.wallet] == ["capacity_pending"]
     assert [flags[w.wallet] for w in honest] == [[], [], []]
 
-    answer = client.get("/reports/fleet.csv", query_string={"period": "24h"})
+    answer = operator.get("/reports/fleet.csv", query_string={"period": "24h"})
     shown = {r["walletAddress"]: r["flags"] for r in csv.DictReader(io.StringIO(answer.text))}
     assert shown[inflated.wallet] == "capacity_at_maximum;capacity_pending;credits_outlier"
     assert shown[waiting.wallet] == "capacity_pending"

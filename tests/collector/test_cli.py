@@ -400,9 +400,9 @@ def test_the_console_script_shows_no_traceback_for_an_unreachable_database(
 # --- report and payout: the same tables as the routes ----------------------------------------
 
 
-def test_report_prints_the_fleet_report_as_the_route_serves_it(runner, client, october):
+def test_report_prints_the_fleet_report_as_the_route_serves_it(runner, operator, october):
     as_csv = runner("report", "--period", "2026-10", "--csv")
-    served = client.get("/reports/fleet.csv", query_string={"period": "2026-10"})
+    served = operator.get("/reports/fleet.csv", query_string={"period": "2026-10"})
     assert as_csv.exit_code == 0
     assert as_csv.stdout == served.get_data(as_text=True).replace("\r\n", "\n")
     assert len(as_csv.stdout.splitlines()) == 1 + 4  # the header and every worker
@@ -418,9 +418,9 @@ def test_report_prints_the_fleet_report_as_the_route_serves_it(runner, client, o
     assert rows[october[1]][3] == "3"
 
 
-def test_payout_prints_the_export_and_records_it_once(runner, client, october):
+def test_payout_prints_the_export_and_records_it_once(runner, client, october, operator):
     query = {"period": "2026-10", "budget": "1000", "basis": "credits"}
-    served = client.get("/payouts/export.csv", query_string=query)
+    served = operator.get("/payouts/export.csv", query_string=query)
     by_credits = ("--period", "2026-10", "--budget", "1000", "--basis", "credits")
     printed = runner("payout", *by_credits, "--csv")
     assert printed.stdout == served.get_data(as_text=True).replace("\r\n", "\n")
@@ -448,9 +448,11 @@ def test_payout_prints_the_export_and_records_it_once(runner, client, october):
     assert "a different payout" in refused.stderr
 
 
-def test_payout_weighs_uptime_unless_told_credits(runner, client, october):
+def test_payout_weighs_uptime_unless_told_credits(runner, operator, october):
     printed = runner("payout", "--period", "2026-10", "--budget", "600", "--csv")
-    served = client.get("/payouts/export.csv", query_string={"period": "2026-10", "budget": "600"})
+    served = operator.get(
+        "/payouts/export.csv", query_string={"period": "2026-10", "budget": "600"}
+    )
     assert printed.stdout == served.get_data(as_text=True).replace("\r\n", "\n")
     assert [line.split(",")[1:] for line in printed.stdout.splitlines()[1:]] == [
         ["3600000", "100"],

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.dashboard import PAGE_SIZE, segments
+from collector.dashboard import CONTAINERS_SHOWN, DOWNTIMES_SHOWN, PAGE_SIZE, segments
 from collector.models import Worker
 from collector.reports import (
     AGENT_SILENT,
@@ -19,6 +19,7 @@ from collector.reports import (
     WorkerReport,
 )
 from protocol.times import utcnow
+from tests.conftest import operator_client
 from tests.factories import CREATOR, FakeWorker, deployment, enroll_with_token, minutes_ago
 
 API_TOKEN = "d" * 32
@@ -35,7 +36,7 @@ def count(html: str, status: str) -> int:
     return int(found[1])
 
 
-def test_the_page_lists_the_workers_containers_and_deployments_created(client):
+def test_the_page_lists_the_workers_containers_and_deployments_created(client, operator):
     worker = FakeWorker()
     assert worker.enroll(client).status_code == 201
     containers = [{"containerName": "api-7", "port": "0.0.0.0:8080->80/tcp", "image": "nginx"}]
@@ -44,15 +45,15 @@ def test_the_page_lists_the_workers_containers_and_deployments_created(client):
     silent = FakeWorker()
     assert silent.enroll(client).status_code == 201
     for name in ("app-a", "app-b", "app-c"):
-        assert client.post("/deployments", json=deployment(name=name)).status_code == 201
-    moved = client.patch("/deployments/app-b/status", json={"status": "processing"})
+        assert operator.post("/deployments", json=deployment(name=name)).status_code == 201
+    moved = operator.patch("/deployments/app-b/status", json={"status": "processing"})
     assert moved.status_code == 200
 
     page = client.get("/")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.text
     assert listed(html) == sorted([worker.wallet, silent.wallet])
-    assert "&lt;b&gt;rig-1&lt;/b&gt;" in html and "<b>rig-1" not in html  # escaped
+    assert "rig-1" not in html  # a machine's hostname is for its owner and the operator
     assert "api-7" in html and "nginx" in html
     assert html.count('data-field="online">online<') == 1
     assert html.count('data-field="online">offline<') == 1
@@ -67,6 +68,17 @@ def test_the_page_lists_the_workers_containers_and_deployments_created(client):
     fragment = client.get("/?fragment=1").text
     assert "<html" not in fragment and "<script" not in fragment
     assert listed(fragment) == listed(html)
+
+
+def test_a_private_dashboard_is_the_operators_and_shows_hostnames_escaped(make_app, dbconn):
+    app = make_app(private_pages=True)
+    client = app.test_client()
+    worker = FakeWorker()
+    assert worker.enroll(client).status_code == 201
+    assert worker.beat(client, hostname="<b>rig-1</b>").status_code == 200
+    assert client.get("/").status_code == 401
+    html = operator_client(app).get("/").text
+    assert "&lt;b&gt;rig-1&lt;/b&gt;" in html and "<b>rig-1" not in html  # escaped
 
 
 def test_the_bar_shows_a_silence_and_its_cause(client, history):
@@ -86,13 +98,13 @@ def test_the_bar_shows_a_silence_and_its_cause(client, history):
     assert figure.endswith("% up") and not figure.startswith("100")
 
 
-def test_a_search_by_wallet_shows_that_worker_and_its_deployments(client, dbconn):
+def test_a_search_by_wallet_shows_that_worker_and_its_deployments(client, operator, dbconn):
     mine, other = FakeWorker(CREATOR.lower()), FakeWorker()
     assert enroll_with_token(mine.wallet, mine.public_key) == "enrolled"
     assert other.enroll(client).status_code == 201
-    assert client.post("/deployments", json=deployment(name="mine")).status_code == 201
+    assert operator.post("/deployments", json=deployment(name="mine")).status_code == 201
     theirs = deployment(name="theirs", creator=other.wallet)
-    assert client.post("/deployments", json=theirs).status_code == 201
+    assert operator.post("/deployments", json=theirs).status_code == 201
 
     html = client.get("/", query_string={"wallet": CREATOR}).text  # checksummed spelling
     assert listed(html) == [mine.wallet]
@@ -131,6 +143,11 @@ def test_the_fleet_is_paged_by_wallet(client, dbconn):
     first = client.get("/").text
     assert listed(first) == wallets[:PAGE_SIZE]
     assert f"{len(wallets)} workers" in first
+    shown = f"Showing {PAGE_SIZE} of {len(wallets)} workers; search by wallet to narrow."
+    assert shown in first
+    # A search finds a worker on any page.
+    found = client.get("/", query_string={"wallet": wallets[-1]}).text
+    assert listed(found) == wallets[-1:] and "Showing" not in found
     assert f"after={wallets[PAGE_SIZE - 1]}" in first and "first page" not in first
     second = client.get("/", query_string={"after": wallets[PAGE_SIZE - 1]}).text
     assert listed(second) == wallets[PAGE_SIZE : 2 * PAGE_SIZE]
@@ -261,3 +278,34 @@ def test_a_worker_short_of_full_uptime_never_reads_100_percent():
     almost = report(1, uptime=[(0, 1 - 1 / 3600)], downtime=[(1 - 1 / 3600, 1, AGENT_SILENT)])
     (segment,) = segments(almost, 1)
     assert segment.describe().endswith("99.97 % up\ndown 00:59:59–01:00:00 (agent silent)")
+
+
+def test_a_segment_lists_its_first_downtimes_and_counts_the_rest():
+    # Down the first 6 minutes of every 12 in an hour: five downtimes in one segment.
+    flapping = [(i / 5, i / 5 + 0.1, AGENT_SILENT) for i in range(5)]
+    up = [(i / 5 + 0.1, i / 5 + 0.2) for i in range(5)]
+    (segment,) = segments(report(1, uptime=up, downtime=flapping), 1)
+    assert len(segment.downtime) == 5 and segment.fraction == 0.5
+    assert segment.describe() == (
+        "2026-11-28 00:00:00–01:00:00 UTC: 50.00 % up\n"
+        "down 00:00:00–00:06:00 (agent silent)\n"
+        "down 00:12:00–00:18:00 (agent silent)\n"
+        "down 00:24:00–00:30:00 (agent silent)\n"
+        "and 2 more times down"
+    )
+    assert DOWNTIMES_SHOWN == 3
+
+
+def test_a_workers_row_lists_its_first_containers_and_counts_them_all(client):
+    worker = FakeWorker()
+    assert worker.enroll(client).status_code == 201
+    held = [{"containerName": f"c-{n:02}", "port": ""} for n in range(CONTAINERS_SHOWN + 5)]
+    assert worker.beat(client, containers=held).status_code == 200
+    html = client.get("/").text
+    assert f"{CONTAINERS_SHOWN + 5} containers (the first {CONTAINERS_SHOWN} listed)" in html
+    assert re.findall(r"<tr><td>(c-\d+)</td>", html) == [
+        f"c-{n:02}" for n in range(CONTAINERS_SHOWN)
+    ]
+    # The JSON route lists them all.
+    listed = client.get(f"/workers/{worker.wallet}/containers").json["containers"]
+    assert len(listed) == CONTAINERS_SHOWN + 5

@@ -7,6 +7,13 @@ from collector.models import Project
 from tests.factories import CREATOR, deployment, new_wallet
 
 
+@pytest.fixture
+def client(operator):
+    """These tests act as the operator, who may change every deployment; what a wallet or a
+    stranger may do is tests/collector/test_access.py's."""
+    return operator
+
+
 def test_it_creates_a_pending_deployment_with_every_field(client):
     response = client.post("/deployments", json=deployment(port=8080, replicas=3))
     assert response.status_code == 201

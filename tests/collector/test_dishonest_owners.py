@@ -12,6 +12,7 @@ from collector import credits
 from collector.models import EnrollmentChallenge, OpenWindow, Worker, WorkerMetric
 from protocol.times import format_timestamp, utcnow
 from tests.collector.test_capacity import BOUND
+from tests.conftest import ServedCollector
 from tests.factories import FakeWorker, Wallet, machine
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,12 @@ def beat(url: str, worker: FakeWorker, ts=None, **extra) -> httpx.Response:
 
 
 def report(url: str, wallet: str) -> dict:
-    answer = httpx.get(f"{url}/reports/workers/{wallet}", params={"period": "24h"}, timeout=10)
+    answer = httpx.get(
+        f"{url}/reports/workers/{wallet}",
+        params={"period": "24h"},
+        headers=ServedCollector.operator,
+        timeout=10,
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()
 

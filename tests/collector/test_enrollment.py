@@ -14,6 +14,7 @@ from collector.enrollment import issue_token
 from collector.models import EnrollmentChallenge, EnrollmentToken, Worker
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import utcnow
+from tests.conftest import operator_client
 from tests.factories import FakeWorker, Wallet, at_once
 
 API_TOKEN = "a" * 32
@@ -141,7 +142,7 @@ def test_a_new_machine_of_the_same_wallet_replaces_the_old_one(client, enrolled,
     refused = enrolled.beat(client)
     assert refused.status_code == 401  # the old machine's key no longer verifies
     assert new.beat(client).json["action"] == "extended"  # the wallet's one window goes on
-    [shown] = client.get("/workers").json["items"]
+    [shown] = operator_client(client.application).get("/workers").json["items"]
     assert (shown["walletAddress"], shown["publicKey"]) == (enrolled.wallet, new.public_key)
 
 
@@ -244,7 +245,7 @@ def test_a_malformed_token_is_a_bad_request(client):
 
 
 def test_tokens_over_http_need_the_api_token(make_app, dbconn):
-    open_client = make_app().test_client()
+    open_client = make_app(api_token=None).test_client()
     worker = FakeWorker()
     assert (
         open_client.post("/workers/tokens", json={"walletAddress": worker.wallet}).status_code
@@ -323,8 +324,9 @@ def test_the_key_is_stored_and_shown_in_its_canonical_spelling(client, dbconn):
     assert challenge["publicKey"] == worker.public_key
     assert worker.sign_challenge(client, challenge).status_code == 201
     assert keys(dbconn) == [(worker.wallet, worker.public_key)]
-    assert client.get(f"/workers/{worker.wallet}").json["publicKey"] == worker.public_key
-    assert client.get("/workers").json["items"][0]["publicKey"] == worker.public_key
+    operator = operator_client(client.application)
+    assert operator.get(f"/workers/{worker.wallet}").json["publicKey"] == worker.public_key
+    assert operator.get("/workers").json["items"][0]["publicKey"] == worker.public_key
 
 
 def _sign_at_once(url: str, barrier, results) -> None:

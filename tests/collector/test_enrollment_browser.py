@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 
 from protocol.wallets import to_checksum_address
 from tests.chromium import ARTIFACTS, watched
+from tests.conftest import ServedCollector
 from tests.factories import FakeWorker, Wallet
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"])]
@@ -132,7 +133,7 @@ def desktop_page(browser) -> tuple[Page, list[str]]:
 
 
 def enrolled_key(url: str, wallet: str) -> str | None:
-    answer = httpx.get(f"{url}/workers/{wallet}")
+    answer = httpx.get(f"{url}/workers/{wallet}", headers=ServedCollector.operator)
     return answer.json()["publicKey"] if answer.status_code == 200 else None
 
 

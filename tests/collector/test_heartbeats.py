@@ -14,6 +14,7 @@ from collector import heartbeats, telemetry
 from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer, WorkerMetric
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, parse_timestamp, utcnow
+from tests.conftest import operator_client
 from tests.factories import FakeWorker, machine, minutes_ago, new_wallet
 
 
@@ -341,7 +342,7 @@ def test_the_machine_facts_of_a_heartbeat_are_stored_and_kept_until_reported_aga
     # The address is what the last heartbeat said: none.
     assert shown["tailscaleIp"] is None
     worker.beat(client, minutes_ago(1), system={"cpuCores": 8}, tailscaleIp="100.64.0.8")
-    shown = client.get(f"/workers/{worker.wallet}").json
+    shown = operator_client(client.application).get(f"/workers/{worker.wallet}").json
     assert (shown["cpuCores"], shown["ramTotalGb"], shown["tailscaleIp"]) == (8, 16, "100.64.0.8")
 
 
@@ -365,7 +366,8 @@ def bash_agent_body(wallet: str, ts: datetime, tailscale_ip: str = "") -> dict:
 
 
 def test_the_original_bash_agents_heartbeat_is_taken_with_signatures_off(make_app, history):
-    client = make_app(require_signatures=False).test_client()
+    app = make_app(require_signatures=False)
+    client, operator = app.test_client(), operator_client(app)
     wallet = history.known(new_wallet())
     start = minutes_ago(10)
 
@@ -376,7 +378,7 @@ def test_the_original_bash_agents_heartbeat_is_taken_with_signatures_off(make_ap
     # floor((10 + 5·2 + 3·3.8 + 5.84 + 15) × 1.2) = floor(62.688) = 62 for 300 s.
     assert second.json["creditsEarned"] == 62
 
-    shown = client.get(f"/workers/{wallet}").json
+    shown = operator.get(f"/workers/{wallet}").json
     assert (shown["hostname"], shown["tailscaleIp"], shown["cpuCores"]) == ("worker-7", None, 2)
     assert (shown["ramTotalGb"], shown["storageTotalGb"], shown["credits"]) == (3.8, 58.4, 62)
     [container] = shown["containers"]
@@ -387,7 +389,7 @@ def test_the_original_bash_agents_heartbeat_is_taken_with_signatures_off(make_ap
     )
     later = bash_agent_body(wallet, start + timedelta(minutes=6), tailscale_ip="100.101.102.103")
     assert client.post("/heartbeat", json=later).status_code == 200
-    assert client.get(f"/workers/{wallet}").json["tailscaleIp"] == "100.101.102.103"
+    assert operator.get(f"/workers/{wallet}").json["tailscaleIp"] == "100.101.102.103"
 
 
 # --- the lane: POST /heartbeat served below Flask ------------------------------------------

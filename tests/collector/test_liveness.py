@@ -55,7 +55,10 @@ def test_a_stopped_collector_is_the_collectors_outage_in_the_report(serve_collec
 
     period = f"{format_timestamp(before)}/{format_timestamp(after)}"
     report = httpx.get(
-        f"{second.url}/reports/workers/{wallet}", params={"period": period}, timeout=10
+        f"{second.url}/reports/workers/{wallet}",
+        params={"period": period},
+        headers=second.operator,
+        timeout=10,
     ).json()
     causes = [(piece["cause"], piece["from"], piece["to"]) for piece in report["downtime"]]
     assert ("collector_down", format_timestamp(down_from), format_timestamp(down_to)) in causes

@@ -18,8 +18,10 @@ from collector.models import (
     Payout,
     Project,
     RateLimit,
+    SignInChallenge,
     SweeperLease,
     UptimeRecord,
+    WalletSession,
     Worker,
     WorkerContainer,
     WorkerMetric,
@@ -43,6 +45,8 @@ MODELS = [
     EnrollmentChallenge,
     RateLimit,
     CapacityChange,
+    SignInChallenge,
+    WalletSession,
 ]
 VERSION_1_TABLES = {"projects", "payments", "workers", "worker_uptime_records"}
 A = "0x" + "a" * 40

@@ -19,8 +19,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from collector import db, wheel
+from collector.api import MAX_PAGE
 from collector.app import create_app
 from collector.config import CollectorConfig
+from collector.reports import MAX_FLEET_PAGE, MAX_SPANS_SHOWN
+from collector.windows import MAX_RECORDS_PAGE
+from collector.workers import MAX_METRICS_POINTS
 from protocol.times import format_timestamp, utcnow
 from tests.factories import CREATOR, FakeWorker, deployment
 
@@ -123,6 +127,45 @@ def test_the_heartbeat_routes_document_serverTime_on_every_answer(document):
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 schema = document["components"]["schemas"][ref.rpartition("/")[2]]
                 assert "serverTime" in schema["required"], (path, status)
+
+
+# Every list route and the maximum its limit documents (DESIGN.md: every list is bounded).
+BOUNDED = {
+    "/workers": MAX_PAGE,
+    "/deployments": MAX_PAGE,
+    "/payments": MAX_PAGE,
+    "/payouts": MAX_PAGE,
+    "/payouts/{period}": MAX_PAGE,
+    "/workers/{address}/metrics": MAX_METRICS_POINTS,
+    "/workers/{address}/uptime": MAX_RECORDS_PAGE,
+    "/reports/fleet": MAX_FLEET_PAGE,
+    "/reports/workers/{address}": MAX_SPANS_SHOWN,
+}
+
+
+def test_every_list_route_documents_the_maximum_of_its_limit(document):
+    for path, maximum in BOUNDED.items():
+        [limit] = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "limit"]
+        assert limit["schema"]["maximum"] == maximum, path
+        assert 1 <= limit["schema"]["default"] <= maximum, path
+
+
+def test_every_reference_in_the_document_resolves(document):
+    def refs(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                yield node["$ref"]
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    found = set(refs(document))
+    assert "#/components/schemas/PayoutPage" in found
+    for ref in found:
+        _, section, name = ref.removeprefix("#/").split("/")
+        assert name in document["components"][section], ref
 
 
 class Fuzzer:

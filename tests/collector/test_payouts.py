@@ -82,9 +82,9 @@ def recompute(inputs: dict) -> dict[str, int]:
     return shares
 
 
-def test_an_export_by_credits_can_be_checked_by_every_owner(client, october):
+def test_an_export_by_credits_can_be_checked_by_every_owner(operator, october):
     query = {"period": OCTOBER, "budget": "1000", **CREDITS}
-    answer = client.get("/payouts/export", query_string=query)
+    answer = operator.get("/payouts/export", query_string=query)
     assert answer.status_code == 200
     export = answer.json
     # 1000 × 1500/4500 = 333 r 1500, 1000 × 3000/4500 = 666 r 3000: the unit left to the second.
@@ -99,7 +99,7 @@ def test_an_export_by_credits_can_be_checked_by_every_owner(client, october):
         s["walletAddress"]: int(s["amount"]) for s in export["shares"]
     }
 
-    as_csv = client.get("/payouts/export.csv", query_string=query)
+    as_csv = operator.get("/payouts/export.csv", query_string=query)
     body = as_csv.get_data()
     assert body.decode().splitlines() == [
         "walletAddress,weight,amount",
@@ -111,8 +111,8 @@ def test_an_export_by_credits_can_be_checked_by_every_owner(client, october):
     assert as_csv.headers["X-Tassium-Inputs-SHA256"] == export["inputsSha256"]
 
 
-def test_an_export_by_uptime_weighs_milliseconds(client, october):
-    export = client.get(
+def test_an_export_by_uptime_weighs_milliseconds(operator, october):
+    export = operator.get(
         "/payouts/export", query_string={"period": OCTOBER, "budget": "600", "basis": "uptime"}
     ).json
     assert [(s["weight"], s["amount"]) for s in export["shares"]] == [
@@ -122,15 +122,33 @@ def test_an_export_by_uptime_weighs_milliseconds(client, october):
     ]
 
 
-def test_exports_and_records_weigh_uptime_unless_told_credits(client, october):
+def test_exports_and_records_weigh_uptime_unless_told_credits(operator, october):
     query = {"period": OCTOBER, "budget": "600"}
-    export = client.get("/payouts/export", query_string=query).json
+    export = operator.get("/payouts/export", query_string=query).json
     assert export["basis"] == export["inputs"]["basis"] == "uptime"
     assert [s["amount"] for s in export["shares"]] == ["100", "200", "300"]
 
-    recorded = client.post("/payouts", json=query)
+    recorded = operator.post("/payouts", json=query)
     assert (recorded.status_code, recorded.json["basis"]) == (201, "uptime")
     assert recorded.json["exportSha256"] == export["exportSha256"]
+
+
+def test_a_json_export_is_whole_or_refused_and_the_csv_has_every_share(
+    operator, october, monkeypatch
+):
+    query = {"period": OCTOBER, "budget": "600"}  # by uptime: three shares
+    monkeypatch.setattr(payouts, "MAX_JSON_SHARES", 2)
+    refused = operator.get("/payouts/export", query_string=query)
+    assert refused.status_code == 422
+    assert refused.json["error"] == (
+        "3 shares are more than the JSON export lists (2): ask for text/csv "
+        "(GET /payouts/export.csv), which has them all"
+    )
+    as_csv = operator.get("/payouts/export.csv", query_string=query)
+    assert as_csv.status_code == 200
+    assert len(as_csv.get_data(as_text=True).splitlines()) == 1 + 3
+    monkeypatch.setattr(payouts, "MAX_JSON_SHARES", 3)
+    assert len(operator.get("/payouts/export", query_string=query).json["shares"]) == 3
 
 
 @pytest.mark.parametrize(
@@ -145,8 +163,8 @@ def test_exports_and_records_weigh_uptime_unless_told_credits(client, october):
         ({"period": "2026-09", "budget": "5"}, 422, "nothing to split"),
     ],
 )
-def test_bad_exports_say_why(client, october, query, status, message):
-    answer = client.get("/payouts/export", query_string=query)
+def test_bad_exports_say_why(operator, october, query, status, message):
+    answer = operator.get("/payouts/export", query_string=query)
     assert (answer.status_code, message in answer.json["error"]) == (status, True)
 
 
@@ -158,10 +176,10 @@ def payment_rows() -> list[tuple]:
     return [(p.creator, p.amount, p.tx_hash, p.payout_id) for p in query]
 
 
-def test_recording_writes_the_payments_once_per_period(client, october):
+def test_recording_writes_the_payments_once_per_period(operator, october):
     body = {"period": OCTOBER, "budget": "1000", **CREDITS}
     body["txHash"] = TX.upper().replace("0X", "0x")
-    first = client.post("/payouts", json=body)
+    first = operator.post("/payouts", json=body)
     assert first.status_code == 201
     recorded = first.json
     assert recorded["txHash"] == TX
@@ -175,33 +193,56 @@ def test_recording_writes_the_payments_once_per_period(client, october):
         (october[1], "667", TX, recorded["id"]),
     ]
     assert sum(int(amount) for _, amount, _, _ in rows) == 1000
-    export = client.get(
+    export = operator.get(
         "/payouts/export", query_string={"period": OCTOBER, "budget": "1000", **CREDITS}
     )
     assert recorded["exportSha256"] == export.json["exportSha256"]
 
-    again = client.post("/payouts", json=body)
+    again = operator.post("/payouts", json=body)
     assert (again.status_code, again.json) == (200, recorded)
     assert payment_rows() == rows
-    assert client.get(f"/payouts/{OCTOBER}").json == recorded
-    assert client.get("/payouts").json["items"] == [recorded]
+    assert operator.get(f"/payouts/{OCTOBER}").json == recorded
+    # The list leaves the payments out and counts them.
+    summary = {key: value for key, value in recorded.items() if key != "payments"}
+    assert summary["paymentCount"] == 2
+    assert operator.get("/payouts").json["items"] == [summary]
 
-    repaid = client.post("/payouts", json={**body, "txHash": "0x" + "cd" * 32})
+    repaid = operator.post("/payouts", json={**body, "txHash": "0x" + "cd" * 32})
     assert repaid.status_code == 409
     assert "paid by" in repaid.json["error"]
 
-    other = client.post("/payouts", json={**body, "budget": "999"})
+    other = operator.post("/payouts", json={**body, "budget": "999"})
     assert other.status_code == 409
     assert "different payout" in other.json["error"]
     assert payment_rows() == rows
 
 
-def test_a_period_not_settled_yet_cannot_be_recorded(client, october):
+def test_a_payouts_payments_are_paged_and_the_list_only_counts_them(operator, october):
+    recorded = operator.post("/payouts", json={"period": OCTOBER, "budget": "600"}).json
+    assert recorded["paymentCount"] == 3
+    wallets = [p["walletAddress"] for p in recorded["payments"]]
+    assert wallets == sorted(october)
+
+    page = operator.get(f"/payouts/{OCTOBER}", query_string={"limit": 1, "offset": 1}).json
+    assert [(p["walletAddress"], p["amount"]) for p in page["payments"]] == [(october[1], "200")]
+    assert page["paymentCount"] == 3
+    past = operator.get(f"/payouts/{OCTOBER}", query_string={"offset": 3}).json
+    assert (past["payments"], past["paymentCount"]) == ([], 3)
+    [listed] = operator.get("/payouts").json["items"]
+    assert "payments" not in listed and listed["paymentCount"] == 3
+
+    too_many = operator.get(f"/payouts/{OCTOBER}", query_string={"limit": 201})
+    assert too_many.status_code == 400
+    assert too_many.json["error"] == "query parameter limit must be from 1 to 200"
+    assert operator.get("/payouts", query_string={"limit": 201}).status_code == 400
+
+
+def test_a_period_not_settled_yet_cannot_be_recorded(operator, october):
     month = utcnow().strftime("%Y-%m")
     WorkerMetric.create(
         worker=october[0], timestamp=utcnow() - HOUR, container_count=1, credits_millis=10
     )
-    answer = client.post("/payouts", json={"period": month, "budget": "5", **CREDITS})
+    answer = operator.post("/payouts", json={"period": month, "budget": "5", **CREDITS})
     assert answer.status_code == 422
     assert "can be paid from" in answer.json["error"]
     assert (payment_rows(), Payout.select().count()) == ([], 0)
@@ -217,8 +258,8 @@ def test_a_period_not_settled_yet_cannot_be_recorded(client, october):
         ({"period": OCTOBER, "budget": "5", "extra": 1}, "extra"),
     ],
 )
-def test_bad_records_change_nothing(client, october, body, message):
-    answer = client.post("/payouts", json=body)
+def test_bad_records_change_nothing(operator, october, body, message):
+    answer = operator.post("/payouts", json=body)
     assert answer.status_code == 400
     assert message in answer.json["error"]
     assert (payment_rows(), Payout.select().count()) == ([], 0)
@@ -292,56 +333,56 @@ def test_processes_recording_overlapping_periods_at_once_write_one_of_them(datab
         assert {p.payout_id for p in Payment.select()} == {Payout.get().id}
 
 
-def test_a_transaction_hash_can_be_added_to_a_recorded_payout(client, october):
+def test_a_transaction_hash_can_be_added_to_a_recorded_payout(operator, october):
     body = {"period": OCTOBER, "budget": "1000"}
-    recorded = client.post("/payouts", json=body).json
+    recorded = operator.post("/payouts", json=body).json
     assert recorded["txHash"] is None
     assert {tx for _, _, tx, _ in payment_rows()} == {None}
 
-    paid = client.post("/payouts", json={**body, "txHash": TX})
+    paid = operator.post("/payouts", json={**body, "txHash": TX})
     assert paid.status_code == 200
     assert paid.json == {**recorded, "txHash": TX}
     assert {tx for _, _, tx, _ in payment_rows()} == {TX}
 
 
-def post_payout(client, period: str, **fields):
+def post_payout(operator, period: str, **fields):
     """POST /payouts by credits (the fixture's November earns credits, no uptime)."""
-    return client.post("/payouts", json={"period": period, "budget": "1000", **CREDITS, **fields})
+    return operator.post("/payouts", json={"period": period, "budget": "1000", **CREDITS, **fields})
 
 
-def test_a_period_overlapping_a_recorded_one_is_refused_naming_it(client, october):
-    assert post_payout(client, OCTOBER).status_code == 201
+def test_a_period_overlapping_a_recorded_one_is_refused_naming_it(operator, october):
+    assert post_payout(operator, OCTOBER).status_code == 201
     rows = payment_rows()
 
-    refused = post_payout(client, MID_OCTOBER)
+    refused = post_payout(operator, MID_OCTOBER)
     assert refused.status_code == 409
     assert refused.json["error"] == (
         f"{MID_OCTOBER} overlaps the payout recorded for {OCTOBER} "
         "(2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z)"
     )
     # The same hours under another name are the same hours.
-    same_hours = post_payout(client, "2026-10-01T00:00:00Z/2026-11-01T00:00:00Z")
+    same_hours = post_payout(operator, "2026-10-01T00:00:00Z/2026-11-01T00:00:00Z")
     assert same_hours.status_code == 409
     assert f"overlaps the payout recorded for {OCTOBER}" in same_hours.json["error"]
     assert (payment_rows(), Payout.select().count()) == (rows, 1)
 
 
-def test_a_period_starting_where_a_recorded_one_ends_is_recorded(client, october):
-    assert post_payout(client, "2026-11").status_code == 201
-    assert post_payout(client, OCTOBER).status_code == 201
-    assert [p["period"] for p in client.get("/payouts").json["items"]] == ["2026-11", OCTOBER]
+def test_a_period_starting_where_a_recorded_one_ends_is_recorded(operator, october):
+    assert post_payout(operator, "2026-11").status_code == 201
+    assert post_payout(operator, OCTOBER).status_code == 201
+    assert [p["period"] for p in operator.get("/payouts").json["items"]] == ["2026-11", OCTOBER]
 
 
-def test_a_paid_payout_keeps_its_transaction_and_payments(client, october):
-    assert post_payout(client, OCTOBER, txHash=TX).status_code == 201
+def test_a_paid_payout_keeps_its_transaction_and_payments(operator, october):
+    assert post_payout(operator, OCTOBER, txHash=TX).status_code == 201
     rows = payment_rows()
 
-    repaid = post_payout(client, OCTOBER, txHash="0x" + "cd" * 32)
+    repaid = post_payout(operator, OCTOBER, txHash="0x" + "cd" * 32)
     assert repaid.status_code == 409
     assert repaid.json["error"] == f"the payout for {OCTOBER} was paid by {TX}"
     assert payment_rows() == rows
-    assert client.get(f"/payouts/{OCTOBER}").json["txHash"] == TX
+    assert operator.get(f"/payouts/{OCTOBER}").json["txHash"] == TX
     # What was paid is still what anyone recomputes from the export's inputs.
     query = {"period": OCTOBER, "budget": "1000", **CREDITS}
-    export = client.get("/payouts/export", query_string=query).json
+    export = operator.get("/payouts/export", query_string=query).json
     assert recompute(export["inputs"]) == {wallet: int(amount) for wallet, amount, _, _ in rows}

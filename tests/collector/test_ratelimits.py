@@ -13,7 +13,7 @@ from collector import openapi, ratelimits
 from collector.models import Project, RateLimit
 from collector.ratelimits import DatabaseStorage, RateLimits, client_of, rule_for
 from protocol.times import utcnow
-from tests.conftest import free_port
+from tests.conftest import free_port, operator_client
 from tests.factories import CREATOR, FakeWorker, deployment
 
 ELSEWHERE = {"REMOTE_ADDR": "192.0.2.7"}
@@ -102,7 +102,7 @@ def test_the_openapi_document_names_429_on_every_limited_route():
 
 
 def test_a_burst_over_the_limit_is_a_429_that_writes_nothing(make_app, dbconn):
-    client = limited_app(make_app, rate_limit_writes="3/minute").test_client()
+    client = operator_client(limited_app(make_app, rate_limit_writes="3/minute"))
     answers = [create(client, f"web-{i}") for i in range(6)]
     assert [a.status_code for a in answers] == [201] * 3 + [429] * 3
     for refused in answers[3:]:
@@ -115,7 +115,7 @@ def test_a_burst_over_the_limit_is_a_429_that_writes_nothing(make_app, dbconn):
 
 
 def test_every_write_route_counts_into_the_same_limit(make_app, dbconn):
-    client = limited_app(make_app, rate_limit_writes="4/minute").test_client()
+    client = operator_client(limited_app(make_app, rate_limit_writes="4/minute"))
     assert create(client, "web-1").status_code == 201
     assert client.patch("/deployments/web-1/replicas", json={"replicas": 2}).status_code == 200
     ui = {"appName": "web-2", "githubRepo": "tassium/app", "creator": CREATOR, "branch": "main"}
@@ -131,7 +131,7 @@ def test_every_write_route_counts_into_the_same_limit(make_app, dbconn):
 
 
 def test_another_client_address_has_its_own_count(make_app, dbconn):
-    client = limited_app(make_app, rate_limit_writes="2/minute").test_client()
+    client = operator_client(limited_app(make_app, rate_limit_writes="2/minute"))
     assert [create(client, f"a-{i}").status_code for i in range(3)] == [201, 201, 429]
     assert create(client, "b-1", environ_base=ELSEWHERE).status_code == 201
     # The same /64 is one client.
@@ -145,7 +145,7 @@ def test_another_client_address_has_its_own_count(make_app, dbconn):
 
 def test_the_window_ends_when_retry_after_said(make_app, dbconn):
     clock = Clock()
-    client = limited_app(make_app, clock, rate_limit_writes="2/minute").test_client()
+    client = operator_client(limited_app(make_app, clock, rate_limit_writes="2/minute"))
     assert create(client, "web-1").status_code == 201
     clock.now += timedelta(seconds=10)
     assert create(client, "web-2").status_code == 201
@@ -161,7 +161,7 @@ def test_the_window_ends_when_retry_after_said(make_app, dbconn):
 
 def test_every_limit_of_a_rule_counts_and_the_longest_wait_is_told(make_app, dbconn):
     clock = Clock()
-    client = limited_app(make_app, clock, rate_limit_writes="2/minute; 3/hour").test_client()
+    client = operator_client(limited_app(make_app, clock, rate_limit_writes="2/minute; 3/hour"))
     assert [create(client, f"web-{i}").status_code for i in (1, 2)] == [201, 201]
     assert create(client, "web-3").headers["Retry-After"] == "60"
     clock.now += timedelta(minutes=1)
@@ -171,9 +171,9 @@ def test_every_limit_of_a_rule_counts_and_the_longest_wait_is_told(make_app, dbc
 
 
 def test_enrollment_has_its_own_limit(make_app, dbconn):
-    client = limited_app(
-        make_app, rate_limit_enrollment="3/minute", rate_limit_writes="1/minute"
-    ).test_client()
+    client = operator_client(
+        limited_app(make_app, rate_limit_enrollment="3/minute", rate_limit_writes="1/minute")
+    )
     # Counted before the route judges them, whatever it answers; a route of the challenges
     # counts with the others.
     answers = [
@@ -213,7 +213,7 @@ def test_the_heartbeat_routes_are_not_limited_here(make_app, dbconn):
 
 
 def test_a_rule_set_to_0_is_off(make_app, dbconn):
-    client = limited_app(make_app, rate_limit_writes="0", rate_limit_enrollment="").test_client()
+    client = operator_client(limited_app(make_app, rate_limit_writes="0", rate_limit_enrollment=""))
     assert {create(client, f"web-{i}").status_code for i in range(5)} == {201}
     assert 429 not in {client.post("/workers/enroll", json={}).status_code for _ in range(3)}
     assert RateLimit.select().count() == 0
@@ -224,7 +224,7 @@ def test_a_database_that_cannot_count_is_the_route_s_503_not_a_500(make_app, bac
         "sqlite": f"sqlite:///{tmp_path / 'gone' / 'c.db'}",
         "postgres": f"postgresql://tassium@127.0.0.1:{free_port()}/gone",
     }[backend]
-    client = limited_app(make_app, database_url=down, rate_limit_writes="1/minute").test_client()
+    client = operator_client(limited_app(make_app, database_url=down, rate_limit_writes="1/minute"))
     for _ in range(2):
         response = create(client, "web-1")
         assert response.status_code == 503
@@ -273,7 +273,9 @@ def test_the_limit_is_shared_by_every_process_of_every_node(serve_collector, dbc
     def send(i: int) -> httpx.Response:
         # A connection each, so that every process takes some.
         url = nodes[i % 2].url + "/deployments"
-        return httpx.post(url, json=deployment(name=f"web-{i}"), timeout=30)
+        return httpx.post(
+            url, json=deployment(name=f"web-{i}"), headers=nodes[0].operator, timeout=30
+        )
 
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(send, range(20)))

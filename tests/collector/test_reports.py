@@ -276,7 +276,7 @@ def test_credits_of_a_period_survive_the_metrics_retention(dbconn):
 
 
 @pytest.fixture
-def fleet(client, dbconn):
+def fleet(operator, dbconn):
     """Three workers, up 0 %, 50 % and 100 % of the day before T0 (as seen at T0 + 1 day)."""
     wallets = sorted(new_wallet() for _ in range(3))
     day = T0 - timedelta(days=1)
@@ -290,11 +290,11 @@ def fleet(client, dbconn):
 PERIOD = f"{format_timestamp(T0 - timedelta(days=1))}/{format_timestamp(T0)}"
 
 
-def test_the_fleet_report_pages_by_wallet(client, fleet):
-    first = client.get("/reports/fleet", query_string={"period": PERIOD, "limit": 2}).json
+def test_the_fleet_report_pages_by_wallet(operator, fleet):
+    first = operator.get("/reports/fleet", query_string={"period": PERIOD, "limit": 2}).json
     assert [row["walletAddress"] for row in first["items"]] == fleet[:2]
     assert first["next"] == fleet[1]
-    rest = client.get(
+    rest = operator.get(
         "/reports/fleet", query_string={"period": PERIOD, "limit": 2, "after": first["next"]}
     ).json
     assert ([row["walletAddress"] for row in rest["items"]], rest["next"]) == (fleet[2:], None)
@@ -305,11 +305,11 @@ def test_the_fleet_report_pages_by_wallet(client, fleet):
 
 
 @pytest.mark.parametrize("how", ["suffix", "accept"])
-def test_the_fleet_report_as_csv(client, fleet, how):
+def test_the_fleet_report_as_csv(operator, fleet, how):
     if how == "suffix":
-        answer = client.get("/reports/fleet.csv", query_string={"period": PERIOD})
+        answer = operator.get("/reports/fleet.csv", query_string={"period": PERIOD})
     else:
-        answer = client.get(
+        answer = operator.get(
             "/reports/fleet", query_string={"period": PERIOD}, headers={"Accept": "text/csv"}
         )
     assert answer.status_code == 200
@@ -320,8 +320,8 @@ def test_the_fleet_report_as_csv(client, fleet, how):
     assert [r["credits"] for r in rows] == ["0", "0", "0"]
 
 
-def test_a_workers_report_lists_its_downtime_with_causes(client, fleet):
-    answer = client.get(f"/reports/workers/{fleet[1]}", query_string={"period": PERIOD})
+def test_a_workers_report_lists_its_downtime_with_causes(operator, fleet):
+    answer = operator.get(f"/reports/workers/{fleet[1]}", query_string={"period": PERIOD})
     assert answer.status_code == 200
     assert answer.json["uptimeFraction"] == 0.5
     assert answer.json["downtime"] == [
@@ -332,11 +332,39 @@ def test_a_workers_report_lists_its_downtime_with_causes(client, fleet):
             "cause": AGENT_SILENT,
         }
     ]
-    as_csv = client.get(f"/reports/workers/{fleet[1]}.csv", query_string={"period": PERIOD})
+    as_csv = operator.get(f"/reports/workers/{fleet[1]}.csv", query_string={"period": PERIOD})
     assert as_csv.get_data(as_text=True).splitlines() == [
         "from,to,seconds,cause",
         f"{format_timestamp(T0 - 12 * H)},{format_timestamp(T0)},43200,agent_silent",
     ]
+
+
+def test_a_workers_report_lists_its_last_spans_and_counts_them_all(operator, dbconn):
+    day = T0 - timedelta(days=1)
+    wallet = worker(created=day, last_heartbeat_at=day)
+    # Up the first 10 minutes of each of the day's first five hours: five spans and five
+    # stretches of downtime, the last until the end of the period.
+    for hour in range(5):
+        record(wallet, day + hour * H, day + hour * H + 10 * M)
+    path = f"/reports/workers/{wallet}"
+    whole = operator.get(path, query_string={"period": PERIOD}).json
+    assert (whole["uptimeCount"], whole["downtimeCount"]) == (5, 5)
+    assert len(whole["uptime"]) == len(whole["downtime"]) == 5
+
+    cut = operator.get(path, query_string={"period": PERIOD, "limit": 2}).json
+    assert cut["uptime"] == whole["uptime"][-2:]
+    assert cut["downtime"] == whole["downtime"][-2:]
+    assert cut["downtime"][-1]["to"] == format_timestamp(T0)
+    # The figures still count every span.
+    assert (cut["uptimeCount"], cut["downtimeCount"]) == (5, 5)
+    assert cut["uptimeSeconds"] == whole["uptimeSeconds"] == 5 * 600
+    # The CSV has every downtime, whatever the limit.
+    as_csv = operator.get(path + ".csv", query_string={"period": PERIOD, "limit": 2})
+    assert len(as_csv.get_data(as_text=True).splitlines()) == 1 + 5
+
+    too_many = operator.get(path, query_string={"limit": reports.MAX_SPANS_SHOWN + 1})
+    assert too_many.status_code == 400
+    assert too_many.json["error"] == "query parameter limit must be from 1 to 1000"
 
 
 @pytest.mark.parametrize(
@@ -345,17 +373,18 @@ def test_a_workers_report_lists_its_downtime_with_causes(client, fleet):
         ("/reports/fleet", {"period": "2026-13"}, 400, "no such month"),
         ("/reports/fleet", {"after": "0x12"}, 400, "after"),
         ("/reports/fleet", {"limit": "0"}, 400, "limit"),
+        ("/reports/fleet", {"limit": "1001"}, 400, "limit must be from 1 to 1000"),
         ("/reports/workers/0x12", {}, 400, "wallet"),
         ("/reports/workers/" + "0x" + "ab" * 20, {}, 404, "no worker"),
     ],
 )
-def test_bad_report_requests_say_why(client, dbconn, path, query, status, message):
-    answer = client.get(path, query_string=query)
+def test_bad_report_requests_say_why(operator, dbconn, path, query, status, message):
+    answer = operator.get(path, query_string=query)
     assert answer.status_code == status
     assert message in answer.json["error"]
 
 
-def test_the_fleet_streams_a_batch_at_a_time(client, fleet, monkeypatch):
+def test_the_fleet_streams_a_batch_at_a_time(operator, fleet, monkeypatch):
     monkeypatch.setattr(reports, "BATCH", 2)
     asked = []
     real = reports.worker_reports
@@ -365,7 +394,7 @@ def test_the_fleet_streams_a_batch_at_a_time(client, fleet, monkeypatch):
         return real(wallets, *args, **kwargs)
 
     monkeypatch.setattr(reports, "worker_reports", counted)
-    answer = client.get("/reports/fleet.csv", query_string={"period": PERIOD})
+    answer = operator.get("/reports/fleet.csv", query_string={"period": PERIOD})
     assert answer.is_streamed
     lines = answer.get_data(as_text=True).splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == fleet
@@ -399,12 +428,12 @@ def test_credits_above_five_times_the_fleets_median_per_uptime_hour_are_flagged(
 
 
 def test_the_fleets_median_is_read_once_a_report_and_the_csv_has_the_flags(
-    client, fleet, monkeypatch
+    operator, fleet, monkeypatch
 ):
     monkeypatch.setattr(reports, "BATCH", 2)
     read = []
     real = reports._median_rate
     monkeypatch.setattr(reports, "_median_rate", lambda period: read.append(period) or real(period))
-    lines = client.get("/reports/fleet.csv", query_string={"period": PERIOD}).text.splitlines()
+    lines = operator.get("/reports/fleet.csv", query_string={"period": PERIOD}).text.splitlines()
     assert lines[0] == ",".join(reports.FLEET_COLUMNS) and lines[0].endswith(",flags")
     assert len(lines) == 1 + 3 and len(read) == 1

@@ -7,7 +7,10 @@ import gc
 import json
 import resource
 import select
+import signal
 import socket
+import subprocess
+import sys
 import time
 from urllib.parse import urlsplit
 
@@ -18,6 +21,7 @@ from collector import db
 from collector.config import ConfigError, load_config
 from collector.serve import CollectorServer, raise_open_file_limit
 from tests.collector.test_heartbeats import SERVER_TIME
+from tests.conftest import free_port, launch_collector
 from tests.factories import FakeWorker
 from tests.hostile_clients import (
     SlowHeaderClients,
@@ -292,3 +296,34 @@ def test_a_serving_process_keeps_what_it_loaded_out_of_the_collectors_reach(conf
     finally:
         gc.unfreeze()
         db.database.close_all()
+
+
+# --- who it listens to --------------------------------------------------------------------------
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_an_api_token(config_file):
+    port = free_port()
+    path = config_file(host="0.0.0.0", port=port)  # noqa: S104 - what is refused
+    ran = subprocess.run(
+        [sys.executable, "-c", "from collector.cli import main; main()", "--config", str(path),
+         "serve"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ran.returncode == 1
+    assert "refusing to listen on 0.0.0.0 without an api_token: set api_token" in ran.stderr
+    assert "insecure_open_network: true" in ran.stderr
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+@pytest.mark.slow
+def test_insecure_open_network_serves_without_a_token_and_says_so(config_file, tmp_path):
+    port = free_port()
+    path = config_file(host="0.0.0.0", port=port, insecure_open_network=True)  # noqa: S104
+    served = launch_collector(path, port, tmp_path / "serve.log")
+    try:
+        assert "insecure_open_network: listening on 0.0.0.0" in served.log.read_text()
+        refused = httpx.post(served.url + "/payouts", json={}, timeout=10)
+        assert refused.status_code == 403 and "no api_token" in refused.json()["error"]
+    finally:
+        served.stop(signal.SIGINT)

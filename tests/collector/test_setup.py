@@ -1,6 +1,8 @@
 """collector/setup.py: the setup script rendered for one wallet (``/setup.sh`` and
 ``/api/setup``). The values it carries are read back by running its values block in bash;
-every refusal is a script too, and nothing a caller sends becomes shell code."""
+every refusal is a script too, and nothing a caller sends becomes shell code. What it installs
+is pinned by the sha256 of the served wheel and lock, fetched over https unless it stays on
+this machine."""
 
 import hashlib
 import importlib.metadata
@@ -14,6 +16,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from collector import wheel
+from collector.addresses import is_loopback
 from collector.enrollment import issue_token
 from collector.models import EnrollmentToken, Worker
 from collector.setup import INSTALLER_END, SCRIPT_PATTERNS, render
@@ -25,7 +29,9 @@ ROOT = Path(__file__).parents[2]
 TEMPLATE = (ROOT / "packaging" / "setup.sh").read_text()
 AGENT_UNIT = (ROOT / "systemd" / "tassium-agent.service").read_text().removesuffix("\n")
 END = "# (end of the values the collector fills in)"
-NAMES = ("COLLECTOR_URL", "WALLET", "WALLET_FORMAT", "TOKEN", "WHEEL_URL", "PACKAGE", "AGENT_UNIT")
+LOCK = (ROOT / "packaging" / "agent-requirements.txt").read_bytes()
+PINS = ("WHEEL_URL", "WHEEL_SHA256", "LOCK_URL", "LOCK_SHA256")
+NAMES = ("COLLECTOR_URL", "WALLET", "WALLET_FORMAT", "TOKEN", *PINS, "PACKAGE", "AGENT_UNIT")
 ROUTES = ["/setup.sh", "/api/setup"]
 WHEEL = f"tassium-{importlib.metadata.version('tassium')}-py3-none-any.whl"
 EIP55 = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -69,6 +75,9 @@ def expected(url: str, wallet: str, **changes: str) -> dict[str, str]:
         "WALLET_FORMAT": "evm",
         "TOKEN": "",
         "WHEEL_URL": f"{url}/packages/{WHEEL}",
+        "WHEEL_SHA256": wheel.current().sha256,
+        "LOCK_URL": f"{url}/packages/agent-requirements.txt",
+        "LOCK_SHA256": hashlib.sha256(LOCK).hexdigest(),
         "PACKAGE": "",
         "AGENT_UNIT": AGENT_UNIT,
     }
@@ -90,6 +99,10 @@ def assert_script(response, status: int) -> str:
     assert response.mimetype == "text/x-shellscript"
     assert response.headers["Cache-Control"] == "no-store"
     return response.get_data(as_text=True)
+
+
+NO_PUBLIC_URL = "the operator must set public_url (https://...) first"
+PLAIN_HTTP = "is plain http, which anyone on the way could change: the operator must make it https"
 
 
 def assert_refusal(response, message: str, cwd: Path) -> None:
@@ -142,17 +155,20 @@ def test_only_the_values_block_differs_from_the_template(client):
 
 
 @pytest.mark.parametrize(
-    "public_url, url",
+    "settings, url",
     [
-        ("https://tassium.example.com", "https://tassium.example.com"),
-        ("https://tassium.example.com/", "https://tassium.example.com"),
-        ("http://10.0.0.5:8000/collector/", "http://10.0.0.5:8000/collector"),
+        ({"public_url": "https://tassium.example.com"}, "https://tassium.example.com"),
+        ({"public_url": "https://tassium.example.com/"}, "https://tassium.example.com"),
+        (
+            {"public_url": "http://10.0.0.5:8000/collector/", "insecure_http_installs": True},
+            "http://10.0.0.5:8000/collector",
+        ),
     ],
 )
 def test_a_configured_public_url_is_used_whatever_the_host_header(
-    make_app, public_url, url, tmp_path
+    make_app, settings, url, tmp_path
 ):
-    client = make_app(public_url=public_url).test_client()
+    client = make_app(**settings).test_client()
     wallet = new_wallet()
     response = setup(client, ("wallet", wallet), **host("$(evil)"))
     assert rendered_values(assert_script(response, 200), tmp_path) == expected(url, wallet)
@@ -161,37 +177,114 @@ def test_a_configured_public_url_is_used_whatever_the_host_header(
 @pytest.mark.parametrize(
     "options, url",
     [
-        (host("collector.example:8443"), "http://collector.example:8443"),
-        (host("10.1.2.3"), "http://10.1.2.3"),
+        (host("localhost:8443"), "http://localhost:8443"),
+        (host("127.0.0.1"), "http://127.0.0.1"),
+        (host("127.8.9.10:8000"), "http://127.8.9.10:8000"),
         (host("[::1]:8000"), "http://[::1]:8000"),
         (host("localhost:80"), "http://localhost"),
-        ({"base_url": "https://collector.example"}, "https://collector.example"),
+        ({"base_url": "https://127.0.0.1"}, "https://127.0.0.1"),
     ],
-    ids=["name-and-port", "ipv4", "ipv6", "default-port", "https"],
+    ids=["name-and-port", "ipv4", "ipv4-loopback-net", "ipv6", "default-port", "https"],
 )
-def test_without_a_public_url_the_request_address_is_used(client, options, url, tmp_path):
+def test_without_a_public_url_a_loopback_request_address_is_used(client, options, url, tmp_path):
     body = assert_script(setup(client, ("wallet", EIP55), **options), 200)
     assert rendered_values(body, tmp_path)["COLLECTOR_URL"] == url
     assert rendered_values(body, tmp_path)["WHEEL_URL"] == f"{url}/packages/{WHEEL}"
 
 
 @pytest.mark.parametrize(
+    "options",
+    [
+        host("collector.example:8443"),
+        host("10.1.2.3"),
+        host("[::ffff:10.0.0.1]"),
+        host("0.0.0.0:8000"),
+        host("127.0.0.1.nip.io"),
+        host("localhost.example"),
+        {"base_url": "https://collector.example"},
+    ],
+    ids=["name", "ipv4", "ipv6", "any", "loopback-lookalike", "localhost-lookalike", "https"],
+)
+@pytest.mark.parametrize("route", ROUTES)
+def test_without_a_public_url_any_other_request_address_is_refused(
+    client, options, route, tmp_path
+):
+    # Whoever sends the Host header would choose where the worker fetches its agent from.
+    response = setup(client, ("wallet", EIP55), route=route, **options)
+    assert_refusal(response, NO_PUBLIC_URL, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "public_url",
+    ["http://tassium.example.com", "http://10.0.0.5:8000/collector", "http://[::ffff:a00:5]"],
+)
+def test_a_plain_http_public_url_is_refused_unless_the_operator_allows_it(
+    make_app, public_url, tmp_path
+):
+    refused = setup(make_app(public_url=public_url).test_client(), ("wallet", EIP55))
+    assert_refusal(refused, f"public_url {public_url} {PLAIN_HTTP}", tmp_path)
+
+    allowed = make_app(public_url=public_url, insecure_http_installs=True).test_client()
+    body = assert_script(setup(allowed, ("wallet", EIP55)), 200)
+    assert rendered_values(body, tmp_path)["WHEEL_URL"] == f"{public_url}/packages/{WHEEL}"
+
+
+@pytest.mark.parametrize(
+    "public_url",
+    ["http://127.0.0.1:8000", "http://127.255.0.1", "http://localhost:8000/c", "http://[::1]"],
+)
+def test_a_plain_http_public_url_on_loopback_needs_no_setting(make_app, public_url, tmp_path):
+    # The README's quick start: the collector and a worker on one machine.
+    client = make_app(public_url=public_url).test_client()
+    body = assert_script(setup(client, ("wallet", EIP55)), 200)
+    assert rendered_values(body, tmp_path)["WHEEL_URL"] == f"{public_url}/packages/{WHEEL}"
+
+
+@pytest.mark.parametrize(
+    "address, loopback",
+    [
+        ("localhost", True),
+        ("LocalHost", True),
+        ("127.0.0.1", True),
+        ("127.255.255.254", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("[0:0:0:0:0:0:0:1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("[::ffff:127.0.0.2]", True),
+        ("128.0.0.1", False),
+        ("10.0.0.1", False),
+        ("0.0.0.0", False),  # noqa: S104 - an address to judge, not to bind
+        ("::", False),
+        ("[::ffff:10.0.0.1]", False),
+        ("[::1", False),
+        ("localhost.example", False),
+        ("my-localhost", False),
+        ("127.0.0.1.nip.io", False),
+        ("", False),
+    ],
+)
+def test_what_counts_as_loopback(address, loopback):
+    assert is_loopback(address) is loopback
+
+
+@pytest.mark.parametrize(
     "value, accepted",
     [
-        ("collector.example:8443", True),
-        ("10.1.2.3", True),
+        ("localhost:8443", True),
+        ("127.0.0.1", True),
         ("[::1]:8000", True),
-        ("[::ffff:10.0.0.1]", True),
-        ("x:65535", True),
+        ("[::ffff:127.0.0.1]", True),
+        ("localhost:65535", True),
         ("a:b:c", False),
-        ("x:0", False),
-        ("x:080", False),
-        ("x:65536", False),
+        ("localhost:0", False),
+        ("localhost:080", False),
+        ("localhost:65536", False),
         ("-a.example", False),
         ("a-.example", False),
         ("a_b", False),
         ("[::1", False),
-        ("user@x", False),
+        ("user@localhost", False),
     ],
 )
 def test_a_host_header_is_used_only_when_the_script_accepts_the_url_made_from_it(
@@ -212,7 +305,11 @@ def test_a_host_header_is_used_only_when_the_script_accepts_the_url_made_from_it
     [
         {"public_url": "https://tassium.example.com/"},
         {"public_url": "http://[::1]:65535/collector"},
-        {"public_url": "http://10.0.0.5:8000", "agent_package": "tassium[agent]>=0.1,<1"},
+        {
+            "public_url": "http://10.0.0.5:8000",
+            "insecure_http_installs": True,
+            "agent_package": "tassium[agent]>=0.1,<1",
+        },
         {"agent_package": "https://files.example/tassium-0.1.0-py3-none-any.whl"},
         {"wallet_format": "stellar"},
     ],
@@ -235,7 +332,7 @@ def test_a_configured_agent_package_replaces_the_wheel(make_app, tmp_path):
     wallet = new_wallet()
     body = assert_script(setup(client, ("wallet", wallet)), 200)
     assert rendered_values(body, tmp_path) == expected(
-        "http://localhost", wallet, WHEEL_URL="", PACKAGE=package
+        "http://localhost", wallet, **dict.fromkeys(PINS, ""), PACKAGE=package
     )
 
 
@@ -486,7 +583,13 @@ def test_the_served_script_points_at_the_server_and_its_wheel(serve_collector, t
 
     download = httpx.get(values["WHEEL_URL"], timeout=30)
     assert download.status_code == 200
-    assert download.headers["etag"] == f'"{hashlib.sha256(download.content).hexdigest()}"'
+    # The script pins the very bytes the server hands out.
+    assert hashlib.sha256(download.content).hexdigest() == values["WHEEL_SHA256"]
+    assert download.headers["etag"] == f'"{values["WHEEL_SHA256"]}"'
+    lock = httpx.get(values["LOCK_URL"], timeout=30)
+    assert lock.status_code == 200
+    assert lock.content == LOCK
+    assert hashlib.sha256(lock.content).hexdigest() == values["LOCK_SHA256"]
     with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
         assert archive.testzip() is None
         assert "agent/cli.py" in archive.namelist()

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from protocol.times import format_timestamp, parse_timestamp, utcnow
-from tests.collector.fake_deployer import FakeDeployer, builds
-from tests.factories import FakeWorker, new_stellar_wallet
+from tests.collector.fake_deployer import DEPLOYER_SECRET, FakeDeployer, builds
+from tests.factories import FakeWorker, Wallet, bearer, new_stellar_wallet
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow  # a served collector (gunicorn) per test
@@ -32,7 +32,8 @@ SYSTEM = {
 
 class Browser:
     """Requests as the front ends' fetch() makes them: JSON bodies, an Origin, no
-    Authorization, and a preflight before anything that is not a simple request."""
+    Authorization (unless an updated app signed in), and a preflight before anything that is
+    not a simple request."""
 
     def __init__(self, base_url: str):
         self.http = httpx.Client(base_url=base_url + "/api/v1", timeout=10)
@@ -52,8 +53,10 @@ class Browser:
         assert "content-type" in response.headers["Access-Control-Allow-Headers"].lower()
         return response
 
-    def call(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
-        headers = {"Origin": ORIGIN}
+    def call(
+        self, method: str, path: str, body: dict | None = None, token: str | None = None
+    ) -> httpx.Response:
+        headers = {"Origin": ORIGIN, **(bearer(token) if token else {})}
         if body is not None:
             self.preflight(method, path)
             headers["Content-Type"] = "application/json"
@@ -69,9 +72,14 @@ class Browser:
         return response
 
 
+# The unchanged app writes anonymously: a collector serving it says so (README, "The
+# original front ends"); its env changes need the creator's sign-in all the same.
+COMPATIBLE = {"wallet_format": "stellar", "processes": 1, "insecure_anonymous_deployments": True}
+
+
 @pytest.fixture
 def served(serve_collector):
-    return serve_collector(wallet_format="stellar", processes=1)
+    return serve_collector(**COMPATIBLE)
 
 
 @pytest.fixture
@@ -82,7 +90,8 @@ def browser(served):
 
 
 def test_the_deployers_app(browser, served):
-    creator = new_stellar_wallet()
+    owner = Wallet("stellar")
+    creator = owner.address
     assert browser.call("GET", f"/deployments?creator={creator}").json() == []
 
     body = {
@@ -116,7 +125,10 @@ def test_the_deployers_app(browser, served):
     # appears (and the app lists the deployment) once it succeeded.
     for status in ("processing", "success"):
         moved = httpx.patch(
-            f"{served.url}/deployments/shop-1/status", json={"status": status}, timeout=10
+            f"{served.url}/deployments/shop-1/status",
+            json={"status": status},
+            headers=served.operator,
+            timeout=10,
         )
         assert moved.status_code == 200, moved.text
     one = browser.call("GET", "/deployments/shop-1").json()
@@ -132,7 +144,12 @@ def test_the_deployers_app(browser, served):
     assert browser.call("PATCH", "/deployments/nope/replicas", {"replicas": 2}).status_code == 404
     assert browser.call("GET", "/deployments/shop-1").json()["replicas"] == 3
 
-    env = browser.call("PATCH", "/deployments/shop-1/env", {"envVars": {"API_KEY": "s3cret"}})
+    env_vars = {"envVars": {"API_KEY": "s3cret"}}
+    anonymous = browser.call("PATCH", "/deployments/shop-1/env", env_vars)
+    assert anonymous.status_code == 401 and "sign in" in anonymous.json()["error"]
+    # An updated app signs in through the same dialect and sends the session.
+    token = owner.sign_in(browser.http)
+    env = browser.call("PATCH", "/deployments/shop-1/env", env_vars, token=token)
     assert env.status_code == 422 and "deployer" in env.json()["error"]
     with_env = browser.call("POST", "/deployments", {**body, "appName": "shop-2", "envVars": {}})
     assert with_env.status_code == 201
@@ -203,7 +220,13 @@ def test_the_worker_owners_client(browser, served, history):
     shown = browser.call("GET", f"/workers/{worker.wallet}").json()
     assert shown["exists"] is True
     assert shown["credits"] == 112 and f"{shown['credits']:,}" == "112"
-    assert shown["tailscaleIp"] == "100.64.0.7" and shown["isActive"] is True
+    assert shown["isActive"] is True
+    # The machine's address is its owner's: null to the unchanged client (which shows none),
+    # and given to the owner's session.
+    assert shown["tailscaleIp"] is None and shown["hostname"] is None
+    token = worker.owner.sign_in(browser.http)
+    mine = browser.call("GET", f"/workers/{worker.wallet}", token=token).json()
+    assert mine["tailscaleIp"] == "100.64.0.7"
     assert shown["cpuCores"] == 4 and shown["ramTotalGb"] == 8.0
     assert shown["storageTotalGb"] == 100.0
     assert shown["status"] == "HEALTHY"
@@ -217,7 +240,11 @@ def test_the_worker_owners_client(browser, served, history):
     status = browser.call("GET", f"/workers/{worker.wallet}/status").json()
     assert status["status"] == "HEALTHY" and status["lastPing"] == shown["lastPing"]
 
-    points = browser.call("GET", f"/workers/{worker.wallet}/metrics?hours=1").json()
+    answer = browser.call("GET", f"/workers/{worker.wallet}/metrics?hours=1")
+    points = answer.json()
+    # Still a plain array; how many the hour holds is a header the page may read.
+    assert answer.headers["X-Total-Count"] == "2"
+    assert "X-Total-Count" in answer.headers["Access-Control-Expose-Headers"]
     assert [p["timestamp"] for p in points] == [
         format_timestamp(now - timedelta(minutes=m)) for m in (10, 5)
     ]
@@ -268,7 +295,7 @@ def test_the_original_bash_agent_on_a_collector_without_signatures(serve_collect
     assert http.get(f"/workers/{wallet}/status").json()["status"] == "HEALTHY"
     listed = http.get(f"/workers/{wallet}/containers").json()
     assert [(c["name"], c["memUsageMb"]) for c in listed] == [("web", 12.25)]
-    own = httpx.get(f"{served.url}/workers/{wallet}").json()
+    own = httpx.get(f"{served.url}/workers/{wallet}", headers=served.operator).json()
     assert own["hostname"] == "worker-7"
     http.close()
 
@@ -281,9 +308,15 @@ def test_the_deployers_app_with_a_deployer(serve_collector):
             "DELETE /api/v1/apps/shop": builds(),
         }
     ) as deployer:
-        served = serve_collector(wallet_format="stellar", processes=1, deployer_url=deployer.url)
+        served = serve_collector(
+            **COMPATIBLE,
+            deployer_url=deployer.url,
+            deployer_secret=DEPLOYER_SECRET,
+            deployer_repositories=["github.com/tassium"],
+        )
         browser = Browser(served.url)
-        creator = new_stellar_wallet()
+        owner = Wallet("stellar")
+        creator = owner.address
         body = {"appName": "shop", "githubRepo": "tassium/shop", "creator": creator,
                 "branch": "main", "port": 3000, "envVars": {"API_KEY": "s3cret"}}  # fmt: skip
         created = browser.call("POST", "/deployments", body)
@@ -297,7 +330,8 @@ def test_the_deployers_app_with_a_deployer(serve_collector):
         (shown,) = wait_for(listed, "the build's answer")
         assert shown["status"] == "success" and shown["url"] == "https://shop.apps.example"
 
-        env = browser.call("PATCH", "/deployments/shop/env", {"envVars": {"API_KEY": "new"}})
+        token = owner.sign_in(browser.http)
+        env = browser.call("PATCH", "/deployments/shop/env", {"envVars": {"API_KEY": "new"}}, token)
         assert env.status_code == 200 and env.json() == {"success": True}
         deleted = browser.call("DELETE", "/deployments/shop")
         assert deleted.json() == {"success": True}

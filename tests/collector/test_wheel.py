@@ -1,6 +1,6 @@
-"""collector/wheel.py and ``/packages/<wheel>``: the agent wheel the setup script installs,
-built in memory from the running code; it must be a wheel pip accepts, and the same bytes
-every time."""
+"""collector/wheel.py and ``/packages/<name>``: the agent wheel the setup script installs,
+built in memory from the running code (it must be a wheel pip accepts, and the same bytes
+every time), and the lock of the agent's dependencies served beside it."""
 
 import base64
 import configparser
@@ -22,6 +22,7 @@ from collector import wheel
 
 ROOT = Path(__file__).parents[2]
 PACKAGES = ("protocol", "agent", "collector")
+LOCK = ROOT / "packaging" / "agent-requirements.txt"
 
 
 @pytest.fixture
@@ -62,9 +63,32 @@ def test_the_wheel_is_served_with_an_etag(client, filename):
     assert (stale.status_code, stale.data) == (200, response.data)
 
 
+def test_the_lock_is_served_beside_it_with_an_etag(client):
+    response = client.get("/packages/agent-requirements.txt")
+    assert response.status_code == 200
+    assert response.data == LOCK.read_bytes() == wheel.lock().content
+    assert "agent-requirements.txt" in response.headers["Content-Disposition"]
+    etag = response.headers["ETag"]
+    assert etag == f'"{hashlib.sha256(LOCK.read_bytes()).hexdigest()}"'
+    cached = client.get("/packages/agent-requirements.txt", headers={"If-None-Match": etag})
+    assert (cached.status_code, cached.data) == (304, b"")
+
+
+def test_the_lock_served_is_the_one_read_first(monkeypatch):
+    # A script served earlier carries the sha256 of the lock read then: a changed file on disk
+    # (an upgrade under a running collector) must not make the two disagree.
+    served = wheel.lock()
+    monkeypatch.setattr(wheel.assets, "read", lambda relative: "changed\n")
+    assert wheel.lock() is served
+    assert wheel.served("agent-requirements.txt") is served
+
+
 @pytest.mark.parametrize(
     "name",
     [
+        "agent-requirements.txt.bak",
+        "AGENT-REQUIREMENTS.TXT",
+        "packaging/agent-requirements.txt",
         "tassium-0.0.1-py3-none-any.whl",
         "tassium-99.0.0-py3-none-any.whl",
         "{filename}.bak",
@@ -83,10 +107,11 @@ def test_any_other_name_is_not_found(client, name, filename, version):
     assert response.is_json and response.json["error"]
 
 
-def test_the_not_found_error_names_the_wheel_served(client, filename):
+def test_the_not_found_error_names_what_is_served(client, filename):
     response = client.get("/packages/tassium-0.0.1-py3-none-any.whl")
     assert response.status_code == 404
     assert filename in response.json["error"]
+    assert "agent-requirements.txt" in response.json["error"]
 
 
 # --- the wheel ------------------------------------------------------------------------------
@@ -147,13 +172,14 @@ def test_it_holds_exactly_the_packages_source(archive):
         assert (info.external_attr >> 16) & 0o777 == 0o644, info.filename
 
 
-def test_it_carries_the_setup_script_and_units_as_data_files(archive, version):
+def test_it_carries_the_setup_script_the_lock_and_units_as_data_files(archive, version):
     data = f"tassium-{version}.data/data/share/tassium/"
     carried = {n.removeprefix(data): archive.read(n) for n in archive.namelist() if ".data/" in n}
     assert carried == {
         relative: (ROOT / relative).read_bytes()
         for relative in (
             "packaging/setup.sh",
+            "packaging/agent-requirements.txt",
             "systemd/tassium-agent.service",
             "systemd/tassium-collector.service",
         )

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from collector.enrollment import issue_token
-from collector.models import OpenWindow, UptimeRecord, Worker
+from collector.models import OpenWindow, UptimeRecord, Worker, WorkerMetric
 from protocol.times import format_timestamp, utcnow
-from tests.factories import FakeWorker, machine, minutes_ago, new_wallet
+from tests.factories import FakeWorker, Wallet, bearer, machine, minutes_ago, new_wallet
 
 API_TOKEN = "a" * 32
 
@@ -37,13 +37,27 @@ def test_a_worker_shows_online_window_and_containers(client):
     assert [w["walletAddress"] for w in listed["items"]] == [worker.wallet]
 
 
-def test_a_worker_shows_its_enrolled_key_so_an_agent_can_check_its_own(client, dbconn):
+def details(client, wallet: str, **headers) -> tuple:
+    shown = client.get(f"/workers/{wallet}", headers=headers).json
+    return shown["publicKey"], shown["hostname"], shown["tailscaleIp"]
+
+
+def test_a_workers_network_details_are_for_its_owner_and_the_operator(client, operator, dbconn):
     worker = FakeWorker()
     worker.enroll(client)
-    assert client.get(f"/workers/{worker.wallet}").json["publicKey"] == worker.public_key
+    assert worker.beat(client, hostname="rig-1", tailscaleIp="100.64.1.2").status_code == 200
+    theirs = (worker.public_key, "rig-1", "100.64.1.2")
+    assert details(operator, worker.wallet) == theirs
+    assert details(client, worker.wallet, **bearer(worker.owner.sign_in(client))) == theirs
+    hidden = (None, None, None)
+    assert details(client, worker.wallet) == hidden
+    assert details(client, worker.wallet, **bearer(Wallet().sign_in(client))) == hidden
+    [listed] = client.get("/workers").json["items"]
+    assert (listed["publicKey"], listed["hostname"], listed["tailscaleIp"]) == hidden
+    assert client.get(f"/workers/{worker.wallet}").json["enrolled"] is True
     replacement = worker.another_machine()
     assert replacement.enroll(client).status_code == 200
-    assert client.get(f"/workers/{worker.wallet}").json["publicKey"] == replacement.public_key
+    assert details(operator, worker.wallet)[0] == replacement.public_key
 
 
 def test_a_worker_without_a_key_shows_none(make_app, dbconn):
@@ -133,7 +147,7 @@ def test_a_new_worker_shows_no_facts_no_credits_and_an_unknown_status(client):
     assert (shown["status"], shown["lastPing"]) == ("UNKNOWN", None)
 
 
-def test_a_worker_shows_its_machine_credits_and_live_status(client, history):
+def test_a_worker_shows_its_machine_credits_and_live_status(client, operator, history):
     worker = FakeWorker()
     worker.enroll(client)
     history.known(worker.wallet)
@@ -141,7 +155,7 @@ def test_a_worker_shows_its_machine_credits_and_live_status(client, history):
     worker.beat(client, start, system=machine(), tailscaleIp="100.64.1.2")
     worker.beat(client, start + timedelta(minutes=5), system=machine(), tailscaleIp="100.64.1.2")
 
-    shown = client.get(f"/workers/{worker.wallet}").json
+    shown = operator.get(f"/workers/{worker.wallet}").json
     expected = {
         "tailscaleIp": "100.64.1.2",
         "cpuCores": 4,
@@ -152,7 +166,7 @@ def test_a_worker_shows_its_machine_credits_and_live_status(client, history):
     }
     assert {key: shown[key] for key in expected} == expected
     assert shown["lastPing"] == shown["lastSeen"]
-    [listed] = client.get("/workers").json["items"]
+    [listed] = operator.get("/workers").json["items"]
     assert {key: listed[key] for key in expected} == expected
 
 
@@ -211,6 +225,45 @@ def test_a_heartbeat_without_machine_facts_is_a_point_without_them(client, histo
     ]
     # The original flat 100 per 300 s: 3 minutes earn 60.
     assert [p["creditsEarned"] for p in points] == [0, 60]
+
+
+def test_metrics_past_the_limit_are_thinned_evenly_keeping_the_newest(client, dbconn):
+    wallet = Worker.create(wallet_address=new_wallet()).wallet_address
+    now = utcnow().replace(microsecond=0)
+    # Ten points, five minutes apart, the newest 5 minutes ago; and one older than the hour.
+    at = [now - timedelta(minutes=5 * (10 - i)) for i in range(10)]
+    for ts in [now - timedelta(minutes=70), *at]:
+        WorkerMetric.create(worker=wallet, timestamp=ts, container_count=1, credits_millis=0)
+    stamps = [format_timestamp(ts) for ts in at]
+
+    whole = metrics(client, wallet).json
+    assert ([p["timestamp"] for p in whole["points"]], whole["total"]) == (stamps, 10)
+    # Three of ten: every fourth from the newest, oldest first, across the whole hour.
+    cut = metrics(client, wallet, limit=3).json
+    assert [p["timestamp"] for p in cut["points"]] == [stamps[1], stamps[5], stamps[9]]
+    assert cut["total"] == 10
+    assert [p["timestamp"] for p in metrics(client, wallet, limit=5).json["points"]] == stamps[1::2]
+    assert [p["timestamp"] for p in metrics(client, wallet, limit=1).json["points"]] == stamps[9:]
+
+    # The dialect's plain array holds the same points and counts them in a header that a
+    # browser on another origin may read.
+    dialect = client.get(f"/api/v1/workers/{wallet}/metrics", query_string={"limit": 3})
+    assert [p["timestamp"] for p in dialect.json] == [stamps[1], stamps[5], stamps[9]]
+    assert dialect.headers["X-Total-Count"] == "10"
+    assert "X-Total-Count" in dialect.headers["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.parametrize("limit", ["0", "2001", "x"])
+def test_metrics_beyond_the_maximum_of_points_is_a_bad_request(client, dbconn, limit):
+    known = Worker.create(wallet_address=new_wallet()).wallet_address
+    for path in (
+        f"/workers/{known}",
+        f"/api/v1/workers/{known}",
+        f"/api/v1/workers/{new_wallet()}",
+    ):
+        response = client.get(f"{path}/metrics", query_string={"limit": limit})
+        assert response.status_code == 400, path
+        assert "query parameter limit must be" in response.json["error"]
 
 
 @pytest.mark.parametrize("hours", ["0", "169", "-1", "1.5", "x", ""])
@@ -293,6 +346,23 @@ def test_the_dialects_worker_array_pages_by_wallet_too(client, fleet):
     assert wallets_listed(client, "/api/v1/workers", limit=2, after=fleet[1])[0] == fleet[2:4]
     assert wallets_listed(client, "/api/v1/workers", limit=2, offset=1)[0] == fleet[1:3]
     assert wallets_listed(client, "/api/v1/workers")[0] == fleet
+
+
+def test_the_dialects_worker_array_says_in_headers_what_it_left_out(client, fleet):
+    by_offset = client.get("/api/v1/workers", query_string={"limit": 2, "offset": 1})
+    assert by_offset.headers["X-Total-Count"] == "5"
+    assert by_offset.headers["Link"] == '</api/v1/workers?limit=2&offset=3>; rel="next"'
+    last = client.get("/api/v1/workers", query_string={"limit": 2, "offset": 3})
+    assert (last.headers["X-Total-Count"], last.headers.get("Link")) == ("5", None)
+    # Paged by wallet: not counted (that would read the fleet), but where to go on.
+    by_wallet = client.get("/api/v1/workers", query_string={"limit": 2, "after": fleet[0]})
+    assert "X-Total-Count" not in by_wallet.headers
+    assert by_wallet.headers["Link"] == f'</api/v1/workers?limit=2&after={fleet[2]}>; rel="next"'
+    end = client.get("/api/v1/workers", query_string={"limit": 2, "after": fleet[2]})
+    assert [w["walletAddress"] for w in end.json] == fleet[3:] and "Link" not in end.headers
+    too_many = client.get("/api/v1/workers", query_string={"limit": 1001})
+    assert too_many.status_code == 400
+    assert too_many.json["error"] == "query parameter limit must be from 1 to 1000"
 
 
 US = timedelta(microseconds=1)

@@ -3,6 +3,7 @@ the sandboxed unit starts gunicorn, migrates at start, reads the API token from 
 environment file, keeps its SQLite database in its own state directory, and (installed from
 the wheel, not a checkout) still serves the install script."""
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tests.polling import wait_for
 pytestmark = pytest.mark.nspawn
 
 UNIT = Path(__file__).parents[2] / "systemd" / "tassium-collector.service"
+LOCK = Path(__file__).parents[2] / "packaging" / "agent-requirements.txt"
 API_TOKEN = "operator-token-0123456789"
 
 
@@ -97,6 +99,10 @@ def test_the_collector_unit_serves_migrated_with_its_token(operator_machine):
     assert script.status_code == 200, script.text
     assert script.text.startswith("#!/bin/sh\n")
     assert machine.path("/opt/tassium-collector/share/tassium/packaging/setup.sh").is_file()
+    # So does the lock of the agent's dependencies, which the script pins by its sha256.
+    lock = httpx.get(f"{url}/packages/agent-requirements.txt", timeout=5)
+    assert (lock.status_code, lock.content) == (200, LOCK.read_bytes())
+    assert f"\nLOCK_SHA256={hashlib.sha256(lock.content).hexdigest()}\n" in script.text
 
     # DynamicUser keeps the state under /var/lib/private; the database is there, not in /.
     assert machine.path("/var/lib/private/tassium-collector/tassium-collector.db").is_file()

@@ -2,7 +2,8 @@
 ``curl -s '…/api/setup?wallet=G…' | sh`` typed by the owner's own account with sudo, installs
 the agent from a collector on the host; systemd keeps it running (the watchdog restarts a
 hung agent), the same script run as root upgrades it with the same key, and --uninstall
-leaves nothing behind."""
+leaves nothing behind. What it installs is what the collector pinned: a wheel changed on the
+way is refused before anything on the machine changes."""
 
 import json
 import shlex
@@ -18,6 +19,8 @@ from collector import wheel
 from collector.models import EnrollmentChallenge
 from protocol.times import utcnow
 from tests.factories import FakeWorker, Wallet, connected
+from tests.packaging import files_server
+from tests.packaging.test_agent_lock import LOCK, pins
 from tests.polling import wait_for
 
 # One collector backend is enough here: the routes themselves are tested on both.
@@ -180,6 +183,15 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     assert f"{owner.collector_url}/enroll/" in installed.stdout
     assert f"enrolled {owner.wallet} with key SHA256:" in installed.stdout
     assert "==> Installing python3-venv docker.io" in installed.stdout
+    # The agent's dependencies are the lock's, each checked by pip against its hashes.
+    assert (
+        "==> Installing what the agent needs, each as pinned by its hash in"
+        " agent-requirements.txt" in installed.stdout
+    )
+    frozen = machine.run("/opt/tassium-agent/bin/pip freeze --all").stdout.splitlines()
+    assert {str(pin.requirement).partition(";")[0] for pin in pins(LOCK.read_text())} <= {
+        line.lower() for line in frozen
+    }
     assert f"==> Done: this worker sends heartbeats for {owner.wallet}" in installed.stdout
     config = machine.path("/etc/tassium/agent.yaml").read_text()
     assert config.endswith(f'wallet: "{owner.wallet}"\nwallet_format: "stellar"\n')
@@ -258,7 +270,7 @@ def test_install_run_restart_upgrade_uninstall(machine, owner):
     built = wheel.current()
     machine.path(f"/root/{built.filename}").write_bytes(built.content)
     sourced = owner.setup("--package", f"/root/{built.filename}[agent]")
-    assert f"==> Installing /root/{built.filename}[agent]" in sourced.stdout
+    assert f"==> Installing /root/{built.filename}[agent] (not pinned:" in sourced.stdout
     assert "Downloading" not in sourced.stdout
     assert owner.service("ActiveState") == "active"
     wait_for(
@@ -299,7 +311,35 @@ def assert_gone(machine, *, keep_key: bool) -> None:
         assert not machine.path("/var/lib/tassium-agent").exists()
 
 
-def test_an_unsupported_system_is_refused_before_anything_changes(machine, owner):
+def assert_untouched(machine) -> None:
+    """Nothing of the agent is on the machine, nor anything the script would install first."""
+    assert machine.run("id tassium", check=False).returncode != 0
+    for path in ("/opt/tassium-agent", "/etc/tassium", "/etc/systemd/system/tassium-agent.service"):
+        assert not machine.path(path).exists(), path
+    venv = machine.run("dpkg-query -W -f='${Status}' python3-venv", check=False).stdout
+    assert "install ok installed" not in venv
+    # Nor the download, in the machine's own /tmp.
+    assert machine.run("find /tmp -mindepth 1 -maxdepth 1 -name 'tmp.*'").stdout == ""
+
+
+def test_a_changed_wheel_or_an_unsupported_system_is_refused_before_anything_changes(
+    machine, owner
+):
+    # One machine for both: booting is most of what each costs.
+    # A proxy between the worker and the collector changes one byte of the wheel on the way.
+    built = wheel.current()
+    proxy = files_server.tampering_proxy(owner.collector_url, changed=".whl")
+    with files_server.serving(proxy) as url:
+        line = f"curl -fsSL '{url}/setup.sh?wallet={owner.wallet}' | bash"
+        changed = machine.run(line, check=False)
+    assert changed.returncode == 1
+    assert changed.stderr.splitlines()[-1] == (
+        f"tassium setup: error: the agent wheel from {url}/packages/{built.filename} does not"
+        f" match the collector's sha256 {built.sha256}: it was changed on the way; nothing was"
+        " installed"
+    )
+    assert_untouched(machine)
+
     machine.run("rm -f /etc/os-release")  # a symlink into /usr/lib on Debian
     machine.path("/etc/os-release").write_text('NAME="Fedora Linux"\nID=fedora\n')
     refused = machine.run(
@@ -307,6 +347,4 @@ def test_an_unsupported_system_is_refused_before_anything_changes(machine, owner
     )
     assert refused.returncode == 1
     assert "only Debian and Ubuntu are supported, this is 'fedora'" in refused.stderr
-    assert machine.run("id tassium", check=False).returncode != 0
-    assert not machine.path("/opt/tassium-agent").exists()
-    assert not machine.path("/etc/tassium").exists()
+    assert_untouched(machine)

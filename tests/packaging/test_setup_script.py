@@ -2,6 +2,7 @@
 anything happens, and refusals are clear. Installing for real is in test_install_under_systemd."""
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -9,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from collector import wheel
 from collector.api import ApiError
 from collector.config import RULES
 from collector.enrollment import validate_token
 from collector.setup import SCRIPT_PATTERNS, render
 from protocol.wallets import InvalidWallet, normalize_wallet
+from tests.packaging import files_server
 from tests.packaging.installer import installer
 from tests.protocol.pattern_cases import CASES, INJECTIONS
 
@@ -257,3 +260,272 @@ def test_the_script_and_the_collector_agree_on_every_value(tmp_path):
 
 def test_an_empty_token_or_package_is_one_not_given(tmp_path):
     assert script_accepts([("TOKEN", ""), ("PACKAGE", "")], tmp_path) == [True, True]
+
+
+# --- what is installed is what the collector pinned -----------------------------------------
+
+SHA256_VALUES = {
+    "0" * 64: True,
+    "0123456789abcdef" * 4: True,
+    "0" * 63: False,
+    "0" * 65: False,
+    "0123456789ABCDEF" * 4: False,
+    "g" + "0" * 63: False,
+    "0" * 64 + "\n": False,
+    " " + "0" * 64: False,
+    "$(touch MARKER)": False,
+}
+
+
+def test_the_script_and_the_collector_agree_on_every_sha256(tmp_path):
+    pairs = [(name, value) for name in ("WHEEL_SHA256", "LOCK_SHA256") for value in SHA256_VALUES]
+    assert script_accepts(pairs, tmp_path) == [SHA256_VALUES[value] for _, value in pairs]
+    python = [re.fullmatch(SCRIPT_PATTERNS["SHA256_RE"], value) is not None for _, value in pairs]
+    assert python == [SHA256_VALUES[value] for _, value in pairs]
+    assert not (tmp_path / "MARKER").exists()
+
+
+# Each command of the installer that changes a machine, asks dpkg about it or downloads
+# stands in as a stub that records its call; the installer runs with no other program than
+# these and TOOLS.
+STUBS = (
+    "apt-get",
+    "curl",
+    "dpkg-query",
+    "getent",
+    "groupadd",
+    "id",
+    "install",
+    "journalctl",
+    "python3",
+    "runuser",
+    "systemctl",
+    "useradd",
+    "usermod",
+)
+TOOLS = ("bash", "cat", "cmp", "grep", "mktemp", "rm", "seq", "sha256sum")
+# Asks, or downloads into TMPDIR: all a refused install may have run.
+HARMLESS = {"dpkg-query", "getent", "id", "curl"}
+RECORD = """#!/bin/sh
+{{ printf '%s' "${{0##*/}}"; printf ' %s' "$@"; echo; }} >>{calls}
+"""
+# dpkg has everything installed; curl is the real one; `python3 -m venv DIR` makes DIR/bin/pip,
+# a stub that keeps a copy of each file it is given to install.
+DPKG_QUERY = RECORD + "printf 'install ok installed'\n"
+CURL = RECORD + 'exec {curl} "$@"\n'
+PYTHON3 = (
+    RECORD
+    + """[ "$1 $2" = "-m venv" ] || exit 0
+{mkdir} -p "$3/bin"
+{cp} {pip} "$3/bin/pip"
+"""
+)
+PIP = (
+    RECORD
+    + """for argument; do
+    [ ! -f "$argument" ] || {cp} "$argument" {given}/
+done
+"""
+)
+
+
+class Worker:
+    """A served script's installer run whole (main, not only its checks) as root on a machine
+    where every command that would change it is a stub, and its paths are under ``root``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.calls = root / "calls"
+        self.given = root / "given-to-pip"  # what pip was handed, as it was then
+        self.tmp = root / "tmp"
+        bin_dir = root / "bin"
+        for directory in (self.given, self.tmp, bin_dir):
+            directory.mkdir()
+        self.calls.touch()
+        real = {name: shutil.which(name) for name in (*TOOLS, "mkdir", "cp", "curl")}
+        assert all(real.values()), real
+        for tool in TOOLS:
+            (bin_dir / tool).symlink_to(real[tool])
+        names = {"calls": self.calls, "given": self.given, "mkdir": real["mkdir"]}
+        names |= {"cp": real["cp"], "curl": real["curl"], "pip": root / "pip"}
+        scripts = {"dpkg-query": DPKG_QUERY, "curl": CURL, "python3": PYTHON3}
+        for name in STUBS:
+            self._write(bin_dir / name, scripts.get(name, RECORD).format(**names))
+        self._write(root / "pip", PIP.format(**names))
+        self.path = str(bin_dir)
+        self.own = {p.name for p in root.iterdir()}
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        path.write_text(text)
+        path.chmod(0o755)
+
+    def install(self, script: str, *options: str) -> subprocess.CompletedProcess:
+        paths = {
+            "PREFIX": "opt/tassium-agent",
+            "CONFIG_DIR": "etc/tassium",
+            "CONFIG": "etc/tassium/agent.yaml",
+            "STATE_DIR": "var/lib/tassium-agent",
+            "KEY": "var/lib/tassium-agent/agent.key",
+            "UNIT_DIR": "etc/systemd/system",
+            "UNIT": "etc/systemd/system/tassium-agent.service",
+        }
+        functions = installer(script).removesuffix('main "$@"\n')
+        assert functions != installer(script)
+        driver = "".join(f"{name}={shlex.quote(str(self.root / p))}\n" for name, p in paths.items())
+        # Which system this is, and whether it runs systemd, are the machine test's to check.
+        driver += "check_system() { :; }\n" + 'main "$@"\n'
+        return subprocess.run(
+            ["bash", "-c", functions + driver, "setup.sh", "", *options],
+            cwd=self.root,
+            env={"PATH": self.path, "TMPDIR": str(self.tmp), "LANG": "C.UTF-8"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def commands(self) -> list[str]:
+        return self.calls.read_text().splitlines()
+
+    def changes(self) -> dict[str, list[str]]:
+        """What the run changed, or left behind: every command but the harmless ones, anything
+        left in TMPDIR, any path made under the worker's root."""
+        return {
+            "commands": [c for c in self.commands() if c.split()[0] not in HARMLESS],
+            "left in TMPDIR": [p.name for p in self.tmp.iterdir()],
+            "made": sorted({p.name for p in self.root.iterdir()} - self.own),
+        }
+
+
+NOTHING = {"commands": [], "left in TMPDIR": [], "made": []}
+
+
+@pytest.fixture
+def worker(tmp_path) -> Worker:
+    root = tmp_path / "worker"
+    root.mkdir()
+    return Worker(root)
+
+
+@pytest.fixture
+def genuine(make_app) -> dict[str, bytes]:
+    """What the collector serves at /packages, by path."""
+    built, lock = wheel.current(), wheel.lock()
+    return {f"/packages/{p.filename}": p.content for p in (built, lock)}
+
+
+def script_from(make_app, url: str, **settings) -> str:
+    """The collector's script for a worker whose collector is at ``url`` (its public_url)."""
+    client = make_app(public_url=url, **settings).test_client()
+    response = client.get(f"/setup.sh?wallet={WALLET}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_data(as_text=True)
+
+
+def test_a_wheel_changed_on_the_way_is_refused_and_nothing_changes(make_app, worker, genuine):
+    built = wheel.current()
+    path = f"/packages/{built.filename}"
+    served = genuine | {path: files_server.one_byte_changed(genuine[path])}
+    with files_server.serving(files_server.files(served)) as url:
+        result = worker.install(script_from(make_app, url), "--no-docker")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"tassium setup: error: the agent wheel from {url}{path} does not match the collector's"
+        f" sha256 {built.sha256}: it was changed on the way; nothing was installed\n"
+    )
+    assert result.stdout.endswith(f"==> Downloading {built.filename} from the collector\n")
+    assert worker.changes() == NOTHING
+
+
+def test_a_lock_changed_on_the_way_is_refused_and_nothing_changes(make_app, worker, genuine):
+    lock = wheel.lock()
+    path = "/packages/agent-requirements.txt"
+    served = genuine | {path: files_server.one_byte_changed(genuine[path])}
+    with files_server.serving(files_server.files(served)) as url:
+        result = worker.install(script_from(make_app, url), "--no-docker")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"tassium setup: error: the agent's requirements lock from {url}{path} does not match"
+        f" the collector's sha256 {lock.sha256}: it was changed on the way; nothing was"
+        " installed\n"
+    )
+    assert worker.changes() == NOTHING
+
+
+def test_a_download_that_fails_stops_the_install_before_anything_changes(make_app, worker, genuine):
+    served = {path: data for path, data in genuine.items() if path.endswith(".whl")}
+    with files_server.serving(files_server.files(served)) as url:
+        result = worker.install(script_from(make_app, url), "--no-docker")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "curl: (22) The requested URL returned error: 404\n"
+        "tassium setup: error: could not download the agent's requirements lock from"
+        f" {url}/packages/agent-requirements.txt (curl says why above); nothing was installed\n"
+    )
+    assert worker.changes() == NOTHING
+
+
+def test_the_checked_files_are_what_pip_installs_after_the_lock_and_its_hashes(
+    make_app, worker, genuine
+):
+    # The control of the refusals above: with the genuine files, the same run goes on and
+    # changes the machine (in its stubs) once both are downloaded and checked.
+    built = wheel.current()
+    with files_server.serving(files_server.files(genuine)) as url:
+        result = worker.install(script_from(make_app, url), "--no-docker")
+    assert (result.returncode, result.stderr) == (0, "")
+    ran = [line.split()[0] for line in worker.commands()]
+    assert ran.count("curl") == 2
+    last_download = len(ran) - ran[::-1].index("curl")
+    assert set(ran[:last_download]) <= HARMLESS
+    assert {"getent", "usermod", "install", "python3", "pip", "systemctl"} <= set(ran)
+    pip = [line.split()[1:] for line in worker.commands() if line.startswith("pip ")]
+    install = ["install", "--quiet", "--disable-pip-version-check"]
+    download = [arg for args in pip for arg in args if arg.startswith(str(worker.tmp))]
+    assert len(download) == 2, pip
+    lock, wheel_file = download
+    assert pip == [
+        [*install, "--require-hashes", "--only-binary=:all:", "--requirement", lock],
+        [*install, "--force-reinstall", "--no-deps", wheel_file],
+    ]
+    assert (worker.given / "agent-requirements.txt").read_bytes() == wheel.lock().content
+    assert (worker.given / built.filename).read_bytes() == built.content
+    # The downloads are gone once installed.
+    assert not any(worker.tmp.iterdir())
+
+
+def test_an_operators_agent_package_is_said_to_be_unpinned(make_app, worker):
+    package = "tassium[agent]==0.1.0"
+    with files_server.serving(files_server.files({})) as url:
+        result = worker.install(script_from(make_app, url, agent_package=package), "--no-docker")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "Downloading" not in result.stdout
+    assert (
+        f"==> Installing {package} (not pinned: pip installs whatever its index serves for it)"
+        in result.stdout.splitlines()
+    )
+    pip = [line for line in worker.commands() if line.startswith("pip ")]
+    assert pip == [f"pip install --quiet --disable-pip-version-check --upgrade {package}"]
+
+
+def test_a_wheel_without_its_hashes_is_refused(tmp_path):
+    script = render(
+        SCRIPT.read_text(),
+        {
+            "COLLECTOR_URL": "https://collector.example",
+            "WALLET": WALLET,
+            "WHEEL_URL": "https://collector.example/packages/tassium-0.1.0-py3-none-any.whl",
+        },
+    )
+    functions = installer(script).removesuffix('main "$@"\n')
+    result = subprocess.run(
+        ["bash", "-c", functions + "validate_options\n"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "the collector's wheel comes with its sha256" in result.stderr
