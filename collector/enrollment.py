@@ -143,12 +143,6 @@ def create_challenge(
     )
 
 
-def challenge_state(challenge: EnrollmentChallenge, now: datetime) -> str:
-    if challenge.used_at is not None:
-        return "used"
-    return "expired" if challenge.expires_at <= now else "pending"
-
-
 def find_challenge(nonce: str) -> EnrollmentChallenge:
     if not _CHALLENGE_ID.fullmatch(nonce):
         raise ApiError(400, "a challenge id is 43 characters of letters, digits, - and _")
@@ -166,7 +160,7 @@ def challenge_json(challenge: EnrollmentChallenge, now: datetime) -> dict:
         "publicKey": challenge.public_key,
         "message": challenge.message,
         "expiresAt": format_timestamp(challenge.expires_at),
-        "status": challenge_state(challenge, now),
+        "status": challenge.state(now),
         "signUrl": f"{public_url()}/enroll/{challenge.id}",
     }
 
@@ -177,16 +171,6 @@ def _token_only() -> ApiError:
 
 def _spent(challenge: EnrollmentChallenge) -> ApiError:
     return ApiError(409, f"challenge {challenge.id} was used or has expired: ask again")
-
-
-def _consume_challenge(challenge: EnrollmentChallenge, now: datetime) -> bool:
-    # As a token: of two requests racing with one signed challenge, only one changes the row.
-    changed = EnrollmentChallenge.update(used_at=now).where(
-        (EnrollmentChallenge.id == challenge.id)
-        & EnrollmentChallenge.used_at.is_null()
-        & (EnrollmentChallenge.expires_at > now)
-    )
-    return changed.execute() == 1
 
 
 def prune_challenges(now: datetime) -> int:
@@ -232,7 +216,7 @@ def enroll(
         elif challenge is not None:
             if policy == "token":
                 raise _token_only()
-            if not _consume_challenge(challenge, now):
+            if not challenge.consume(now):
                 raise _spent(challenge)
         else:
             raise ApiError(
@@ -306,7 +290,7 @@ def sign_challenge_route(nonce: str):
     signature = accept_fields(json_object(), {"signature"}, required={"signature"})["signature"]
     challenge = find_challenge(nonce)
     now = utcnow()
-    if challenge_state(challenge, now) != "pending":
+    if challenge.state(now) != "pending":
         raise _spent(challenge)  # before the signature is checked: no signature can help
     config = settings()
     try:

@@ -1,5 +1,8 @@
 """The tables, as Peewee models. Their shape is fixed by ``migrations.py``; behaviour lives
-in the feature modules that use them (deployments, payments, workers, windows)."""
+in the feature modules that use them (deployments, payments, workers, windows), except what
+concerns one row alone (a challenge's state and its single use)."""
+
+from datetime import datetime
 
 from peewee import (
     AutoField,
@@ -273,30 +276,48 @@ class SweeperLease(BaseModel):
         table_name = "sweeper_lease"
 
 
-class EnrollmentChallenge(BaseModel):
-    """A one-time message that the wallet signs to enroll an agent key (collector/enrollment.py)."""
+class OneTimeChallenge(BaseModel):
+    """A one-time message that a wallet signs (to enroll a key, to sign in): good once,
+    until it expires. Its subclasses are tables; this is none."""
 
-    id = CharField(primary_key=True, max_length=64)
     wallet_address = CharField(max_length=WALLET_LENGTH)
-    public_key = TextField()
     message = TextField()
     created_at = UTCDateTimeField()
     expires_at = UTCDateTimeField()
     used_at = UTCDateTimeField(null=True)
+
+    def state(self, now: datetime) -> str:
+        if self.used_at is not None:
+            return "used"
+        return "expired" if self.expires_at <= now else "pending"
+
+    def consume(self, now: datetime) -> bool:
+        """Mark it used, if nobody did and it has not expired. The conditional update is the
+        single-use guarantee: of two requests racing with one signature, only one sees the
+        row change."""
+        model = type(self)
+        changed = model.update(used_at=now).where(
+            (model._meta.primary_key == self.get_id())
+            & model.used_at.is_null()
+            & (model.expires_at > now)
+        )
+        return changed.execute() == 1
+
+
+class EnrollmentChallenge(OneTimeChallenge):
+    """Signed to enroll an agent key for the wallet (collector/enrollment.py)."""
+
+    id = CharField(primary_key=True, max_length=64)
+    public_key = TextField()
 
     class Meta:
         table_name = "enrollment_challenges"
 
 
-class SignInChallenge(BaseModel):
-    """A one-time sign-in message that a wallet signs to open a session (collector/sign_in.py)."""
+class SignInChallenge(OneTimeChallenge):
+    """Signed to open a session for the wallet (collector/sign_in.py)."""
 
     nonce = CharField(primary_key=True, max_length=64)
-    wallet_address = CharField(max_length=WALLET_LENGTH)
-    message = TextField()
-    created_at = UTCDateTimeField()
-    expires_at = UTCDateTimeField()
-    used_at = UTCDateTimeField(null=True)
 
     class Meta:
         table_name = "sign_in_challenges"

@@ -101,22 +101,13 @@ def _issued_challenge(message: str) -> SignInChallenge:
     return challenge
 
 
-def _consume(challenge: SignInChallenge, now: datetime) -> bool:
-    # Of two requests racing with one signed message, only one sees the row change.
-    changed = SignInChallenge.update(used_at=now).where(
-        (SignInChallenge.nonce == challenge.nonce)
-        & SignInChallenge.used_at.is_null()
-        & (SignInChallenge.expires_at > now)
-    )
-    return changed.execute() == 1
-
-
 def sign_in(message: str, signature: object, now: datetime) -> tuple[str, WalletSession]:
     """Open a session for the wallet that signed ``message``: the new token, and its row."""
     challenge = _issued_challenge(message)
-    if challenge.used_at is not None:
+    state = challenge.state(now)
+    if state == "used":
         raise ApiError(401, "this sign-in message was used already: ask for a new one")
-    if challenge.expires_at <= now:
+    if state == "expired":
         raise ApiError(401, "this sign-in message has expired: ask for a new one")
     try:
         verify_wallet_signature(
@@ -124,7 +115,7 @@ def sign_in(message: str, signature: object, now: datetime) -> tuple[str, Wallet
         )
     except ProtocolError as exc:
         raise ApiError(401, str(exc)) from None
-    if not _consume(challenge, now):
+    if not challenge.consume(now):
         raise ApiError(401, "this sign-in message was used already: ask for a new one")
     token = SESSION_PREFIX + secrets.token_urlsafe(32)
     session = WalletSession.create(
