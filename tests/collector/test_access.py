@@ -12,6 +12,7 @@ import httpx
 import pytest
 import yaml
 
+from collector.models import SignInChallenge, WalletSession
 from protocol.times import parse_timestamp, utcnow
 from tests.conftest import OPERATOR_TOKEN, free_port, launch_collector
 from tests.factories import Wallet, bearer, deployment, new_wallet
@@ -156,10 +157,11 @@ def test_a_made_up_token_is_refused_with_401(stage, token):
 # --- what each may do -------------------------------------------------------------------------
 
 
-def test_owners_write_their_own_deployments_and_the_operator_any(serve_collector):
-    served = serve_collector()
+@pytest.mark.parametrize("wallet_format", ["evm", "stellar"])
+def test_owners_write_their_own_deployments_and_the_operator_any(serve_collector, wallet_format):
+    served = serve_collector(wallet_format=wallet_format)
     http = httpx.Client(base_url=served.url, timeout=10)
-    owner, other = Wallet(), Wallet()
+    owner, other = Wallet(wallet_format), Wallet(wallet_format)
     mine, theirs = bearer(owner.sign_in(http)), bearer(other.sign_in(http))
     body = deployment(name="mine", creator=owner.address)
     assert http.post("/deployments", json=body, headers=mine).status_code == 201
@@ -223,3 +225,32 @@ def test_a_session_lasts_session_ttl(serve_collector):
         token = Wallet().sign_in(http)
         expires = http.get("/auth/session", headers=bearer(token)).json()["expiresAt"]
     assert parse_timestamp(expires) - utcnow() <= timedelta(seconds=60)
+
+
+def test_an_expired_replayed_or_foreign_sign_in_opens_no_session(serve_collector, dbconn):
+    served = serve_collector()
+    http = httpx.Client(base_url=served.url, timeout=10)
+    wallet = Wallet()
+
+    def issued() -> str:
+        return http.post("/auth/challenge", json={"wallet": wallet.address}).json()["message"]
+
+    def sign_in(message: str) -> httpx.Response:
+        return http.post(
+            "/auth/session", json={"message": message, "signature": wallet.sign(message)}
+        )
+
+    message = issued()
+    assert sign_in(message).status_code == 201
+    replayed = sign_in(message)
+    assert replayed.status_code == 401 and "used already" in replayed.json()["error"]
+    foreign = sign_in(issued().replace("127.0.0.1:", "tassium.evil.example:", 1))
+    assert foreign.status_code == 401 and "tassium.evil.example" in foreign.json()["error"]
+    late = issued()
+    SignInChallenge.update(expires_at=utcnow() - timedelta(seconds=1)).where(
+        SignInChallenge.used_at.is_null()
+    ).execute()
+    expired = sign_in(late)
+    assert expired.status_code == 401 and "expired" in expired.json()["error"]
+    assert WalletSession.select().count() == 1
+    http.close()
