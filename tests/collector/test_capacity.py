@@ -19,6 +19,7 @@ from collector.windows import apply_heartbeats
 from protocol.heartbeat import Container, Heartbeat, System
 from protocol.times import format_timestamp, utcnow
 from tests.collector.test_windows import GAP, T0, create_worker
+from tests.conftest import OPERATOR_TOKEN
 from tests.factories import FakeWorker, machine
 
 FIVE = timedelta(minutes=5)
@@ -42,10 +43,12 @@ BOUND = formula(128, 1024, 20000, 100)
 
 
 @pytest.fixture
-def config(config) -> CollectorConfig:
+def config(database_url) -> CollectorConfig:
     # Heartbeats stamped up to an hour before now are vouched for (collector/vouching.py):
     # a test sends a worker's half hour of heartbeats at once.
-    return replace(config, max_skew=3600)
+    return CollectorConfig(
+        database_url=database_url, sweep_interval=0, api_token=OPERATOR_TOKEN, max_skew=3600
+    )
 
 
 def enrolled(client) -> FakeWorker:
