@@ -16,6 +16,11 @@ from protocol.heartbeat import encode_public_key
 
 log = logging.getLogger("agent")
 
+# The top-level modules of the agent extra's libraries (pyproject.toml) and of theirs.
+AGENT_LIBRARIES = frozenset(
+    {"docker", "requests", "urllib3", "apscheduler", "tzlocal", "httpx", "httpcore", "h2", "h11",
+     "certifi", "idna", "anyio", "yaml", "Crypto"}
+)  # fmt: skip
 _PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
@@ -227,3 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"tassium-agent: {paths + ': ' if paths else ''}{exc.strerror or exc}")
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C on once or status: the owner knows, no traceback needed
+    except ModuleNotFoundError as exc:
+        # An install without the agent's libraries (a bare `pip install tassium`) is the
+        # owner's to fix; a module of the agent itself missing is a bug, with its traceback.
+        package = (exc.name or "").partition(".")[0]
+        if package not in AGENT_LIBRARIES:
+            raise
+        sys.exit(
+            f"tassium-agent: the Python package {package!r} is missing: the agent needs its "
+            "libraries, pip install 'tassium[agent]' (the install script does)"
+        )

@@ -15,6 +15,14 @@ from protocol.settings import Rule, SettingsError, read_settings
 from protocol.wallets import WALLET_FORMATS, normalize_wallet
 
 DEFAULT_CONFIG_PATH = Path("/etc/tassium/agent.yaml")
+# Where the docker CLI finds the engine, and so the agent when docker_host is not set.
+DOCKER_VARIABLES = (
+    "DOCKER_HOST",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+)
 DEFAULT_STATE_DIR = Path("/var/lib/tassium-agent")
 
 
@@ -35,8 +43,8 @@ RULES = {
     "spool_max": Rule(int, lambda v: 1 <= v <= 1_000_000, "from 1 to 1000000"),
     "docker_host": Rule(
         str,
-        lambda v: v.startswith(("unix://", "tcp://", "http://", "https://")),
-        "a unix:// or tcp:// address",
+        lambda v: v.startswith(("unix://", "tcp://", "http://", "https://", "ssh://")),
+        "a unix://, tcp://, http(s):// or ssh:// address",
     ),
     "docker_timeout": Rule(float, lambda v: 0 < v <= 300, "seconds, above 0"),
     "connect_timeout": Rule(float, lambda v: 0 < v <= 300, "seconds, above 0"),
@@ -47,7 +55,68 @@ RULES = {
     "retry_base": Rule(float, lambda v: 0 < v <= 3600, "seconds, above 0"),
     "retry_max": Rule(float, lambda v: 0 < v <= 24 * 3600, "seconds, above 0"),
     "log_level": Rule(str, ("DEBUG", "INFO", "WARNING", "ERROR")),
+    "ca_bundle": Rule(str, os.path.isabs, "an absolute path"),
 }
+
+
+@dataclass(frozen=True)
+class Proxies:
+    """The proxy variables as curl, urllib and httpx read them (lower case first), captured
+    once; agent/sender.py picks the one for the collector and applies no_proxy."""
+
+    http: str | None = None
+    https: str | None = None
+    all: str | None = None
+    no: str | None = None
+
+    def __repr__(self) -> str:
+        # A proxy URL may hold the owner's proxy password: never printed or logged.
+        shown = {
+            name: _without_password(value)
+            for name in ("http", "https", "all", "no")
+            if (value := getattr(self, name))
+        }
+        return f"Proxies({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+def _without_password(url: str) -> str:
+    userinfo, at, host = url.rpartition("@")
+    if not at or ":" not in userinfo.rpartition("//")[2]:
+        return url
+    return f"{userinfo.rpartition(':')[0]}:***@{host}"
+
+
+def _proxies(environ: Mapping[str, str], problems: list[str]) -> Proxies:
+    found = {}
+    for scheme in ("http", "https", "all", "no"):
+        name = f"{scheme}_proxy"
+        # Empty counts as unset, as curl reads it.
+        value = environ.get(name) or environ.get(name.upper()) or None
+        proxy_scheme = urlsplit(value).scheme if value and "://" in value else "http"
+        if scheme != "no" and proxy_scheme not in ("http", "https"):
+            problems.append(
+                f"{name.upper()}: must be an http:// or https:// proxy, not "
+                f"{_without_password(value)!r} (the agent speaks no SOCKS)"
+            )
+            value = None
+        found[scheme] = value
+    return Proxies(**found)
+
+
+def _check_ca_bundle(path: str) -> str | None:
+    """Why ``path`` cannot be the CA bundle, or None."""
+    try:
+        with open(path, "rb") as file:
+            text = file.read(4 * 1024 * 1024)
+    except FileNotFoundError:
+        return f"{path} does not exist: name the PEM file holding the collector's CA"
+    except IsADirectoryError:
+        return f"{path} is a directory: name one PEM file (certificates may be concatenated)"
+    except OSError as exc:
+        return f"{path} cannot be read: {exc.strerror}"
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        return f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -61,8 +130,11 @@ class AgentConfig:
     key_path: Path = field(default=DEFAULT_STATE_DIR / "agent.key")
     spool_path: Path = field(default=DEFAULT_STATE_DIR / "spool")
     spool_max: int = 2000
-    docker_host: str = "unix:///var/run/docker.sock"
+    # None: where the docker CLI would find the engine, from docker_environment.
+    docker_host: str | None = None
     docker_timeout: float = 10.0
+    # The DOCKER_VARIABLES as load_config found them (name, value), for the Docker SDK.
+    docker_environment: tuple[tuple[str, str], ...] = ()
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     # The whole of one request, answer included: read_timeout bounds only each read.
@@ -74,6 +146,9 @@ class AgentConfig:
     retry_base: float = 10.0
     retry_max: float = 600.0
     log_level: str = "INFO"
+    # The CAs trusted for the collector (and an https:// proxy) instead of the system's.
+    ca_bundle: Path | None = None
+    proxies: Proxies = Proxies()
 
     @property
     def status_path(self) -> Path:
@@ -204,6 +279,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     base, cap = values.get("retry_base", 10.0), values.get("retry_max", 600.0)
     if base > cap and rejected.isdisjoint({"retry_base", "retry_max"}):
         problems.append("retry_base: must not exceed retry_max")
+    if "ca_bundle" in values and (problem := _check_ca_bundle(values["ca_bundle"])):
+        problems.append(f"ca_bundle: {problem}")
+    proxies = _proxies(environ, problems)
     if problems:
         raise ConfigError("invalid agent configuration:\n  " + "\n  ".join(problems))
 
@@ -213,4 +291,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     values["key_path"] = Path(values["key_path"])
     values["spool_path"] = Path(values["spool_path"])
     values["collector_url"] = values["collector_url"].rstrip("/")
-    return AgentConfig(state_dir=state_dir, **values)
+    values["docker_environment"] = tuple(
+        (name, environ[name]) for name in DOCKER_VARIABLES if name in environ
+    )
+    if "ca_bundle" in values:
+        values["ca_bundle"] = Path(values["ca_bundle"])
+    return AgentConfig(state_dir=state_dir, proxies=proxies, **values)

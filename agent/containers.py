@@ -1,6 +1,6 @@
-"""The containers on this worker, read from the Docker engine (agent/engine.py), every call
-bounded by a timeout. Docker failing is DockerUnavailable; a container vanishing mid-listing
-is skipped.
+"""The containers on this worker, read from the Docker engine through the Docker SDK
+(agent/engine.py), every call bounded by a timeout. Docker failing is DockerUnavailable; a
+container vanishing mid-listing is skipped.
 
 Each running container's CPU and memory come from one-shot stats, asked concurrently and
 within a time budget (one call takes about a second, so 100 in a row would take minutes).
@@ -11,28 +11,30 @@ import concurrent.futures
 import logging
 from dataclasses import dataclass, replace
 
-from agent.engine import Engine, EngineError, NotFound
+from agent.engine import POOL_SIZE, Engine, EngineError, NotFound
 from agent.errors import DockerUnavailable, translated
-from protocol.heartbeat import Container
+from protocol.heartbeat import MAX_LISTED, Container
 
 log = logging.getLogger(__name__)
 
 _DOCKER_ERRORS = {EngineError: DockerUnavailable}
 # Stats calls in flight at once: enough for 100 containers in a few seconds, few enough not
-# to load the engine.
-STATS_WORKERS = 16
+# to load the engine; the engine's client keeps a connection for each.
+STATS_WORKERS = POOL_SIZE
 MIB = 2**20
+DEFAULT_TIMEOUT = 10.0  # AgentConfig's docker_timeout
 
 
-def list_containers(docker_host: str, timeout: float) -> list[Container]:
+def list_containers(engine: Engine | str | None, timeout: float | None = None) -> list[Container]:
     """Every container (running or not), as the heartbeat reports it."""
-    return survey(docker_host, timeout).containers
+    return survey(engine, timeout).containers
 
 
 @dataclass(frozen=True)
 class Survey:
-    containers: list[Container]
+    containers: list[Container]  # those a heartbeat lists (protocol.heartbeat.listed)
     docker_root: str | None = None  # where the engine keeps its data, for the storage figures
+    total: int = 0  # every container the engine has
 
 
 @dataclass(frozen=True)
@@ -140,38 +142,63 @@ def _memory_mb(memory: dict) -> float | None:
 
 
 def survey(
-    docker_host: str,
-    timeout: float,
+    engine: Engine | str | None,
+    timeout: float | None = None,
     stats: ContainerStats | None = None,
     stats_budget: float | None = None,
 ) -> Survey:
     """Every container (running or not) as the heartbeat reports it; with ``stats``, the
     running ones' CPU and memory too, and the engine's data root.
 
+    ``engine`` is the agent's Engine, kept from tick to tick; a ``docker_host`` (None: the
+    local socket) with its ``timeout`` instead gets a client for this survey alone, found
+    without the environment.
+
     The stats get ``stats_budget`` seconds (the Docker timeout by default) of their own after
     the listing, whatever the listing took: each call is bounded by that timeout anyway, and a
     slow listing of many containers must not leave their stats no time at all. A take is thus
     a few Docker timeouts at most, within the 4 × timeout + 10 s the watchdog allows it."""
-    client = Engine(docker_host, timeout)
+    if isinstance(engine, Engine):
+        return _survey(engine, stats, stats_budget)
+    client = Engine(engine, DEFAULT_TIMEOUT if timeout is None else timeout)
+    try:
+        return _survey(client, stats, stats_budget)
+    finally:
+        client.close()
+
+
+def _survey(client: Engine, stats: ContainerStats | None, stats_budget: float | None) -> Survey:
     with translated(_DOCKER_ERRORS, "docker"):
+        summaries = client.containers()
+        # Only those a heartbeat can list are inspected and measured, in its order: a
+        # machine running thousands would otherwise take minutes a tick.
+        summaries.sort(key=_listing_order)
         result = []
-        for summary in client.containers():
+        for summary in summaries:
+            if len(result) == MAX_LISTED:
+                break
             container = _describe(client, summary)
             if container is not None:
                 result.append(container)
     result.sort(key=lambda c: c.containerName)
     if stats is None:
-        return Survey(result)
+        return Survey(result, total=len(summaries))
     root = _data_root(client)
     running = [c.id for c in result if c.state == "running" and c.id]
-    figures = stats.measure(client, running, stats_budget or timeout)
+    figures = stats.measure(client, running, stats_budget or client.timeout)
     measured = [
         replace(c, cpuPercent=figures[c.id][0], memUsageMb=figures[c.id][1])
         if c.id in figures
         else c
         for c in result
     ]
-    return Survey(measured, root)
+    return Survey(measured, root, len(summaries))
+
+
+def _listing_order(summary: dict) -> tuple:
+    # As protocol.heartbeat.listed orders containers, from what the listing already says.
+    names = summary.get("Names") or [""]
+    return (summary.get("State") != "running", names[0].lstrip("/"), summary.get("Id", ""))
 
 
 def _describe(client: Engine, summary: dict) -> Container | None:

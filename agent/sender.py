@@ -1,28 +1,38 @@
 """Delivering heartbeats to the collector: what counts as an acknowledgement, the batch route
 for backlogs, a deadline on every request, and the backoff between failures.
 
-HTTP is the standard library's http.client, a connection per request (a heartbeat every few
-minutes, a ping every half minute): httpx and what it loads cost the daemon about 10 MB of
-resident memory. HTTPS checks the collector's certificate against the system's trust store
-(SSL_CERT_FILE and SSL_CERT_DIR name others), and HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and
-NO_PROXY are honoured as curl and httpx honour them."""
+HTTP is one httpx client for the sender's life (the design's stack): its pool keeps the
+connection alive between the pings and heartbeats, and it speaks HTTP/2 where the collector
+offers it over TLS (ALPN), HTTP/1.1 otherwise. httpx has no deadline for a whole request, so
+the answer is streamed and the deadline checked after every read (``request``).
 
-import base64
-import http.client
+Certificates are checked against ``ca_bundle`` when it is set, else against the system's
+trust store, which OpenSSL reads with SSL_CERT_FILE and SSL_CERT_DIR naming others, as curl
+does (httpx's own default, certifi's bundle, would ignore a CA the owner installed into the
+system store), and against certifi's only on a system without a store.
+
+Proxies: load_config captures HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY (agent/config.py
+reads the environment once), so httpx's trust_env is off. httpx has no public way to apply
+NO_PROXY, and its environment proxies verify an https:// proxy against certifi alone; the
+collector being the one origin, the proxy for it is chosen once here (NO_PROXY by urllib's
+public proxy_bypass_environment, the module httpx reads the variables with) and handed to
+httpx with our TLS context."""
+
 import json
 import logging
-import os
 import random
+import ssl
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import urlsplit
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.clock import CollectorClock
-from agent.config import AgentConfig
-from agent.errors import DeliveryError, translated
+from agent.config import AgentConfig, Proxies
+from agent.errors import DeliveryError
 from protocol import ProtocolError
 from protocol.heartbeat import SIGNATURE_HEADER, sign
 from protocol.times import parse_timestamp
@@ -89,42 +99,24 @@ class Sender:
         self.batch_size = config.batch_size
         self.read_timeout = min(config.read_timeout, config.send_timeout)
         self.connect_timeout = min(config.connect_timeout, config.send_timeout)
-        url = urlsplit(config.collector_url)
-        self.https = url.scheme == "https"
-        self.netloc = url.netloc
-        host = url.hostname or ""
-        self.tunnel = (f"[{host}]" if ":" in host else host, url.port or 443)
-        self.base_path = url.path.rstrip("/")
-        self.proxy = _proxy_for(url.scheme, host)
-        self._tls = None
-        if self.https or (self.proxy is not None and self.proxy.scheme == "https"):
-            import ssl  # loaded by http.client already; named here for the context
-
-            self._tls = ssl.create_default_context()
-
-    def _connection(self, connect_timeout: float) -> tuple[http.client.HTTPConnection, dict]:
-        """A new connection to the collector, or to the proxy on the way, and the headers the
-        proxy needs on each request."""
-        if self.proxy is None:
-            return self._open(self.https, self.netloc, connect_timeout), {}
-        proxy, authorization = self.proxy, {}
-        if proxy.username is not None:
-            secret = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
-            credentials = base64.b64encode(secret.encode()).decode()
-            authorization = {"Proxy-Authorization": f"Basic {credentials}"}
-        address = proxy.netloc.rpartition("@")[2]
-        if self.https:
-            # A CONNECT tunnel through the proxy (spoken in the clear, as curl does with an
-            # http:// proxy), then TLS end to end with the collector inside it.
-            connection = self._open(True, address, connect_timeout)
-            connection.set_tunnel(*self.tunnel, headers=authorization)
-            return connection, {}
-        return self._open(proxy.scheme == "https", address, connect_timeout), authorization
-
-    def _open(self, https: bool, netloc: str, timeout: float) -> http.client.HTTPConnection:
-        if https:
-            return http.client.HTTPSConnection(netloc, timeout=timeout, context=self._tls)
-        return http.client.HTTPConnection(netloc, timeout=timeout)
+        self.ca_bundle = config.ca_bundle
+        tls = trust(config.ca_bundle)
+        proxy = proxy_for(config.collector_url, config.proxies)
+        self.proxy = None if proxy is None else _without_credentials(proxy)
+        self.client = httpx.Client(
+            base_url=config.collector_url,
+            headers={"User-Agent": "tassium-agent"},
+            verify=tls,
+            http2=True,
+            proxy=None if proxy is None else _proxy(proxy, tls),
+            trust_env=False,
+            follow_redirects=False,
+            # Pings come every half minute: an idle connection is kept a little longer, so
+            # the next one finds it (a collector closing it sooner costs only a reconnect).
+            limits=httpx.Limits(
+                max_connections=4, keepalive_expiry=max(60, config.ping_interval + 30)
+            ),
+        )
 
     # --- one request -----------------------------------------------------------------------
 
@@ -134,44 +126,65 @@ class Sender:
         """One request within the overall deadline; returns the status and the decoded JSON
         answer (None when it is not JSON). Learns the collector's clock from a JSON answer.
         Raises DeliveryError when no whole answer arrived in time."""
-        headers = {"User-Agent": "tassium-agent"}
+        headers = {}
         if body is not None and self.key is not None:
             headers[SIGNATURE_HEADER] = sign(self.key, body)
             headers["Content-Type"] = "application/json"
         limit = min(deadline or self.deadline, self.deadline)
         # A short deadline (a ping's) bounds the connection and each read too: a collector
         # that never answers must not hold it for the whole read_timeout.
-        connect_timeout = min(self.connect_timeout, limit)
         read_timeout = min(self.read_timeout, limit)
+        timeout = httpx.Timeout(
+            connect=min(self.connect_timeout, limit),
+            read=read_timeout,
+            write=read_timeout,
+            pool=limit,
+        )
         sent = self.clock.local()
         ends = time.monotonic() + limit
-        connection, proxy_headers = self._connection(connect_timeout)
-        target = self.base_path + path
-        if self.proxy is not None and not self.https:
-            target = f"http://{self.netloc}{target}"  # a plain proxy takes the whole URL
+        what = f"{method} {path}"
         try:
-            with translated(_HTTP_ERRORS, f"{method} {path}"):
-                connection.connect()
-                connection.sock.settimeout(read_timeout)
-                connection.request(method, target, body, {**headers, **proxy_headers})
-                response = connection.getresponse()
+            with self.client.stream(
+                method, path, content=body, headers=headers, timeout=timeout
+            ) as response:
                 # read_timeout bounds each read, not the answer: a server trickling a byte
                 # at a time would hold the agent for ever without this deadline.
                 content = bytearray()
-                while chunk := response.read1(65536):
+                for chunk in response.iter_bytes():
                     content += chunk
                     if time.monotonic() > ends:
-                        raise DeliveryError(f"{method} {path}: no whole answer within {limit:g} s")
+                        raise DeliveryError(f"{what}: no whole answer within {limit:g} s")
                     if len(content) > MAX_ANSWER_BYTES:
-                        raise DeliveryError(f"{method} {path}: answer larger than a collector's")
-        finally:
-            connection.close()
+                        raise DeliveryError(f"{what}: answer larger than a collector's")
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{what}: {self._explained(exc, timeout)}") from exc
         answer = _json(response, bytes(content))
         if isinstance(answer, dict):
             self._learn_time(answer, response, sent)
-        return response.status, answer
+        return response.status_code, answer
 
-    def _learn_time(self, answer: dict, response: http.client.HTTPResponse, sent: float) -> None:
+    def _explained(self, exc: httpx.HTTPError, timeout: httpx.Timeout) -> str:
+        """httpx's message, with what the owner can do about the usual causes."""
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"no connection within {timeout.connect:g} s ({text})"
+        if isinstance(exc, httpx.ReadTimeout):
+            return f"no answer within {timeout.read:g} s ({text})"
+        if isinstance(exc, httpx.ProxyError):
+            return f"the proxy {self.proxy} refused to carry it: {text}"
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            trusted = (
+                f"the CAs in ca_bundle {self.ca_bundle}"
+                if self.ca_bundle
+                else "this machine's trust store"
+            )
+            return (
+                f"{text}: the certificate is not signed by {trusted}; "
+                "set ca_bundle to the PEM file of the CA that signed it"
+            )
+        return text
+
+    def _learn_time(self, answer: dict, response: httpx.Response, sent: float) -> None:
         received = self.clock.local()
         try:
             server_time = parse_timestamp(answer.get("serverTime"))
@@ -237,30 +250,50 @@ class Sender:
         ]
 
     def close(self) -> None:
-        """Nothing stays open between requests; kept for the callers' symmetry."""
+        """Close the pooled connections."""
+        self.client.close()
 
 
-# OSError covers refused and reset connections, timeouts and TLS failures.
-_HTTP_ERRORS = {OSError: DeliveryError, http.client.HTTPException: DeliveryError}
+def trust(ca_bundle) -> ssl.SSLContext:
+    """The TLS context for the collector and for an https:// proxy."""
+    if ca_bundle is not None:
+        return ssl.create_default_context(cafile=str(ca_bundle))
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile is None and paths.capath is None:
+        import certifi  # httpx's dependency, for a system without a trust store
+
+        return ssl.create_default_context(cafile=certifi.where())
+    return ssl.create_default_context()
 
 
-def _proxy_for(scheme: str, host: str) -> SplitResult | None:
-    """The proxy the environment names for the collector (HTTP_PROXY, HTTPS_PROXY,
-    ALL_PROXY, NO_PROXY, upper or lower case, as urllib reads them), or None."""
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
-        return None  # the usual case, without loading urllib.request
-    from urllib.request import getproxies_environment, proxy_bypass_environment
-
-    proxies = getproxies_environment()
-    url = proxies.get(scheme) or proxies.get("all")
-    if not url or proxy_bypass_environment(host, proxies):
+def proxy_for(url: str, proxies: Proxies) -> str | None:
+    """The proxy URL for the collector at ``url``, or None for a direct connection."""
+    scheme = urlsplit(url).scheme
+    chosen = (proxies.https if scheme == "https" else proxies.http) or proxies.all
+    if not chosen:
         return None
-    if "://" not in url:
-        url = "http://" + url
-    return urlsplit(url)
+    if proxies.no:
+        from urllib.request import proxy_bypass_environment  # loaded by httpx already
+
+        host = urlsplit(url).netloc.rpartition("@")[2]
+        if proxy_bypass_environment(host, {"no": proxies.no}):
+            return None
+    return chosen if "://" in chosen else f"http://{chosen}"
 
 
-def _json(response: http.client.HTTPResponse, content: bytes) -> object:
+def _proxy(url: str, tls: ssl.SSLContext) -> httpx.Proxy:
+    if urlsplit(url).scheme == "https":
+        # Spoken to over TLS, its certificate checked as the collector's is.
+        return httpx.Proxy(url, ssl_context=tls)
+    return httpx.Proxy(url)
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _json(response: httpx.Response, content: bytes) -> object:
     if response.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
         return None
     try:

@@ -5,13 +5,15 @@
 - ``drain()`` delivers what waits, oldest first, in batches when there is a backlog, each
   request within its deadline and each drain within a time bound.
 
-``run()`` takes a heartbeat on an interval (agent/schedule.py) and drains on a thread of its
-own; the systemd watchdog is pinged only while both halves make progress.
+``run()`` runs both as APScheduler jobs (agent/schedule.py), each on a thread of its own: a
+heartbeat on the interval, a drain every few seconds and at once after each heartbeat; the
+systemd watchdog is pinged only while both halves make progress.
 """
 
 import contextlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -27,13 +29,13 @@ from agent import status
 from agent.clock import CollectorClock
 from agent.config import AgentConfig
 from agent.containers import ContainerStats, survey
+from agent.engine import Engine
 from agent.errors import DeliveryError, DockerUnavailable
 from agent.machine import Machine, tailscale_ip
-from agent.schedule import Every
 from agent.sender import Backoff, Outcome, Sender
 from agent.spool import Entry, Spool
 from agent.systemd import Notifier
-from protocol.heartbeat import AgentInfo, Heartbeat, Ping
+from protocol.heartbeat import AgentInfo, Heartbeat, Ping, listed
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 60.0
 # Reading the collector's clock at start is worth a short wait, not a long start-up.
 SYNC_SECONDS = 10.0
-# How long a stop waits for a delivery in progress.
+# How long a stop waits for a job in progress (a delivery, a heartbeat, a ping): well within
+# systemd's TimeoutStopSec, after which the agent exits without it.
 STOP_SECONDS = 10.0
 # A ping's whole request, at most (and at most its interval): a collector answers one in
 # milliseconds, and a ping held longer is news no one can use.
@@ -104,6 +107,8 @@ class Agent:
         self.hostname = status.hostname()
         self.machine = Machine()
         self.stats = ContainerStats()
+        # One client for the agent's life: the engine's API version is asked once.
+        self.engine = Engine.from_config(config)
         # Heartbeats that could not be written to the spool; they are older than anything
         # spooled after them, so they go into the spool first once it works again.
         self.unspooled: deque[bytes] = deque()
@@ -120,20 +125,24 @@ class Agent:
     def collect(self) -> Heartbeat:
         root = None
         try:
-            found = survey(self.config.docker_host, self.config.docker_timeout, self.stats)
+            found = survey(self.engine, stats=self.stats)
             containers, root, available = found.containers, found.docker_root, True
+            total = found.total
         except DockerUnavailable as exc:
             log.warning("%s; reporting dockerAvailable=false", exc)
-            containers, available = [], False
+            containers, available, total = [], False, None
         return Heartbeat(
             wallet=self.config.wallet,
             timestamp=self.clock.now(),
-            containers=tuple(containers),
+            # Some of a large machine's containers, and how many it runs: a heartbeat listing
+            # them all would be too large for the collector, and never credited.
+            containers=listed(containers),
             agent=AgentInfo(
                 version=agent_version(), hostname=self.hostname, dockerAvailable=available
             ),
             system=self.machine.read(root),
             tailscale_ip=tailscale_ip(),
+            container_count=total,
         )
 
     def ping(self) -> bool:
@@ -289,6 +298,7 @@ class Agent:
 
     def close(self) -> None:
         self.sender.close()
+        self.engine.close()
 
 
 class Liveness:
@@ -342,53 +352,60 @@ class Liveness:
 
 def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
     """The daemon: heartbeats on the interval (with jitter so a fleet does not beat in
-    lockstep), delivery on its own thread, watchdog pings while both progress, a clean stop
-    on SIGTERM."""
+    lockstep), delivery after each and every few seconds, pings, each an APScheduler job on a
+    thread of its own; watchdog pings while both halves progress, a clean stop on SIGTERM."""
+    # Only the daemon schedules: once, status and the rest never load APScheduler.
+    from agent.schedule import Schedule
+
     agent = Agent(config, key)
     stop, wake = threading.Event(), threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    # A drain with no new heartbeat to deliver: it retries what waits once the backoff is over.
+    drain_every = min(5.0, config.interval)
+    limits = {
+        # Listing containers is a handful of Docker calls, each bounded by the timeout.
+        "taking a heartbeat": 4 * config.docker_timeout + 10,
+        "delivering": config.send_timeout + config.connect_timeout + 10,
+    }
     liveness = Liveness(
+        limits,
         {
-            # Listing containers is a handful of Docker calls, each bounded by the timeout.
-            "taking a heartbeat": 4 * config.docker_timeout + 10,
-            "delivering": config.send_timeout + config.connect_timeout + 10,
-        },
-        # The interval with its largest jitter, and the time one take may take.
-        {
+            # The interval with its largest jitter, and the time one take may take.
             "taking a heartbeat": config.interval * (1 + config.jitter)
-            + 4 * config.docker_timeout
-            + 10
+            + limits["taking a heartbeat"],
+            # A drain begins that often, and one in progress begins again at each request.
+            "delivering": drain_every + limits["delivering"],
         },
     )
     agent.sync_clock()
+    schedule = Schedule()
 
     def take() -> None:
         with liveness.step("taking a heartbeat"):
             agent.take()
         wake.set()
+        schedule.run_now("delivery")
 
     def deliver() -> None:
-        force = False
         while not stop.is_set():
+            force = wake.is_set()  # a new heartbeat's try ignores the backoff
+            wake.clear()
             liveness.begin("delivering")
             report = agent.drain(force=force, progress=lambda: liveness.begin("delivering"))
             liveness.end("delivering")
-            # A drain that stopped at its time bound with work left goes straight on.
-            if report.pending and report.error is None and report.credited + report.refused:
-                continue
-            force = wake.wait(timeout=min(5.0, config.interval))
-            wake.clear()
+            # A drain that stopped at its time bound with work left goes straight on, as does
+            # one a heartbeat arrived during (its run_now() found this run still going).
+            cut_short = report.pending and report.error is None and report.credited + report.refused
+            if not (cut_short or wake.is_set()):
+                return
 
-    # Pings on a thread of their own: a slow Docker engine never delays them, nor they a
-    # heartbeat.
-    jobs = [Every("heartbeats", config.interval, take, config.interval * config.jitter)]
+    schedule.every("heartbeat", config.interval, take, config.interval * config.jitter)
+    schedule.every("delivery", drain_every, deliver)
     if config.ping_interval:
-        jobs.append(Every("pings", config.ping_interval, agent.ping))
-    for job in jobs:
-        job.start()
-    delivery = threading.Thread(target=deliver, name="delivery", daemon=True)
-    delivery.start()
+        # A job of their own: a slow Docker engine never delays them, nor they a heartbeat.
+        schedule.every("ping", config.ping_interval, agent.ping)
+    schedule.start()
     notifier.ready(f"sending heartbeats for {config.wallet} every {config.interval} s")
     log.info(
         "agent %s started: wallet %s, collector %s, interval %d s",
@@ -407,8 +424,8 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
             hung.clear()
             notifier.watchdog()
         if jump := agent.clock.wall_jump():
-            # The schedule waits on the steady clock; the owner still hears of the step.
-            due = max(0.0, config.interval - liveness.since_begun("taking a heartbeat"))
+            # APScheduler reads the wall clock: a step back would hold every job that long.
+            due = schedule.follow_wall_clock()["heartbeat"]
             log.warning(
                 "this machine's clock was set %s by %.0f s; heartbeats keep the collector's "
                 "time, and the next one is due in %.0f s as before",
@@ -418,10 +435,12 @@ def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
             )
     notifier.stopping()
     log.info("stopping")
-    for job in jobs:
-        job.stop()
-    wake.set()
     # Within systemd's TimeoutStopSec; a request cut short leaves its heartbeats spooled.
-    delivery.join(timeout=STOP_SECONDS)
+    if not schedule.stop(STOP_SECONDS):
+        log.warning("a job is still running after %.0f s; stopping without it", STOP_SECONDS)
+        logging.shutdown()
+        # Its thread is a concurrent.futures worker, which the interpreter joins at exit:
+        # exiting normally would wait for the job after all.
+        os._exit(0)
     agent.close()
     return 0

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent import keys
 from agent.clock import CollectorClock
 from agent.config import AgentConfig, check_state_dir
-from agent.containers import list_containers
+from agent.containers import survey
+from agent.engine import Engine
 from agent.enrollment import holds_key
 from agent.errors import AgentError, ConfigError, DeliveryError, DockerUnavailable
 from agent.sender import Sender
@@ -89,11 +90,14 @@ def check(config: AgentConfig) -> list[Line]:
     except AgentError as exc:
         key = None
         lines.append(Line("key", False, str(exc)))
+    engine = Engine.from_config(config)
     try:
-        count = len(list_containers(config.docker_host, config.docker_timeout))
-        lines.append(Line("docker", True, f"{count} containers at {config.docker_host}"))
+        count = survey(engine).total
+        lines.append(Line("docker", True, f"{count} containers at {engine.address}"))
     except DockerUnavailable as exc:
         lines.append(Line("docker", False, str(exc)))
+    finally:
+        engine.close()
 
     clock = CollectorClock()
     sender = Sender(config, key, clock)

@@ -1,6 +1,9 @@
 """The agent's own footprint, measured on the real ``tassium-agent`` processes (not this one):
-the daemon's resident memory before its first tick and after N ticks with many containers,
-its CPU seconds per tick, and the peak of ``tassium-agent once``.
+the daemon's resident memory (RSS, and PSS: its share of pages it shares with other
+processes) before its first tick and at every tick with many containers, whether it grows,
+its CPU seconds per tick, and the peak of ``tassium-agent once``. The default, 12 ticks, is
+an hour of the default 5-minute interval, compressed to 15 s apart. The target (issue 22):
+at most 50 MB RSS with the design's libraries (the Docker SDK, APScheduler, httpx).
 
 A private Docker engine (no bridge, so it never touches another engine's docker0) runs N
 busybox containers, a few of them busy; a stand-in collector in this process accepts every
@@ -13,7 +16,7 @@ first and the last heartbeat, divided by the ticks between them (pings included)
 ``pip install 'tassium[agent]'``, as a worker has; ``--code`` runs another tree of the agent's
 code (``git archive REV agent protocol``) to compare with this checkout's.
 
-    .venv/bin/python -m bench.agent_memory [--containers 100] [--ticks 5] [--interval 15]
+    .venv/bin/python -m bench.agent_memory [--containers 100] [--ticks 12] [--interval 15]
         [--python PATH] [--code DIR]
 """
 
@@ -53,6 +56,14 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return found["VmRSS"], found["VmHWM"]
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size in MB: shared pages counted by the share this process has."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     # Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -83,7 +94,7 @@ class Watcher:
     def __init__(self) -> None:
         self.pid: int | None = None
         self.startup: tuple[float, float] | None = None
-        self.beats: list[tuple[float, float, float, float]] = []  # time, rss, peak, cpu
+        self.beats: list[tuple[float, float, float, float, float]] = []  # time, rss, peak, cpu, pss
         self.arrived = threading.Condition()
 
     def answer(self, request: Request) -> Reply:
@@ -93,7 +104,8 @@ class Watcher:
             elif request.path in ("/heartbeat", "/heartbeats"):
                 with self.arrived:
                     rss, peak = memory_mb(self.pid)
-                    self.beats.append((time.monotonic(), rss, peak, cpu_seconds(self.pid)))
+                    beat = (time.monotonic(), rss, peak, cpu_seconds(self.pid), pss_mb(self.pid))
+                    self.beats.append(beat)
                     self.arrived.notify_all()
         if request.path == "/heartbeat/ping":
             return collector_json(accepted=True)
@@ -108,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--busy", type=int, default=5, help="containers in a busy loop")
-    parser.add_argument("--ticks", type=int, default=5)
+    parser.add_argument("--ticks", type=int, default=12, help="an hour at 5 minutes")
     parser.add_argument("--interval", type=int, default=15, help="seconds between heartbeats")
     parser.add_argument("--python", default=sys.executable, help="the agent's interpreter")
     parser.add_argument(
@@ -180,12 +192,19 @@ def measure_daemon(args, config: Path, env: dict, watcher: Watcher) -> None:
     if watcher.startup is not None:
         rss, hwm = watcher.startup
         print(f"run, started, before any tick: RSS {rss:.1f} MB (peak {hwm:.1f} MB)")
-    for number, (_, rss, hwm, _) in enumerate(watcher.beats, 1):
-        print(f"run, heartbeat {number} delivered: RSS {rss:.1f} MB (peak {hwm:.1f} MB)")
+    for number, (_, rss, hwm, _, pss) in enumerate(watcher.beats, 1):
+        print(
+            f"run, heartbeat {number} delivered: RSS {rss:.1f} MB, PSS {pss:.1f} MB "
+            f"(peak {hwm:.1f} MB)"
+        )
     print(
         f"run, after {len(watcher.beats)} ticks with {args.containers} containers: "
-        f"RSS {steady:.1f} MB steady, peak {peak:.1f} MB"
+        f"RSS {steady:.1f} MB steady, PSS {watcher.beats[-1][4]:.1f} MB, peak {peak:.1f} MB"
     )
+    if len(watcher.beats) > 2:
+        # From the second tick on: the first one loads what the ticks use.
+        growth = watcher.beats[-1][1] - watcher.beats[1][1]
+        print(f"run, RSS growth from heartbeat 2 to {len(watcher.beats)}: {growth:+.1f} MB")
     first, last = watcher.beats[0], watcher.beats[-1]
     if len(watcher.beats) > 1:
         per_tick = (last[3] - first[3]) / (len(watcher.beats) - 1)
@@ -209,7 +228,7 @@ def measure_once(args, config: Path, env: dict, watcher: Watcher) -> None:
     watcher.pid = None
     if once.returncode != 0 or not watcher.beats:
         raise SystemExit(f"tassium-agent once failed:\n{stderr.decode(errors='replace')}")
-    _, _, peak, cpu = watcher.beats[-1]
+    _, _, peak, cpu, _ = watcher.beats[-1]
     print(
         f"once, {args.containers} containers: peak RSS {peak:.1f} MB, CPU {cpu:.2f} s "
         f"(start-up included), {time.monotonic() - began:.1f} s"

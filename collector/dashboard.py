@@ -33,8 +33,8 @@ bp = Blueprint("dashboard", __name__, template_folder="templates")
 PAGE_SIZE = 20
 # The most recent deployments listed under each status (the counts cover all of them).
 RECENT_DEPLOYMENTS = 10
-# A worker's containers listed on its row (a heartbeat may carry up to 1,000; the summary
-# counts them all, GET /workers/<wallet>/containers lists them).
+# A worker's containers listed on its row (a heartbeat may carry up to 1,000; the row counts
+# all the machine runs, GET /workers/<wallet>/containers lists those its heartbeat did).
 CONTAINERS_SHOWN = 20
 # The downtimes a segment's detail lists: a worker flapping all day would otherwise put
 # hundreds in each segment of its bars, on every refresh.
@@ -167,7 +167,10 @@ def _fleet(address: str | None, after: str | None, now: datetime) -> dict:
                 # Hostnames only on a private dashboard: that page is the operator's.
                 **workers.summary(w, now, private=config.private_pages),
                 "containers": held[w.wallet_address],
-                "containerCount": held_count.get(w.wallet_address, 0),
+                # What the machine runs, when its agent says (a large one lists only some).
+                "containerCount": held_count.get(w.wallet_address, 0)
+                if w.container_total is None
+                else w.container_total,
                 "bars": bars[w.wallet_address],
             }
             for w in rows

@@ -274,6 +274,11 @@ MIGRATIONS = (
             "CREATE INDEX wallet_sessions_expires ON wallet_sessions (expires_at)",
         ),
     ),
+    Migration(
+        9,
+        "large machines: how many containers a worker runs, beyond those its heartbeat lists",
+        ("ALTER TABLE workers ADD COLUMN container_total INTEGER",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

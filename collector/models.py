@@ -100,6 +100,9 @@ class Worker(BaseModel):
     # Of the container list last written (collector/windows.py): an unchanged list is not
     # written again.
     containers_digest = CharField(max_length=64, null=True)
+    # How many containers the machine runs, as its last heartbeat said (containerCount, or
+    # the list's length): the list holds at most protocol.heartbeat.MAX_LISTED of them.
+    container_total = IntegerField(null=True)
     # The capacity its credits are computed from (collector/capacity.py): fixed when it
     # enrolls, not by what later heartbeats say.
     capacity_cpu_cores = IntegerField(null=True)

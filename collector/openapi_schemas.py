@@ -23,6 +23,7 @@ from collector.payouts import BASES, DEFAULT_BASIS
 from collector.pings import DEAD, HEALTHY, UNKNOWN, WARNING
 from protocol import patterns
 from protocol.heartbeat import (
+    MAX_CONTAINER_COUNT,
     MAX_CONTAINER_CPU_PERCENT,
     MAX_CONTAINERS,
     MAX_CPU_CORES,
@@ -180,6 +181,10 @@ def schemas(wallet_format: str) -> dict:
         "hostname": _nullable(text),
         "agentVersion": _nullable(text),
         "dockerAvailable": {"type": ["boolean", "null"]},
+        "containerCount": {
+            **_nullable({"type": "integer", "minimum": 0}),
+            "description": "How many containers the machine said it runs (it lists at most 100)",
+        },
         "online": {"type": "boolean"},
         "lastHeartbeat": _nullable(time),
         "lastSeen": _nullable(time),
@@ -301,6 +306,13 @@ def schemas(wallet_format: str) -> dict:
                     "type": "array",
                     "maxItems": MAX_CONTAINERS,
                     "items": sent_container,
+                },
+                "containerCount": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_CONTAINER_COUNT,
+                    "description": "How many containers the machine runs, when it lists only "
+                    "some (at least as many as listed)",
                 },
                 "agent": {
                     "type": ["object", "null"],

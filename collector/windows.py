@@ -234,6 +234,7 @@ def _step(
             _reported(system, "storageTotalGb", worker.storage_total_gb),
             earned,
             digest,
+            heartbeat.container_total,
         )
     )
     return Applied(action, window, counted, earned)
@@ -262,7 +263,7 @@ def _metric(worker: Worker, heartbeat: Heartbeat, earned: int) -> tuple:
         worker.wallet_address,
         heartbeat.timestamp,
         *facts,
-        len(heartbeat.containers),
+        heartbeat.container_total,
         earned,
     )
 
@@ -297,6 +298,7 @@ _WORKER_UPDATE = (
     ("storage_total_gb", "double precision"),
     ("credits_millis", "bigint"),
     ("containers_digest", "varchar"),
+    ("container_total", "integer"),
 )
 
 

@@ -97,6 +97,8 @@ def summary(worker: Worker, now: datetime, *, private: bool | None = None) -> di
         "cpuCores": worker.cpu_cores,
         "ramTotalGb": worker.ram_total_gb,
         "storageTotalGb": worker.storage_total_gb,
+        # All the machine runs: GET /workers/<wallet>/containers lists those it reported.
+        "containerCount": worker.container_total,
         "credits": credits(worker.credits_millis),
         **liveness(worker, now),
     }

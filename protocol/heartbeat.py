@@ -3,12 +3,27 @@
 The signature covers the exact bytes of the request body, so the collector verifies before
 it trusts anything it parsed (collector/signatures.py), and the agent signs the bytes it is
 about to send.
+
+Large machines. A body over the collector's ``max_body_bytes`` (256 KiB by default) is
+refused with a 413, and a refused heartbeat credits nothing: a machine running thousands of
+containers would never be paid. So a heartbeat lists at most ``MAX_LISTED`` of the machine's
+containers (``listed()``), running ones first, then by name, and no more than
+``MAX_LISTED_BYTES`` of them as JSON; ``containerCount`` says how many the machine runs in
+all. ``MAX_LISTED`` containers with every field at its longest (1,676 bytes of JSON each, the
+6 texts at 255 characters) make 164 KiB, and the rest of a body is at most about 7 KiB:
+a heartbeat stays under 200 KiB, whatever the machine runs, and is never refused for its
+size. The collector validates the count (no fewer than the list, at most
+MAX_CONTAINER_COUNT), stores and shows it; the credit still counts the listed containers, at
+most ``capacity_max_containers`` (collector/credits.py), so what a worker says of itself
+never raises its pay past the operator's bound. A collector that predates the count ignores
+it, as it ignores every unknown field.
 """
 
 import base64
 import ipaddress
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -19,7 +34,16 @@ from protocol.times import format_timestamp, parse_timestamp
 from protocol.wallets import normalize_wallet
 
 SIGNATURE_HEADER = "X-Tassium-Signature"
+# What a collector accepts in one heartbeat's list (older agents sent every container).
 MAX_CONTAINERS = 1000
+# What an agent lists (see the module's docstring): the default capacity_max_containers, so
+# that a machine's listed containers are all its credit counts by default.
+MAX_LISTED = 100
+# The listed containers' JSON at most: only text escaped as \uXXXX (up to 12 bytes a
+# character) comes near it, and the body then still stays under 200 KiB.
+MAX_LISTED_BYTES = 192 * 1024
+# containerCount at most: far beyond any machine, small enough for an INTEGER column.
+MAX_CONTAINER_COUNT = 1_000_000
 MAX_TEXT = 255
 # Bounds on reported machine facts: generous for any real machine, small enough that a
 # credit computed from them stays an exact integer in a BIGINT.
@@ -69,6 +93,13 @@ class Heartbeat:
     agent: AgentInfo | None = field(default=None)
     system: System | None = None
     tailscale_ip: str | None = None
+    # How many containers the machine runs, when the list may be only some of them.
+    container_count: int | None = None
+
+    @property
+    def container_total(self) -> int:
+        """How many containers the machine runs: its count, or the list's length without."""
+        return len(self.containers) if self.container_count is None else self.container_count
 
     def to_body(self) -> bytes:
         """The JSON body the agent sends (and signs)."""
@@ -83,7 +114,28 @@ class Heartbeat:
             body["system"] = _present(self.system)
         if self.tailscale_ip is not None:
             body["tailscaleIp"] = self.tailscale_ip
-        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+        if self.container_count is not None:
+            body["containerCount"] = self.container_count
+        return _json(body)
+
+
+def listed(containers: Iterable[Container]) -> tuple[Container, ...]:
+    """The containers a heartbeat lists of all those a machine runs: running ones first,
+    then by name (and id), so that the same machine lists the same ones tick after tick; at
+    most MAX_LISTED of them, and no more than fit in MAX_LISTED_BYTES of JSON."""
+    ordered = sorted(containers, key=lambda c: (c.state != "running", c.containerName, c.id or ""))
+    chosen, size = [], 0
+    for container in ordered[:MAX_LISTED]:
+        size += len(_json(_present(container))) + 1  # and its comma
+        if size > MAX_LISTED_BYTES:
+            break
+        chosen.append(container)
+    return tuple(chosen)
+
+
+def _json(value: object) -> bytes:
+    # As to_body writes it, so that listed() measures what is sent.
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -96,7 +148,7 @@ class Ping:
 
     def to_body(self) -> bytes:
         body = {"walletAddress": self.wallet, "timestamp": format_timestamp(self.timestamp)}
-        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+        return _json(body)
 
 
 def _present(value: object) -> dict:
@@ -131,8 +183,26 @@ def parse_heartbeat(document: object, wallet_format: str = "evm") -> Heartbeat:
         )
     system = _system(document["system"]) if document.get("system") is not None else None
     return Heartbeat(
-        wallet, timestamp, containers, agent, system, _ipv4(document.get("tailscaleIp"))
+        wallet,
+        timestamp,
+        containers,
+        agent,
+        system,
+        _ipv4(document.get("tailscaleIp")),
+        _container_count(document.get("containerCount"), len(containers)),
     )
+
+
+def _container_count(value: object, listed: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError("containerCount must be a whole number")
+    if not listed <= value <= MAX_CONTAINER_COUNT:
+        raise ProtocolError(
+            f"containerCount must be from the {listed} containers listed to {MAX_CONTAINER_COUNT}"
+        )
+    return value
 
 
 def parse_ping(document: object, wallet_format: str = "evm") -> Ping:

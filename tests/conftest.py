@@ -40,16 +40,18 @@ from tests.agent.conftest import Dockerd, dockerd_binary
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under pytest-xdist (scripts/test), one Docker engine for all the workers: two would fight
     over docker0 and iptables. This process, their controller, starts it before them (xdist
-    starts them after this hook), names it to them in TEST_DOCKER_HOST, and stops it after
-    them. Starting and stopping it takes about two seconds, whatever the tests."""
+    starts them after this hook), names it to them in TEST_DOCKER_HOST (its TLS port and client
+    certificates in TEST_DOCKER_TLS_HOST and TEST_DOCKER_CERT_PATH), and stops it after them.
+    Starting and stopping it takes about two seconds, whatever the tests."""
     distributed = session.config.pluginmanager.has_plugin("dsession")
     if not distributed or "TEST_DOCKER_HOST" in os.environ or dockerd_binary() is None:
         return  # else the tests' own dockerd fixture runs, or fails saying what is missing
     engine = Dockerd()
     engine.start()
-    os.environ["TEST_DOCKER_HOST"] = engine.host
+    named = engine.environment()
+    os.environ.update(named)
     session.config.add_cleanup(engine.stop)
-    session.config.add_cleanup(lambda: os.environ.pop("TEST_DOCKER_HOST"))
+    session.config.add_cleanup(lambda: [os.environ.pop(name) for name in named])
 
 
 # Python's own, as the collector runs with it: read before any test module is imported.

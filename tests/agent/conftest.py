@@ -1,8 +1,11 @@
 """A real Docker engine for the agent's tests: started once per run on a private socket,
+and on a TCP port of 127.0.0.1 that only a client with a certificate of the test CA may use,
 with a busybox image imported locally (nothing can be pulled here). TEST_DOCKER_HOST names
-an engine already running instead (several test runs at once would fight over docker0): so
-does the controller of a pytest-xdist run, for its workers (tests/conftest.py)."""
+an engine already running instead (several test runs at once would fight over docker0),
+TEST_DOCKER_TLS_HOST and TEST_DOCKER_CERT_PATH its TLS port and client certificates: so does
+the controller of a pytest-xdist run, for its workers (tests/conftest.py)."""
 
+import gc
 import io
 import json
 import os
@@ -16,13 +19,20 @@ import tarfile
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import docker
 import httpx
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.agent.fake_engine import FakeEngine
 from tests.factories import Wallet
 
 IMAGE = "local/busybox"
@@ -34,27 +44,150 @@ def dockerd_binary() -> str | None:
     return binary if os.path.exists(binary) and os.geteuid() == 0 else None
 
 
+# --- TLS certificates, as `docker` expects them in DOCKER_CERT_PATH -------------------------------
+
+
+def _key_and_cert(
+    name: str, issuer: tuple | None = None, *, usage=None, ip: str | None = None
+) -> tuple:
+    """A P-256 key and a certificate for it: a CA of its own without ``issuer`` (its key and
+    certificate), else a leaf it signs for ``usage`` (server or client)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_key, issuer_cert = issuer or (key, None)
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject if issuer_cert else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
+        )
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=issuer is not None,
+                key_cert_sign=issuer is None,
+                crl_sign=issuer is None,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            True,
+        )
+    )
+    if usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), False)
+    if ip is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address(ip))]), False
+        )
+    return key, builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(directory: Path, stem: str, key, cert) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    if cert is not None:
+        (directory / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path = directory / ("key.pem" if stem == "cert" else f"{stem}-key.pem")
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path]:
+    """A test CA, a server certificate for 127.0.0.1 and a client certificate, all signed by
+    it: (the server's directory for dockerd's --tls* flags, the client's for DOCKER_CERT_PATH,
+    holding ca.pem, cert.pem and key.pem as the docker CLI reads them)."""
+    ca = _key_and_cert("tassium test CA")
+    server = _key_and_cert("127.0.0.1", ca, usage=ExtendedKeyUsageOID.SERVER_AUTH, ip="127.0.0.1")
+    client = _key_and_cert("tassium agent", ca, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    server_dir, client_dir = directory / "server", directory / "client"
+    for where in (server_dir, client_dir):
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "ca.pem").write_bytes(ca[1].public_bytes(serialization.Encoding.PEM))
+    _write(server_dir, "server", *server)
+    (server_dir / "server.pem").rename(server_dir / "server-cert.pem")
+    _write(client_dir, "cert", *client)
+    return server_dir, client_dir
+
+
+def make_foreign_client(directory: Path, ca_pem: Path) -> Path:
+    """DOCKER_CERT_PATH trusting the test CA (``ca_pem``) but holding a client certificate of
+    another CA, which the engine must refuse."""
+    other = _key_and_cert("some other CA")
+    _write(directory, "cert", *_key_and_cert("intruder", other,
+                                             usage=ExtendedKeyUsageOID.CLIENT_AUTH))  # fmt: skip
+    shutil.copy(ca_pem, directory / "ca.pem")
+    return directory
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class Dockerd:
-    def __init__(self, host: str | None = None, options: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        host: str | None = None,
+        options: tuple[str, ...] = (),
+        *,
+        tls_host: str | None = None,
+        cert_path: str | None = None,
+    ):
         self.options = options  # more dockerd flags, as a benchmark's --bridge=none
         self.dir = Path(tempfile.mkdtemp(prefix="tassium-dockerd-", dir="/tmp"))
         self.socket = self.dir / "docker.sock"
         self.host = host or f"unix://{self.socket}"
+        # tcp://127.0.0.1:PORT with --tlsverify, and the client certificates for it.
+        self.tls_host = tls_host
+        self.cert_path = Path(cert_path) if cert_path else None
         self.pidfile = self.dir / "docker.pid"
         self.process: subprocess.Popen | None = None
         self._client: docker.DockerClient | None = None
         self.log = None
 
-    def start(self) -> None:
+    def start(self, tls: bool = True) -> None:
         binary = dockerd_binary()
         if binary is None:
             pytest.fail("the agent tests need dockerd (apt-get install docker.io) and root")
+        tls_options: list[str] = []
+        if tls:
+            server, self.cert_path = make_certificates(self.dir / "certs")
+            self.tls_host = f"tcp://127.0.0.1:{_free_port()}"
+            tls_options = [
+                "--host",
+                self.tls_host,
+                "--tlsverify",
+                "--tlscacert",
+                str(server / "ca.pem"),
+                "--tlscert",
+                str(server / "server-cert.pem"),
+                "--tlskey",
+                str(server / "server-key.pem"),
+            ]
         self.log = (self.dir / "log").open("wb")
         self.process = subprocess.Popen(
             [
                 binary,
                 "--host",
                 self.host,
+                *tls_options,
                 "--data-root",
                 str(self.dir / "data"),
                 "--exec-root",
@@ -73,6 +206,14 @@ class Dockerd:
             time.sleep(0.1)
         self.client().ping()
         self._import_busybox()
+
+    def environment(self) -> dict[str, str]:
+        """What a test passes on to its workers (tests/conftest.py)."""
+        found = {"TEST_DOCKER_HOST": self.host}
+        if self.tls_host and self.cert_path:
+            found |= {"TEST_DOCKER_TLS_HOST": self.tls_host,
+                      "TEST_DOCKER_CERT_PATH": str(self.cert_path)}  # fmt: skip
+        return found
 
     def _accepting(self) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
@@ -125,7 +266,11 @@ class Dockerd:
 @pytest.fixture(scope="session")
 def dockerd():
     shared = os.environ.get("TEST_DOCKER_HOST")
-    engine = Dockerd(shared)
+    engine = Dockerd(
+        shared,
+        tls_host=os.environ.get("TEST_DOCKER_TLS_HOST"),
+        cert_path=os.environ.get("TEST_DOCKER_CERT_PATH"),
+    )
     if shared:
         engine._import_busybox()
         yield engine
@@ -309,3 +454,23 @@ def serve_collector(serve_collector, backend):
         return serve_collector(**overrides)
 
     return start
+
+
+@pytest.fixture
+def socket_dir():
+    """A short directory for unix sockets: tmp_path can be longer than a socket path may be
+    (108 bytes)."""
+    directory = Path(tempfile.mkdtemp(prefix="tassium-fake-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+    # A socket or ssh process left unclosed (ResourceWarning, an error here) fails the test
+    # that leaked it, not whichever test happens to run when the garbage collector does.
+    gc.collect()
+
+
+@pytest.fixture
+def engine(socket_dir):
+    """The fake Engine API (tests/agent/fake_engine.py), for what a real engine will not do."""
+    fake = FakeEngine(socket_dir / "docker.sock").start()
+    yield fake
+    fake.stop()

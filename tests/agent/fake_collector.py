@@ -7,6 +7,7 @@ behaviour; this is for what it cannot produce on demand."""
 
 import http.server
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -54,13 +55,25 @@ def accept_everything(request: Request) -> Reply:
 
 
 class FakeCollector:
-    def __init__(self, answer: Callable[[Request], Reply] = accept_everything):
+    """``tls``: a server context (its certificate for localhost), to be an https:// collector."""
+
+    def __init__(
+        self,
+        answer: Callable[[Request], Reply] = accept_everything,
+        tls: ssl.SSLContext | None = None,
+    ):
         self.answer = answer
         self.requests: list[Request] = []
+        # Connections accepted (TLS handshakes done), to see keep-alive reuse them.
+        self.connections = 0
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                fake.connections += 1
+                super().setup()
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -97,6 +110,11 @@ class FakeCollector:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
+        if tls is not None:
+            # A client refusing the certificate fails the handshake in accept(), an OSError
+            # socketserver drops: no connection and no request is counted.
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def heartbeats(self) -> list[dict]:

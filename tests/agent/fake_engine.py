@@ -1,10 +1,11 @@
 """A small fake of the Docker Engine API on a unix socket, for what a real engine will not do
 on demand: answer 500, hang, or lose a container between listing and inspecting it.
 
-It answers what the agent (agent/engine.py, as ``docker.APIClient(version="auto")`` did)
-asks for when it lists containers: ``GET /version`` (unversioned, to pick the API version), then
-``GET /v1.NN/containers/json?all=1`` and ``GET /v1.NN/containers/<id>/json`` for each one;
-``GET /_ping`` too, as the Docker CLI starts with it."""
+It answers what the agent's Docker SDK client (agent/engine.py, ``docker.APIClient`` with
+``version="auto"``) asks for: ``GET /version`` once (unversioned, to pick the API version),
+then, under ``/v<that version>``, ``containers/json?all=1``, ``containers/<id>/json`` for
+each one, ``containers/<id>/stats`` and ``info``; ``GET /_ping`` too, as the Docker CLI
+starts with it. ``paths`` records every request, so a test can count them."""
 
 import json
 import re

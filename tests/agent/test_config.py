@@ -60,7 +60,8 @@ def test_a_file_with_the_required_settings_gives_the_defaults_for_the_rest(minim
     assert config.state_dir == DEFAULT_STATE_DIR
     assert config.key_path == DEFAULT_STATE_DIR / "agent.key"
     assert config.spool_path == DEFAULT_STATE_DIR / "spool"
-    assert config.docker_host == "unix:///var/run/docker.sock"
+    assert config.docker_host is None  # where the docker CLI would look (agent/engine.py)
+    assert config.docker_environment == ()
 
 
 def test_key_and_spool_paths_default_under_the_state_dir(minimal):
@@ -217,6 +218,39 @@ def test_a_tassium_variable_beats_the_file(write_config, wallet, key, in_file, v
     assert type(getattr(config, key)) is type(expected)
 
 
+def test_the_docker_variables_are_captured_once_for_the_engine(minimal):
+    environ = {
+        "DOCKER_HOST": "tcp://10.0.0.5:2376",
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": "/etc/tassium/docker",
+        "DOCKER_CONTEXT": "worker",
+        "DOCKER_CONFIG": "/root/.docker",
+        "DOCKER_OTHER": "ignored",
+    }
+
+    config = load_config(minimal(), environ)
+
+    assert dict(config.docker_environment) == {
+        k: v for k, v in environ.items() if k != "DOCKER_OTHER"
+    }
+    assert config.docker_host is None  # the environment's, as the docker CLI reads it
+    hash(config)  # still a frozen, hashable value
+
+
+def test_docker_host_in_the_file_is_kept_beside_the_docker_variables(minimal):
+    config = load_config(minimal(docker_host="ssh://deploy@worker"), {"DOCKER_HOST": "tcp://x:1"})
+
+    assert config.docker_host == "ssh://deploy@worker"  # it wins, as docker -H does
+    assert config.docker_environment == (("DOCKER_HOST", "tcp://x:1"),)
+
+
+@pytest.mark.parametrize(
+    "host", ["unix:///run/docker.sock", "tcp://10.0.0.5:2376", "https://d:2376", "ssh://u@h:22"]
+)
+def test_every_address_the_docker_cli_takes_is_a_docker_host(minimal, host):
+    assert load_config(minimal(), {"TASSIUM_DOCKER_HOST": host}).docker_host == host
+
+
 def test_the_wallet_from_the_environment_beats_the_file(minimal):
     other = new_wallet()
 
@@ -240,7 +274,11 @@ def test_an_unrelated_variable_is_ignored(minimal):
         ("TASSIUM_DOCKER_TIMEOUT", "0", "must be seconds, above 0, not 0.0"),
         ("TASSIUM_LOG_LEVEL", "LOUD", "must be one of DEBUG, INFO, WARNING, ERROR, not 'LOUD'"),
         ("TASSIUM_COLLECTOR_URL", "collector.example", "must be an http(s) URL"),
-        ("TASSIUM_DOCKER_HOST", "/var/run/docker.sock", "must be a unix:// or tcp:// address"),
+        (
+            "TASSIUM_DOCKER_HOST",
+            "/var/run/docker.sock",
+            "must be a unix://, tcp://, http(s):// or ssh:// address",
+        ),
         ("TASSIUM_WALLET_FORMAT", "bitcoin", "must be one of evm, stellar"),
     ],
 )
@@ -309,7 +347,7 @@ def test_every_problem_in_the_file_and_environment_is_reported_at_once(minimal):
     for expected in (
         f"{path}: interval: must be a whole number",
         f"{path}: jitter: must be a fraction of the interval",
-        f"{path}: docker_host: must be a unix:// or tcp:// address",
+        f"{path}: docker_host: must be a unix://, tcp://, http(s):// or ssh:// address",
         f"{path}: colour: unknown setting",
         "TASSIUM_SPOOL_MAX: must be a whole number, not 'many'",
         "TASSIUM_KEY_PATH: must be an absolute path",
@@ -421,3 +459,78 @@ def test_a_bad_retry_base_is_not_also_compared_with_retry_max(minimal):
 
     assert f"{path}: retry_base: must be a number" in message
     assert "must not exceed" not in message
+
+
+# --- the collector's CA bundle and proxies ---------------------------------------------------
+
+
+def test_a_ca_bundle_is_read_as_a_path_and_defaults_to_none(minimal, tmp_path):
+    assert load_config(minimal(), {}).ca_bundle is None
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+
+    assert load_config(minimal(ca_bundle=str(bundle)), {}).ca_bundle == bundle
+    assert load_config(minimal(), {"TASSIUM_CA_BUNDLE": str(bundle)}).ca_bundle == bundle
+
+
+@pytest.mark.parametrize(
+    ("make", "complaint"),
+    [
+        (lambda d: d / "missing.pem", "does not exist: name the PEM file holding the collector"),
+        (lambda d: d, "is a directory: name one PEM file"),
+        (lambda d: _written(d / "key.pem", "-----BEGIN PRIVATE KEY-----"), "holds no PEM cert"),
+    ],
+    ids=["missing", "directory", "not-a-certificate"],
+)
+def test_a_ca_bundle_that_cannot_be_used_is_named_at_load(minimal, tmp_path, make, complaint):
+    bundle = make(tmp_path)
+
+    assert f"ca_bundle: {bundle} {complaint}" in problems_of(minimal(ca_bundle=str(bundle)), {})
+
+
+def test_a_relative_ca_bundle_is_rejected(minimal):
+    message = problems_of(minimal(), {"TASSIUM_CA_BUNDLE": "ca.pem"})
+
+    assert "TASSIUM_CA_BUNDLE: must be an absolute path, not 'ca.pem'" in message
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_the_proxy_variables_are_captured_lower_case_first(minimal):
+    environ = {
+        "http_proxy": "http://lower:3128",
+        "HTTP_PROXY": "http://upper:3128",
+        "HTTPS_PROXY": "https://secure:3129",
+        "ALL_PROXY": "proxy:8080",
+        "no_proxy": "localhost,.internal",
+        "NO_PROXY": "",
+    }
+
+    proxies = load_config(minimal(), environ).proxies
+
+    assert (proxies.http, proxies.https, proxies.all, proxies.no) == (
+        "http://lower:3128",
+        "https://secure:3129",
+        "proxy:8080",
+        "localhost,.internal",
+    )
+    assert load_config(minimal(), {}).proxies == agent_config.Proxies()
+
+
+def test_a_proxy_password_is_not_shown(minimal):
+    config = load_config(minimal(), {"HTTPS_PROXY": "http://owner:s3cret@proxy:3128"})
+
+    assert config.proxies.https == "http://owner:s3cret@proxy:3128"
+    assert "s3cret" not in repr(config) and "owner:***@proxy:3128" in repr(config)
+
+
+def test_a_socks_proxy_is_rejected_with_a_sentence(minimal):
+    message = problems_of(minimal(), {"all_proxy": "socks5://user:pw@proxy:1080"})
+
+    assert (
+        "ALL_PROXY: must be an http:// or https:// proxy, not 'socks5://user:***@proxy:1080'"
+        in (message)
+    )

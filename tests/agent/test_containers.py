@@ -1,16 +1,12 @@
 """agent.containers against the real Docker engine, format_ports on its own, and a fake
 engine on a unix socket for failures the real one cannot produce on demand."""
 
-import gc
 import re
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +23,6 @@ from tests.agent.fake_engine import (
     LIST_PATH,
     STATS_PATH,
     VERSION_PATH,
-    FakeEngine,
 )
 from tests.factories import new_wallet
 
@@ -201,24 +196,6 @@ def test_format_ports_writes_the_docker_ps_ports_column(ports, expected):
 
 
 # --- a fake engine for failures --------------------------------------------------------------
-
-
-@pytest.fixture
-def socket_dir():
-    # tmp_path can be longer than a unix socket path may be (108 bytes).
-    directory = Path(tempfile.mkdtemp(prefix="tassium-fake-", dir="/tmp"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-    # A socket left unclosed (ResourceWarning, an error here) fails the test that leaked it,
-    # not whichever test happens to run when the garbage collector does.
-    gc.collect()
-
-
-@pytest.fixture
-def engine(socket_dir):
-    fake = FakeEngine(socket_dir / "docker.sock").start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

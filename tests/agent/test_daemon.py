@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.service import STOP_SECONDS
 from agent.spool import Spool
 from protocol.heartbeat import Heartbeat
 from protocol.times import parse_timestamp, utcnow
@@ -335,9 +337,39 @@ def test_a_clock_set_back_under_the_running_daemon_changes_nothing(
     count = len(collector.heartbeat_statuses())
     wait_for(lambda: len(collector.heartbeat_statuses()) >= count + 3, agent.output)
     assert set(collector.heartbeat_statuses()) == {200}, agent.output()
-    # The schedule never waited on the wall clock; the step is noticed within 5 s.
+    # APScheduler reads the wall clock: the step is noticed within 5 s and every job put back
+    # on the grid it had on the steady clock, so the ticks went on within that delay.
     wait_for(lambda: "clock was set back by 3600 s" in agent.output(), agent.output)
     seen = parse_timestamp(worker_seen(collector, agent)["lastHeartbeat"])
     assert abs((seen - utcnow()).total_seconds()) < 10
     agent.processes[0].send_signal(signal.SIGTERM)
     assert agent.processes[0].wait(timeout=30) == 0, agent.output()
+
+
+# --- a stop in bounded time ---------------------------------------------------------------------
+
+
+def test_a_stop_waits_for_a_held_delivery_only_so_long(agent_process, no_docker):
+    """SIGTERM while the collector holds a heartbeat's answer far longer than the stop may
+    take: the agent gives the delivery STOP_SECONDS, then exits anyway, the heartbeat spooled."""
+    held = threading.Event()
+
+    def answer(request):
+        if request.path in ("/heartbeat", "/heartbeats"):
+            held.set()
+            return Reply(body=b'{"accepted": true}', delay=60)
+        return accept_everything(request)
+
+    with FakeCollector(answer) as collector:
+        agent = agent_process(
+            collector.url, start=False, enroll=False, interval=60, send_timeout=90, **no_docker
+        )
+        process = agent.start()
+        wait_for(held.is_set, agent.output)
+        asked = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=STOP_SECONDS + 20) == 0, agent.output()
+        took = time.monotonic() - asked
+    assert STOP_SECONDS - 1 < took < STOP_SECONDS + 10, agent.output()
+    assert "stopping without it" in agent.output()
+    assert len(agent.spooled()) == 1

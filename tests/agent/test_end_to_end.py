@@ -14,7 +14,9 @@ from protocol.times import parse_timestamp, utcnow
 from tests.conftest import free_port
 from tests.polling import wait_for
 
-GAP = 3  # seconds of silence after which the collector closes a window
+# Seconds of silence after which the collector closes a window: long enough that a loaded
+# machine delaying a live heartbeat (a collector starting, a retry) does not split a window.
+GAP = 6
 
 
 def wait_until_every_spooled_heartbeat_is_accepted(agent, collector, spooled: list) -> None:

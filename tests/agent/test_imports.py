@@ -10,27 +10,28 @@ import pytest
 
 from agent import keys
 
-# What the agent once loaded and no longer needs, with what replaced it: the standard
-# library's HTTP (agent/sender.py, agent/engine.py), agent/schedule.py, protocol/keccak.py,
-# and a direct read of the key keygen writes (agent/keys.py). nacl verifies signatures: the
-# collector's work, never the agent's.
+# The agent's stack is the design's (the Docker SDK, APScheduler, httpx, issue 22); none of
+# the collector's, nor the parts of its libraries it does not use: APScheduler's asyncio,
+# gevent, Twisted and database pieces, the SDK's paramiko (ssh:// goes through the ssh
+# binary), and what only verifies signatures (nacl, coincurve: the collector's work).
 NOT_NEEDED = (
-    "httpx",
-    "httpcore",
-    "docker",
-    "requests",
-    "urllib3",
-    "certifi",
-    "idna",
-    "apscheduler",
-    "tzlocal",
-    "asyncio",
-    "Crypto",
-    "cffi",
-    "urllib.request",
-    "cryptography.hazmat.primitives.serialization",
     "collector",
+    "flask",
+    "werkzeug",
+    "peewee",
+    "psycopg2",
+    "gevent",
+    "gunicorn",
+    "prometheus_client",
+    "limits",
     "nacl",
+    "coincurve",
+    "paramiko",
+    "sqlalchemy",
+    "apscheduler.schedulers.asyncio",
+    "apscheduler.executors.asyncio",
+    "apscheduler.jobstores.sqlalchemy",
+    "cryptography.hazmat.primitives.serialization",
 )
 
 

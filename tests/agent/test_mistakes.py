@@ -219,15 +219,16 @@ def without(module: str) -> str:
     return f"import sys\nsys.modules[{module!r}] = None\n"
 
 
-def test_status_needs_only_the_base_install(tmp_path):
-    # What the agent once loaded for HTTP, Docker and its schedule; tests/agent/test_imports.py
-    # checks that no command loads them.
+@pytest.mark.parametrize(
+    ("library", "command"), [("httpx", "once"), ("docker", "status"), ("apscheduler", "run")]
+)
+def test_an_install_without_the_agents_libraries_says_what_to_install(tmp_path, library, command):
     config = write_config(tmp_path, state_dir=str(tmp_path / "s"))
     assert agent(config, "keygen").returncode == 0
-    code = "".join(without(m) for m in ("httpx", "apscheduler", "docker", "requests"))
-    done = agent(config, "status", code=code)
-    assert done.returncode == 1 and "Traceback" not in done.stderr  # no collector, no Docker
-    assert "ok  key" in done.stdout
+    done = agent(config, command, code=without(library))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"the Python package {library!r} is missing" in done.stderr
+    assert "pip install 'tassium[agent]'" in done.stderr
 
 
 def test_keygen_needs_only_the_base_install(tmp_path):

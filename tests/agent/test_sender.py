@@ -1,7 +1,10 @@
 """Delivering heartbeats: what counts as delivered, what is refused for good, what is kept
-for later; the backoff; proxy settings from the environment."""
+for later; the backoff; one kept-alive connection, the whole-request deadline, certificates
+against a CA bundle, proxies from the environment, HTTP/2."""
 
 import base64
+import datetime as dt
+import http.client
 import http.server
 import json
 import random
@@ -10,14 +13,22 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agent import keys
 from agent.clock import CollectorClock
+from agent.config import load_config
 from agent.errors import DeliveryError
 from agent.sender import Backoff, Outcome, Sender
 from collector.signatures import verify
@@ -144,6 +155,14 @@ def test_a_trickled_answer_is_cut_at_the_deadline(fake, backend):
     assert time.monotonic() - started < 20
 
 
+def test_a_short_deadline_bounds_each_read_of_a_silent_collector(fake, backend):
+    sender, _ = fake(lambda request: Reply(delay=4, body=b'{"accepted": true}'), read_timeout=5)
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="POST /heartbeat/ping: no answer within 1 s"):
+        sender.request("POST", "/heartbeat/ping", b"{}", deadline=1)
+    assert time.monotonic() - started < 3
+
+
 def test_a_backlog_goes_in_batches_and_each_heartbeat_gets_its_verdict(fake, backend):
     def answer(request):
         if request.path != "/heartbeats":
@@ -240,69 +259,96 @@ def test_the_backoff_doubles_within_jitter_up_to_the_cap_and_resets(backend):
     assert backoff.failed() <= 1
 
 
-class RecordingProxy(http.server.BaseHTTPRequestHandler):
-    seen: list[str] = []
-
-    def do_POST(self):  # noqa: N802 - the stdlib's name
-        RecordingProxy.seen.append(self.requestline)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "18")
-        self.end_headers()
-        self.wfile.write(b'{"accepted": true}')
-
-    def log_message(self, *args):
-        pass
+def test_requests_share_one_kept_alive_connection(fake, backend):
+    sender, collector = fake(accept_everything)
+    wallet = new_wallet()
+    for ago in (3, 2, 1):
+        assert sender.deliver(body(wallet, timedelta(minutes=ago))).verdict == "credited"
+    sender.request("GET", "/healthz")
+    assert len(collector.requests) == 4
+    assert collector.connections == 1
 
 
-def test_proxy_settings_from_the_environment_are_honoured(tmp_path, monkeypatch, backend):
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RecordingProxy)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_port}")
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
-        sender, wallet = make_sender("http://collector.invalid:8000", tmp_path)
-        assert sender.deliver(body(wallet)).verdict == "credited"
-        sender.close()
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-    assert RecordingProxy.seen == ["POST http://collector.invalid:8000/heartbeat HTTP/1.1"]
+def test_an_answer_cut_at_the_deadline_does_not_spoil_the_next_request(fake, backend):
+    trickled = Reply(200, body=b'{"accepted": true, "pad": "' + b"x" * 60 + b'"}', trickle=0.5)
+    replies = iter([trickled, collector_json(accepted=True)])
+    sender, collector = fake(lambda request: next(replies), send_timeout=1)
+    with pytest.raises(DeliveryError, match="no whole answer within 1 s"):
+        sender.deliver(body(new_wallet()))
+    # The half-read connection was dropped, not put back in the pool for the next request.
+    assert sender.deliver(body(new_wallet())).verdict == "credited"
+    assert collector.connections == 2
 
 
 # --- HTTPS ---------------------------------------------------------------------------------
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for localhost and its key, as PEM files: its own CA, as a private
-    collector's certificate would be."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory) -> tuple[Path, ssl.SSLContext]:
+    """A private CA's certificate as a PEM file (beside it chain.pem and key.pem), and a
+    server context holding the certificate it signed for localhost: a private collector's
+    (or proxy's) setup."""
+    directory = tmp_path_factory.mktemp("ca")
     now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+
+    def certificate(subject, key, issuer, issuer_key, *extensions):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                critical=False,
+            )
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    usage = dict.fromkeys(
+        ["content_commitment", "key_encipherment", "data_encipherment", "key_agreement"], False
     )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    ca = certificate(
+        "Tassium test CA",
+        ca_key,
+        "Tassium test CA",
+        ca_key,
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+                **usage,
+            ),
+            True,
+        ),
+    )
+    leaf = certificate(
+        "localhost",
+        key,
+        "Tassium test CA",
+        ca_key,
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+            False,
+        ),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+    )
+    ca_path, chain, key_path = (directory / n for n in ("ca.pem", "chain.pem", "key.pem"))
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -310,16 +356,79 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
             serialization.NoEncryption(),
         )
     )
-    return cert_path, key_path
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(chain, key_path)
+    return ca_path, server
 
 
-class TunnellingProxy(http.server.BaseHTTPRequestHandler):
-    """An HTTP proxy that only tunnels (CONNECT), as in front of an HTTPS collector."""
+def test_https_is_accepted_with_the_ca_bundle_and_refused_without_it(
+    tmp_path, test_ca, monkeypatch, backend
+):
+    ca, server = test_ca
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with FakeCollector(tls=server) as collector:
+        # Not signed by a CA this machine trusts: refused, the heartbeat stays spooled.
+        sender, wallet = make_sender(collector.url, tmp_path)
+        with pytest.raises(DeliveryError) as refused:
+            sender.deliver(body(wallet))
+        sender.close()
+        assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+        assert "set ca_bundle to the PEM file of the CA that signed it" in str(refused.value)
+        assert collector.requests == []
 
-    seen: list[tuple[str, str | None]] = []
+        sender, wallet = make_sender(collector.url, tmp_path, ca_bundle=ca)
+        for ago in (2, 1):
+            assert sender.deliver(body(wallet, timedelta(minutes=ago))).verdict == "credited"
+        sender.close()
+        # The owner may name the CA as curl and OpenSSL read it, too.
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+        sender, wallet = make_sender(collector.url, tmp_path, wallet)
+        assert sender.deliver(body(wallet)).verdict == "credited"
+        sender.close()
+    # Kept alive over TLS as well: one handshake for the first sender's two heartbeats.
+    assert collector.connections == 2
+    assert len(collector.heartbeats()) == 3
+
+
+def test_a_ca_bundle_is_not_trusted_for_another_name(tmp_path, test_ca, backend):
+    ca, server = test_ca
+    with FakeCollector(tls=server) as collector:
+        url = collector.url.replace("localhost", "127.0.0.1")
+        sender, wallet = make_sender(url, tmp_path, ca_bundle=ca)
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            sender.deliver(body(wallet))
+        sender.close()
+
+
+# --- proxies -------------------------------------------------------------------------------
+
+
+class ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """A proxy as an office runs one: it forwards plain HTTP requests (the whole URL in the
+    request line) and tunnels HTTPS (CONNECT). ``seen`` collects what it was asked."""
+
+    seen: list[tuple[str, str | None]]
+
+    def do_POST(self):  # noqa: N802 - the stdlib's name
+        self.seen.append((self.requestline, self.headers.get("Proxy-Authorization")))
+        target = urlsplit(self.path)
+        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
+        content = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        forwarded = {k: v for k, v in self.headers.items() if not k.lower().startswith("proxy-")}
+        upstream.request("POST", target.path, content, forwarded)
+        answer = upstream.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        for name in ("Content-Type", "Date"):
+            self.send_header(name, answer.headers[name])
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        upstream.close()
 
     def do_CONNECT(self):  # noqa: N802 - the stdlib's name
-        TunnellingProxy.seen.append((self.requestline, self.headers.get("Proxy-Authorization")))
+        self.seen.append((self.requestline, self.headers.get("Proxy-Authorization")))
         host, _, port = self.path.rpartition(":")
         with socket.create_connection((host, int(port)), timeout=5) as upstream:
             self.send_response(200)
@@ -327,6 +436,9 @@ class TunnellingProxy(http.server.BaseHTTPRequestHandler):
             ends = [self.connection, upstream]
             while True:
                 readable, _, _ = select.select(ends, [], [], 5)
+                # A TLS socket may hold decrypted bytes select() cannot see.
+                if isinstance(self.connection, ssl.SSLSocket) and self.connection.pending():
+                    readable = list({*readable, self.connection})
                 chunks = [(end, end.recv(65536)) for end in readable]
                 if not chunks or not all(chunk for _, chunk in chunks):
                     return
@@ -337,37 +449,173 @@ class TunnellingProxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_https_checks_the_certificate_and_goes_through_a_proxys_tunnel(
-    tmp_path, monkeypatch, backend
-):
-    cert, key = self_signed(tmp_path)
-    collector = FakeCollector(accept_everything)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    collector.server.socket = tls.wrap_socket(collector.server.socket, server_side=True)
-    url = f"https://localhost:{collector.server.server_port}"
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TunnellingProxy)
+@contextmanager
+def proxy_server(tls: ssl.SSLContext | None = None) -> Iterator[tuple[str, list]]:
+    """A running proxy's URL (https:// when it speaks TLS) and the list of what it saw."""
+    seen: list[tuple[str, str | None]] = []
+    handler = type("Handler", (ProxyHandler,), {"seen": seen})
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     proxy.daemon_threads = True
+    url = f"http://127.0.0.1:{proxy.server_port}"
+    if tls is not None:
+        proxy.socket = tls.wrap_socket(proxy.socket, server_side=True)
+        url = f"https://localhost:{proxy.server_port}"
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    with collector:
-        # Not signed by a CA this machine trusts: refused, the heartbeat stays spooled.
-        sender, wallet = make_sender(url, tmp_path)
+    try:
+        yield url, seen
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def configured(tmp_path: Path, url: str, environ: dict[str, str]) -> tuple[Sender, str]:
+    """A sender as the agent makes one: its settings, proxies included, read by load_config
+    from a file and this environment."""
+    path = tmp_path / "agent.yaml"
+    settings = {"collector_url": url, "wallet": new_wallet(), "state_dir": str(tmp_path)}
+    path.write_text(json.dumps({**settings, "connect_timeout": 2, "read_timeout": 5}))
+    config = load_config(path, environ)
+    key = keys.load(config.key_path) if config.key_path.exists() else keys.generate(config.key_path)
+    return Sender(config, key, CollectorClock()), config.wallet
+
+
+def test_a_plain_proxy_from_the_environment_carries_the_request(tmp_path, backend):
+    with FakeCollector() as collector, proxy_server() as (proxy, seen):
+        sender, wallet = configured(tmp_path, collector.url, {"http_proxy": proxy})
+        assert sender.deliver(body(wallet)).verdict == "credited"
+        sender.close()
+    assert seen == [(f"POST {collector.url}/heartbeat HTTP/1.1", None)]
+    assert len(collector.heartbeats()) == 1
+
+
+def test_https_goes_through_a_proxys_tunnel_with_its_credentials(tmp_path, test_ca, backend):
+    ca, server = test_ca
+    with FakeCollector(tls=server) as collector, proxy_server() as (proxy, seen):
+        authorized = proxy.replace("http://", "http://owner:s%40cret@")
+        environ = {"HTTPS_PROXY": authorized, "TASSIUM_CA_BUNDLE": str(ca)}
+        sender, wallet = configured(tmp_path, collector.url, environ)
+        for ago in (2, 1):
+            beat = body(wallet, timedelta(minutes=ago))
+            assert sender.deliver(beat).verdict == "credited"
+        sender.close()
+    credentials = base64.b64encode(b"owner:s@cret").decode()
+    port = urlsplit(collector.url).port
+    # One tunnel for both heartbeats, kept alive.
+    assert seen == [(f"CONNECT localhost:{port} HTTP/1.1", f"Basic {credentials}")]
+    assert len(collector.heartbeats()) == 2
+
+
+@pytest.mark.parametrize("collector_scheme", ["http", "https"])
+def test_an_https_proxy_is_spoken_to_over_tls(tmp_path, test_ca, collector_scheme, backend):
+    ca, server = test_ca
+    tls = server if collector_scheme == "https" else None
+    with FakeCollector(tls=tls) as collector, proxy_server(server) as (proxy, seen):
+        assert proxy.startswith("https://")
+        environ = {"ALL_PROXY": proxy, "TASSIUM_CA_BUNDLE": str(ca)}
+        sender, wallet = configured(tmp_path, collector.url, environ)
+        assert sender.deliver(body(wallet)).verdict == "credited"
+        sender.close()
+    assert [line.split()[0] for line, _ in seen] == [
+        "CONNECT" if collector_scheme == "https" else "POST"
+    ]
+    assert len(collector.heartbeats()) == 1
+
+
+def test_an_https_proxy_with_an_untrusted_certificate_is_refused(tmp_path, test_ca, backend):
+    _, server = test_ca
+    with FakeCollector() as collector, proxy_server(server) as (proxy, seen):
+        sender, wallet = configured(tmp_path, collector.url, {"HTTP_PROXY": proxy})
         with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
             sender.deliver(body(wallet))
-        # The owner names the collector's CA, as curl and OpenSSL read it.
-        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-        sender, wallet = make_sender(url, tmp_path)
+        sender.close()
+    assert seen == [] and collector.requests == []
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "localhost,127.0.0.1:0,127.0.0.1", "*"])
+def test_no_proxy_sends_the_collector_past_the_proxy(tmp_path, no_proxy, backend):
+    with FakeCollector() as collector, proxy_server() as (proxy, seen):
+        environ = {"HTTP_PROXY": proxy, "NO_PROXY": no_proxy}
+        sender, wallet = configured(tmp_path, collector.url, environ)
         assert sender.deliver(body(wallet)).verdict == "credited"
-        monkeypatch.setenv("HTTPS_PROXY", f"http://owner:s%40cret@127.0.0.1:{proxy.server_port}")
-        sender, wallet = make_sender(url, tmp_path, wallet)
+        sender.close()
+        # The same proxy is used for a collector NO_PROXY does not name.
+        sender, wallet = configured(
+            tmp_path, collector.url, {"HTTP_PROXY": proxy, "NO_PROXY": "other"}
+        )
         assert sender.deliver(body(wallet)).verdict == "credited"
-    proxy.shutdown()
-    proxy.server_close()
-    credentials = base64.b64encode(b"owner:s@cret").decode()
-    assert TunnellingProxy.seen == [
-        (f"CONNECT localhost:{collector.server.server_port} HTTP/1.0", f"Basic {credentials}")
-    ]
+        sender.close()
+    assert [line.split()[0] for line, _ in seen] == ["POST"]
     assert len(collector.heartbeats()) == 2
+
+
+# --- HTTP/2 --------------------------------------------------------------------------------
+
+
+@contextmanager
+def h2_collector(ca: Path) -> Iterator[tuple[str, list[dict]]]:
+    """A collector that speaks only HTTP/2 (offered by ALPN, as a TLS front does): its URL
+    and the requests' headers, one connection at a time. No HTTP/2 server is installed
+    here; h2 (httpx's own HTTP/2 engine) serves with a few lines."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(ca.parent / "chain.pem", ca.parent / "key.pem")
+    context.set_alpn_protocols(["h2"])
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[dict] = []
+
+    def serve():
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            with context.wrap_socket(raw, server_side=True) as tls:
+                if tls.selected_alpn_protocol() != "h2":
+                    continue
+                connection = h2.connection.H2Connection(
+                    h2.config.H2Configuration(client_side=False)
+                )
+                connection.initiate_connection()
+                tls.sendall(connection.data_to_send())
+                while data := tls.recv(65536):
+                    for event in connection.receive_data(data):
+                        if isinstance(event, h2.events.RequestReceived):
+                            seen.append({k.decode(): v.decode() for k, v in event.headers})
+                        elif isinstance(event, h2.events.DataReceived):
+                            connection.acknowledge_received_data(
+                                event.flow_controlled_length, event.stream_id
+                            )
+                        elif isinstance(event, h2.events.StreamEnded):
+                            answer = json.dumps(
+                                {"accepted": True, "serverTime": format_timestamp(utcnow())}
+                            ).encode()
+                            connection.send_headers(
+                                event.stream_id,
+                                [
+                                    (":status", "200"),
+                                    ("content-type", "application/json"),
+                                    ("content-length", str(len(answer))),
+                                ],
+                            )
+                            connection.send_data(event.stream_id, answer, end_stream=True)
+                    tls.sendall(connection.data_to_send())
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"https://localhost:{listener.getsockname()[1]}", seen
+    finally:
+        listener.close()
+
+
+def test_http2_is_spoken_where_the_collector_offers_it(tmp_path, test_ca, backend):
+    ca, _ = test_ca
+    with h2_collector(ca) as (url, seen):
+        sender, wallet = make_sender(url, tmp_path, ca_bundle=ca)
+        for ago in (2, 1):
+            assert sender.deliver(body(wallet, timedelta(minutes=ago))).verdict == "credited"
+        sender.close()
+    assert [(h[":method"], h[":path"]) for h in seen] == [("POST", "/heartbeat")] * 2
+    assert all("x-tassium-signature" in h for h in seen)

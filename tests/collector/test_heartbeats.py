@@ -479,3 +479,51 @@ def test_the_lane_answers_browsers_as_every_route_does(make_app):
     other = worker.beat(client)  # no Origin: still Vary, as every answer of this collector
     assert "Access-Control-Allow-Origin" not in other.headers
     assert other.headers["Vary"] == "Origin"
+
+
+# --- large machines: containerCount ---------------------------------------------------------
+
+
+def test_a_container_count_is_stored_and_shown_beside_the_listed_containers(
+    worker, client, operator
+):
+    listed = [{"containerName": f"app-{n:02}", "state": "running"} for n in range(30)]
+    answer = worker.beat(client, minutes_ago(6), listed, containerCount=3000)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["containers"] == 30
+    shown = operator.get(f"/workers/{worker.wallet}").json
+    assert (shown["containerCount"], len(shown["containers"])) == (3000, 30)
+    [point] = operator.get(f"/workers/{worker.wallet}/metrics").json["points"]
+    assert point["containerCount"] == 3000
+    assert "3000 containers (the first 20 listed)" in client.get("/").text
+
+
+def test_without_a_count_the_list_is_the_machines_total(worker, client, operator):
+    assert worker.beat(client, minutes_ago(6)).status_code == 200
+    assert operator.get(f"/workers/{worker.wallet}").json["containerCount"] == 1
+
+
+def test_a_workers_count_never_raises_its_credit(client, history):
+    # Two workers on the same machine and list; one says it runs a million containers.
+    earned, now = [], utcnow()
+    for extra in ({}, {"containerCount": 1_000_000}):
+        worker = FakeWorker()
+        assert worker.enroll(client).status_code == 201
+        history.known(worker.wallet)
+        listed = [{"containerName": f"app-{n}"} for n in range(3)]
+        worker.beat(client, minutes_ago(6, now), listed, system=machine(), **extra)
+        answer = worker.beat(client, minutes_ago(1, now), listed, system=machine(), **extra)
+        assert answer.status_code == 200, answer.json
+        earned.append(answer.json["creditsEarned"])
+    # floor((10 + 20 + 48 + 20 + 15 × 3) × 1.2) per 300 s: the three listed count.
+    assert earned == [171, 171]
+
+
+@pytest.mark.parametrize(
+    ("count", "complaint"), [(0, "from the 1 containers listed"), ("many", "whole number")]
+)
+def test_a_container_count_that_is_not_one_is_refused_and_writes_nothing(
+    worker, client, unchanged, count, complaint
+):
+    answer = worker.beat(client, minutes_ago(5), containerCount=count)
+    assert answer.status_code == 400 and complaint in answer.json["error"]

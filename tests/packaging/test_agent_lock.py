@@ -119,8 +119,9 @@ def test_the_lock_pins_every_agent_dependency_within_its_bounds():
 def test_every_line_of_the_lock_is_one_version_pinned_by_its_hashes():
     locked = pins(LOCK.read_text())
     assert badly_pinned(locked) == []
-    # Those of every wheel and source distribution, so that each worker finds its own.
-    assert all(len(pin.hashes) >= 2 for pin in locked), [str(p.requirement) for p in locked]
+    # uv writes those of every wheel and source distribution, so that each worker finds its
+    # own; a pure-Python release may have a single wheel (certifi).
+    assert all(pin.hashes for pin in locked), [str(p.requirement) for p in locked]
 
 
 def test_the_lock_was_written_by_the_script_in_the_repository():

@@ -13,13 +13,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from collector.signatures import load_public_key, verify
 from protocol import ProtocolError
 from protocol.heartbeat import (
+    MAX_CONTAINER_COUNT,
     MAX_CONTAINERS,
+    MAX_LISTED,
+    MAX_LISTED_BYTES,
     MAX_TEXT,
     SIGNATURE_HEADER,
     AgentInfo,
     Container,
     Heartbeat,
+    System,
     encode_public_key,
+    listed,
     parse_heartbeat,
     sign,
 )
@@ -257,6 +262,15 @@ def test_to_body_round_trips_through_parse_heartbeat(beat):
     assert parse_heartbeat(json.loads(beat.to_body())) == beat
 
 
+def test_to_body_round_trips_a_container_count():
+    beat = Heartbeat(
+        WALLET.lower(), datetime(2026, 1, 1, tzinfo=UTC), (Container("web"),), container_count=3000
+    )
+    assert json.loads(beat.to_body())["containerCount"] == 3000
+    assert parse_heartbeat(json.loads(beat.to_body())) == beat
+    assert beat.container_total == 3000
+
+
 def test_to_body_round_trips_a_stellar_wallet():
     beat = Heartbeat(stellar_address(secrets.token_bytes(32)), datetime(2026, 1, 1, tzinfo=UTC))
     assert parse_heartbeat(json.loads(beat.to_body()), "stellar") == beat
@@ -382,3 +396,119 @@ def test_it_rejects_a_public_key_that_is_not_a_string(value):
 def test_it_rejects_a_public_key_that_is_not_base64(value):
     with pytest.raises(ProtocolError, match="publicKey is not valid base64"):
         load_public_key(value)
+
+
+# --- large machines: what a heartbeat lists, and containerCount ------------------------------
+
+# Every byte a container may take: six texts at MAX_TEXT, two numbers written at their longest
+# (17 significant digits and a three-digit exponent, as json writes a float).
+LONGEST_NUMBER = 1.2345678901234567e-300
+ASTRAL = "\U0001f600"  # written as a surrogate pair of \uXXXX escapes: 12 bytes a character
+DEFAULT_MAX_BODY_BYTES = 256 * 1024  # the collector's max_body_bytes (collector/config.py)
+
+
+def longest_container(index: int = 0, char: str = "x") -> Container:
+    text = f"{index:04d}" + char * (MAX_TEXT - 4)
+    return Container(*(text,) * 6, cpuPercent=LONGEST_NUMBER, memUsageMb=LONGEST_NUMBER)
+
+
+def longest_heartbeat(containers: tuple[Container, ...], count: int) -> Heartbeat:
+    """Everything besides the list at its longest too, in its most expensive characters."""
+    return Heartbeat(
+        stellar_address(bytes(32)),  # 56 characters, longer than an EVM wallet
+        datetime(2026, 11, 24, 21, 0, 0, 123456, tzinfo=UTC),
+        containers,
+        AgentInfo(ASTRAL * MAX_TEXT, ASTRAL * MAX_TEXT, True),
+        System(MAX_CONTAINERS, *(LONGEST_NUMBER,) * 5),
+        "255.255.255.255",
+        count,
+    )
+
+
+def test_max_listed_containers_of_the_longest_fields_fit_well_under_the_default_limit():
+    one = len(json.dumps(longest_container().__dict__, separators=(",", ":")))
+    assert one == 1676
+    # 100 × (1,676 + a comma) = 167,700 bytes = 164 KiB, within the list's budget: so the
+    # budget only ever cuts a list of escaped text.
+    assert MAX_LISTED * (one + 1) == 167_700 <= MAX_LISTED_BYTES
+    body = longest_heartbeat(
+        listed(longest_container(i) for i in range(3 * MAX_LISTED)), MAX_CONTAINER_COUNT
+    ).to_body()
+    assert len(parse_heartbeat(json.loads(body), "stellar").containers) == MAX_LISTED
+    assert len(body) < 175 * 1024 < 0.7 * DEFAULT_MAX_BODY_BYTES
+
+
+def test_a_list_of_escaped_text_is_cut_at_the_byte_budget():
+    # A container of astral text takes about 18 KB of JSON: only ten or so fit the budget.
+    chosen = listed(longest_container(i, ASTRAL) for i in range(MAX_LISTED))
+    assert 5 < len(chosen) < MAX_LISTED
+    size = sum(len(json.dumps(c.__dict__, separators=(",", ":"))) + 1 for c in chosen)
+    assert size <= MAX_LISTED_BYTES
+    body = longest_heartbeat(chosen, MAX_LISTED).to_body()
+    # The rest of the body at its most expensive is about 7 KiB: under 200 KiB in all.
+    assert len(body) - size < 7 * 1024
+    assert len(body) < 200 * 1024
+
+
+def test_listed_puts_running_containers_first_then_orders_by_name_then_id():
+    containers = [
+        Container("b", state="exited"),
+        Container("c", state="running"),
+        Container("a", state="created"),
+        Container("a", id="2", state="running"),
+        Container("a", id="1", state="running"),
+        Container("d"),  # an engine that gave no state: not running
+    ]
+    assert [(c.containerName, c.id, c.state) for c in listed(containers)] == [
+        ("a", "1", "running"),
+        ("a", "2", "running"),
+        ("c", None, "running"),
+        ("a", None, "created"),
+        ("b", None, "exited"),
+        ("d", None, None),
+    ]
+
+
+def test_listed_keeps_the_first_max_listed_in_that_order_whatever_the_engine_gave():
+    names = [f"app-{i:04d}" for i in range(3 * MAX_LISTED)]
+    containers = [
+        Container(name, state="running" if i % 3 else "exited") for i, name in enumerate(names)
+    ]
+    chosen = listed(reversed(containers))
+    running = sorted(c.containerName for c in containers if c.state == "running")
+    assert [c.containerName for c in chosen] == running[:MAX_LISTED]
+    assert listed(containers) == chosen  # the same list tick after tick
+
+
+def test_a_short_list_is_kept_whole():
+    assert listed([Container("web", state="running")]) == (Container("web", state="running"),)
+    assert listed([]) == ()
+
+
+@pytest.mark.parametrize("count", [2, 3000, MAX_CONTAINER_COUNT])
+def test_it_accepts_a_container_count_from_the_listed_to_the_maximum(document, count):
+    document["containerCount"] = count
+    assert parse_heartbeat(document).container_count == count
+
+
+def test_without_a_count_the_total_is_the_lists_length(document):
+    beat = parse_heartbeat(document)
+    assert (beat.container_count, beat.container_total) == (None, 2)
+    document["containerCount"] = None
+    assert parse_heartbeat(document).container_count is None
+
+
+@pytest.mark.parametrize(
+    ("count", "complaint"),
+    [
+        (1, "from the 2 containers listed to 1000000"),
+        (MAX_CONTAINER_COUNT + 1, "from the 2 containers listed to 1000000"),
+        (-1, "from the 2 containers listed"),
+        (True, "must be a whole number"),
+        (2.0, "must be a whole number"),
+        ("3000", "must be a whole number"),
+    ],
+)
+def test_it_rejects_a_container_count_that_is_not_one(document, count, complaint):
+    document["containerCount"] = count
+    rejected(document, complaint)
