@@ -37,7 +37,8 @@ class Caller:
 
 
 def token_hash(token: str) -> str:
-    """How a session token is kept: a copy of the database signs nobody in."""
+    """How a token is kept (a wallet's session, an enrollment token): a copy of the database
+    signs nobody in and enrolls nothing."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 

@@ -114,7 +114,7 @@ class CollectorConfig:
     # An enrollment is two requests (the challenge and its signature).
     rate_limit_enrollment: str = "30/minute"
     rate_limit_writes: str = "120/minute"
-    # How long a wallet's sign-in (collector/sessions.py) lasts, in seconds.
+    # How long a wallet's sign-in (collector/sign_in.py) lasts, in seconds.
     session_ttl: int = 3600
     # Loudly named escapes from the safe defaults, each for an operator who knows why:
     # serve beyond loopback without an api_token (a network where everyone is trusted);

@@ -14,7 +14,6 @@ enrolls the key once and never again. Decision: one key per wallet, so one machi
 wallet; a wallet's signature for a new key moves the wallet to the new machine.
 """
 
-import hashlib
 import math
 import re
 import secrets
@@ -22,7 +21,7 @@ from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from collector.access import require_operator
+from collector.access import require_operator, token_hash
 from collector.api import (
     ApiError,
     accept_fields,
@@ -60,7 +59,10 @@ def issue_token(wallet_address: str, ttl: timedelta, now: datetime) -> str:
     """Create a single-use enrollment token for one wallet; only its hash is stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     EnrollmentToken.create(
-        token_hash=_hash(token), wallet_address=wallet_address, created_at=now, expires_at=now + ttl
+        token_hash=token_hash(token),
+        wallet_address=wallet_address,
+        created_at=now,
+        expires_at=now + ttl,
     )
     return token
 
@@ -71,13 +73,9 @@ def validate_token(value: object) -> str:
     return value
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
 def _usable(token: str, wallet_address: str, now: datetime):
     return (
-        (EnrollmentToken.token_hash == _hash(token))
+        (EnrollmentToken.token_hash == token_hash(token))
         & (EnrollmentToken.wallet_address == wallet_address)
         & EnrollmentToken.used_at.is_null()
         & (EnrollmentToken.expires_at > now)
