@@ -32,8 +32,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from agent import keys
+from agent.service import Agent
 from tests.agent.fake_engine import FakeEngine
-from tests.factories import Wallet
+from tests.factories import Wallet, agent_config
 
 IMAGE = "local/busybox"
 
@@ -474,3 +476,22 @@ def engine(socket_dir):
     fake = FakeEngine(socket_dir / "docker.sock").start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def collect(tmp_path):
+    """``collect(docker_host)``: one heartbeat from an Agent configured for that engine."""
+    state = tmp_path / "state"
+    key = keys.generate(state / "agent.key")
+
+    def run(docker_host: str, docker_timeout: float = 10.0):  # the agent's per-call default
+        config = agent_config(
+            "http://127.0.0.1:9", state, docker_host=docker_host, docker_timeout=docker_timeout
+        )
+        agent = Agent(config, key)
+        try:
+            return agent.collect()
+        finally:
+            agent.close()
+
+    return run

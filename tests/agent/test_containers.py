@@ -10,12 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from agent import keys
-from agent.config import AgentConfig
 from agent.containers import ContainerStats, format_ports, list_containers, survey
 from agent.errors import DockerUnavailable
 from agent.machine import Machine
-from agent.service import Agent
 from protocol.heartbeat import Container
 from tests.agent.conftest import IMAGE
 from tests.agent.fake_engine import (
@@ -24,7 +21,6 @@ from tests.agent.fake_engine import (
     STATS_PATH,
     VERSION_PATH,
 )
-from tests.factories import new_wallet
 
 TIMEOUT = 10.0  # what the agent gives the real engine per call
 SETTLE = 30.0  # how long a health check may take to settle before the test gives up
@@ -283,31 +279,6 @@ def test_an_engine_that_is_not_there_is_docker_unavailable(request, unreachable)
 
 
 # --- what Agent.collect() reports ------------------------------------------------------------
-
-
-@pytest.fixture
-def collect(tmp_path):
-    """``collect(docker_host)``: one heartbeat from an Agent configured for that engine."""
-    key_path = tmp_path / "state" / "agent.key"
-    key = keys.generate(key_path)
-
-    def run(docker_host: str, docker_timeout: float = TIMEOUT):
-        config = AgentConfig(
-            collector_url="http://127.0.0.1:9",
-            wallet=new_wallet(),
-            state_dir=tmp_path / "state",
-            key_path=key_path,
-            spool_path=tmp_path / "state" / "spool",
-            docker_host=docker_host,
-            docker_timeout=docker_timeout,
-        )
-        agent = Agent(config, key)
-        try:
-            return agent.collect()
-        finally:
-            agent.close()
-
-    return run
 
 
 @pytest.fixture(params=["missing", "refusing", "failing", "hanging"])

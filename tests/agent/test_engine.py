@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import keys
-from agent.config import AgentConfig, load_config
+from agent.config import load_config
 from agent.containers import ContainerStats, survey
 from agent.engine import DEFAULT_HOST, Engine, EngineError
 from agent.errors import DockerUnavailable
-from agent.service import Agent
 from tests.agent.conftest import make_foreign_client
 from tests.agent.fake_engine import FakeEngine
 from tests.factories import new_wallet
@@ -235,22 +233,8 @@ def test_missing_client_certificate_files_are_named(tls, client, tmp_path):
         survey(client(None, environment))
 
 
-def test_an_agent_without_the_client_certificate_reports_docker_unavailable(tls, tmp_path):
-    key_path = tmp_path / "state" / "agent.key"
-    config = AgentConfig(
-        collector_url="http://127.0.0.1:9",
-        wallet=new_wallet(),
-        state_dir=tmp_path / "state",
-        key_path=key_path,
-        spool_path=tmp_path / "state" / "spool",
-        docker_host=tls.tls_host,
-        docker_timeout=TIMEOUT,
-    )
-    agent = Agent(config, keys.generate(key_path))
-    try:
-        heartbeat = agent.collect()
-    finally:
-        agent.close()
+def test_an_agent_without_the_client_certificate_reports_docker_unavailable(tls, collect):
+    heartbeat = collect(tls.tls_host, TIMEOUT)
 
     assert heartbeat.agent.dockerAvailable is False
     with pytest.raises(DockerUnavailable, match="HTTP request to an HTTPS server"):
