@@ -212,3 +212,15 @@ def test_one_signed_message_sent_at_once_to_several_processes_opens_one_session(
         statuses = sorted(pool.map(send, range(8)))
     assert statuses == [201] + [401] * 7
     assert WalletSession.select().count() == 1
+
+
+def test_a_flood_of_sign_ins_from_one_address_is_limited_and_stores_nothing_more(make_app, dbconn):
+    client = make_app(rate_limit_writes="3/minute").test_client()
+    wallet = Wallet()
+    statuses = [
+        client.post("/auth/challenge", json={"wallet": wallet.address}).status_code
+        for _ in range(5)
+    ]
+    assert statuses == [201, 201, 201, 429, 429]
+    assert SignInChallenge.select().count() == 3
+    refused(client.post("/auth/session", json={"message": "x", "signature": "y"}), 429, "try again")
