@@ -103,7 +103,8 @@ def _enroll_by_wallet(config: AgentConfig, key, sender, wait: float | None) -> s
         + (
             "paste the signature here, then press Enter."
             if terminal
-            else f"run: tassium-agent enroll --challenge {challenge.id} --signature SIGNATURE"
+            # "=" keeps argparse from taking an id that starts with "-" for an option.
+            else f"run: tassium-agent enroll --challenge={challenge.id} --signature SIGNATURE"
         ),
         f"Waiting for the signature until {challenge.expires_at} ...",
     ]

@@ -55,16 +55,17 @@ def test_enroll_again_is_idempotent_and_a_new_key_needs_the_wallets_signature(ag
     # Nobody signs: the new key is not enrolled, and the agent says until when it may be.
     unsigned = worker.command("enroll", "--wait", "1")
     assert unsigned.returncode == 1 and "no signature arrived in time" in unsigned.stderr
-    challenge = unsigned.stdout.split("enroll --challenge ")[1].split()[0]
+    printed = unsigned.stdout.split("run: tassium-agent enroll ")[1].split()[0]
+    challenge = printed.removeprefix("--challenge=")
     # The owner signs it later, elsewhere, and hands the signature to the agent.
     message = httpx.get(f"{worker.collector_url}/workers/enroll/challenge/{challenge}").json()
     # Signed by another wallet: refused, and the key stays unenrolled.
     forged = Wallet().sign(message["message"])
-    refused = worker.command("enroll", "--challenge", challenge, "--signature", forged)
+    refused = worker.command("enroll", printed, "--signature", forged)
     assert refused.returncode == 1
     assert "signature refused (401): signature is not by wallet" in refused.stderr
     signature = worker.owner.sign(message["message"])
-    signed = worker.command("enroll", "--challenge", challenge, "--signature", signature)
+    signed = worker.command("enroll", printed, "--signature", signature)
     assert signed.returncode == 0, signed.stderr
     assert "replacing the key enrolled before" in signed.stdout
 
@@ -79,6 +80,13 @@ def test_enroll_prints_the_challenge_and_the_owners_page_and_waits_for_it(agent)
     assert f"    Enroll a Tassium worker at {worker.collector_url}" in done.stdout
     assert f"{worker.collector_url}/enroll/" in done.stdout
     assert "replacing the key enrolled before" in done.stdout
+
+
+def test_a_challenge_id_that_starts_with_a_dash_is_taken_as_the_id(agent):
+    # One id in 64 starts with "-"; the printed command must still work for it.
+    _, worker = agent
+    done = worker.command("enroll", "--challenge=-" + "a" * 42, "--signature", "0x00")
+    assert done.returncode == 1 and "no enrollment challenge -aaa" in done.stderr
 
 
 def test_enroll_half_given_is_a_usage_error(agent):
