@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from agent.config import AgentConfig
 from agent.errors import AgentError
+from agent.keys import AgentKey
 from agent.sender import Sender
 from protocol import ProtocolError
 from protocol.heartbeat import encode_public_key
@@ -59,7 +58,7 @@ def wallet_has_key(sender: Sender, wallet: str) -> bool:
     return status == 200 and isinstance(worker, dict) and worker.get("enrolled") is True
 
 
-def holds_key(sender: Sender, config: AgentConfig, key: Ed25519PrivateKey) -> bool:
+def holds_key(sender: Sender, config: AgentConfig, key: AgentKey) -> bool:
     """Whether the collector holds this very key for the wallet. The enrollment route takes
     the same key again with no proof and says "unchanged" (the key itself is shown only to
     the wallet's owner and the operator); any other key it refuses, enrolling nothing."""
@@ -68,9 +67,7 @@ def holds_key(sender: Sender, config: AgentConfig, key: Ed25519PrivateKey) -> bo
     return status == 200 and isinstance(answer, dict) and answer.get("enrollment") == "unchanged"
 
 
-def enroll_directly(
-    sender: Sender, config: AgentConfig, key: Ed25519PrivateKey, token: str | None
-) -> str:
+def enroll_directly(sender: Sender, config: AgentConfig, key: AgentKey, token: str | None) -> str:
     """Enroll with an operator's token, or (``None``) as a collector from before
     wallet-signed enrollment takes it; what the collector did."""
     body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
@@ -86,7 +83,7 @@ def enroll_directly(
     raise EnrollmentRefused(f"({status}) {error_of(answer)}")
 
 
-def ask(sender: Sender, config: AgentConfig, key: Ed25519PrivateKey) -> Challenge:
+def ask(sender: Sender, config: AgentConfig, key: AgentKey) -> Challenge:
     body = {"walletAddress": config.wallet, "publicKey": encode_public_key(key)}
     status, answer = sender.post_signed("/workers/enroll/challenge", json.dumps(body).encode())
     if status in (404, 405):
@@ -108,7 +105,7 @@ def send_signature(sender: Sender, challenge_id: str, signature: str) -> str:
 def wait_for_signature(
     sender: Sender,
     config: AgentConfig,
-    key: Ed25519PrivateKey,
+    key: AgentKey,
     challenge: Challenge,
     *,
     typed: TextIO | None,

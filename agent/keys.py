@@ -4,28 +4,71 @@ import base64
 import binascii
 import hashlib
 import os
+import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from Crypto.PublicKey import ECC
+from Crypto.Signature import eddsa
 
 from agent.errors import KeyFileError
+from protocol.heartbeat import SigningKey
 
-# The PKCS#8 DER of an Ed25519 key as keygen writes it (RFC 8410), the 32-byte seed after:
-# read directly, the key spares the daemon cryptography's serialization package (about 3 MB
-# resident, with its SSH formats), which loads only for a key written some other way.
+# The PKCS#8 DER of an Ed25519 key as keygen writes it (RFC 8410), the 32-byte seed after.
 _PKCS8_ED25519 = bytes.fromhex("302e020100300506032b657004220420")
 _PEM_BEGIN, _PEM_END = b"-----BEGIN PRIVATE KEY-----", b"-----END PRIVATE KEY-----"
 
 
-def generate(path: Path) -> Ed25519PrivateKey:
-    """Create a new key at ``path``; refuses to overwrite one (that would orphan an enrollment)."""
-    from cryptography.hazmat.primitives import serialization
+@dataclass(frozen=True)
+class AgentPublicKey:
+    raw: bytes
 
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    def public_bytes_raw(self) -> bytes:
+        return self.raw
+
+
+class AgentKey:
+    """The worker's Ed25519 private key, with what the agent does with it: sign.
+
+    pycryptodome, which the agent loads anyway for wallet checksums (protocol/wallets.py),
+    signs; ``cryptography`` would cost the daemon about 7 MB resident for the same RFC 8032
+    signatures (bench/agent_memory.py). The methods are named as ``cryptography``'s, so the
+    protocol (``protocol.heartbeat.SigningKey``) and the tests take either."""
+
+    __slots__ = ("_seed", "_signer", "_public")
+
+    def __init__(self, seed: bytes) -> None:
+        key = eddsa.import_private_key(seed)
+        self._seed = seed
+        self._signer = eddsa.new(key, "rfc8032")
+        self._public = AgentPublicKey(key.public_key().export_key(format="raw"))
+
+    @classmethod
+    def generate(cls) -> "AgentKey":
+        return cls(secrets.token_bytes(32))
+
+    def sign(self, data: bytes) -> bytes:
+        return self._signer.sign(data)
+
+    def public_key(self) -> AgentPublicKey:
+        return self._public
+
+    def private_bytes_raw(self) -> bytes:
+        return self._seed
+
+    def pem(self) -> bytes:
+        """PKCS#8 in PEM (RFC 8410), as ``openssl genpkey -algorithm ed25519`` writes it."""
+        body = base64.encodebytes(_PKCS8_ED25519 + self._seed)
+        return _PEM_BEGIN + b"\n" + body + _PEM_END + b"\n"
+
+    def __repr__(self) -> str:
+        return f"<AgentKey {fingerprint(self)}>"
+
+
+def generate(path: Path) -> AgentKey:
+    """Create a new key at ``path``; refuses to overwrite one (that would orphan an enrollment)."""
+    key = AgentKey.generate()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # O_EXCL with the mode at creation: the key is never readable by others, not even briefly.
@@ -35,13 +78,13 @@ def generate(path: Path) -> Ed25519PrivateKey:
     except OSError as exc:
         raise KeyFileError(f"cannot write the key at {path}: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+        handle.write(key.pem())
         handle.flush()
         os.fsync(handle.fileno())
     return key
 
 
-def load(path: Path) -> Ed25519PrivateKey:
+def load(path: Path) -> AgentKey:
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()
@@ -53,18 +96,25 @@ def load(path: Path) -> Ed25519PrivateKey:
         raise KeyFileError(f"{path} is readable by others: chmod 600 {path}")
     seed = _seed(data)
     if seed is not None:
-        return Ed25519PrivateKey.from_private_bytes(seed)
-    from cryptography.hazmat.primitives import serialization
+        return AgentKey(seed)
+    return AgentKey(_seed_of_other_pem(path, data))
 
+
+def _seed_of_other_pem(path: Path, data: bytes) -> bytes:
+    """The seed of a key written by another tool (an OpenSSH key, say), in PEM only."""
+    if not data.lstrip().startswith(b"-----BEGIN "):
+        raise KeyFileError(f"{path} does not hold a PEM private key")
+    if b"ENCRYPTED" in data:
+        raise KeyFileError(f"{path} is encrypted: the agent needs an unencrypted key")
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except ValueError:
+        key = ECC.import_key(data)
+    except (ValueError, IndexError, TypeError):
         raise KeyFileError(f"{path} does not hold a PEM private key") from None
-    except TypeError:  # what cryptography raises for a key encrypted with a passphrase
-        raise KeyFileError(f"{path} is encrypted: the agent needs an unencrypted key") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not key.has_private():
+        raise KeyFileError(f"{path} does not hold a PEM private key")
+    if key.curve != "Ed25519":
         raise KeyFileError(f"{path} is not an Ed25519 key")
-    return key
+    return key.seed
 
 
 def _seed(pem: bytes) -> bytes | None:
@@ -81,7 +131,7 @@ def _seed(pem: bytes) -> bytes | None:
     return der[len(_PKCS8_ED25519) :]
 
 
-def fingerprint(key: Ed25519PrivateKey) -> str:
+def fingerprint(key: SigningKey) -> str:
     """A short, shareable name for the public half (SHA-256 of the raw public key)."""
     digest = hashlib.sha256(key.public_key().public_bytes_raw()).hexdigest()
     return "SHA256:" + digest[:32]

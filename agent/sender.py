@@ -28,11 +28,11 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.clock import CollectorClock
 from agent.config import AgentConfig, Proxies
 from agent.errors import DeliveryError
+from agent.keys import AgentKey
 from protocol import ProtocolError
 from protocol.heartbeat import SIGNATURE_HEADER, sign
 from protocol.times import parse_timestamp
@@ -90,7 +90,7 @@ def judge(status: int, answer: object) -> Outcome:
 
 
 class Sender:
-    def __init__(self, config: AgentConfig, key: Ed25519PrivateKey | None, clock: CollectorClock):
+    def __init__(self, config: AgentConfig, key: AgentKey | None, clock: CollectorClock):
         self.key = key
         self.clock = clock
         self.deadline = config.send_timeout

@@ -23,14 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from agent import status
 from agent.clock import CollectorClock
 from agent.config import AgentConfig
 from agent.containers import ContainerStats, survey
 from agent.engine import Engine
 from agent.errors import DeliveryError, DockerUnavailable
+from agent.keys import AgentKey
 from agent.machine import Machine, tailscale_ip
 from agent.sender import Backoff, Outcome, Sender
 from agent.spool import Entry, Spool
@@ -96,7 +95,7 @@ class Agent:
     def __init__(
         self,
         config: AgentConfig,
-        key: Ed25519PrivateKey,
+        key: AgentKey,
         clock: CollectorClock | None = None,
     ):
         self.config = config
@@ -297,6 +296,7 @@ class Agent:
         return TickReport(body, self.drain(force=True, watch=body))
 
     def close(self) -> None:
+        self.stats.close()
         self.sender.close()
         self.engine.close()
 
@@ -350,7 +350,7 @@ class Liveness:
         return hung + skipped
 
 
-def run(config: AgentConfig, key: Ed25519PrivateKey, notifier: Notifier) -> int:
+def run(config: AgentConfig, key: AgentKey, notifier: Notifier) -> int:
     """The daemon: heartbeats on the interval (with jitter so a fleet does not beat in
     lockstep), delivery after each and every few seconds, pings, each an APScheduler job on a
     thread of its own; watchdog pings while both halves progress, a clean stop on SIGTERM."""

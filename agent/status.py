@@ -8,8 +8,6 @@ import os
 import socket
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from agent import keys
 from agent.clock import CollectorClock
 from agent.config import AgentConfig, check_state_dir
@@ -120,9 +118,7 @@ def check(config: AgentConfig) -> list[Line]:
     return lines
 
 
-def _collector_lines(
-    config: AgentConfig, sender: Sender, key: Ed25519PrivateKey | None
-) -> list[Line]:
+def _collector_lines(config: AgentConfig, sender: Sender, key: keys.AgentKey | None) -> list[Line]:
     try:
         code, health = sender.request("GET", "/healthz")
     except DeliveryError as exc:
@@ -148,7 +144,7 @@ def _collector_lines(
     return lines
 
 
-def _enrollment_line(config: AgentConfig, sender: Sender, key: Ed25519PrivateKey) -> Line:
+def _enrollment_line(config: AgentConfig, sender: Sender, key: keys.AgentKey) -> Line:
     try:
         code, worker = sender.request("GET", f"/workers/{config.wallet}")
     except DeliveryError as exc:

@@ -26,8 +26,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import Protocol, runtime_checkable
 
 from protocol import ProtocolError
 from protocol.times import format_timestamp, parse_timestamp
@@ -299,11 +298,26 @@ def _agent(raw: object) -> AgentInfo:
 # --- signatures -------------------------------------------------------------------------
 
 
-def encode_public_key(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
-    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+class PublicKey(Protocol):
+    def public_bytes_raw(self) -> bytes: ...
+
+
+@runtime_checkable
+class SigningKey(Protocol):
+    """An Ed25519 private key, as the agent holds it (``agent.keys.AgentKey``, pycryptodome)
+    or as ``cryptography`` spells one (the collector's tests and tools): the same two methods,
+    so the protocol needs neither library."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> PublicKey: ...
+
+
+def encode_public_key(key: SigningKey | PublicKey) -> str:
+    public = key.public_key() if isinstance(key, SigningKey) else key
     return base64.b64encode(public.public_bytes_raw()).decode("ascii")
 
 
-def sign(private_key: Ed25519PrivateKey, body: bytes) -> str:
+def sign(private_key: SigningKey, body: bytes) -> str:
     """The value of the signature header for these exact body bytes."""
     return base64.b64encode(private_key.sign(body)).decode("ascii")

@@ -4,13 +4,14 @@ engine on a unix socket for failures the real one cannot produce on demand."""
 import re
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import replace
 
 import pytest
 
-from agent.containers import ContainerStats, format_ports, list_containers, survey
+from agent.containers import STATS_WORKERS, ContainerStats, format_ports, list_containers, survey
 from agent.errors import DockerUnavailable
 from agent.machine import Machine
 from protocol.heartbeat import Container
@@ -366,6 +367,27 @@ def test_cpu_percent_is_the_average_since_the_agents_own_previous_sample(engine)
     # Nothing used since: 0, not the previous figure.
     engine.stats[web] = one_shot(container_ns=2_000_000_000, system_ns=30_000_000_000)
     assert measured(engine, stats, web).cpuPercent == 0.0
+
+
+def stats_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("docker-stats")}
+
+
+def test_the_stats_threads_are_kept_from_tick_to_tick(engine):
+    # New threads at every tick would each take a malloc arena, and the daemon would grow.
+    before = stats_threads()
+    names = [engine.add(f"web-{i}") for i in range(6)]
+    for container in names:
+        engine.stats[container] = one_shot(1, 1)
+    stats = ContainerStats()
+    survey(engine.host, 2.0, stats)
+    first = stats_threads() - before
+    for _ in range(4):
+        survey(engine.host, 2.0, stats)
+    now = stats_threads() - before
+    # The pool may start a few more of them, never more than its size, and ends none.
+    assert first and first <= now and len(now) <= STATS_WORKERS
+    stats.close()
 
 
 @pytest.mark.parametrize(

@@ -69,8 +69,11 @@ def test_generate_writes_a_pem_key_that_load_reads_back(key_path):
 
     assert key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
     loaded = keys.load(key_path)
-    assert isinstance(loaded, Ed25519PrivateKey)
+    assert isinstance(loaded, keys.AgentKey)
     assert raw_public(loaded) == raw_public(generated)
+    # openssl, cryptography and every Ed25519 library read the same file as the same key.
+    theirs = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    assert raw_public(theirs) == raw_public(generated)
 
 
 def test_generate_makes_a_new_key_each_time(tmp_path):

@@ -116,6 +116,13 @@ def test_the_lock_pins_every_agent_dependency_within_its_bounds():
     assert uncovered(agent_requirements(), locked) == []
 
 
+def test_the_lock_holds_no_cffi_so_pycryptodome_loads_its_code_with_ctypes():
+    # With cffi installed, pycryptodome loads it and pycparser (about 2 MB resident in the
+    # daemon, bench/agent_memory.py); the agent needs neither, nor cryptography, which brings it.
+    names = {canonicalize_name(p.requirement.name) for p in pins(LOCK.read_text())}
+    assert names & {"cffi", "pycparser", "cryptography"} == set()
+
+
 def test_every_line_of_the_lock_is_one_version_pinned_by_its_hashes():
     locked = pins(LOCK.read_text())
     assert badly_pinned(locked) == []
