@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from flask import g
 
-from collector.api import ApiError, bearer_token, settings
+from collector.api import bearer_token, settings
+from collector.errors import ApiError
 from collector.models import WalletSession
 from protocol.times import utcnow
 

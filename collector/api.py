@@ -1,13 +1,13 @@
 """What every route shares: JSON errors, request-body and query parsing, the bearer API
-token, pagination and CORS. Rules about particular fields live with their feature."""
+token, pagination and CORS. Rules about particular fields live with their feature.
+``ApiError`` is collector/errors.py's and the database-outage answer
+collector/database_state.py's, so that modules below the routes use them without this one."""
 
 import base64
 import functools
 import hmac
 import json
-import logging
 import re
-import threading
 from collections.abc import Callable, Iterable
 from urllib.parse import urlencode, urlsplit
 
@@ -16,9 +16,10 @@ from peewee import Field, InterfaceError, OperationalError, Query
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
-from collector import db, telemetry
 from collector.addresses import is_loopback
 from collector.config import CollectorConfig
+from collector.database_state import DatabaseState, database_answered, database_down
+from collector.errors import ApiError, body_too_large
 from protocol import ProtocolError, patterns
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.wallets import normalize_wallet
@@ -26,31 +27,6 @@ from protocol.wallets import normalize_wallet
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_OFFSET = 10**9
-# Seconds a client is asked to wait before retrying while the database is unavailable.
-RETRY_AFTER = 10
-
-log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    """An error answered as ``{"error": message}`` with ``status``; raised inside a
-    transaction it also rolls that transaction back, so a rejected request writes nothing."""
-
-    def __init__(
-        self, status: int, message: str, *, headers: dict | None = None, **details: object
-    ):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-        self.details = details  # more fields of the answer, beside "error"
-
-    def answer(self) -> dict:
-        return {"error": self.message, **self.details}
-
-
-def body_too_large(limit: int) -> ApiError:
-    return ApiError(413, f"request body is larger than {limit} bytes")
 
 
 def settings() -> CollectorConfig:
@@ -251,54 +227,6 @@ def require_page_token(view: Callable) -> Callable:
         return view(*args, **kwargs)
 
     return wrapper
-
-
-class DatabaseState:
-    """Whether this process last found the database down: an outage is one log line when it
-    starts and one when it ends, not a traceback per request."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.down = False
-
-    def failed(self, exc: BaseException) -> None:
-        with self._lock:
-            if not self.down:
-                self.down = True
-                log.error("database unavailable: %s", db.failure_reason(exc))
-
-    def answered(self) -> None:
-        with self._lock:
-            if self.down:
-                self.down = False
-                log.warning("database available again")
-
-
-def database_failed(exc: BaseException) -> None:
-    """What a request does when the database cannot answer: the outage is logged once, counted,
-    and this process's connections are dropped so that none broken is handed out once it is
-    back."""
-    current_app.extensions["tassium.database_state"].failed(exc)
-    telemetry.DATABASE_ERRORS.labels(where="request").inc()
-    db.discard_connections()
-
-
-def database_down(exc: BaseException, **extra: object) -> Response:
-    """A 503 for a database that cannot answer (see database_failed)."""
-    database_failed(exc)
-    response = jsonify(error="database unavailable", **extra)
-    response.status_code = 503
-    response.headers["Retry-After"] = str(RETRY_AFTER)
-    return response
-
-
-def database_answered(response: Response) -> Response:
-    """After a request: one that opened a connection and did not fail on it found the
-    database up (the end of an outage, logged once)."""
-    state = current_app.extensions["tassium.database_state"]
-    if state.down and response.status_code != 503 and not db.database.is_closed():
-        state.answered()
-    return response
 
 
 def cors(response: Response, path: str, origin: str | None) -> Response:

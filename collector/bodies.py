@@ -23,8 +23,8 @@ from gunicorn.http.errors import (
     ParseException,
 )
 
-from collector.api import ApiError, body_too_large
 from collector.config import CollectorConfig
+from collector.errors import ApiError, body_too_large
 
 # Where a refusal waits for the before_request hook: (status, message).
 REFUSAL = "tassium.body_refused"

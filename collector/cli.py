@@ -330,7 +330,7 @@ _PERIOD_HELP = "24h, 7d, 30d, a UTC month like 2026-11, or FROM/TO in RFC 3339"
 @click.pass_obj
 def report(config: CollectorConfig, period_text: str, as_csv: bool) -> None:
     """Every worker's uptime, downtime and credits in a period (streamed, by wallet)."""
-    from collector import reports
+    from collector import report_csv, reports
 
     period = _period(period_text)
     columns = reports.FLEET_COLUMNS
@@ -340,7 +340,7 @@ def report(config: CollectorConfig, period_text: str, as_csv: bool) -> None:
             for r in reports.fleet(period, **reports.timing(config, utcnow()), bounds=config)
         )
         if as_csv:
-            for line in reports.csv_lines(columns, rows):
+            for line in report_csv.csv_lines(columns, rows):
                 click.echo(line, nl=False)
             return
         # Fixed widths, so that the table streams however large the fleet.
@@ -381,7 +381,7 @@ def payout(
 ) -> None:
     """Split a budget over a period's workers in proportion to their uptime or credits."""
     from collector import payouts, reports
-    from collector.api import ApiError
+    from collector.errors import ApiError
     from collector.payments import parse_amount
 
     basis = basis or payouts.DEFAULT_BASIS

@@ -19,8 +19,9 @@ from flask import Blueprint, render_template, request, url_for
 from peewee import fn
 
 from collector import deployments, reports, workers
-from collector.api import ApiError, require_page_token, settings, wallet
+from collector.api import require_page_token, settings, wallet
 from collector.db import first_page
+from collector.errors import ApiError
 from collector.models import Project, Worker, WorkerContainer
 from collector.reports import COLLECTOR_DOWN, Interval, Period, WorkerReport
 from protocol.times import utcnow

@@ -15,7 +15,6 @@ from peewee import IntegrityError
 
 from collector.access import ensure_wallet
 from collector.api import (
-    ApiError,
     accept_fields,
     by_creator,
     integer,
@@ -26,6 +25,7 @@ from collector.api import (
 )
 from collector.db import DATABASE_DOWN, database, locked
 from collector.deployer import Answer, Deployer
+from collector.errors import ApiError
 from collector.models import Project
 from protocol.times import format_timestamp, utcnow
 

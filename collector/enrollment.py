@@ -23,7 +23,6 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from collector.access import require_operator, token_hash
 from collector.api import (
-    ApiError,
     accept_fields,
     integer,
     json_object,
@@ -33,6 +32,7 @@ from collector.api import (
 )
 from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
 from collector.db import database, locked
+from collector.errors import ApiError
 from collector.models import EnrollmentChallenge, EnrollmentToken, Worker
 from collector.signatures import load_public_key, verify
 from collector.wallet_proofs import verify_wallet_signature

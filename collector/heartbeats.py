@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import InternalServerError
 
-from collector import api, db, telemetry
-from collector.api import ApiError, accept_fields, json_object, settings, wallet
+from collector import api, counters, db, telemetry
+from collector.api import accept_fields, json_object, settings, wallet
 from collector.bodies import BODY
 from collector.commits import GroupCommit
 from collector.config import CollectorConfig
 from collector.db import DATABASE_DOWN
+from collector.errors import ApiError
 from collector.keys import PING_MAX_AGE, CachedKey, enrolled_key
 from collector.models import Worker, credits
 from collector.signatures import load_public_key, verify
@@ -61,7 +62,7 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
             min_interval=timedelta(seconds=config.min_interval),
             capacity_bounds=config,
         )
-        telemetry.HEARTBEAT_TRANSACTIONS.inc()
+        counters.HEARTBEAT_TRANSACTIONS.inc()
         return applied
 
     app.extensions["tassium.commits"] = GroupCommit(apply, wait=config.group_commit_wait_ms / 1000)

@@ -5,7 +5,8 @@ from collector.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
 from collector.dashboard import PAGE_SIZE
 from collector.payouts import BASES, DEFAULT_BASIS, MAX_JSON_SHARES
 from collector.ratelimits import rule_for
-from collector.reports import FLEET_PAGE, MAX_FLEET_PAGE, MAX_SPANS_SHOWN, SPANS_SHOWN
+from collector.report_routes import FLEET_PAGE, MAX_FLEET_PAGE
+from collector.reports import MAX_SPANS_SHOWN, SPANS_SHOWN
 from collector.windows import MAX_RECORDS_PAGE, RECORDS_PAGE
 from collector.workers import MAX_METRICS_HOURS, MAX_METRICS_POINTS, METRICS_POINTS
 from protocol.heartbeat import SIGNATURE_HEADER

@@ -6,13 +6,13 @@ from flask import Blueprint, jsonify
 
 from collector.access import ensure_operator
 from collector.api import (
-    ApiError,
     accept_fields,
     by_creator,
     json_object,
     paginated,
     wallet,
 )
+from collector.errors import ApiError
 from collector.models import Payment
 from protocol.times import format_timestamp
 

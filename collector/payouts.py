@@ -27,11 +27,10 @@ from datetime import datetime, timedelta
 from flask import Blueprint, Response, jsonify, request
 from peewee import fn
 
-from collector import reports
+from collector import report_csv, reports
 from collector.access import ensure_operator
 from collector.api import (
     DEFAULT_PAGE,
-    ApiError,
     accept_fields,
     json_object,
     page_bounds,
@@ -40,6 +39,7 @@ from collector.api import (
 )
 from collector.config import CollectorConfig
 from collector.db import database, is_postgres
+from collector.errors import ApiError
 from collector.models import Payment, Payout
 from collector.payments import parse_amount
 from collector.reports import Period
@@ -117,7 +117,7 @@ class Plan:
         return _sha256(canonical_json(self.inputs))
 
     def csv(self) -> Iterator[str]:
-        return reports.csv_lines(EXPORT_COLUMNS, self.shares)
+        return report_csv.csv_lines(EXPORT_COLUMNS, self.shares)
 
     @property
     def export_sha256(self) -> str:
@@ -329,7 +329,7 @@ def _plan(period_text: object, budget: object, basis: object) -> Plan:
 def export(csv_suffix: bool = False):
     args = request.args
     found = _plan(args.get("period", ""), args.get("budget"), args.get("basis", DEFAULT_BASIS))
-    if reports.wants_csv(csv_suffix):
+    if report_csv.wants_csv(csv_suffix):
         # The operator's file: every share, whatever the fleet (its hash needs all of it).
         headers = {
             "X-Tassium-Inputs-SHA256": found.inputs_sha256,

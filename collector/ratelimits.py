@@ -28,9 +28,9 @@ from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 from peewee import EXCLUDED, Case
 
-from collector.api import ApiError
 from collector.config import CollectorConfig, rate_limit_items
 from collector.db import DATABASE_DOWN, database
+from collector.errors import ApiError
 from collector.models import RateLimit
 from protocol.times import utcnow
 

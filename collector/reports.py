@@ -21,24 +21,25 @@ Given the operator's bounds, a report shows the capacity the worker is credited 
 ``capacity_pending`` (it reports more than it is credited for, awaiting approval) and, in the
 fleet report, ``credits_outlier``: credits per hour of uptime above ``OUTLIER_FACTOR`` times
 the fleet's median, which one more aggregate query reads for the whole fleet.
+
+This module computes the reports; their CSV is collector/report_csv.py's and their routes
+collector/report_routes.py's.
 """
 
 import calendar
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context
 from peewee import Field, fn
 
 from collector import capacity, liveness
-from collector.access import ensure_wallet, require_operator
-from collector.api import ApiError, query_int, settings, wallet
 from collector.config import CollectorConfig
-from collector.db import database, first_page, is_postgres
+from collector.db import database, is_postgres
+from collector.errors import ApiError
 from collector.models import (
     CreditDay,
     DockerOutage,
@@ -50,7 +51,7 @@ from collector.models import (
 )
 from collector.windows import _micros as micros_sql
 from protocol import ProtocolError
-from protocol.times import format_timestamp, parse_timestamp, utcnow
+from protocol.times import format_timestamp, parse_timestamp
 
 AGENT_SILENT = "agent_silent"
 DOCKER_UNAVAILABLE = "docker_unavailable"
@@ -72,9 +73,6 @@ CAPACITY_CHANGES_SHOWN = 100
 # its CSV streams every downtime, and GET /workers/<wallet>/uptime pages the records).
 SPANS_SHOWN = 100
 MAX_SPANS_SHOWN = 1000
-# A page of the fleet report, by default and at most (its CSV streams the whole fleet).
-FLEET_PAGE = 100
-MAX_FLEET_PAGE = 1000
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 BATCH = 500
 
@@ -527,18 +525,6 @@ FLEET_COLUMNS = (
     "credits",
     "flags",
 )
-DOWNTIME_COLUMNS = ("from", "to", "seconds", "cause")
-
-
-def csv_lines(header: Iterable[str], rows: Iterable[Iterable[object]]) -> Iterator[str]:
-    """CSV text a line at a time. Every value is a number, a timestamp, a validated wallet or
-    one of our own words, so none needs quoting (and none can start a spreadsheet formula)."""
-    yield ",".join(header) + "\r\n"
-    for row in rows:
-        yield ",".join("" if value is None else str(value) for value in row) + "\r\n"
-
-
-bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 
 def period_arg(text: object, now: datetime) -> Period:
@@ -551,21 +537,6 @@ def period_arg(text: object, now: datetime) -> Period:
         raise ApiError(400, str(exc)) from None
 
 
-def _period() -> Period:
-    return period_arg(request.args.get("period", "30d"), utcnow())
-
-
-def wants_csv(csv_suffix: bool) -> bool:
-    """A ``.csv`` path, or an Accept header preferring CSV to JSON."""
-    if csv_suffix:
-        return True
-    best = request.accept_mimetypes.best_match(["application/json", "text/csv"])
-    return (
-        best == "text/csv"
-        and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"]
-    )
-
-
 def timing(config: CollectorConfig, now: datetime) -> dict:
     """The keyword arguments of every report function, from the configuration."""
     return {
@@ -573,63 +544,3 @@ def timing(config: CollectorConfig, now: datetime) -> dict:
         "gap": timedelta(seconds=config.gap),
         "liveness_interval": timedelta(seconds=config.liveness_interval),
     }
-
-
-def _timing() -> dict:
-    return timing(settings(), utcnow())
-
-
-def _csv_response(lines: Iterator[str], filename: str) -> Response:
-    return Response(
-        stream_with_context(lines),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
-@bp.get("/workers/<address>")
-@bp.get("/workers/<address>.csv", defaults={"csv_suffix": True})
-def worker(address: str, csv_suffix: bool = False):
-    address = wallet(address, "wallet")
-    ensure_wallet(address)
-    period = _period()
-    shown = query_int("limit", SPANS_SHOWN, 1, MAX_SPANS_SHOWN)
-    report = worker_report(address, period, bounds=settings(), **_timing())
-    if report is None:
-        raise ApiError(404, f"no worker {address}")
-    if wants_csv(csv_suffix):
-        rows = ((*interval.to_json().values(),) for interval in report.downtime)
-        return _csv_response(csv_lines(DOWNTIME_COLUMNS, rows), f"downtime-{period.label}.csv")
-    return jsonify(report.to_json(shown))
-
-
-@bp.get("/fleet")
-@bp.get("/fleet.csv", defaults={"csv_suffix": True})
-@require_operator
-def fleet_report(csv_suffix: bool = False):
-    period = _period()
-    after = request.args.get("after")
-    after = wallet(after, "after") if after is not None else None
-    if wants_csv(csv_suffix):
-        timing, config = _timing(), settings()
-
-        def rows() -> Iterator[tuple]:
-            with database.connection_context():
-                for report in fleet(period, after=after, bounds=config, **timing):
-                    yield tuple(report.summary()[c] for c in FLEET_COLUMNS)
-
-        safe = period.label.replace("/", "_").replace(":", "")
-        return _csv_response(csv_lines(FLEET_COLUMNS, rows()), f"fleet-{safe}.csv")
-    limit = query_int("limit", FLEET_PAGE, 1, MAX_FLEET_PAGE)
-    timing, config = _timing(), settings()
-    page, more = first_page(
-        lambda n: fleet(period, after=after, limit=n, bounds=config, **timing), limit
-    )
-    return jsonify(
-        {
-            "period": period.to_json(),
-            "items": [report.summary() for report in page],
-            "limit": limit,
-            "next": page[-1].wallet if more else None,
-        }
-    )

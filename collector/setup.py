@@ -19,9 +19,10 @@ from flask import Blueprint, Response, request
 
 from collector import assets, wheel
 from collector.addresses import is_loopback
-from collector.api import ApiError, public_url, settings, wallet
+from collector.api import public_url, settings, wallet
 from collector.config import CollectorConfig
 from collector.enrollment import is_enrolled, token_is_usable, validate_token
+from collector.errors import ApiError
 from protocol import patterns
 from protocol.times import utcnow
 

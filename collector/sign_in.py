@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, jsonify
 
 from collector.access import SESSION_PREFIX, caller, token_hash
-from collector.api import ApiError, accept_fields, json_object, public_url, settings, wallet
+from collector.api import accept_fields, json_object, public_url, settings, wallet
+from collector.errors import ApiError
 from collector.models import SignInChallenge, WalletSession
 from collector.wallet_proofs import verify_wallet_signature
 from protocol import ProtocolError

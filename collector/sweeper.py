@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from collector import deployments, enrollment, liveness, metrics, ratelimits, sign_in, telemetry
+from collector import deployments, enrollment, liveness, metrics, ratelimits, sign_in
+from collector.counters import DATABASE_ERRORS, SWEEPS, WINDOWS_CLOSED
 from collector.db import DATABASE_DOWN, database, failure_reason
 from collector.models import SweeperLease
 from collector.windows import sweep
@@ -70,8 +71,8 @@ def sweep_pass(
         + ratelimits.prune(now)
         + sign_in.prune(now)
     )
-    telemetry.SWEEPS.inc()
-    telemetry.WINDOWS_CLOSED.inc(closed)
+    SWEEPS.inc()
+    WINDOWS_CLOSED.inc(closed)
     return Swept(closed, pruned, failed, expired)
 
 
@@ -131,7 +132,7 @@ class SweeperThread(threading.Thread):
                 if swept and swept.failed:
                     log.warning("sweeper failed %d deployments with lost builds", swept.failed)
             except DATABASE_DOWN as exc:
-                telemetry.DATABASE_ERRORS.labels(where="sweeper").inc()
+                DATABASE_ERRORS.labels(where="sweeper").inc()
                 log.warning("sweep skipped, database unavailable: %s", failure_reason(exc))
             except Exception:  # a database hiccup must not end the sweeper for good
                 log.exception("sweep failed; trying again in %s", self.interval)

@@ -1,6 +1,8 @@
 """Prometheus metrics at ``GET /metrics``: heartbeats accepted and refused by reason, the
 transactions that applied them, request latency by route, sweeper passes and the windows
 they closed, database errors, and the fleet's gauges (workers online and live, open windows).
+The counters and the histogram themselves are collector/counters.py's; here they are counted
+from requests, and served.
 
 Counters and the histogram are kept by each process. Under ``tassium-collector serve``
 (several gunicorn processes) prometheus_client's multiprocess mode keeps them in files of a
@@ -8,111 +10,34 @@ directory that serve.py makes for the run, and a scrape sums every process's fil
 gives the same totals whichever process answers it (``gather_processes``). Elsewhere (the
 Flask test client, one process) this process's registry is read. The gauges are kept nowhere:
 they are counted from the database at each scrape, so every process answers alike.
-
-Names are fixed here; labels come from fixed sets (the reasons below, the route's rule rather
-than its path, known methods), so no client can make a series per request.
 """
 
 import time
 from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, current_app, g, has_request_context, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-# collector.api imports this module too (to count database errors); only its functions are
-# used here, when a request runs, so either may be imported first.
-from collector import api
+from collector.api import require_page_token
 from collector.config import CollectorConfig
+from collector.counters import (
+    HEARTBEATS_ACCEPTED,
+    HEARTBEATS_REJECTED,
+    METHODS,
+    METRICS,
+    REQUEST_SECONDS,
+    UNMATCHED,
+    rejection_reason,
+)
+from collector.database_state import database_failed
 from collector.db import DATABASE_DOWN
 from collector.models import OpenWindow, Worker
+from collector.online import online_since
 from collector.pings import alive
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import utcnow
-
-# This process's own metrics; serve.py's processes are read through their files instead.
-METRICS = CollectorRegistry()
-
-HEARTBEATS_ACCEPTED = Counter(
-    "tassium_heartbeats_accepted",
-    "Heartbeats accepted: POST /heartbeat, each of a POST /heartbeats batch, /api/v1/heartbeat",
-    registry=METRICS,
-)
-HEARTBEATS_REJECTED = Counter(
-    "tassium_heartbeats_rejected",
-    "Heartbeats refused, by reason; a request refused before its heartbeats were read counts once",
-    ["reason"],
-    registry=METRICS,
-)
-REQUEST_SECONDS = Histogram(
-    "tassium_http_request_duration_seconds",
-    "Time from the request's routing to its answer (a streamed body's sending not included)",
-    ["route", "method", "status"],
-    registry=METRICS,
-)
-HEARTBEAT_TRANSACTIONS = Counter(
-    "tassium_heartbeat_transactions",
-    "Transactions that applied heartbeats (group commit): heartbeats per transaction is "
-    "the rate of tassium_heartbeats_accepted over this one's",
-    registry=METRICS,
-)
-SWEEPS = Counter("tassium_sweeper_runs", "Sweep passes completed", registry=METRICS)
-WINDOWS_CLOSED = Counter(
-    "tassium_sweeper_windows_closed",
-    "Uptime windows the sweeper closed (silent longer than the gap)",
-    registry=METRICS,
-)
-DATABASE_ERRORS = Counter(
-    "tassium_database_errors",
-    "Database unavailable: a request answered 503 (or a scrape without the fleet gauges), or "
-    "a sweep skipped",
-    ["where"],
-    registry=METRICS,
-)
-
-# Why a heartbeat was refused, by the status of its answer: the agent's own view of it.
-_BY_STATUS = {
-    400: "malformed",
-    404: "unknown_worker",
-    408: "too_slow",
-    413: "too_large",
-    422: "clock",
-    503: "database_down",
-}
-REASONS = (
-    *_BY_STATUS.values(),
-    "unsigned",
-    "bad_signature",
-    "duplicate",
-    "stale",
-    "other",
-)
-UNMATCHED = "unmatched"  # the route label of a request no route took (404, 405)
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-# Every series exists from the start: a rate over a counter that appears at its first
-# increment misses that increment.
-for _reason in REASONS:
-    HEARTBEATS_REJECTED.labels(reason=_reason)
-for _where in ("request", "sweeper"):
-    DATABASE_ERRORS.labels(where=_where)
-
-
-def rejection_reason(status: int, answer: dict, *, signed: bool) -> str:
-    """The one rule naming a refusal: 401 is a missing or a bad signature, 409 a duplicate
-    (its time is already counted) or stale (out of order, never counted)."""
-    if status == 401:
-        return "bad_signature" if signed else "unsigned"
-    if status == 409:
-        return "duplicate" if answer.get("stored") else "stale"
-    return _BY_STATUS.get(status, "other")
 
 
 def heartbeat_answered(status: int, answer: dict, *, signed: bool) -> None:
@@ -135,7 +60,7 @@ def carries_heartbeats(view: Callable) -> Callable:
 
 class FleetGauges:
     """The fleet, counted from the database at each scrape: workers online as the API and
-    the dashboard say it (a heartbeat within the gap, collector/workers.py), workers live
+    the dashboard say it (a heartbeat within the gap, collector/online.py), workers live
     (live_status HEALTHY or WARNING, collector/pings.py: a ping or a heartbeat within three
     ping intervals), and open windows."""
 
@@ -143,9 +68,6 @@ class FleetGauges:
         self.config = config
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        # Imported here: collector.workers imports collector.api, which imports this module.
-        from collector.workers import online_since
-
         now = utcnow()
         try:
             windows = OpenWindow.select().count()
@@ -153,7 +75,7 @@ class FleetGauges:
             live = Worker.select().where(alive(now, self.config.ping_interval)).count()
         except DATABASE_DOWN as exc:
             # The counters are still worth serving: they show the outage.
-            api.database_failed(exc)
+            database_failed(exc)
             yield GaugeMetricFamily("tassium_database_up", "1: the database answered", value=0)
             return
         yield GaugeMetricFamily("tassium_database_up", "1: the database answered", value=1)
@@ -226,7 +148,7 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
     app.after_request(_count_refused_request)
 
     @app.get("/metrics")
-    @api.require_page_token
+    @require_page_token
     def metrics():
         output = generate_latest(current_app.extensions["tassium.metrics"])
         return Response(output, content_type=CONTENT_TYPE_LATEST)

@@ -18,7 +18,6 @@ from peewee import Query
 from collector import deployments, heartbeats, telemetry, workers
 from collector.api import (
     MAX_PAGE,
-    ApiError,
     counted_array,
     json_object,
     page_bounds,
@@ -26,6 +25,7 @@ from collector.api import (
     settings,
 )
 from collector.db import first_page
+from collector.errors import ApiError
 from collector.models import OpenWindow, Project, UptimeRecord, Worker
 from collector.windows import MAX_RECORDS_PAGE
 from protocol.heartbeat import SIGNATURE_HEADER

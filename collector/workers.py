@@ -4,19 +4,12 @@ collector/enrollment.py."""
 from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
-from peewee import fn
+from peewee import Expression, fn
 
 from collector.access import may_see_private
-from collector.api import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
-    ApiError,
-    paginated,
-    query_int,
-    settings,
-    wallet,
-)
+from collector.api import DEFAULT_PAGE, MAX_PAGE, paginated, query_int, settings, wallet
 from collector.db import first_page
+from collector.errors import ApiError
 from collector.models import (
     OpenWindow,
     Worker,
@@ -24,6 +17,7 @@ from collector.models import (
     WorkerMetric,
     credits,
 )
+from collector.online import heard_within, online_since
 from collector.pings import live_status
 from collector.windows import MAX_RECORDS_PAGE, RECORDS_PAGE, uptime
 from protocol import ProtocolError
@@ -33,18 +27,13 @@ bp = Blueprint("workers", __name__, url_prefix="/workers")
 
 
 def is_online(worker: Worker, now: datetime) -> bool:
-    """Online while the last heartbeat is within the gap: the same rule that keeps a window open."""
-    gap = timedelta(seconds=settings().gap)
-    return worker.last_heartbeat_at is not None and now - worker.last_heartbeat_at <= gap
+    """Online while the last heartbeat is within the configured gap (collector/online.py)."""
+    return heard_within(worker, now, settings().gap)
 
 
-def online(now: datetime):
+def online(now: datetime) -> Expression:
     """is_online as a query condition, for counting a fleet without loading it."""
     return online_since(now, settings().gap)
-
-
-def online_since(now: datetime, gap: int):
-    return Worker.last_heartbeat_at >= now - timedelta(seconds=gap)
 
 
 # The longest series the metrics route serves, in hours.

@@ -3,7 +3,8 @@
 import httpx
 import pytest
 
-from collector.api import ApiError, json_object
+from collector.api import json_object
+from collector.errors import ApiError
 from tests.collector.conftest import rows
 from tests.conftest import PostgresServer
 from tests.factories import CREATOR, FakeWorker, deployment

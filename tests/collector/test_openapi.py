@@ -22,7 +22,8 @@ from collector import db, wheel
 from collector.api import MAX_PAGE
 from collector.app import create_app
 from collector.config import CollectorConfig
-from collector.reports import MAX_FLEET_PAGE, MAX_SPANS_SHOWN
+from collector.report_routes import MAX_FLEET_PAGE
+from collector.reports import MAX_SPANS_SHOWN
 from collector.windows import MAX_RECORDS_PAGE
 from collector.workers import MAX_METRICS_POINTS
 from protocol.times import format_timestamp, utcnow

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from collector import wheel
-from collector.api import ApiError
 from collector.config import RULES
 from collector.enrollment import validate_token
+from collector.errors import ApiError
 from collector.setup import SCRIPT_PATTERNS, render
 from protocol.wallets import InvalidWallet, normalize_wallet
 from tests.packaging import files_server
