@@ -43,6 +43,7 @@ def served_collector(*, with_process: bool = False, **settings) -> Iterator:
                 }
             )
         )
+        config.chmod(0o600)  # it holds the operator's token: the collector refuses it otherwise
         main = "from collector.cli import main; main()"
         command = [sys.executable, "-c", main, "--config", str(config), "serve"]
         with (Path(directory) / "serve.log").open("wb") as log:
