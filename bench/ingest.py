@@ -66,8 +66,7 @@ from bench.pg_ceiling import (
     pgbench,
     postmaster,
 )
-from bench.pings import DurablePostgres
-from bench.served import served_collector
+from bench.served import DurablePostgres, served_collector
 
 
 def serve(database_url: str, args):

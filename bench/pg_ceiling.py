@@ -23,8 +23,7 @@ from bench.heartbeat_load import (
     request_bytes,
     tree_cpu,
 )
-from bench.pings import DurablePostgres
-from bench.served import served_collector
+from bench.served import DurablePostgres, served_collector
 from protocol.times import utcnow
 from tests.factories import connected
 

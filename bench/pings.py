@@ -20,10 +20,9 @@ import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from bench.served import served_collector
+from bench.served import DurablePostgres, served_collector
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import utcnow
-from tests.conftest import PostgresServer
 from tests.factories import FakeWorker, machine
 
 # Signed requests, one list per sending connection: (body, signature).
@@ -140,13 +139,6 @@ def measure(url: str, args) -> tuple[float, float]:
     if ping_failed or beat_failed:
         raise SystemExit(f"refused: {ping_failed} pings, {beat_failed} heartbeats")
     return ping_rate, beat_rate
-
-
-class DurablePostgres(PostgresServer):
-    """The tests' throw-away server, but with fsync and synchronous commits at their defaults:
-    what a ping saves is a durable commit, so the heartbeats here must pay for theirs."""
-
-    durability = ""
 
 
 def main() -> None:

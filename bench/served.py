@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.conftest import OPERATOR_TOKEN, free_port
+from tests.conftest import OPERATOR_TOKEN, PostgresServer, free_port
 
 # What the operator's requests carry (the fleet reports are the operator's).
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -87,3 +87,10 @@ def on_each_database(run: Callable[[str], dict], *, postgres: bool) -> dict[str,
         finally:
             server.stop()
     return results
+
+
+class DurablePostgres(PostgresServer):
+    """The tests' throw-away server, but with fsync and synchronous commits at their defaults:
+    what a benchmark's heartbeat or ping saves is a durable commit, so it must pay for it."""
+
+    durability = ""
