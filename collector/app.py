@@ -23,6 +23,7 @@ from collector import (
 )
 from collector.config import CollectorConfig
 from collector.deployer import Deployer
+from collector.fleet_gauges import FleetGauges
 from collector.keys import KeyCache
 from collector.migrations import LATEST_VERSION, current_version
 from collector.pings import PingBook
@@ -53,7 +54,7 @@ def create_app(config: CollectorConfig) -> Flask:
     db.bind(config.database_url)
     db.init_app(app)
     # First: its timing spans every other hook.
-    telemetry.init_app(app, config)
+    telemetry.init_app(app, FleetGauges(config))
     api.init_app(app, config)
     # Inside collector/bodies.py's reader: the lane takes bodies already read.
     app.wsgi_app = heartbeats.HeartbeatLane(app, app.wsgi_app)

@@ -9,19 +9,19 @@ Counters and the histogram are kept by each process. Under ``tassium-collector s
 directory that serve.py makes for the run, and a scrape sums every process's files, so it
 gives the same totals whichever process answers it (``gather_processes``). Elsewhere (the
 Flask test client, one process) this process's registry is read. The gauges are kept nowhere:
-they are counted from the database at each scrape, so every process answers alike.
+they are counted from the database at each scrape (collector/fleet_gauges.py), so every
+process answers alike.
 """
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, current_app, g, has_request_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from collector.api import require_page_token
-from collector.config import CollectorConfig
 from collector.counters import (
     HEARTBEATS_ACCEPTED,
     HEARTBEATS_REJECTED,
@@ -31,13 +31,10 @@ from collector.counters import (
     UNMATCHED,
     rejection_reason,
 )
-from collector.database_state import database_failed
-from collector.db import DATABASE_DOWN
-from collector.models import OpenWindow, Worker
-from collector.online import online_since
-from collector.pings import alive
 from protocol.heartbeat import SIGNATURE_HEADER
-from protocol.times import utcnow
+
+if TYPE_CHECKING:  # the base class came with prometheus-client 0.14; ours may be older
+    from prometheus_client.registry import Collector
 
 
 def heartbeat_answered(status: int, answer: dict, *, signed: bool) -> None:
@@ -58,44 +55,10 @@ def carries_heartbeats(view: Callable) -> Callable:
     return view
 
 
-class FleetGauges:
-    """The fleet, counted from the database at each scrape: workers online as the API and
-    the dashboard say it (a heartbeat within the gap, collector/online.py), workers live
-    (live_status HEALTHY or WARNING, collector/pings.py: a ping or a heartbeat within three
-    ping intervals), and open windows."""
-
-    def __init__(self, config: CollectorConfig):
-        self.config = config
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        now = utcnow()
-        try:
-            windows = OpenWindow.select().count()
-            online = Worker.select().where(online_since(now, self.config.gap)).count()
-            live = Worker.select().where(alive(now, self.config.ping_interval)).count()
-        except DATABASE_DOWN as exc:
-            # The counters are still worth serving: they show the outage.
-            database_failed(exc)
-            yield GaugeMetricFamily("tassium_database_up", "1: the database answered", value=0)
-            return
-        yield GaugeMetricFamily("tassium_database_up", "1: the database answered", value=1)
-        yield GaugeMetricFamily(
-            "tassium_workers_online",
-            "Workers whose last heartbeat is within the gap (online in the API)",
-            value=online,
-        )
-        yield GaugeMetricFamily(
-            "tassium_workers_live",
-            "Workers whose last ping or heartbeat is within 3 ping intervals (HEALTHY or WARNING)",
-            value=live,
-        )
-        yield GaugeMetricFamily("tassium_open_windows", "Uptime windows still open", value=windows)
-
-
-def _scraped(source, config: CollectorConfig) -> CollectorRegistry:
+def _scraped(source, fleet) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(source)
-    registry.register(FleetGauges(config))
+    registry.register(fleet)
     return registry
 
 
@@ -103,7 +66,7 @@ def gather_processes(app: Flask, directory: str) -> None:
     """Answer scrapes from every serving process's files in ``directory``: serve.py turns
     prometheus_client's multiprocess mode on there before any process imports it."""
     app.extensions["tassium.metrics"] = _scraped(
-        MultiProcessCollector(None, path=directory), app.config["TASSIUM"]
+        MultiProcessCollector(None, path=directory), app.extensions["tassium.fleet_gauges"]
     )
 
 
@@ -135,10 +98,13 @@ def _count_refused_request(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask, config: CollectorConfig) -> None:
+def init_app(app: Flask, fleet: "Collector") -> None:
     """Call before any other hook is registered: the timing starts before every other
-    before_request hook and ends after every other after_request hook."""
-    app.extensions["tassium.metrics"] = _scraped(METRICS, config)
+    before_request hook and ends after every other after_request hook. ``fleet`` gives the
+    gauges counted at each scrape (collector/fleet_gauges.py), handed in by the application
+    factory so that this module, which every request passes, needs none of the features."""
+    app.extensions["tassium.fleet_gauges"] = fleet
+    app.extensions["tassium.metrics"] = _scraped(METRICS, fleet)
 
     @app.before_request
     def _start() -> None:
