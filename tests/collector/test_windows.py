@@ -12,9 +12,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from peewee import IntegrityError
 
-from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer
-from collector.windows import StaleHeartbeat, UnknownWorker, apply_heartbeat, sweep, uptime
-from protocol.heartbeat import AgentInfo, Container, Heartbeat
+from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer, WorkerMetric
+from collector.windows import (
+    StaleHeartbeat,
+    UnknownWorker,
+    apply_heartbeat,
+    apply_heartbeats,
+    sweep,
+    uptime,
+)
+from protocol.heartbeat import AgentInfo, Container, Heartbeat, System
 from tests.factories import new_wallet
 
 GAP = timedelta(minutes=30)
@@ -315,6 +322,70 @@ def test_a_heartbeat_whose_containers_cannot_be_stored_leaves_its_window_step_un
     assert snapshot(wallet) == before
     # Not accepted, so the same timestamp is still new.
     assert apply(wallet, T0 + step).action in ("extended", "flushed")
+
+
+def test_a_group_whose_container_rows_cannot_be_stored_writes_nothing(new_worker):
+    # Two rows or more are written by another statement than one is (on PostgreSQL).
+    first, second = new_worker(), new_worker()
+    apply(first, T0)
+    apply(second, T0)
+    before = snapshot(first), snapshot(second)
+
+    with pytest.raises(IntegrityError):
+        apply_heartbeats(
+            [
+                (beat(first, T0 + timedelta(minutes=1), ["api", "db"]), None),
+                (beat(second, T0 + timedelta(minutes=1), ["api", Container(None)]), None),  # type: ignore[arg-type]
+            ],
+            gap=GAP,
+            now=T0 + timedelta(minutes=1),
+        )
+
+    assert (snapshot(first), snapshot(second)) == before
+
+
+def stored_rows(wallet: str) -> tuple:
+    """What the worker's heartbeats wrote, without the keys that differ between workers."""
+    worker = Worker.select().where(Worker.wallet_address == wallet).dicts().get()
+    del worker["wallet_address"], worker["created_at"]
+    metrics = WorkerMetric.select().where(WorkerMetric.worker == wallet).order_by(WorkerMetric.id)
+    containers = (
+        WorkerContainer.select()
+        .where(WorkerContainer.worker == wallet)
+        .order_by(WorkerContainer.container_name)
+    )
+    return (
+        worker,
+        [{**m, "id": None, "worker": None} for m in metrics.dicts()],
+        [{**c, "id": None, "worker": None} for c in containers.dicts()],
+        stored_window(wallet),
+    )
+
+
+def test_a_group_writes_what_its_heartbeats_would_write_one_by_one(new_worker):
+    # Many rows are written by other statements than one row is (on PostgreSQL): the values
+    # stored must be the same, to the last digit of a float and with every missing fact.
+    system = System(6, 33.333333333333336, 15.623456789012345, None, 931.5123456789012, 0.1)
+    api = Container("api", "8080/tcp", "c0ffee", "local/api:1", "running", None, 1 / 3, 123.4)
+
+    def heartbeat(wallet: str, kind: int, ts: datetime) -> Heartbeat:
+        return [
+            Heartbeat(wallet, ts, (api, Container("db")), AgentInfo("1.0", "a", True), system),
+            Heartbeat(wallet, ts, (), None, None, tailscale_ip="100.64.0.7", container_count=4),
+            Heartbeat(wallet, ts, (api,), AgentInfo(None, None, False), System(cpuCores=2)),
+            Heartbeat(wallet, ts, (api,), AgentInfo("1.1", None, True), system),
+        ][kind % 4]
+
+    grouped, alone = [new_worker() for _ in range(3)], [new_worker() for _ in range(3)]
+    for step in range(5):
+        ts, now = T0 + timedelta(minutes=step), T0 + timedelta(minutes=step, seconds=1)
+        group = [(heartbeat(w, i + step, ts), None) for i, w in enumerate(grouped)]
+        apply_heartbeats(group, gap=GAP, now=now)
+        for i, w in enumerate(alone):
+            apply_heartbeat(heartbeat(w, i + step, ts), gap=GAP, now=now)
+
+    for g, a in zip(grouped, alone, strict=True):
+        assert stored_rows(g) == stored_rows(a)
 
 
 # --- the sweeper's pass -----------------------------------------------------------------------
