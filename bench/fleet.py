@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 from peewee import Model
 
-from collector.db import database
+from collector.store.db import database
 
 
 def wallet(number: int) -> str:

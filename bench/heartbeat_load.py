@@ -56,7 +56,7 @@ AGENT = {"version": "0.1.0", "hostname": "worker", "dockerAvailable": True}
 def enroll_directly(database_url: str, keys: list[bytes]) -> None:
     """The workers' rows as enrollment leaves them, inserted in bulk: enrolling 10,000
     workers one signed request at a time would take longer than the measurement."""
-    from collector.models import Worker
+    from collector.store.models import Worker
 
     now = utcnow()
     rows = [

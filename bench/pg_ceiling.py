@@ -219,7 +219,7 @@ def add_twins(database_url: str, workers: int) -> None:
     first heartbeats (a window open, three containers), for the ceilings measured while the
     collector runs: pgbench stamps a worker's last heartbeat with the present, after which
     the collector would refuse the earlier timestamps its sender has signed."""
-    from collector.models import OpenWindow, Worker, WorkerContainer
+    from collector.store.models import OpenWindow, Worker, WorkerContainer
 
     now = utcnow()
     numbers = range(workers + 1, 2 * workers + 1)

@@ -20,9 +20,9 @@ import httpx
 
 from bench.fleet import insert_in_batches, wallet
 from bench.served import on_each_database, served_collector
-from collector import migrations
-from collector.db import is_postgres
-from collector.models import OpenWindow, UptimeRecord, Worker
+from collector.store import migrations
+from collector.store.db import is_postgres
+from collector.store.models import OpenWindow, UptimeRecord, Worker
 from protocol.times import format_timestamp, utcnow
 from tests.factories import connected
 

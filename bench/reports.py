@@ -22,8 +22,8 @@ import httpx
 
 from bench.fleet import insert_in_batches, wallet, wallet_batches
 from bench.served import OPERATOR, on_each_database, served_collector
-from collector import migrations
-from collector.models import OpenWindow, UptimeRecord, Worker
+from collector.store import migrations
+from collector.store.models import OpenWindow, UptimeRecord, Worker
 from protocol.times import utcnow
 from tests.factories import connected
 

@@ -15,9 +15,9 @@ from datetime import timedelta
 
 from bench.fleet import wallet_batches
 from bench.served import on_each_database
-from collector import migrations
-from collector.models import OpenWindow, UptimeRecord, Worker
-from collector.sweeper import sweep_pass
+from collector.store import migrations
+from collector.store.models import OpenWindow, UptimeRecord, Worker
+from collector.uptime.sweeper import sweep_pass
 from protocol.times import utcnow
 from tests.factories import connected
 

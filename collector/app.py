@@ -2,31 +2,20 @@
 
 from flask import Flask, jsonify
 
-from collector import (
-    api,
-    bodies,
-    dashboard,
-    db,
-    deployments,
-    enrollment,
-    heartbeats,
-    openapi,
-    payments,
-    payouts,
-    ratelimits,
-    report_routes,
-    setup,
-    sign_in,
-    telemetry,
-    ui_v1,
-    workers,
-)
 from collector.config import CollectorConfig
-from collector.deployer import Deployer
-from collector.fleet_gauges import FleetGauges
-from collector.keys import KeyCache
-from collector.migrations import LATEST_VERSION, current_version
-from collector.pings import PingBook
+from collector.identity import sign_in
+from collector.install import setup
+from collector.money import payments, payouts, report_routes
+from collector.pages import dashboard, openapi, ui_v1
+from collector.projects import deployments
+from collector.projects.deployer import Deployer
+from collector.store import db
+from collector.store.migrations import LATEST_VERSION, current_version
+from collector.uptime import enrollment, heartbeats, workers
+from collector.uptime.fleet_gauges import FleetGauges
+from collector.uptime.keys import KeyCache
+from collector.uptime.pings import PingBook
+from collector.web import api, bodies, ratelimits, telemetry
 from protocol.times import format_millis, utcnow
 
 
@@ -56,7 +45,7 @@ def create_app(config: CollectorConfig) -> Flask:
     # First: its timing spans every other hook.
     telemetry.init_app(app, FleetGauges(config))
     api.init_app(app, config)
-    # Inside collector/bodies.py's reader: the lane takes bodies already read.
+    # Inside collector/web/bodies.py's reader: the lane takes bodies already read.
     app.wsgi_app = heartbeats.HeartbeatLane(app, app.wsgi_app)
     bodies.init_app(app, config)
     # After the body reader's hook: a body refused anyway is not counted.

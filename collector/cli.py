@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from collector import db, logs, migrations
+from collector import logs
 from collector.config import (
     TOKEN_TTL_MAX,
     TOKEN_TTL_MIN,
@@ -14,6 +14,7 @@ from collector.config import (
     load_config,
     mask_password,
 )
+from collector.store import db, migrations
 from protocol import ProtocolError
 from protocol.heartbeat import MAX_CPU_CORES, MAX_GB
 from protocol.times import format_timestamp, utcnow
@@ -121,7 +122,7 @@ def sweep(config: CollectorConfig) -> None:
     """Close every uptime window silent for longer than the gap, and delete metrics points
     older than metrics_retention_days, collector runs older than 400 days and enrollment
     tokens a week past expiry (one pass)."""
-    from collector.sweeper import sweep_pass
+    from collector.uptime.sweeper import sweep_pass
 
     days = config.metrics_retention_days
     with _open(config).connection_context():
@@ -155,7 +156,7 @@ def token() -> None:
 @click.pass_obj
 def token_create(config: CollectorConfig, wallet_address: str, ttl: int | None) -> None:
     """Issue a single-use enrollment token; it is printed once and stored only hashed."""
-    from collector.enrollment import issue_token
+    from collector.uptime.enrollment import issue_token
 
     try:
         address = normalize_wallet(wallet_address, config.wallet_format)
@@ -194,8 +195,8 @@ def _capacity_line(label: str, capacity) -> None:
 @click.pass_obj
 def capacity_show(config: CollectorConfig, wallet_address: str) -> None:
     """What the worker is credited for, what it reports, and every change."""
-    from collector import capacity as capacities
-    from collector.models import CapacityChange, Worker
+    from collector.store.models import CapacityChange, Worker
+    from collector.uptime import capacity as capacities
 
     address = _wallet_option(config, wallet_address)
     with _open(config).connection_context():
@@ -224,7 +225,7 @@ _FORCE = click.option("--force", is_flag=True, help="allow values above the conf
 @click.pass_obj
 def capacity_approve(config: CollectorConfig, wallet_address: str, force: bool) -> None:
     """Credit the worker for what it last reported (within the maximums unless --force)."""
-    from collector import capacity as capacities
+    from collector.uptime import capacity as capacities
 
     address = _wallet_option(config, wallet_address)
     with _open(config).connection_context():
@@ -251,7 +252,7 @@ def capacity_set(
     force: bool,
 ) -> None:
     """Credit the worker for these facts (those not given stay as they are)."""
-    from collector import capacity as capacities
+    from collector.uptime import capacity as capacities
 
     address = _wallet_option(config, wallet_address)
     given = {"cpu_cores": cpu, "ram_gb": ram, "storage_gb": storage}
@@ -274,7 +275,7 @@ def list_workers(config: CollectorConfig) -> None:
     """A table of workers: online or not, last heartbeat, containers, credits."""
     from peewee import JOIN, fn
 
-    from collector.models import Worker, WorkerContainer, credits
+    from collector.store.models import Worker, WorkerContainer, credits
 
     gap = timedelta(seconds=config.gap)
     now = utcnow()
@@ -313,7 +314,7 @@ def _echo_row(row, widths: list[int]) -> None:
 
 
 def _period(text: str):
-    from collector.reports import Period
+    from collector.money.reports import Period
 
     try:
         return Period.parse(text, utcnow())
@@ -330,7 +331,7 @@ _PERIOD_HELP = "24h, 7d, 30d, a UTC month like 2026-11, or FROM/TO in RFC 3339"
 @click.pass_obj
 def report(config: CollectorConfig, period_text: str, as_csv: bool) -> None:
     """Every worker's uptime, downtime and credits in a period (streamed, by wallet)."""
-    from collector import report_csv, reports
+    from collector.money import report_csv, reports
 
     period = _period(period_text)
     columns = reports.FLEET_COLUMNS
@@ -380,9 +381,9 @@ def payout(
     tx_hash: str | None,
 ) -> None:
     """Split a budget over a period's workers in proportion to their uptime or credits."""
-    from collector import payouts, reports
     from collector.errors import ApiError
-    from collector.payments import parse_amount
+    from collector.money import payouts, reports
+    from collector.money.payments import parse_amount
 
     basis = basis or payouts.DEFAULT_BASIS
     period = _period(period_text)

@@ -78,7 +78,7 @@ class CollectorConfig:
     # for its quick calls (env vars, removal), which an HTTP request waits for.
     deployer_build_timeout: int = 900
     deployer_timeout: int = 30
-    # The secret every call to the deployer is signed with (HMAC, collector/deployer.py); a
+    # The secret every call to the deployer is signed with (HMAC, collector/projects/deployer.py); a
     # deployer_url needs one.
     deployer_secret: str | None = None
     # The repositories the deployer may be asked to build: "host" (every repository there),
@@ -92,15 +92,15 @@ class CollectorConfig:
     # Seconds between the dashboard's refreshes of its live part.
     dashboard_refresh: int = 10
     # Milliseconds a heartbeat waits for the others this process is serving to share its
-    # transaction (collector/commits.py); 0: each is committed as soon as it is ready.
+    # transaction (collector/uptime/commits.py); 0: each is committed as soon as it is ready.
     group_commit_wait_ms: int = 2
-    # Public keys each serving process keeps (collector/keys.py), about 150 bytes each: a
+    # Public keys each serving process keeps (collector/uptime/keys.py), about 150 bytes each: a
     # heartbeat whose worker's key is not among them reads it from the table first.
     key_cache_entries: int = 100_000
     # A line per request on standard output. A million workers send 3,333 heartbeats a
     # second: a tenth of the collector's CPU goes to that log, which such a fleet may turn off.
     access_log: bool = True
-    # The capacity a worker is credited for (collector/capacity.py): at most these, however
+    # The capacity a worker is credited for (collector/uptime/capacity.py): at most these, however
     # large a machine it declares; growing by itself by at most capacity_growth (a fraction)
     # of the capacity fixed at enrollment, the rest awaiting the operator's approval; and at
     # most capacity_max_containers containers counted.
@@ -109,12 +109,12 @@ class CollectorConfig:
     capacity_max_storage_gb: float = 20000.0
     capacity_growth: float = 0.0
     capacity_max_containers: int = 100
-    # Requests per client address to the write routes (collector/ratelimits.py), in the
+    # Requests per client address to the write routes (collector/web/ratelimits.py), in the
     # notation of the limits library ("10/minute", several joined by ";"); "0" or "" is off.
     # An enrollment is two requests (the challenge and its signature).
     rate_limit_enrollment: str = "30/minute"
     rate_limit_writes: str = "120/minute"
-    # How long a wallet's sign-in (collector/sign_in.py) lasts, in seconds.
+    # How long a wallet's sign-in (collector/identity/sign_in.py) lasts, in seconds.
     session_ttl: int = 3600
     # Loudly named escapes from the safe defaults, each for an operator who knows why:
     # serve beyond loopback without an api_token (a network where everyone is trusted);

@@ -1,7 +1,7 @@
 """The collector's Prometheus metrics: the counters and the histogram, their names, the fixed
 sets their labels come from, and the rule naming a refused heartbeat. A leaf: it imports
 nothing of the collector's, so whatever counts (the heartbeat routes, the sweeper, the
-database-outage answer) imports it without reaching the /metrics route (collector/telemetry.py).
+database-outage answer) imports it without reaching the /metrics route (collector/web/telemetry.py).
 
 Each process keeps its own. Under ``tassium-collector serve`` prometheus_client's
 multiprocess mode, which serve.py turns on before any process imports this module, keeps them

@@ -5,7 +5,7 @@ Workers are gunicorn's gevent workers, because the collector faces untrusted cli
 connection that sends its headers a byte a second, or idles after a keep-alive request,
 costs a greenlet, not a whole worker process. Headers must arrive within ``header_timeout``
 (gunicorn's ``keepalive``: its async workers read each request's headers, the first one
-included, under that deadline) and bodies within ``body_timeout`` (``collector.bodies``).
+included, under that deadline) and bodies within ``body_timeout`` (``collector.web.bodies``).
 Database calls stay blocking (no psycogreen): a greenlet never yields inside a
 transaction, so the locking is what it is with one request per process at a time.
 """
@@ -33,7 +33,7 @@ from collector.logs import GunicornLogger
 from protocol.times import utcnow
 
 log = logging.getLogger(__name__)
-# prometheus_client's switch to multiprocess mode (collector/telemetry.py).
+# prometheus_client's switch to multiprocess mode (collector/web/telemetry.py).
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -127,8 +127,8 @@ class CollectorServer(BaseApplication):
 
     def load(self):
         # Imported here so that each worker opens its own database connections after the fork.
-        from collector import telemetry
         from collector.app import create_app
+        from collector.web import telemetry
 
         app = create_app(self.config_obj)
         telemetry.gather_processes(app, self.metrics_dir)
@@ -148,11 +148,11 @@ class CollectorServer(BaseApplication):
 
     def _start_threads(self, _worker) -> None:
         config = self.config_obj
-        from collector.liveness import LivenessThread
+        from collector.uptime.liveness import LivenessThread
 
         LivenessThread(interval=timedelta(seconds=config.liveness_interval), clock=utcnow).start()
         if config.sweep_interval > 0:
-            from collector.sweeper import SweeperThread
+            from collector.uptime.sweeper import SweeperThread
 
             SweeperThread(
                 gap=timedelta(seconds=config.gap),

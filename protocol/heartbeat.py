@@ -1,7 +1,7 @@
 """The heartbeat body and its Ed25519 signature.
 
 The signature covers the exact bytes of the request body, so the collector verifies before
-it trusts anything it parsed (collector/signatures.py), and the agent signs the bytes it is
+it trusts anything it parsed (collector/identity/signatures.py), and the agent signs the bytes it is
 about to send.
 
 Large machines. A body over the collector's ``max_body_bytes`` (256 KiB by default) is
@@ -14,7 +14,7 @@ all. ``MAX_LISTED`` containers with every field at its longest (1,676 bytes of J
 a heartbeat stays under 200 KiB, whatever the machine runs, and is never refused for its
 size. The collector validates the count (no fewer than the list, at most
 MAX_CONTAINER_COUNT), stores and shows it; the credit still counts the listed containers, at
-most ``capacity_max_containers`` (collector/credits.py), so what a worker says of itself
+most ``capacity_max_containers`` (collector/uptime/credits.py), so what a worker says of itself
 never raises its pay past the operator's bound. A collector that predates the count ignores
 it, as it ignores every unknown field.
 """

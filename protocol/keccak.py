@@ -1,6 +1,6 @@
 """Keccak-256 as Ethereum uses it (the original padding, not SHA3-256's): the hash of EIP-55
 wallet checksums (protocol/wallets.py) and of EVM address recovery
-(collector/wallet_proofs.py). The algorithm is pycryptodome's; this module only fixes which
+(collector/identity/wallet_proofs.py). The algorithm is pycryptodome's; this module only fixes which
 Keccak the protocol means.
 
 The import is deferred to the first hash: pycryptodome loads cffi and pycparser (about

@@ -10,7 +10,7 @@ in a bracket only first. Each pattern matches a whole value: Python uses ``fullm
 script wraps it in ``^(...)$``.
 
 Only the shape is here; what a shape cannot say (an EIP-55 or Stellar checksum, whether a
-token is still usable) stays in Python, in protocol/wallets.py and collector/workers.py.
+token is still usable) stays in Python, in protocol/wallets.py and collector/uptime/workers.py.
 """
 
 EVM_WALLET = "0x[0-9a-fA-F]{40}"

@@ -28,11 +28,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from collector import db, liveness, migrations
 from collector.app import create_app
 from collector.cli import cli
 from collector.config import CollectorConfig
-from collector.models import CollectorRun, Worker
+from collector.store import db, migrations
+from collector.store.models import CollectorRun, Worker
+from collector.uptime import liveness
 from protocol.times import utcnow
 from tests.agent.conftest import Dockerd, dockerd_binary
 
@@ -424,7 +425,7 @@ def serve_collector(config_file, tmp_path):
 class History:
     """A collector that was down for the two days before the test, and workers known to it
     since before then: heartbeats stamped minutes or hours ago then arrive as an agent's
-    spool replayed after the outage, and are credited (collector/vouching.py). For tests of
+    spool replayed after the outage, and are credited (collector/uptime/vouching.py). For tests of
     what heartbeats do to windows, reports and credits, which send such histories."""
 
     def __init__(self):

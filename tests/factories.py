@@ -200,7 +200,7 @@ class FakeWorker:
 def enroll_with_token(wallet: str, public_key: str, now: datetime | None = None) -> str:
     """Enroll a key directly, outside any app, as an operator enrolls a fleet: with a token
     issued for the wallet. For tests that need enrolled workers, not enrollment."""
-    from collector.enrollment import enroll, issue_token  # agent tests import no Peewee
+    from collector.uptime.enrollment import enroll, issue_token  # agent tests import no Peewee
 
     now = now or utcnow()
     return enroll(wallet, public_key, now, token=issue_token(wallet, timedelta(hours=1), now))
@@ -237,7 +237,7 @@ def minutes_ago(n: float, now: datetime | None = None) -> datetime:
 def connected(url: str):
     """Bind the collector's database to ``url`` for a block (outside any app or command), then
     close every connection it opened."""
-    from collector import db  # imported here: agent tests use this module without Peewee
+    from collector.store import db  # imported here: agent tests use this module without Peewee
 
     database = db.bind(url)
     try:

@@ -31,7 +31,7 @@ from agent.clock import CollectorClock
 from agent.config import load_config
 from agent.errors import DeliveryError
 from agent.sender import Backoff, Outcome, Sender
-from collector.signatures import verify
+from collector.identity.signatures import verify
 from protocol.heartbeat import Heartbeat, encode_public_key
 from protocol.times import format_timestamp, utcnow
 from tests.agent.fake_collector import FakeCollector, Reply, accept_everything, collector_json

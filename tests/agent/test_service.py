@@ -12,7 +12,7 @@ from agent import keys, status
 from agent.clock import CollectorClock
 from agent.config import AgentConfig
 from agent.service import Agent, Liveness
-from collector.signatures import verify
+from collector.identity.signatures import verify
 from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key
 from protocol.times import parse_timestamp, utcnow
 from tests.agent.fake_collector import FakeCollector, Reply, accept_everything, collector_json

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.models import Payment, Project, UptimeRecord, Worker, WorkerMetric
+from collector.store.models import Payment, Project, UptimeRecord, Worker, WorkerMetric
 from tests.chromium import launched
 from tests.factories import deployment, new_wallet
 

@@ -3,7 +3,7 @@ JSON; answers ``{status, message, url}``), on a real HTTP server. Each test scri
 answers; every request it received is kept, so a test can see what reached it.
 
 Like a deployer an operator runs, it checks every call's signature (the scheme in
-collector/deployer.py's docstring), written here again from that description rather than
+collector/projects/deployer.py's docstring), written here again from that description rather than
 imported, so that the collector's signing is checked against the scheme and not against
 itself: a missing, wrong or stale signature is a 401, and the call is kept in ``refused``."""
 

@@ -2,9 +2,9 @@
 
 import httpx
 
-from collector.migrations import LATEST_VERSION
+from collector.store.migrations import LATEST_VERSION
 from protocol.times import utcnow
-from tests.collector.test_heartbeats import assert_server_time
+from tests.collector.uptime.test_heartbeats import assert_server_time
 from tests.factories import deployment
 
 

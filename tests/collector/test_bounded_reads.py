@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from collector import ui_v1
-from collector.models import (
+from collector.pages import ui_v1
+from collector.store.models import (
     OpenWindow,
     Payment,
     Payout,
@@ -21,7 +21,7 @@ from collector.models import (
     WorkerContainer,
     WorkerMetric,
 )
-from collector.workers import METRICS_POINTS
+from collector.uptime.workers import METRICS_POINTS
 from protocol.times import format_timestamp, utcnow
 from tests.factories import new_wallet
 

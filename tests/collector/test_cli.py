@@ -12,11 +12,10 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector import migrations
 from collector.cli import cli
 from collector.config import CollectorConfig
-from collector.enrollment import enroll
-from collector.models import (
+from collector.store import migrations
+from collector.store.models import (
     EnrollmentToken,
     OpenWindow,
     Payment,
@@ -24,7 +23,8 @@ from collector.models import (
     Worker,
     WorkerMetric,
 )
-from collector.windows import apply_heartbeat
+from collector.uptime.enrollment import enroll
+from collector.uptime.windows import apply_heartbeat
 from protocol.heartbeat import AgentInfo, Container, Heartbeat, encode_public_key
 from protocol.times import format_timestamp, utcnow
 from protocol.wallets import stellar_address

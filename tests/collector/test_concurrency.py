@@ -21,12 +21,12 @@ import psycopg2
 import pytest
 from peewee import chunked
 
-from collector import db
-from collector.models import OpenWindow, UptimeRecord, Worker, WorkerContainer
-from collector.windows import sweep
+from collector.store import db
+from collector.store.models import OpenWindow, UptimeRecord, Worker, WorkerContainer
+from collector.uptime.windows import sweep
 from protocol.times import utcnow
-from tests.collector.test_sweeper import wait_for
-from tests.collector.test_windows import (
+from tests.collector.uptime.test_sweeper import wait_for
+from tests.collector.uptime.test_windows import (
     GAP,
     T0,
     US,

@@ -8,10 +8,10 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from collector import credits
-from collector.models import EnrollmentChallenge, OpenWindow, Worker, WorkerMetric
+from collector.store.models import EnrollmentChallenge, OpenWindow, Worker, WorkerMetric
+from collector.uptime import credits
 from protocol.times import format_timestamp, utcnow
-from tests.collector.test_capacity import BOUND
+from tests.collector.uptime.test_capacity import BOUND
 from tests.conftest import ServedCollector
 from tests.factories import FakeWorker, Wallet, machine
 

@@ -11,11 +11,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from collector import credits
-from collector.models import OpenWindow, SweeperLease, Worker
-from collector.sweeper import LEASE
+from collector.store.models import OpenWindow, SweeperLease, Worker
+from collector.uptime import credits
+from collector.uptime.sweeper import LEASE
 from protocol.times import utcnow
-from tests.collector.test_windows import plan_windows, stored_records
+from tests.collector.uptime.test_windows import plan_windows, stored_records
 from tests.factories import FakeWorker, connected, enroll_with_token
 from tests.polling import wait_for
 

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from collector import db
 from collector.config import ConfigError, load_config
 from collector.serve import CollectorServer, raise_open_file_limit
-from tests.collector.test_heartbeats import SERVER_TIME
+from collector.store import db
+from tests.collector.uptime.test_heartbeats import SERVER_TIME
 from tests.conftest import free_port, launch_collector
 from tests.factories import FakeWorker
 from tests.hostile_clients import (

@@ -1,6 +1,6 @@
 """The setup script's two parts: the sh prologue, and the bash installer it hands to bash."""
 
-from collector.setup import INSTALLER_END
+from collector.install.setup import INSTALLER_END
 
 OPENING = f"\nexec \"$@\" <<'{INSTALLER_END}'\n"
 

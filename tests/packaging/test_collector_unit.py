@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector import wheel
+from collector.install import wheel
 from tests.conftest import free_port
 from tests.polling import wait_for
 

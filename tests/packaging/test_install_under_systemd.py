@@ -16,8 +16,8 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from collector import wheel
-from collector.models import EnrollmentChallenge
+from collector.install import wheel
+from collector.store.models import EnrollmentChallenge
 from protocol.times import utcnow
 from tests.factories import FakeWorker, Wallet, connected
 from tests.packaging import files_server

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from collector import wheel
 from collector.config import RULES
-from collector.enrollment import validate_token
 from collector.errors import ApiError
-from collector.setup import SCRIPT_PATTERNS, render
+from collector.install import wheel
+from collector.install.setup import SCRIPT_PATTERNS, render
+from collector.uptime.enrollment import validate_token
 from protocol.wallets import InvalidWallet, normalize_wallet
 from tests.packaging import files_server
 from tests.packaging.installer import installer

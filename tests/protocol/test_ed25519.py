@@ -6,7 +6,7 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.signatures import load_public_key, verify
+from collector.identity.signatures import load_public_key, verify
 from protocol import ProtocolError, ed25519
 from protocol.heartbeat import encode_public_key, sign
 

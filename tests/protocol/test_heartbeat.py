@@ -1,5 +1,5 @@
 """protocol/heartbeat.py: the heartbeat body, its validation and its Ed25519 signature (checked
-by collector/signatures.py, tested here beside the signing)."""
+by collector/identity/signatures.py, tested here beside the signing)."""
 
 import base64
 import json
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.signatures import load_public_key, verify
+from collector.identity.signatures import load_public_key, verify
 from protocol import ProtocolError
 from protocol.heartbeat import (
     MAX_CONTAINER_COUNT,
