@@ -6,7 +6,7 @@ import pytest
 
 from collector.store.models import Payment, Project, UptimeRecord, Worker, WorkerMetric
 from tests.chromium import launched
-from tests.factories import deployment, new_wallet
+from tests.factories import FakeWorker, deployment, new_wallet
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -18,6 +18,15 @@ def rows(dbconn) -> tuple:
         sorted((p.name, p.status, p.url) for p in Project.select()),
         sorted((p.name, p.amount) for p in Payment.select()),
     )
+
+
+@pytest.fixture
+def worker(client, history) -> FakeWorker:
+    """A worker enrolled through the app, known to ``history``."""
+    enrolled = FakeWorker()
+    assert enrolled.enroll(client).status_code == 201
+    history.known(enrolled.wallet)
+    return enrolled
 
 
 @pytest.fixture

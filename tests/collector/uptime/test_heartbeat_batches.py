@@ -15,14 +15,6 @@ from tests.collector.uptime.test_heartbeats import assert_server_time, snapshot
 from tests.factories import FakeWorker, minutes_ago
 
 
-@pytest.fixture
-def worker(client, history):
-    enrolled = FakeWorker()
-    assert enrolled.enroll(client).status_code == 201
-    history.known(enrolled.wallet)
-    return enrolled
-
-
 def entry(worker: FakeWorker, ts=None, **extra) -> dict:
     """A batch entry: the heartbeat's exact JSON text and its signature."""
     body, headers = worker.signed(worker.heartbeat_body(ts, **extra))

@@ -19,14 +19,6 @@ from tests.conftest import operator_client
 from tests.factories import FakeWorker, machine, minutes_ago, new_wallet
 
 
-@pytest.fixture
-def worker(client, history):
-    enrolled = FakeWorker()
-    assert enrolled.enroll(client).status_code == 201
-    history.known(enrolled.wallet)
-    return enrolled
-
-
 def snapshot(dbconn) -> tuple:
     """Everything a heartbeat may change."""
     return (

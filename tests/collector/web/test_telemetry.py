@@ -73,14 +73,6 @@ def batch(*entries: tuple[bytes, dict]) -> dict:
     }
 
 
-@pytest.fixture
-def worker(client, history) -> FakeWorker:
-    worker = FakeWorker()
-    assert worker.enroll(client).status_code in (200, 201)
-    history.known(worker.wallet)
-    return worker
-
-
 # --- heartbeats ---------------------------------------------------------------------------
 
 
