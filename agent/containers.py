@@ -46,9 +46,9 @@ class _Sample:
 
 class ContainerStats:
     """The previous stats sample of each container, for CPU % over the interval, and the
-    threads that ask for stats. The threads live as long as the agent: new ones at every
-    tick would each take a malloc arena of their own, and the daemon's memory would creep up
-    tick after tick (bench/agent_memory.py)."""
+    threads that ask for stats. The threads live as long as the agent, so a tick starts none;
+    what keeps the daemon's memory flat is the unit's cap on malloc arenas
+    (systemd/tassium-agent.service, bench/agent_memory.py)."""
 
     def __init__(self) -> None:
         self._previous: dict[str, _Sample] = {}

@@ -374,7 +374,7 @@ def stats_threads() -> set[threading.Thread]:
 
 
 def test_the_stats_threads_are_kept_from_tick_to_tick(engine):
-    # New threads at every tick would each take a malloc arena, and the daemon would grow.
+    # A tick starts no threads: the pool's are kept for the agent's life.
     before = stats_threads()
     names = [engine.add(f"web-{i}") for i in range(6)]
     for container in names:
