@@ -9,13 +9,16 @@ the served collector against it.
 
 import functools
 import importlib.metadata
+import re
 
-from flask import Blueprint, jsonify
+import msgspec
+from flask import Blueprint, Flask, current_app, jsonify
 
 from collector.install.wheel import DISTRIBUTION
 from collector.pages.openapi_paths import PATHS
 from collector.pages.openapi_schemas import schemas
 from collector.web.api import settings
+from collector.web.schema import REF_TEMPLATE, Operation, operations_of
 
 bp = Blueprint("openapi", __name__)
 
@@ -72,9 +75,90 @@ def _error_responses() -> dict:
     return responses
 
 
+# Methods Flask adds to every route by itself; and the front ends' dialect, which mirrors
+# another API's shapes and is documented in the README (collector/pages/ui_v1.py).
+_IMPLICIT = {"HEAD", "OPTIONS"}
+_UNDOCUMENTED = "/api/v1/"
+
+
+def _declared(app: Flask) -> tuple[dict, list[type]]:
+    """The paths of every route that declares its operations (collector/web/schema.py), and
+    the types they name."""
+    paths: dict = {}
+    kinds: list[type] = []
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(_UNDOCUMENTED) or rule.endpoint not in app.view_functions:
+            continue
+        declared = operations_of(app.view_functions[rule.endpoint])
+        if not declared:
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in sorted(rule.methods - _IMPLICIT):
+            found = declared.get(method.lower()) or declared.get("")
+            if found is not None:
+                paths.setdefault(path, {})[method.lower()] = _operation(found)
+                kinds.extend(found.types())
+    return paths, kinds
+
+
+def _operation(declared: Operation) -> dict:
+    found: dict = {"summary": declared.summary}
+    if declared.description:
+        found["description"] = declared.description
+    if declared.security is not None:
+        found["security"] = list(declared.security)
+    if declared.parameters:
+        found["parameters"] = [p.document() for p in declared.parameters]
+    if declared.body is not None:
+        found["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(declared.body)}},
+        }
+    responses: dict = {}
+    for status, reply in declared.replies.items():
+        entry: dict = {"description": reply.description}
+        if reply.kind is not None:
+            entry["content"] = {"application/json": {"schema": _ref(reply.kind)}}
+        elif reply.content is not None:
+            entry["content"] = reply.content
+        if reply.headers:
+            entry["headers"] = reply.headers
+        responses[str(status)] = entry
+    for status in declared.errors:
+        responses[str(status)] = {"$ref": f"#/components/responses/{declared.errors_named}{status}"}
+    found["responses"] = responses
+    return found
+
+
+def _ref(kind: type) -> dict:
+    return {"$ref": REF_TEMPLATE.format(name=kind.__name__)}
+
+
+def document(app: Flask, wallet_format: str) -> dict:
+    """The document for this app (its wallet pattern differs by wallet format); made once."""
+    cached = app.extensions.get("tassium.openapi")
+    if cached is None:
+        cached = app.extensions["tassium.openapi"] = _document(app, wallet_format)
+    return cached
+
+
+def _document(app: Flask, wallet_format: str) -> dict:
+    declared_paths, kinds = _declared(app)
+    _, declared_schemas = msgspec.json.schema_components(
+        list(dict.fromkeys(kinds)), ref_template=REF_TEMPLATE
+    )
+    return _assembled(wallet_format, declared_paths, declared_schemas)
+
+
 @functools.cache
-def document(wallet_format: str) -> dict:
-    """The document for a collector of this wallet format (its wallet pattern differs)."""
+def _legacy(wallet_format: str) -> dict:
+    return schemas(wallet_format)
+
+
+def _assembled(wallet_format: str, declared_paths: dict, declared_schemas: dict) -> dict:
+    paths = {path: dict(item) for path, item in PATHS.items()}
+    for path, item in declared_paths.items():
+        paths.setdefault(path, {}).update(item)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -88,9 +172,9 @@ def document(wallet_format: str) -> dict:
             "routes add serverTime to every answer, errors included, so that an agent learns "
             "the collector's clock from any of them.",
         },
-        "paths": PATHS,
+        "paths": paths,
         "components": {
-            "schemas": schemas(wallet_format),
+            "schemas": {**_legacy(wallet_format), **declared_schemas},
             "responses": _error_responses(),
             "securitySchemes": {
                 "apiToken": {
@@ -112,4 +196,4 @@ def document(wallet_format: str) -> dict:
 
 @bp.get("/openapi.json")
 def openapi_json():
-    return jsonify(document(settings().wallet_format))
+    return jsonify(document(current_app, settings().wallet_format))

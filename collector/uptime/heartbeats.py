@@ -9,8 +9,10 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Annotated
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from msgspec import Meta
 from werkzeug.exceptions import InternalServerError
 
 from collector import counters
@@ -32,8 +34,9 @@ from collector.uptime.windows import (
     apply_heartbeats,
 )
 from collector.web import api, telemetry
-from collector.web.api import accept_fields, json_object, settings, wallet
+from collector.web.api import json_object, settings, wallet
 from collector.web.bodies import BODY
+from collector.web.schema import Body, Reply, decode, operation, refusal
 from protocol import ProtocolError
 from protocol.heartbeat import SIGNATURE_HEADER, Heartbeat, parse_heartbeat, parse_ping
 from protocol.times import format_millis, format_timestamp, utcnow
@@ -355,29 +358,64 @@ def ping_route():
     return jsonify(ping(body, request.headers.get(SIGNATURE_HEADER), settings()))
 
 
+_NOT_AN_ENTRY = "{where} must be an object with body and signature"
+
+
+class BatchEntry(Body):
+    body: Annotated[
+        str,
+        Meta(
+            description="The heartbeat's exact JSON text, as signed",
+            extra=refusal("{where} must be the heartbeat's JSON as a string"),
+        ),
+    ]
+    signature: Annotated[
+        str | None,
+        Meta(
+            description="The Ed25519 signature of body's UTF-8 bytes",
+            extra=refusal("{where} must be a base64 string"),
+        ),
+    ] = None
+
+
+class HeartbeatBatch(Body):
+    """Each entry is a heartbeat's exact body (as JSON text) and its signature."""
+
+    heartbeats: Annotated[
+        list[
+            Annotated[
+                BatchEntry, Meta(extra=refusal("{where} must be an object with body and signature"))
+            ]
+        ],
+        Meta(
+            min_length=1,
+            max_length=MAX_BATCH,
+            extra=refusal(f"heartbeats must be a list of 1 to {MAX_BATCH} heartbeats"),
+        ),
+    ]
+
+
 @bp.post("/heartbeats")
+@operation(
+    summary="A batch of signed heartbeats, for an agent replaying its backlog",
+    body=HeartbeatBatch,
+    replies={
+        200: Reply(
+            "One result per heartbeat, in order",
+            content={
+                "application/json": {"schema": {"$ref": "#/components/schemas/HeartbeatResults"}}
+            },
+        )
+    },
+    errors=(400, 408, 413, 503),
+    errors_named="Heartbeat",
+)
 @telemetry.carries_heartbeats
 def heartbeats():
-    """A batch: each entry is a heartbeat's exact body (as JSON text) and its signature,
-    answered one result each, in order, with the status ``POST /heartbeat`` would give, and
-    applied together (up to 200 in one transaction)."""
-    config = settings()
-    entries = accept_fields(json_object(), {"heartbeats"}, required={"heartbeats"})["heartbeats"]
-    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BATCH:
-        raise ApiError(400, f"heartbeats must be a list of 1 to {MAX_BATCH} heartbeats")
-    # The whole envelope is checked before any heartbeat is applied: a malformed one
-    # changes nothing.
-    batch = []
-    for index, entry in enumerate(entries):
-        where = f"heartbeats[{index}]"
-        if not isinstance(entry, dict):
-            raise ApiError(400, f"{where} must be an object with body and signature")
-        fields = accept_fields(entry, {"body", "signature"}, required={"body"})
-        if not isinstance(fields["body"], str):
-            raise ApiError(400, f"{where}.body must be the heartbeat's JSON as a string")
-        signature = fields.get("signature")
-        if signature is not None and not isinstance(signature, str):
-            raise ApiError(400, f"{where}.signature must be a base64 string")
-        batch.append((fields["body"].encode("utf-8"), signature))
-    answered = receive_all(batch, config)
+    """A batch, answered one result each, in order, with the status ``POST /heartbeat``
+    would give, and applied together (up to 200 in one transaction). The whole envelope is
+    checked before any heartbeat is applied: a malformed one changes nothing."""
+    batch = decode(HeartbeatBatch)
+    entries = [(entry.body.encode("utf-8"), entry.signature) for entry in batch.heartbeats]
+    answered = receive_all(entries, settings())
     return jsonify(results=[{"status": status, **answer} for status, answer in answered])

@@ -104,7 +104,7 @@ def test_a_batch_gives_the_answers_and_windows_of_the_same_heartbeats_sent_one_b
         ({"heartbeats": []}, "list of 1 to"),
         ({"heartbeats": "x"}, "list of 1 to"),
         ({}, "heartbeats is required"),
-        ({"heartbeats": [{}], "more": 1}, "unknown field 'more'"),
+        ({"extra": 1, "heartbeats": [{}]}, "unknown field 'extra'"),
         ({"heartbeats": ["x"]}, "heartbeats[0] must be an object"),
         ({"heartbeats": [{"body": {"walletAddress": "0x"}}]}, "body must be the heartbeat's JSON"),
         ({"heartbeats": [{"body": "{}", "signature": 5}]}, "signature must be a base64 string"),
