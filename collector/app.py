@@ -1,6 +1,9 @@
 """The application factory: a validated config in, a Flask app out."""
 
-from flask import Flask, jsonify
+from typing import Annotated, Literal
+
+import msgspec
+from flask import Flask
 
 from collector.config import CollectorConfig
 from collector.identity import sign_in
@@ -13,43 +16,48 @@ from collector.store import db
 from collector.store.migrations import LATEST_VERSION, current_version
 from collector.uptime import enrollment, heartbeats, workers
 from collector.uptime.fleet_gauges import FleetGauges
+from collector.uptime.heartbeats import ServerTime
 from collector.uptime.keys import KeyCache
 from collector.uptime.pings import PingBook
-from collector.web import api, bodies, ratelimits, telemetry
+from collector.web import api, bodies, pipeline, ratelimits, telemetry
+from collector.web.database_state import DatabaseAnswered, DatabaseState, database_down
+from collector.web.ratelimits import RateLimits
+from collector.web.schema import Answer, Reply, answer, operation
 from protocol.times import format_millis, utcnow
 
 
-class CollectorFlask(Flask):
-    """Flask asks ``inspect`` whether each hook and view is a coroutine function every time
-    it calls one: nine times a heartbeat, a few percent of its CPU. The answer never
-    changes, so it is kept."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._sync: dict = {}
-
-    def ensure_sync(self, func):
-        found = self._sync.get(func)
-        if found is None:
-            found = self._sync[func] = super().ensure_sync(func)
-        return found
+class Health(Answer, kw_only=True):
+    status: Literal["ok", "error"]
+    schemaVersion: int | msgspec.UnsetType = msgspec.UNSET  # noqa: N815
+    error: str | msgspec.UnsetType = msgspec.UNSET
+    serverTime: ServerTime  # noqa: N815
+    maxSkew: Annotated[int, msgspec.Meta(description="seconds a heartbeat may be ahead")]  # noqa: N815
+    maxBackfill: Annotated[int, msgspec.Meta(description="seconds it may be behind")]  # noqa: N815
 
 
 def create_app(config: CollectorConfig) -> Flask:
     # No static folder: every route the collector has is documented in /openapi.json.
-    app = CollectorFlask(__name__, static_folder=None)
+    app = Flask(__name__, static_folder=None)
     app.config["TASSIUM"] = config
-    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     db.bind(config.database_url)
-    db.init_app(app)
-    # First: its timing spans every other hook.
+    # What every request passes, outermost first: each step's before in this order, its
+    # after in the reverse (collector/web/pipeline.py).
+    pipeline.install(
+        app,
+        [
+            telemetry.Timing(),  # spans every other step
+            telemetry.CountRefusedHeartbeats(),
+            DatabaseAnswered(),
+            api.Cors(),
+            bodies.ReadBody(max_bytes=config.max_body_bytes, timeout=config.body_timeout),
+            ratelimits.LimitWrites(),  # a body refused anyway is not counted
+            api.Authenticate(),
+            heartbeats.Clock(),
+        ],
+    )
     telemetry.init_app(app, FleetGauges(config))
-    api.init_app(app, config)
-    # Inside collector/web/bodies.py's reader: the lane takes bodies already read.
-    app.wsgi_app = heartbeats.HeartbeatLane(app, app.wsgi_app)
-    bodies.init_app(app, config)
-    # After the body reader's hook: a body refused anyway is not counted.
-    ratelimits.init_app(app, config)
+    app.extensions["tassium.database_state"] = DatabaseState()
+    app.extensions["tassium.ratelimits"] = RateLimits(config)
     app.extensions["tassium.pings"] = PingBook()
     app.extensions["tassium.keys"] = KeyCache(config.key_cache_entries)
     heartbeats.init_app(app, config)
@@ -89,15 +97,22 @@ def create_app(config: CollectorConfig) -> Flask:
         }
 
     @app.get("/healthz")
+    @operation(
+        summary="Health: the database answers and its schema is current",
+        replies={
+            200: Reply("Healthy", Health),
+            503: Reply("Database unavailable or schema not current", Health),
+        },
+    )
     def healthz():
         try:
             version = current_version(db.database)
         except db.DATABASE_DOWN as exc:
-            return api.database_down(exc, status="error", **clock())
-        healthy = version == LATEST_VERSION
-        body = {"status": "ok" if healthy else "error", "schemaVersion": version, **clock()}
-        if not healthy:
-            body["error"] = f"schema is at version {version}, expected {LATEST_VERSION}"
-        return jsonify(body), 200 if healthy else 503
+            return database_down(exc, status="error", **clock())
+        if version != LATEST_VERSION:
+            error = f"schema is at version {version}, expected {LATEST_VERSION}"
+            unhealthy = Health(status="error", schemaVersion=version, error=error, **clock())
+            return answer(unhealthy, 503)
+        return answer(Health(status="ok", schemaVersion=version, **clock()))
 
     return app

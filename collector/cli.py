@@ -331,13 +331,15 @@ _PERIOD_HELP = "24h, 7d, 30d, a UTC month like 2026-11, or FROM/TO in RFC 3339"
 @click.pass_obj
 def report(config: CollectorConfig, period_text: str, as_csv: bool) -> None:
     """Every worker's uptime, downtime and credits in a period (streamed, by wallet)."""
+    import msgspec
+
     from collector.money import report_csv, reports
 
     period = _period(period_text)
     columns = reports.FLEET_COLUMNS
     with _open(config).connection_context():
         rows = (
-            tuple(r.summary()[c] for c in columns)
+            msgspec.structs.astuple(r.summary())
             for r in reports.fleet(period, **reports.timing(config, utcnow()), bounds=config)
         )
         if as_csv:

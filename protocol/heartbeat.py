@@ -12,25 +12,22 @@ containers (``listed()``), running ones first, then by name, and no more than
 all. ``MAX_LISTED`` containers with every field at its longest (1,676 bytes of JSON each, the
 6 texts at 255 characters) make 164 KiB, and the rest of a body is at most about 7 KiB:
 a heartbeat stays under 200 KiB, whatever the machine runs, and is never refused for its
-size. The collector validates the count (no fewer than the list, at most
-MAX_CONTAINER_COUNT), stores and shows it; the credit still counts the listed containers, at
-most ``capacity_max_containers`` (collector/uptime/credits.py), so what a worker says of itself
-never raises its pay past the operator's bound. A collector that predates the count ignores
+size. The collector validates the body (collector/uptime/heartbeat_body.py), the count among
+it (no fewer than the list, at most MAX_CONTAINER_COUNT), stores and shows it; the credit
+still counts the listed containers, at most ``capacity_max_containers``
+(collector/uptime/credits.py), so what a worker says of itself never raises its pay past the
+operator's bound. A collector that predates the count ignores
 it, as it ignores every unknown field.
 """
 
 import base64
-import ipaddress
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from protocol import ProtocolError
-from protocol.times import format_timestamp, parse_timestamp
-from protocol.wallets import normalize_wallet
+from protocol.times import format_timestamp
 
 SIGNATURE_HEADER = "X-Tassium-Signature"
 # What a collector accepts in one heartbeat's list (older agents sent every container).
@@ -152,147 +149,6 @@ class Ping:
 
 def _present(value: object) -> dict:
     return {k: v for k, v in asdict(value).items() if v is not None}
-
-
-def parse_wallet_field(document: dict, wallet_format: str) -> str:
-    return normalize_wallet(document.get("walletAddress"), wallet_format)
-
-
-def parse_heartbeat(document: object, wallet_format: str = "evm") -> Heartbeat:
-    """Validate a decoded heartbeat body. Unknown fields are ignored so that agents and
-    collectors of neighbouring versions keep talking; known ones must have the right shape."""
-    if not isinstance(document, dict):
-        raise ProtocolError("heartbeat body must be a JSON object")
-    wallet = parse_wallet_field(document, wallet_format)
-    timestamp = parse_timestamp(document.get("timestamp"))
-    raw_containers = document.get("containers", [])
-    if not isinstance(raw_containers, list):
-        raise ProtocolError("containers must be a list")
-    if len(raw_containers) > MAX_CONTAINERS:
-        raise ProtocolError(f"containers may list at most {MAX_CONTAINERS} entries")
-    containers = tuple(_container(c, i) for i, c in enumerate(raw_containers))
-    agent = _agent(document["agent"]) if document.get("agent") is not None else None
-    # The original bash agent sends the host name at the top level, beside no "agent".
-    hostname = _text(document.get("hostname"), "hostname")
-    if hostname and (agent is None or agent.hostname is None):
-        agent = AgentInfo(
-            version=agent.version if agent else None,
-            hostname=hostname,
-            dockerAvailable=agent.dockerAvailable if agent else True,
-        )
-    system = _system(document["system"]) if document.get("system") is not None else None
-    return Heartbeat(
-        wallet,
-        timestamp,
-        containers,
-        agent,
-        system,
-        _ipv4(document.get("tailscaleIp")),
-        _container_count(document.get("containerCount"), len(containers)),
-    )
-
-
-def _container_count(value: object, listed: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ProtocolError("containerCount must be a whole number")
-    if not listed <= value <= MAX_CONTAINER_COUNT:
-        raise ProtocolError(
-            f"containerCount must be from the {listed} containers listed to {MAX_CONTAINER_COUNT}"
-        )
-    return value
-
-
-def parse_ping(document: object, wallet_format: str = "evm") -> Ping:
-    if not isinstance(document, dict):
-        raise ProtocolError("ping body must be a JSON object")
-    return Ping(
-        parse_wallet_field(document, wallet_format), parse_timestamp(document.get("timestamp"))
-    )
-
-
-def _text(value: object, where: str, *, required: bool = False) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise ProtocolError(f"{where} must be a string")
-    if required and not value:
-        raise ProtocolError(f"{where} must not be empty")
-    if len(value) > MAX_TEXT or not value.isprintable():
-        raise ProtocolError(f"{where} must be printable text of at most {MAX_TEXT} characters")
-    return value
-
-
-def _container(raw: object, index: int) -> Container:
-    where = f"containers[{index}]"
-    if not isinstance(raw, dict):
-        raise ProtocolError(f"{where} must be an object")
-    # "name" is the original bash agent's word for the plan's containerName.
-    name_field = "containerName" if "containerName" in raw or "name" not in raw else "name"
-    return Container(
-        containerName=_text(raw.get(name_field), f"{where}.{name_field}", required=True),
-        port=_text(raw.get("port", ""), f"{where}.port") or "",
-        **{
-            name: _text(raw.get(name), f"{where}.{name}")
-            for name in ("id", "image", "state", "health")
-        },
-        cpuPercent=_number(raw.get("cpuPercent"), f"{where}.cpuPercent", MAX_CONTAINER_CPU_PERCENT),
-        memUsageMb=_number(raw.get("memUsageMb"), f"{where}.memUsageMb", MAX_MEMORY_MB),
-    )
-
-
-def _number(value: object, where: str, high: float) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ProtocolError(f"{where} must be a number")
-    if not 0 <= value <= high:
-        raise ProtocolError(f"{where} must be from 0 to {high:g}")
-    return value
-
-
-def _system(raw: object) -> System:
-    if not isinstance(raw, dict):
-        raise ProtocolError("system must be an object")
-    cores = raw.get("cpuCores")
-    if cores is not None and (
-        isinstance(cores, bool) or not isinstance(cores, int) or not 1 <= cores <= MAX_CPU_CORES
-    ):
-        raise ProtocolError(f"system.cpuCores must be a whole number from 1 to {MAX_CPU_CORES}")
-    return System(
-        cpuCores=cores,
-        cpuUsagePercent=_number(raw.get("cpuUsagePercent"), "system.cpuUsagePercent", 100.0),
-        **{
-            name: _number(raw.get(name), f"system.{name}", MAX_GB)
-            for name in ("ramTotalGb", "ramUsedGb", "storageTotalGb", "storageUsedGb")
-        },
-    )
-
-
-def _ipv4(value: object) -> str | None:
-    # The original agent sends "" (or null) when Tailscale is not installed.
-    if value is None or value == "":
-        return None
-    try:
-        if not isinstance(value, str):
-            raise TypeError(value)
-        return str(ipaddress.IPv4Address(value))
-    except (ipaddress.AddressValueError, TypeError):
-        raise ProtocolError("tailscaleIp must be an IPv4 address") from None
-
-
-def _agent(raw: object) -> AgentInfo:
-    if not isinstance(raw, dict):
-        raise ProtocolError("agent must be an object")
-    docker = raw.get("dockerAvailable", True)
-    if not isinstance(docker, bool):
-        raise ProtocolError("agent.dockerAvailable must be true or false")
-    return AgentInfo(
-        version=_text(raw.get("version"), "agent.version"),
-        hostname=_text(raw.get("hostname"), "agent.hostname"),
-        dockerAvailable=docker,
-    )
 
 
 # --- signatures -------------------------------------------------------------------------

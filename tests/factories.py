@@ -267,3 +267,23 @@ def at_once(target, url: str, processes: int = 4) -> list:
         child.join(timeout=30)
         assert child.exitcode == 0
     return outcomes
+
+
+def sent_heartbeat(wallet: str) -> dict:
+    """A complete heartbeat body as an agent sends it."""
+    return {
+        "walletAddress": wallet,
+        "timestamp": "2026-11-24T21:00:00Z",
+        "containers": [
+            {
+                "containerName": "web",
+                "port": "0.0.0.0:8080->80/tcp",
+                "id": "c0ffee",
+                "image": "local/busybox",
+                "state": "running",
+                "health": "healthy",
+            },
+            {"containerName": "worker"},
+        ],
+        "agent": {"version": "0.1.0", "hostname": "node-1", "dockerAvailable": True},
+    }

@@ -9,7 +9,6 @@
   for them and the operator turned on ``insecure_anonymous_deployments``.
 """
 
-import functools
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from flask import g
 
 from collector.errors import ApiError
 from collector.store.models import WalletSession
-from collector.web.api import bearer_token, settings
+from collector.web.api import ACCESS, bearer_token, settings
 from protocol.times import utcnow
 
 # Session tokens start with this, so one is told apart from an operator token at a glance
@@ -84,12 +83,10 @@ def ensure_operator() -> None:
 
 
 def require_operator(view: Callable) -> Callable:
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        ensure_operator()
-        return view(*args, **kwargs)
-
-    return wrapper
+    """Mark an operator route: collector/web/api.py's Authenticate step checks it before the
+    view runs, like every other access rule."""
+    setattr(view, ACCESS, ensure_operator)
+    return view
 
 
 def ensure_wallet(address: str, *, anonymous: bool = False) -> None:

@@ -17,15 +17,31 @@ for an updated front end.
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from flask import Blueprint, jsonify
+from flask import Blueprint
+from msgspec import UNSET, Meta, UnsetType
 
 from collector.errors import ApiError
 from collector.identity.access import SESSION_PREFIX, caller, token_hash
 from collector.identity.wallet_proofs import verify_wallet_signature
-from collector.store.models import SignInChallenge, WalletSession
-from collector.web.api import accept_fields, json_object, public_url, settings, wallet
+from collector.store import models
+from collector.store.models import WalletSession
+from collector.web.api import public_url, settings, wallet
+from collector.web.schema import (
+    OWNER,
+    Answer,
+    Body,
+    Reply,
+    Timestamp,
+    Wallet,
+    answer,
+    decode,
+    operation,
+    refusal,
+    spelled,
+)
 from protocol import ProtocolError
 from protocol.times import format_timestamp, utcnow
 
@@ -45,6 +61,56 @@ _NONCE_LINE = re.compile(r"^Nonce: (?P<nonce>[A-Za-z0-9]{8,64})$", re.M)
 STATEMENT = (
     "Sign in to this Tassium collector to manage the deployments of this wallet. It moves no funds."
 )
+
+# A wallet's signature over a text this collector wrote (collector/identity/wallet_proofs.py
+# checks it): a sign-in message here, an enrollment challenge in collector/uptime/enrollment.py.
+WalletSignature = Annotated[
+    str,
+    Meta(
+        description="0x and 130 hex digits (EVM personal_sign), or base64 (Stellar SEP-53)",
+        extra=refusal("{where} must be a string"),
+    ),
+]
+_NOT_SIGNED_IN = "not signed in: send Authorization: Bearer <session token>"
+
+
+class SignInRequest(Body):
+    wallet: Wallet | None = None
+    walletAddress: Annotated[Wallet | None, Meta(description="the same as wallet")] = None
+
+
+class SignInChallenge(Answer):
+    walletAddress: Wallet
+    message: Annotated[
+        str,
+        Meta(
+            description="EIP-4361 (Sign-In with Ethereum) text naming this collector's domain; "
+            "Stellar wallets sign the same text as SEP-53"
+        ),
+    ]
+    nonce: Annotated[str, Meta(pattern="^[0-9a-f]{32}$")]
+    expiresAt: Timestamp
+
+
+class SignInSignature(Body):
+    message: Annotated[
+        str, Meta(description="exactly the text issued", extra=refusal("{where} must be a string"))
+    ]
+    signature: WalletSignature
+
+
+class Session(Answer):
+    token: Annotated[str, Meta(pattern=f"^{SESSION_PREFIX}[A-Za-z0-9_-]{{43}}$")]
+    walletAddress: Wallet
+    expiresAt: Timestamp
+
+
+class SessionInfo(Answer):
+    """The operator's token acts for no one wallet: its answer is only operator."""
+
+    operator: bool
+    walletAddress: Wallet | UnsetType = UNSET
+    expiresAt: Timestamp | UnsetType = UNSET
 
 
 def message_text(collector: str, address: str, nonce: str, issued: datetime, expires: datetime):
@@ -70,10 +136,10 @@ def message_text(collector: str, address: str, nonce: str, issued: datetime, exp
     return "\n".join(lines)
 
 
-def create_challenge(address: str, now: datetime) -> SignInChallenge:
+def create_challenge(address: str, now: datetime) -> models.SignInChallenge:
     nonce = secrets.token_hex(16)  # EIP-4361: at least 8 letters and digits
     expires = now + CHALLENGE_TTL
-    return SignInChallenge.create(
+    return models.SignInChallenge.create(
         nonce=nonce,
         wallet_address=address,
         message=message_text(public_url(), address, nonce, now, expires),
@@ -82,7 +148,7 @@ def create_challenge(address: str, now: datetime) -> SignInChallenge:
     )
 
 
-def _issued_challenge(message: str) -> SignInChallenge:
+def _issued_challenge(message: str) -> models.SignInChallenge:
     """The challenge this collector issued as exactly ``message``, or a 401 saying why the
     message is not one: for another site, unknown, or altered."""
     first = _FIRST_LINE.fullmatch(message.split("\n", 1)[0])
@@ -94,7 +160,7 @@ def _issued_challenge(message: str) -> SignInChallenge:
         raise ApiError(
             401, f"this sign-in message is for {first['domain']}, not this collector ({ours})"
         )
-    challenge = SignInChallenge.get_or_none(SignInChallenge.nonce == nonce["nonce"])
+    challenge = models.SignInChallenge.get_or_none(models.SignInChallenge.nonce == nonce["nonce"])
     if challenge is None:
         raise ApiError(401, "this collector issued no such sign-in: ask for a new one")
     if challenge.message != message:
@@ -102,7 +168,7 @@ def _issued_challenge(message: str) -> SignInChallenge:
     return challenge
 
 
-def sign_in(message: str, signature: object, now: datetime) -> tuple[str, WalletSession]:
+def sign_in(message: str, signature: str, now: datetime) -> tuple[str, WalletSession]:
     """Open a session for the wallet that signed ``message``: the new token, and its row."""
     challenge = _issued_challenge(message)
     state = challenge.state(now)
@@ -132,61 +198,87 @@ def prune(now: datetime) -> int:
     """Delete expired sessions and old challenges; return how many rows went."""
     return (
         WalletSession.delete().where(WalletSession.expires_at <= now).execute()
-        + SignInChallenge.delete()
-        .where(SignInChallenge.expires_at < now - CHALLENGES_KEPT)
+        + models.SignInChallenge.delete()
+        .where(models.SignInChallenge.expires_at < now - CHALLENGES_KEPT)
         .execute()
     )
 
 
+# Every route reads the database; a body is read and parsed, and a write is rate-limited
+# (collector/web/ratelimits.py).
+_WRITE = (400, 408, 413, 503)  # and a 429 (collector/pages/openapi.py)
+
+
 @bp.post("/challenge")
+@operation(
+    summary="A one-time sign-in message (EIP-4361) for a wallet to sign",
+    body=SignInRequest,
+    replies={201: Reply("Made; the wallet signs its message", SignInChallenge)},
+    errors=_WRITE,
+)
 def challenge_route():
-    fields = accept_fields(
-        json_object(), {"wallet"}, {"walletAddress": "wallet"}, required=("wallet",)
-    )
-    now = utcnow()
-    challenge = create_challenge(wallet(fields["wallet"], "wallet"), now)
-    return jsonify(
+    address = spelled(decode(SignInRequest), "wallet", "walletAddress", required=True)
+    challenge = create_challenge(wallet(address, "wallet"), utcnow())
+    shown = SignInChallenge(
         walletAddress=challenge.wallet_address,
         message=challenge.message,
         nonce=challenge.nonce,
         expiresAt=format_timestamp(challenge.expires_at),
-    ), 201
+    )
+    return answer(shown, 201)
 
 
 @bp.post("/session")
+@operation(
+    summary="Trade a signed sign-in message for a session token of that wallet",
+    body=SignInSignature,
+    replies={201: Reply("Signed in", Session)},
+    errors=(*_WRITE, 401),
+)
 def session_route():
-    fields = accept_fields(
-        json_object(), {"message", "signature"}, required=("message", "signature")
-    )
-    if not isinstance(fields["message"], str):
-        raise ApiError(400, "message must be a string")
-    token, session = sign_in(fields["message"], fields["signature"], utcnow())
-    return jsonify(
+    body = decode(SignInSignature)
+    token, session = sign_in(body.message, body.signature, utcnow())
+    opened = Session(
         token=token,
         walletAddress=session.wallet_address,
         expiresAt=format_timestamp(session.expires_at),
-    ), 201
+    )
+    return answer(opened, 201)
 
 
 @bp.get("/session")
+@operation(
+    summary="Who the bearer token acts for",
+    security=OWNER,
+    replies={200: Reply("The caller", SessionInfo)},
+    errors=(401, 503),
+)
 def whoami_route():
     who = caller()
     if who.operator:
-        return jsonify(operator=True)
+        return answer(SessionInfo(operator=True))
     if who.session is None:
-        raise ApiError(401, "not signed in: send Authorization: Bearer <session token>")
-    return jsonify(
-        operator=False,
-        walletAddress=who.session.wallet_address,
-        expiresAt=format_timestamp(who.session.expires_at),
+        raise ApiError(401, _NOT_SIGNED_IN)
+    return answer(
+        SessionInfo(
+            operator=False,
+            walletAddress=who.session.wallet_address,
+            expiresAt=format_timestamp(who.session.expires_at),
+        )
     )
 
 
 @bp.delete("/session")
+@operation(
+    summary="Sign out: the session token stops working at once",
+    security=({"walletSession": []},),
+    replies={204: Reply("Signed out")},
+    errors=(401, 503),
+)
 def sign_out_route():
     """Sign out: the token stops working at once, on every node."""
     who = caller()
     if who.session is None:
-        raise ApiError(401, "not signed in: send Authorization: Bearer <session token>")
+        raise ApiError(401, _NOT_SIGNED_IN)
     WalletSession.delete().where(WalletSession.token_hash == who.session.token_hash).execute()
     return "", 204

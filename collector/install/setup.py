@@ -23,6 +23,7 @@ from collector.errors import ApiError
 from collector.install import assets, wheel
 from collector.uptime.enrollment import is_enrolled, token_is_usable, validate_token
 from collector.web.api import public_url, settings, wallet
+from collector.web.schema import Parameter, Reply, operation, path_parameter, query, wallet_ref
 from protocol import patterns
 from protocol.times import utcnow
 
@@ -92,9 +93,44 @@ def _query() -> dict[str, str]:
     return {name: request.args[name] for name in _QUERY_FIELDS if name in request.args}
 
 
+# The script, or a refusal that is one too; no cache may keep it (it may hold a token).
+_SCRIPT = {
+    "content": {"text/x-shellscript": {"schema": {"type": "string"}}},
+    "headers": {"Cache-Control": {"required": True, "schema": {"const": "no-store"}}},
+}
+
+
+def _setup_operation(summary: str) -> dict:
+    """The operation of both names of the script."""
+    return {
+        "summary": summary,
+        "parameters": (
+            Parameter("wallet", "query", wallet_ref(), "the worker owner's wallet", required=True),
+            query("token", {"type": "string"}, "an enrollment token for that wallet"),
+        ),
+        "replies": {
+            200: Reply("The script, ready for `| sudo bash`", **_SCRIPT),
+            400: Reply("A script that prints why and exits 1", **_SCRIPT),
+        },
+        "errors": (503,),
+    }
+
+
 @bp.get("/setup.sh")
+@operation(**_setup_operation("The worker install script for a wallet"))
+def setup_script() -> Response:
+    return _setup_script()
+
+
 @bp.get("/api/setup")
-def setup_script():
+@operation(
+    **_setup_operation("The worker install script for a wallet (the plan's name for /setup.sh)")
+)
+def api_setup() -> Response:
+    return _setup_script()
+
+
+def _setup_script() -> Response:
     config = settings()
     try:
         query = _query()
@@ -161,7 +197,16 @@ def _unpinned() -> dict[str, str]:
 
 
 @bp.get("/packages/<name>")
-def package(name: str):
+@operation(
+    summary="The wheel of the collector's own code, which the install script installs",
+    parameters=(path_parameter("name", {"type": "string", "minLength": 1}),),
+    replies={
+        200: Reply("The wheel (ETag: its sha256)", content={"application/octet-stream": {}}),
+        304: Reply("Not modified (If-None-Match)"),
+    },
+    errors=(404, 405),
+)
+def package(name: str) -> Response:
     found = wheel.served(name)
     if found is None:
         names = f"{wheel.current().filename} and {wheel.LOCK_FILENAME}"

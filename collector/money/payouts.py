@@ -17,31 +17,46 @@ label, so that no hour is paid twice. A recorded payout is never changed, except
 transaction that paid it may be named once.
 """
 
+import dataclasses
 import hashlib
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
-from flask import Blueprint, Response, jsonify, request
+import msgspec
+from flask import Blueprint, Response, request
+from msgspec import Meta
 from peewee import fn
 
 from collector.config import CollectorConfig
 from collector.errors import ApiError
-from collector.identity.access import ensure_operator
+from collector.identity.access import require_operator
 from collector.money import report_csv, reports
-from collector.money.payments import parse_amount
-from collector.money.reports import Period
+from collector.money.payments import Amount, parse_amount
+from collector.money.report_routes import PERIOD
+from collector.money.reports import Count, Period, PeriodAnswer
+from collector.store import models
 from collector.store.db import database, is_postgres
-from collector.store.models import Payment, Payout
-from collector.web.api import (
-    DEFAULT_PAGE,
-    accept_fields,
-    json_object,
-    page_bounds,
-    paginated,
-    settings,
+from collector.web.api import DEFAULT_PAGE, page_bounds, paginated, settings
+from collector.web.schema import (
+    OPERATOR,
+    PAGE,
+    Answer,
+    Body,
+    Page,
+    Parameter,
+    Reply,
+    Timestamp,
+    Wallet,
+    answer,
+    decode,
+    operation,
+    path_parameter,
+    refusal,
+    whole_match,
 )
 from protocol.times import format_timestamp, utcnow
 
@@ -54,12 +69,105 @@ EXPORT_COLUMNS = ("walletAddress", "weight", "amount")
 # them it is the CSV, which holds every share.
 MAX_JSON_SHARES = 1000
 _TX_HASH = re.compile(r"(0x)?[0-9a-fA-F]{64}")
+_TX_HASH_RULE = "must be 64 hex digits, with or without 0x"
+_BASIS_RULE = "{where} must be " + " or ".join(BASES)
+
+# --- the payouts as the routes take and answer them --------------------------------------
+
+Basis = Annotated[
+    Literal[BASES],
+    Meta(
+        description="what the shares weigh: counted uptime or credits",
+        extra=refusal(_BASIS_RULE),
+    ),
+]
+PeriodLabel = Annotated[
+    str,
+    Meta(
+        description="as the reports take it, such as 2026-11",
+        extra=refusal("{where} must be a string such as 2026-11"),
+    ),
+]
+Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class NewPayout(Body, rename="camel"):
+    period: PeriodLabel
+    budget: Amount
+    basis: Basis = DEFAULT_BASIS
+    tx_hash: (
+        Annotated[
+            str,
+            Meta(pattern=whole_match(_TX_HASH), extra=refusal("{where} " + _TX_HASH_RULE)),
+        ]
+        | None
+    ) = None
+
+
+class Share(Answer, rename="camel"):
+    wallet_address: Wallet
+    weight: Annotated[int, Meta(ge=1)]
+    amount: Amount
+
+
+class PayoutInputs(Answer):
+    """What the split was computed from: its canonical JSON (sorted keys, no spaces) hashes
+    to inputsSha256."""
+
+    period: str
+    start: Timestamp = msgspec.field(name="from")
+    end: Timestamp = msgspec.field(name="to")
+    basis: Basis
+    budget: Amount
+    weights: list[tuple[Wallet, Annotated[int, Meta(ge=1)]]]
+
+
+class PayoutPlan(Answer, rename="camel"):
+    period: PeriodAnswer
+    basis: Basis
+    budget: Amount
+    shares: list[Share]
+    inputs: PayoutInputs
+    inputs_sha256: Sha256
+    export_sha256: Annotated[Sha256, Meta(description="SHA-256 of the export's CSV bytes")]
+
+
+class PayoutSummary(Answer, rename="camel"):
+    """A payout without its payments (a list of payouts would hold every payment made)."""
+
+    id: int
+    period: PeriodLabel
+    start: Timestamp = msgspec.field(name="from")
+    end: Timestamp = msgspec.field(name="to")
+    basis: Basis
+    budget: Amount
+    inputs_sha256: Sha256
+    export_sha256: Sha256
+    tx_hash: str | None
+    created_at: Timestamp
+    payment_count: Count
+
+
+class PayoutPayment(Answer, rename="camel"):
+    id: int
+    wallet_address: Wallet
+    amount: Amount
+
+
+class Payout(PayoutSummary):
+    payments: Annotated[
+        list[PayoutPayment], Meta(description="a page of them by wallet (limit and offset)")
+    ]
+
+
+class PayoutPage(Page[PayoutSummary]):
+    pass
 
 
 def parse_tx_hash(value: object) -> str:
     """A transaction hash as stored: 64 hex digits, lower case, ``0x`` kept if given."""
     if not isinstance(value, str) or not _TX_HASH.fullmatch(value):
-        raise ValueError("must be 64 hex digits, with or without 0x")
+        raise ValueError(_TX_HASH_RULE)
     return value.lower()
 
 
@@ -102,19 +210,19 @@ class Plan:
         ]
 
     @property
-    def inputs(self) -> dict:
-        return {
-            "period": self.period.label,
-            "from": format_timestamp(self.period.start),
-            "to": format_timestamp(self.period.end),
-            "basis": self.basis,
-            "budget": str(self.budget),
-            "weights": [[wallet, weight] for wallet, weight in self.weights],
-        }
+    def inputs(self) -> PayoutInputs:
+        return PayoutInputs(
+            period=self.period.label,
+            start=format_timestamp(self.period.start),
+            end=format_timestamp(self.period.end),
+            basis=self.basis,
+            budget=str(self.budget),
+            weights=self.weights,
+        )
 
     @property
     def inputs_sha256(self) -> str:
-        return _sha256(canonical_json(self.inputs))
+        return _sha256(canonical_json(msgspec.to_builtins(self.inputs)))
 
     def csv(self) -> Iterator[str]:
         return report_csv.csv_lines(EXPORT_COLUMNS, self.shares)
@@ -123,19 +231,19 @@ class Plan:
     def export_sha256(self) -> str:
         return _sha256("".join(self.csv()))
 
-    def to_json(self) -> dict:
-        return {
-            "period": self.period.to_json(),
-            "basis": self.basis,
-            "budget": str(self.budget),
-            "shares": [
-                {"walletAddress": wallet, "weight": weight, "amount": str(amount)}
+    def answer(self) -> PayoutPlan:
+        return PayoutPlan(
+            period=self.period.answer(),
+            basis=self.basis,
+            budget=str(self.budget),
+            shares=[
+                Share(wallet_address=wallet, weight=weight, amount=str(amount))
                 for wallet, weight, amount in self.shares
             ],
-            "inputs": self.inputs,
-            "inputsSha256": self.inputs_sha256,
-            "exportSha256": self.export_sha256,
-        }
+            inputs=self.inputs,
+            inputs_sha256=self.inputs_sha256,
+            export_sha256=self.export_sha256,
+        )
 
 
 def canonical_json(document: object) -> str:
@@ -167,7 +275,7 @@ def plan(
 
 def record(
     found: Plan, *, tx_hash: str | None, now: datetime, settling: timedelta
-) -> tuple[Payout, bool]:
+) -> tuple[models.Payout, bool]:
     """Record the payout and its payments; ``(payout, created)``. The same plan recorded
     before answers that one; a different one for the period, or a period overlapping a payout
     recorded under another label, raises ValueError; a period not final yet PeriodOpen."""
@@ -178,11 +286,11 @@ def record(
         _one_recorder_at_a_time()
         # The period's own payout first: asking again answers it even where payouts recorded
         # before periods had to be disjoint overlap it.
-        existing = Payout.get_or_none(Payout.period == found.period.label)
+        existing = models.Payout.get_or_none(models.Payout.period == found.period.label)
         if existing is not None:
             return _recorded(existing, found, tx_hash), False
         _refuse_overlap(found.period)
-        payout = Payout.create(
+        payout = models.Payout.create(
             period=found.period.label,
             period_start=found.period.start,
             period_end=found.period.end,
@@ -204,7 +312,7 @@ def record(
             if amount > 0
         ]
         if rows:
-            Payment.insert_many(rows).execute()
+            models.Payment.insert_many(rows).execute()
     return payout, True
 
 
@@ -216,20 +324,22 @@ def _one_recorder_at_a_time() -> None:
     writes to the table, not with its readers; taken before the first read, the reads after it
     see every payout committed before."""
     if is_postgres():
-        database.execute_sql(f"LOCK TABLE {Payout._meta.table_name} IN SHARE ROW EXCLUSIVE MODE")
+        database.execute_sql(
+            f"LOCK TABLE {models.Payout._meta.table_name} IN SHARE ROW EXCLUSIVE MODE"
+        )
 
 
 def _refuse_overlap(period: Period) -> None:
     """A ValueError naming the recorded payout whose period shares any time with ``period``
     (half-open: one may start where another ends)."""
     covering = (
-        Payout.select()
+        models.Payout.select()
         .where(
-            Payout.period != period.label,
-            Payout.period_start < period.end,
-            Payout.period_end > period.start,
+            models.Payout.period != period.label,
+            models.Payout.period_start < period.end,
+            models.Payout.period_end > period.start,
         )
-        .order_by(Payout.period_start)
+        .order_by(models.Payout.period_start)
         .first()
     )
     if covering is not None:
@@ -241,7 +351,7 @@ def _refuse_overlap(period: Period) -> None:
         )
 
 
-def _recorded(existing: Payout, found: Plan, tx_hash: str | None) -> Payout:
+def _recorded(existing: models.Payout, found: Plan, tx_hash: str | None) -> models.Payout:
     """The payout recorded before for the period, if it is this one. Its payments never
     change; only a transaction hash may be added later (record first, pay, then say with
     what), never replaced."""
@@ -255,7 +365,7 @@ def _recorded(existing: Payout, found: Plan, tx_hash: str | None) -> Payout:
     if tx_hash is not None and existing.tx_hash is None:
         existing.tx_hash = tx_hash
         existing.save()
-        Payment.update(tx_hash=tx_hash).where(Payment.payout == existing.id).execute()
+        models.Payment.update(tx_hash=tx_hash).where(models.Payment.payout == existing.id).execute()
     return existing
 
 
@@ -263,58 +373,54 @@ class PeriodOpen(Exception):
     """The period's figures may still change."""
 
 
-def payout_json(payout: Payout, limit: int = DEFAULT_PAGE, offset: int = 0) -> dict:
+def payout_answer(payout: models.Payout, limit: int = DEFAULT_PAGE, offset: int = 0) -> Payout:
     """The payout with a page of its payments, by wallet, and how many it made: a fleet's
     payout is a payment per worker."""
+    mine = models.Payment.payout == payout.id
     payments = (
-        Payment.select()
-        .where(Payment.payout == payout.id)
-        .order_by(Payment.creator)
-        .limit(limit)
-        .offset(offset)
-    )
-    return {
-        **payout_summary(payout),
-        "paymentCount": Payment.select().where(Payment.payout == payout.id).count(),
-        "payments": [
-            {"id": p.id, "walletAddress": p.creator, "amount": p.amount} for p in payments
+        models.Payment.select().where(mine).order_by(models.Payment.creator).limit(limit)
+    ).offset(offset)
+    return Payout(
+        **msgspec.structs.asdict(
+            payout_summary(payout, models.Payment.select().where(mine).count())
+        ),
+        payments=[
+            PayoutPayment(id=p.id, wallet_address=p.creator, amount=p.amount) for p in payments
         ],
-    }
+    )
 
 
-def payout_summary(payout: Payout, payment_count: int | None = None) -> dict:
+def payout_summary(payout: models.Payout, payment_count: int) -> PayoutSummary:
     """A payout without its payments (a list of payouts would hold every payment made)."""
-    summary = {
-        "id": payout.id,
-        "period": payout.period,
-        "from": format_timestamp(payout.period_start),
-        "to": format_timestamp(payout.period_end),
-        "basis": payout.basis,
-        "budget": payout.budget,
-        "inputsSha256": payout.inputs_sha256,
-        "exportSha256": payout.export_sha256,
-        "txHash": payout.tx_hash,
-        "createdAt": format_timestamp(payout.created_at),
-    }
-    if payment_count is not None:
-        summary["paymentCount"] = payment_count
-    return summary
+    return PayoutSummary(
+        id=payout.id,
+        period=payout.period,
+        start=format_timestamp(payout.period_start),
+        end=format_timestamp(payout.period_end),
+        basis=payout.basis,
+        budget=payout.budget,
+        inputs_sha256=payout.inputs_sha256,
+        export_sha256=payout.export_sha256,
+        tx_hash=payout.tx_hash,
+        created_at=format_timestamp(payout.created_at),
+        payment_count=payment_count,
+    )
 
 
 # --- HTTP -------------------------------------------------------------------------------------
 
 bp = Blueprint("payouts", __name__, url_prefix="/payouts")
-# Money: every route is the operator's.
-bp.before_request(ensure_operator)
+# Money: every route is the operator's, and reads the database.
+_ERRORS = (503,)  # and the operator's 401 and 403 (collector/pages/openapi.py)
 
 
 def _basis(value: object) -> str:
     if value not in BASES:
-        raise ApiError(400, f"basis must be {' or '.join(BASES)}")
+        raise ApiError(400, _BASIS_RULE.format(where="basis"))
     return value
 
 
-def _plan(period_text: object, budget: object, basis: object) -> Plan:
+def _plan(period_text: str, budget: object, basis: object) -> Plan:
     now = utcnow()
     period = reports.period_arg(period_text, now)
     amount = int(parse_amount(budget, "budget"))
@@ -324,9 +430,52 @@ def _plan(period_text: object, budget: object, basis: object) -> Plan:
         raise ApiError(422, f"{exc} in {period.label}") from None
 
 
+def _export(summary: str, reply: Reply) -> dict:
+    """The operation of both exports: the JSON and the CSV."""
+    return {
+        "summary": summary,
+        "description": "The CSV streams every share, whatever the fleet: the operator's file. "
+        "The JSON is whole, so that its inputs hash to inputsSha256, and holds at most "
+        f"{MAX_JSON_SHARES} shares: past them it is a 422 naming the CSV.",
+        "security": OPERATOR,
+        "parameters": (
+            dataclasses.replace(PERIOD, required=True),
+            Parameter("budget", "query", {"type": "string"}, "a uint256, decimal", required=True),
+            Parameter(
+                "basis",
+                "query",
+                {"enum": list(BASES), "default": DEFAULT_BASIS},
+                "what the shares weigh: counted uptime or credits",
+            ),
+        ),
+        "replies": {200: reply},
+        "errors": (400, 422, *_ERRORS),
+    }
+
+
+_SPLIT = "Split a budget over the workers of a period (nothing recorded)"
+
+
 @bp.get("/export")
-@bp.get("/export.csv", defaults={"csv_suffix": True})
-def export(csv_suffix: bool = False):
+@operation(**_export(_SPLIT, Reply("The split, its inputs and their SHA-256", PayoutPlan)))
+@require_operator
+def export() -> Response:
+    return _exported(csv_suffix=False)
+
+
+@bp.get("/export.csv")
+@operation(
+    **_export(
+        _SPLIT,
+        Reply(",".join(EXPORT_COLUMNS), content={"text/csv": {"schema": {"type": "string"}}}),
+    )
+)
+@require_operator
+def export_csv() -> Response:
+    return _exported(csv_suffix=True)
+
+
+def _exported(csv_suffix: bool) -> Response:
     args = request.args
     found = _plan(args.get("period", ""), args.get("budget"), args.get("basis", DEFAULT_BASIS))
     if report_csv.wants_csv(csv_suffix):
@@ -344,21 +493,28 @@ def export(csv_suffix: bool = False):
             f"{len(found.weights)} shares are more than the JSON export lists "
             f"({MAX_JSON_SHARES}): ask for text/csv (GET /payouts/export.csv), which has them all",
         )
-    return jsonify(found.to_json())
+    return answer(found.answer())
 
 
 @bp.post("")
-def create():
-    fields = accept_fields(
-        json_object(), {"period", "budget", "basis", "txHash"}, required=("period", "budget")
-    )
-    tx_hash = fields.get("txHash")
-    if tx_hash is not None:
-        try:
-            tx_hash = parse_tx_hash(tx_hash)
-        except ValueError as exc:
-            raise ApiError(400, f"txHash {exc}") from None
-    found = _plan(fields["period"], fields["budget"], fields.get("basis", DEFAULT_BASIS))
+@operation(
+    summary="Record a period's payout: one payment per share, once per period",
+    description="409 when a different payout was recorded for the period, when the payout was "
+    "paid by another transaction, or when the period overlaps one recorded under another "
+    "label; 422 when nobody earned anything in the period or it is not final yet.",
+    body=NewPayout,
+    replies={
+        201: Reply("Recorded", Payout),
+        200: Reply("Recorded before, with the same inputs", Payout),
+    },
+    errors=(400, 408, 409, 413, 422, *_ERRORS),
+)
+@require_operator
+def create() -> Response:
+    body = decode(NewPayout)
+    # The type has checked the hash's digits; stored lower-case.
+    tx_hash = parse_tx_hash(body.tx_hash) if body.tx_hash is not None else None
+    found = _plan(body.period, body.budget, body.basis)
     try:
         payout, created = record(
             found, tx_hash=tx_hash, now=utcnow(), settling=settling(settings())
@@ -367,23 +523,40 @@ def create():
         raise ApiError(422, str(exc)) from None
     except ValueError as exc:
         raise ApiError(409, str(exc)) from None
-    return jsonify(payout_json(payout)), 201 if created else 200
+    return answer(payout_answer(payout), 201 if created else 200)
 
 
 @bp.get("")
-def list_payouts():
+@operation(
+    summary="Recorded payouts, latest period first, without their payments",
+    description="Each payout's paymentCount counts its payments; GET /payouts/{period} pages them.",
+    parameters=PAGE,
+    replies={200: Reply("A page", PayoutPage)},
+    errors=(400, *_ERRORS),
+)
+@require_operator
+def list_payouts() -> Response:
     # Counted by the database for the page alone, in the same query.
-    payments = Payment.select(fn.COUNT(Payment.id)).where(Payment.payout == Payout.id)
-    query = Payout.select(Payout, payments.alias("payment_count")).order_by(
-        Payout.period_start.desc(), Payout.id.desc()
+    payments = models.Payment.select(fn.COUNT(models.Payment.id)).where(
+        models.Payment.payout == models.Payout.id
     )
-    return jsonify(paginated(query, lambda p: payout_summary(p, p.payment_count)))
+    latest = models.Payout.select(models.Payout, payments.alias("payment_count")).order_by(
+        models.Payout.period_start.desc(), models.Payout.id.desc()
+    )
+    return answer(PayoutPage(**paginated(latest, lambda p: payout_summary(p, p.payment_count))))
 
 
 @bp.get("/<path:period>")
-def get(period: str):
+@operation(
+    summary="A recorded payout, with a page of its payments by wallet",
+    parameters=(path_parameter("period", {"type": "string", "minLength": 1}), *PAGE),
+    replies={200: Reply("The payout", Payout)},
+    errors=(400, 404, *_ERRORS),
+)
+@require_operator
+def get(period: str) -> Response:
     limit, offset = page_bounds()
-    payout = Payout.get_or_none(Payout.period == period)
+    payout = models.Payout.get_or_none(models.Payout.period == period)
     if payout is None:
         raise ApiError(404, f"no payout recorded for {period}")
-    return jsonify(payout_json(payout, limit, offset))
+    return answer(payout_answer(payout, limit, offset))

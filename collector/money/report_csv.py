@@ -5,13 +5,15 @@ collector/money/report_routes.py's."""
 
 from collections.abc import Iterable, Iterator
 
+import msgspec
 from flask import Response, request, stream_with_context
 
-from collector.money.reports import FLEET_COLUMNS, Period, WorkerReport, fleet
+from collector.money.reports import FLEET_COLUMNS, Downtime, Period, WorkerReport, fleet
 from collector.store.db import database
 from collector.uptime import capacity
 
-DOWNTIME_COLUMNS = ("from", "to", "seconds", "cause")
+# A downtime's fields, as its JSON names them.
+DOWNTIME_COLUMNS = tuple(f.encode_name for f in msgspec.structs.fields(Downtime))
 
 
 def csv_lines(header: Iterable[str], rows: Iterable[Iterable[object]]) -> Iterator[str]:
@@ -43,7 +45,7 @@ def csv_response(lines: Iterator[str], filename: str) -> Response:
 
 def downtime_csv(report: WorkerReport) -> Response:
     """Every downtime of a worker's report, however many its JSON lists."""
-    rows = ((*interval.to_json().values(),) for interval in report.downtime)
+    rows = (msgspec.structs.astuple(interval.answer()) for interval in report.downtime)
     return csv_response(csv_lines(DOWNTIME_COLUMNS, rows), f"downtime-{report.period.label}.csv")
 
 
@@ -56,7 +58,7 @@ def fleet_csv(
     def rows() -> Iterator[tuple]:
         with database.connection_context():
             for report in fleet(period, after=after, bounds=bounds, **timing):
-                yield tuple(report.summary()[c] for c in FLEET_COLUMNS)
+                yield msgspec.structs.astuple(report.summary())
 
     safe = period.label.replace("/", "_").replace(":", "")
     return csv_response(csv_lines(FLEET_COLUMNS, rows()), f"fleet-{safe}.csv")

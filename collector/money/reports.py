@@ -34,7 +34,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Literal
 
+import msgspec
+from msgspec import Meta
 from peewee import Field, fn
 
 from collector.config import CollectorConfig
@@ -51,6 +54,7 @@ from collector.store.models import (
 )
 from collector.uptime import capacity, liveness
 from collector.uptime.windows import _micros as micros_sql
+from collector.web.schema import Answer, Timestamp, Wallet
 from protocol import ProtocolError
 from protocol.times import format_timestamp, parse_timestamp
 
@@ -78,6 +82,102 @@ _MONTH = re.compile(r"(\d{4})-(\d{2})")
 BATCH = 500
 
 Span = tuple[datetime, datetime]
+
+# --- the reports as answered --------------------------------------------------------------
+
+Seconds = Annotated[float, Meta(ge=0)]
+Count = Annotated[int, Meta(ge=0)]
+Credits = Annotated[
+    float, Meta(ge=0, description="Credits, exact to the thousandth (a whole number when whole)")
+]
+
+
+class PeriodAnswer(Answer):
+    label: str
+    start: Timestamp = msgspec.field(name="from")
+    end: Timestamp = msgspec.field(name="to")
+
+
+class UptimeSpan(Answer):
+    start: Timestamp = msgspec.field(name="from")
+    end: Timestamp = msgspec.field(name="to")
+
+
+class Downtime(Answer):
+    start: Timestamp = msgspec.field(name="from")
+    end: Timestamp = msgspec.field(name="to")
+    seconds: Seconds
+    cause: Literal[CAUSES]
+
+
+class ReportRow(Answer, rename="camel"):
+    """A worker's row of the fleet report (and of its CSV, in this order)."""
+
+    wallet_address: Wallet
+    uptime_seconds: Seconds
+    downtime_seconds: Seconds
+    uptime_fraction: Annotated[
+        Annotated[float, Meta(ge=0, le=1)] | None,
+        Meta(description="null when the worker was not known yet in the period"),
+    ]
+    credits: Credits
+    flags: Annotated[
+        list[Literal[capacity.AT_MAXIMUM, capacity.PENDING, CREDITS_OUTLIER]],
+        Meta(
+            description=f"{capacity.AT_MAXIMUM}: a capacity fact at the operator's maximum; "
+            f"{capacity.PENDING}: reports more than it is credited for, awaiting approval; "
+            f"{CREDITS_OUTLIER} (the fleet report only): credits per hour of uptime above "
+            f"{OUTLIER_FACTOR} times the fleet's median"
+        ),
+    ]
+
+
+class CreditedCapacity(Answer, rename="camel"):
+    cpu_cores: Annotated[int, Meta(ge=0)] | None
+    ram_gb: Annotated[float, Meta(ge=0)] | None
+    storage_gb: Annotated[float, Meta(ge=0)] | None
+
+
+class CapacityChange(CreditedCapacity):
+    at: Timestamp
+    reason: Literal[
+        capacity.ENROLLED,
+        capacity.CLAMPED,
+        capacity.DECREASED,
+        capacity.GROWN,
+        capacity.APPROVED,
+        capacity.SET,
+    ]
+
+
+class WorkerReportAnswer(ReportRow):
+    """A worker's report: its row of the fleet report, and what the figures come from."""
+
+    period: PeriodAnswer
+    observed_from: Timestamp | None
+    observed_to: Timestamp | None
+    uptime: Annotated[
+        list[UptimeSpan],
+        Meta(description="the period's last spans up to the limit, oldest first"),
+    ]
+    uptime_count: Count
+    downtime: Annotated[
+        list[Downtime],
+        Meta(description="the period's last downtimes up to the limit, oldest first"),
+    ]
+    downtime_count: Count
+    capacity: Annotated[
+        CreditedCapacity | None,
+        Meta(description="what the worker is credited for (null: none fixed yet)"),
+    ]
+    capacity_changes: Annotated[
+        list[CapacityChange],
+        Meta(
+            description=f"the period's last {CAPACITY_CHANGES_SHOWN} changes of the capacity, "
+            "oldest first"
+        ),
+    ]
+    capacity_change_count: Count
 
 
 @dataclass(frozen=True)
@@ -124,12 +224,10 @@ class Period:
             first += timedelta(days=1)
         return first, self.end.date()
 
-    def to_json(self) -> dict:
-        return {
-            "label": self.label,
-            "from": format_timestamp(self.start),
-            "to": format_timestamp(self.end),
-        }
+    def answer(self) -> PeriodAnswer:
+        return PeriodAnswer(
+            label=self.label, start=format_timestamp(self.start), end=format_timestamp(self.end)
+        )
 
 
 @dataclass(frozen=True)
@@ -138,13 +236,13 @@ class Interval:
     end: datetime
     cause: str
 
-    def to_json(self) -> dict:
-        return {
-            "from": format_timestamp(self.start),
-            "to": format_timestamp(self.end),
-            "seconds": _seconds(_micros(self.start, self.end)),
-            "cause": self.cause,
-        }
+    def answer(self) -> Downtime:
+        return Downtime(
+            start=format_timestamp(self.start),
+            end=format_timestamp(self.end),
+            seconds=_seconds(_micros(self.start, self.end)),
+            cause=self.cause,
+        )
 
 
 class Flags(tuple):
@@ -163,8 +261,8 @@ class WorkerReport:
     downtime: list[Interval] = field(default_factory=list)
     credits_millis: int = 0
     flags: Flags = Flags()
-    capacity: dict | None = None  # as collector/uptime/capacity.py shows it
-    capacity_changes: list[dict] = field(default_factory=list)  # in worker_report only
+    capacity: CreditedCapacity | None = None
+    capacity_changes: list[CapacityChange] = field(default_factory=list)  # in worker_report only
     capacity_change_count: int = 0
 
     @property
@@ -184,36 +282,37 @@ class WorkerReport:
         observed = self.observed_micros
         return round(self.uptime_micros / observed, 6) if observed else None
 
-    def summary(self) -> dict:
+    def summary(self) -> ReportRow:
         """The fleet report's row."""
-        return {
-            "walletAddress": self.wallet,
-            "uptimeSeconds": _seconds(self.uptime_micros),
-            "downtimeSeconds": _seconds(self.observed_micros - self.uptime_micros),
-            "uptimeFraction": self.fraction,
-            "credits": credits(self.credits_millis),
-            "flags": self.flags,
-        }
+        return ReportRow(
+            wallet_address=self.wallet,
+            uptime_seconds=_seconds(self.uptime_micros),
+            downtime_seconds=_seconds(self.observed_micros - self.uptime_micros),
+            uptime_fraction=self.fraction,
+            credits=credits(self.credits_millis),
+            flags=self.flags,
+        )
 
-    def to_json(self, shown: int = SPANS_SHOWN) -> dict:
+    def answer(self, shown: int = SPANS_SHOWN) -> WorkerReportAnswer:
         """The report, listing the period's last ``shown`` uptime spans and downtimes (the
         figures count them all)."""
-        return {
-            **self.summary(),
-            "period": self.period.to_json(),
-            "observedFrom": format_timestamp(self.observed[0]) if self.observed else None,
-            "observedTo": format_timestamp(self.observed[1]) if self.observed else None,
-            "uptime": [
-                {"from": format_timestamp(a), "to": format_timestamp(b)}
+        observed = [format_timestamp(t) for t in self.observed] if self.observed else [None] * 2
+        return WorkerReportAnswer(
+            **msgspec.structs.asdict(self.summary()),
+            period=self.period.answer(),
+            observed_from=observed[0],
+            observed_to=observed[1],
+            uptime=[
+                UptimeSpan(start=format_timestamp(a), end=format_timestamp(b))
                 for a, b in _last(self.uptime, shown)
             ],
-            "uptimeCount": len(self.uptime),
-            "downtime": [interval.to_json() for interval in _last(self.downtime, shown)],
-            "downtimeCount": len(self.downtime),
-            "capacity": self.capacity,
-            "capacityChanges": self.capacity_changes,
-            "capacityChangeCount": self.capacity_change_count,
-        }
+            uptime_count=len(self.uptime),
+            downtime=[interval.answer() for interval in _last(self.downtime, shown)],
+            downtime_count=len(self.downtime),
+            capacity=self.capacity,
+            capacity_changes=self.capacity_changes,
+            capacity_change_count=self.capacity_change_count,
+        )
 
 
 def _last(items: list, count: int) -> list:
@@ -284,7 +383,8 @@ def _with_capacity(
     up = report.uptime_micros
     if median and up > 0 and report.credits_millis / up > OUTLIER_FACTOR * median:
         flags.append(CREDITS_OUTLIER)
-    shown = capacity.to_json(capacity.held(worker))
+    # capacity.py's shapes, as the report answers them.
+    shown = msgspec.convert(capacity.to_json(capacity.held(worker)), CreditedCapacity | None)
     return replace(report, flags=Flags(flags), capacity=shown)
 
 
@@ -305,7 +405,8 @@ def worker_report(
     if not found:
         return None
     changes, count = capacity.changes(wallet, period.start, period.end, CAPACITY_CHANGES_SHOWN)
-    return replace(found[0], capacity_changes=changes, capacity_change_count=count)
+    shown = msgspec.convert(changes, list[CapacityChange])
+    return replace(found[0], capacity_changes=shown, capacity_change_count=count)
 
 
 def fleet(
@@ -516,22 +617,13 @@ def _median_rate(period: Period) -> float | None:
     return None if row is None else float(row[0])
 
 
-# The fleet report's columns, in the JSON's names: the CSV, the CLI's table and the payout
-# inputs all read them from here.
-FLEET_COLUMNS = (
-    "walletAddress",
-    "uptimeSeconds",
-    "downtimeSeconds",
-    "uptimeFraction",
-    "credits",
-    "flags",
-)
+# The fleet report's columns, in the JSON's names: the CSV and the CLI's table read them from
+# here, and their rows are ReportRow's values in this order.
+FLEET_COLUMNS = tuple(f.encode_name for f in msgspec.structs.fields(ReportRow))
 
 
-def period_arg(text: object, now: datetime) -> Period:
+def period_arg(text: str, now: datetime) -> Period:
     """A period as a request names it, or a 400 saying what is wrong."""
-    if not isinstance(text, str):
-        raise ApiError(400, "period must be a string such as 2026-11")
     try:
         return Period.parse(text, now)
     except ValueError as exc:

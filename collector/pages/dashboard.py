@@ -25,7 +25,8 @@ from collector.projects import deployments
 from collector.store.db import first_page
 from collector.store.models import Project, Worker, WorkerContainer
 from collector.uptime import workers
-from collector.web.api import require_page_token, settings, wallet
+from collector.web.api import private_page, settings, wallet
+from collector.web.schema import Reply, operation, query
 from protocol.times import utcnow
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
@@ -236,8 +237,31 @@ def _deployments(creator: str | None) -> dict:
     }
 
 
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+
+
 @bp.get("/")
-@require_page_token
+@operation(
+    summary="The dashboard: the fleet, its uptime bars and containers, the deployments",
+    description="HTML for browsers. With `private_pages` it needs the API token, as a bearer "
+    "token or as the password of HTTP Basic (a 401 challenges for it).",
+    parameters=(
+        query("wallet", {"type": "string"}, "only this wallet's worker and deployments"),
+        query(
+            "after",
+            {"type": "string"},
+            f"the fleet's page after this wallet, {PAGE_SIZE} workers a page (a search by "
+            "wallet finds a worker on any page)",
+        ),
+        query("fragment", {"type": "string"}, "1: only the live part, for refreshing"),
+    ),
+    replies={
+        200: Reply("The page", content=_HTML),
+        400: Reply("The page, saying what is wrong with the query", content=_HTML),
+    },
+    errors=(401, 503),
+)
+@private_page
 def dashboard():
     now = utcnow()
     error = None

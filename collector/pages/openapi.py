@@ -1,24 +1,37 @@
 """``GET /openapi.json``: the OpenAPI 3.1 document of every route the collector serves.
 
-The operations are in ``openapi_paths.py`` and the body schemas in ``openapi_schemas.py``.
-The document is Python data rather than a YAML file so that the wheel the collector serves
-(``wheel.py`` packs the ``.py`` files) carries it with no further rule. A test compares it
-with Flask's URL map, so a route added without documentation fails, and schemathesis checks
-the served collector against it.
+It is made from the routes themselves: each view's ``@operation`` (collector/web/schema.py)
+and the msgspec types it names, whose JSON Schemas are the same declarations that decode the
+requests and encode the answers. What a route's access rule and the rate limits decide (who
+may call, its 401, 403 and 429) is read from those rules, not written again. A test compares
+the document with Flask's URL map, so a route added without a declaration fails, and
+schemathesis checks the served collector against it.
 """
 
-import functools
 import importlib.metadata
 import re
+from collections.abc import Callable
 
 import msgspec
 from flask import Blueprint, Flask, current_app, jsonify
 
+from collector.identity.access import ensure_operator
 from collector.install.wheel import DISTRIBUTION
-from collector.pages.openapi_paths import PATHS
-from collector.pages.openapi_schemas import schemas
-from collector.web.api import settings
-from collector.web.schema import REF_TEMPLATE, Operation, operations_of
+from collector.uptime import heartbeats
+from collector.web.api import ACCESS, ensure_page_token, settings
+from collector.web.ratelimits import rule_for
+from collector.web.schema import (
+    OPERATOR,
+    PRIVATE_PAGE,
+    REF_TEMPLATE,
+    Error,
+    Operation,
+    Reply,
+    operation,
+    operations_of,
+    whole_match,
+)
+from protocol import patterns
 
 bp = Blueprint("openapi", __name__)
 
@@ -82,31 +95,42 @@ _UNDOCUMENTED = "/api/v1/"
 
 
 def _declared(app: Flask) -> tuple[dict, list[type]]:
-    """The paths of every route that declares its operations (collector/web/schema.py), and
-    the types they name."""
+    """The paths of every documented route, from its view's declarations, and the types
+    they name. A route without a declaration is an error: nothing is served undocumented."""
     paths: dict = {}
     kinds: list[type] = []
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith(_UNDOCUMENTED) or rule.endpoint not in app.view_functions:
+        if rule.rule.startswith(_UNDOCUMENTED):
             continue
-        declared = operations_of(app.view_functions[rule.endpoint])
-        if not declared:
-            continue
+        view = app.view_functions[rule.endpoint]
+        declared = operations_of(view)
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for method in sorted(rule.methods - _IMPLICIT):
             found = declared.get(method.lower()) or declared.get("")
-            if found is not None:
-                paths.setdefault(path, {})[method.lower()] = _operation(found)
-                kinds.extend(found.types())
+            if found is None:
+                raise LookupError(f"{method} {rule.rule} declares no @operation")
+            paths.setdefault(path, {})[method.lower()] = _operation(
+                found, getattr(view, ACCESS, None), limited=bool(rule_for(rule.rule, method))
+            )
+            kinds.extend(found.types())
     return paths, kinds
 
 
-def _operation(declared: Operation) -> dict:
+def _operation(declared: Operation, access: Callable | None, *, limited: bool) -> dict:
+    """An operation as the document has it; its security and the statuses of its access rule
+    and of the rate limits from those rules themselves."""
+    security, errors = declared.security, list(declared.errors)
+    if access is ensure_operator:
+        security, errors = OPERATOR, [*errors, 401, 403]
+    elif access is ensure_page_token:
+        security, errors = PRIVATE_PAGE, [*errors, 401]
+    if limited:
+        errors.append(429)
     found: dict = {"summary": declared.summary}
     if declared.description:
         found["description"] = declared.description
-    if declared.security is not None:
-        found["security"] = list(declared.security)
+    if security is not None:
+        found["security"] = list(security)
     if declared.parameters:
         found["parameters"] = [p.document() for p in declared.parameters]
     if declared.body is not None:
@@ -124,7 +148,7 @@ def _operation(declared: Operation) -> dict:
         if reply.headers:
             entry["headers"] = reply.headers
         responses[str(status)] = entry
-    for status in declared.errors:
+    for status in sorted(set(errors)):
         responses[str(status)] = {"$ref": f"#/components/responses/{declared.errors_named}{status}"}
     found["responses"] = responses
     return found
@@ -142,23 +166,31 @@ def document(app: Flask, wallet_format: str) -> dict:
     return cached
 
 
+# Types the document names though no operation does: the shared refusals
+# (_error_responses), and the results a batch's answer refers to.
+NAMED = (Error, heartbeats.HeartbeatRefused, heartbeats.HeartbeatStale, *heartbeats.RESULTS)
+
+
+def _wallet(wallet_format: str) -> dict:
+    """``Wallet``, which every wallet field refers to: its pattern is the collector's format's."""
+    if wallet_format == "evm":
+        regex, description = (
+            patterns.EVM_WALLET,
+            "A mixed-case address must carry its EIP-55 checksum; answered lower-case",
+        )
+    else:
+        regex, description = (
+            patterns.STELLAR_WALLET,
+            "A Stellar account public key (its CRC16 checked)",
+        )
+    return {"type": "string", "pattern": whole_match(regex), "description": description}
+
+
 def _document(app: Flask, wallet_format: str) -> dict:
-    declared_paths, kinds = _declared(app)
-    _, declared_schemas = msgspec.json.schema_components(
-        list(dict.fromkeys(kinds)), ref_template=REF_TEMPLATE
+    paths, kinds = _declared(app)
+    _, schemas = msgspec.json.schema_components(
+        list(dict.fromkeys([*kinds, *NAMED])), ref_template=REF_TEMPLATE
     )
-    return _assembled(wallet_format, declared_paths, declared_schemas)
-
-
-@functools.cache
-def _legacy(wallet_format: str) -> dict:
-    return schemas(wallet_format)
-
-
-def _assembled(wallet_format: str, declared_paths: dict, declared_schemas: dict) -> dict:
-    paths = {path: dict(item) for path, item in PATHS.items()}
-    for path, item in declared_paths.items():
-        paths.setdefault(path, {}).update(item)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -174,7 +206,7 @@ def _assembled(wallet_format: str, declared_paths: dict, declared_schemas: dict)
         },
         "paths": paths,
         "components": {
-            "schemas": {**_legacy(wallet_format), **declared_schemas},
+            "schemas": {**schemas, "Wallet": _wallet(wallet_format)},
             "responses": _error_responses(),
             "securitySchemes": {
                 "apiToken": {
@@ -195,5 +227,14 @@ def _assembled(wallet_format: str, declared_paths: dict, declared_schemas: dict)
 
 
 @bp.get("/openapi.json")
+@operation(
+    summary="This document",
+    replies={
+        200: Reply(
+            "The OpenAPI 3.1 document",
+            content={"application/json": {"schema": {"type": "object"}}},
+        )
+    },
+)
 def openapi_json():
     return jsonify(document(current_app, settings().wallet_format))

@@ -3,8 +3,10 @@ worker owners' client), listed in ``UI-V1.md``, so that they work with only thei
 changed.
 
 A thin translation at the edge: every route calls the same functions as our own routes
-(deployments, workers, heartbeats), under the same rules, and only reshapes the answer: plain
-arrays instead of pages, the original field names, ``{exists: false}`` for an unknown worker.
+(deployments, workers, heartbeats), under the same rules, with the bodies decoded into the
+same declared types (which take the front ends' field names too), and only reshapes the
+answer: plain arrays instead of pages, the original field names, ``{exists: false}`` for an
+unknown worker.
 CORS for these paths is in collector/web/api.py (``*`` unless origins are configured).
 """
 
@@ -25,11 +27,11 @@ from collector.web import telemetry
 from collector.web.api import (
     MAX_PAGE,
     counted_array,
-    json_object,
     page_bounds,
     query_int,
     settings,
 )
+from collector.web.schema import decode
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, utcnow
 
@@ -78,7 +80,8 @@ def list_deployments():
 # operator chose to (insecure_anonymous_deployments); its env changes never are.
 @bp.post("/deployments")
 def create_deployment():
-    return jsonify(deployment(deployments.create(json_object(), anonymous=True))), 201
+    body = decode(deployments.NewDeployment)
+    return jsonify(deployment(deployments.create(body, anonymous=True))), 201
 
 
 @bp.get("/deployments/<name>")
@@ -96,14 +99,14 @@ def delete_deployment(name: str):
 @bp.patch("/deployments/<name>/env")
 def change_env(name: str):
     deployments.owned(name)
-    deployments.change_env(name, json_object())
+    deployments.change_env(name, decode(deployments.EnvChange))
     return jsonify(success=True)
 
 
 @bp.patch("/deployments/<name>/replicas")
 def scale(name: str):
     deployments.owned(name, anonymous=True)
-    return jsonify(deployment(deployments.scale(name, json_object())))
+    return jsonify(deployment(deployments.scale(name, decode(deployments.ReplicasChange))))
 
 
 # --- the worker owners' client ------------------------------------------------------------

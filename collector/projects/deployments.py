@@ -10,30 +10,46 @@ call.
 import logging
 import re
 from datetime import datetime, timedelta
+from typing import Annotated, Literal, get_args
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, request
+from msgspec import Meta
 from peewee import IntegrityError
 
 from collector.errors import ApiError
 from collector.identity.access import ensure_wallet
-from collector.projects.deployer import Answer, Deployer
+from collector.projects import deployer as deployers
+from collector.projects.deployer import Deployer
 from collector.store.db import DATABASE_DOWN, database, locked
 from collector.store.models import Project
-from collector.web.api import (
-    accept_fields,
-    by_creator,
-    integer,
-    json_object,
-    paginated,
-    settings,
-    wallet,
+from collector.web.api import by_creator, paginated, settings, wallet
+from collector.web.schema import (
+    OWNER,
+    PAGE,
+    Answer,
+    Body,
+    Page,
+    Reply,
+    Timestamp,
+    Wallet,
+    answer,
+    decode,
+    operation,
+    path_parameter,
+    query,
+    refusal,
+    spelled,
+    wallet_ref,
+    whole_match,
+    whole_number,
 )
 from protocol.times import format_timestamp, utcnow
 
 bp = Blueprint("deployments", __name__, url_prefix="/deployments")
 log = logging.getLogger(__name__)
 
-STATUSES = ("pending", "processing", "success", "failed")
+Status = Literal["pending", "processing", "success", "failed"]
+STATUSES: tuple[str, ...] = get_args(Status)
 TRANSITIONS = {"pending": ("processing",), "processing": ("success", "failed")}
 MAX_REPLICAS = 10
 MAX_ENV_VARS = 200
@@ -50,32 +66,149 @@ _GITHUB = re.compile(
 )
 # No white space or control characters: PostgreSQL refuses NUL, and a URL has no use for them.
 _URL = re.compile(r"https?://[^\s/$.?#\x00-\x1f\x7f][^\s\x00-\x1f\x7f]{0,2000}")
-_FIELDS = {"name", "github", "creator", "url", "port", "replicas", "branch", "envVars"}
-# The existing web UI's names for the same fields (the plan's app_name and github_repo).
-_ALIASES = {
-    "appName": "name",
-    "app_name": "name",
-    "githubRepo": "github",
-    "github_repo": "github",
-    "env_vars": "envVars",
-}
+
+# The refusals name the field as our API spells it, whichever of the web UI's names was sent.
+_NOT_A_NAME = (
+    "name must be 1 to 20 lower-case letters, digits or hyphens, "
+    "starting and ending with a letter or digit"
+)
+_NOT_GITHUB = "github must be a GitHub repository: owner/repo or https://github.com/owner/repo"
+_NOT_A_STATUS = f"status must be one of {', '.join(STATUSES)}"
+
+Name = Annotated[
+    str,
+    Meta(
+        pattern=whole_match(_NAME),
+        description="A DNS label of 1 to 20 lower-case characters",
+        extra=refusal(_NOT_A_NAME),
+    ),
+]
+GitHub = Annotated[
+    str,
+    Meta(
+        pattern=whole_match(_GITHUB),
+        description="owner/repo or https://github.com/owner/repo; answered as the URL",
+        extra=refusal(_NOT_GITHUB),
+    ),
+]
+Url = Annotated[
+    str, Meta(pattern=whole_match(_URL), extra=refusal("url must be an http or https URL"))
+]
+Branch = Annotated[
+    str,
+    Meta(
+        pattern=whole_match(_BRANCH),
+        extra=refusal("branch must be a git branch name (letters, digits and ._/-)"),
+    ),
+]
+Port = whole_number(1, 65535)
+Replicas = whole_number(1, MAX_REPLICAS)
+EnvVars = Annotated[
+    dict[
+        Annotated[
+            str,
+            Meta(
+                pattern=whole_match(_ENV_NAME),
+                extra=refusal(
+                    "{where}: every name must be a variable name ([A-Za-z_][A-Za-z0-9_]*, "
+                    "at most 128 characters)"
+                ),
+            ),
+        ],
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_ENV_VALUE,
+                extra=refusal(f"{{where}} must be a string of at most {MAX_ENV_VALUE} characters"),
+            ),
+        ],
+    ],
+    Meta(
+        max_length=MAX_ENV_VARS,
+        description="Passed to the deployer (deployer_url), never stored; a collector "
+        "without a deployer answers 422",
+        extra=refusal(
+            "{where} must be an object of NAME: value strings",
+            max_length=f"{{where}} may hold at most {MAX_ENV_VARS} variables",
+        ),
+    ),
+]
 
 
-def to_json(project: Project) -> dict:
-    return {
-        "id": project.id,
-        "name": project.name,
-        "url": project.url,
-        "port": project.port,
-        "status": project.status,
-        "github": project.github,
-        "branch": project.branch,
-        "replicas": project.replicas,
-        "creator": project.creator,
-        "errorMessage": project.error_message,
-        "createdAt": format_timestamp(project.created_at),
-        "updatedAt": format_timestamp(project.updated_at),
-    }
+class NewDeployment(Body, kw_only=True):
+    """appName/app_name, githubRepo/github_repo and env_vars are the web UI's names for
+    name, github and envVars; one spelling of each of name and github is required. Unknown
+    fields are refused (400). With a deployer configured the deployment is answered
+    processing, and its build moves it to success or failed."""
+
+    name: Name | None = None
+    appName: Name | None = None
+    app_name: Name | None = None
+    github: GitHub | None = None
+    githubRepo: GitHub | None = None
+    github_repo: GitHub | None = None
+    creator: Wallet
+    url: Url | None = None
+    port: Port = 3000
+    replicas: Replicas = 1
+    branch: Branch = "main"
+    envVars: EnvVars | None = None
+    env_vars: EnvVars | None = None
+
+
+class StatusChange(Body):
+    status: Annotated[Status, Meta(extra=refusal(_NOT_A_STATUS))]
+
+
+class ReplicasChange(Body):
+    replicas: Replicas
+
+
+class EnvChange(Body):
+    """The deployer restarts the app with these env vars (and port); env_vars is the web
+    UI's name for envVars, one of which is required."""
+
+    envVars: EnvVars | None = None
+    env_vars: EnvVars | None = None
+    port: Port | None = None
+
+
+class Deployment(Answer):
+    # Named as answered, so the dashboard's template reads the same names as clients do.
+    id: int
+    name: Name
+    url: str
+    port: Port
+    status: Status
+    github: str
+    branch: str
+    replicas: Replicas
+    creator: Wallet
+    errorMessage: Annotated[str | None, Meta(description="Why the deployer failed, in its words")]
+    createdAt: Timestamp
+    updatedAt: Timestamp
+
+
+class DeploymentPage(Page[Deployment]):
+    pass
+
+
+def to_json(project: Project) -> Deployment:
+    """A deployment as our API answers it (and the dashboard shows it)."""
+    return Deployment(
+        id=project.id,
+        name=project.name,
+        url=project.url,
+        port=project.port,
+        status=project.status,
+        github=project.github,
+        branch=project.branch,
+        replicas=project.replicas,
+        creator=project.creator,
+        errorMessage=project.error_message,
+        createdAt=format_timestamp(project.created_at),
+        updatedAt=format_timestamp(project.updated_at),
+    )
 
 
 def repository(project: Project) -> str:
@@ -83,53 +216,18 @@ def repository(project: Project) -> str:
     return project.github.removeprefix("https://github.com/")
 
 
-def validate_name(value: object) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ApiError(
-            400,
-            "name must be 1 to 20 lower-case letters, digits or hyphens, "
-            "starting and ending with a letter or digit",
-        )
-    return value
-
-
-def _github(value: object) -> str:
-    match = _GITHUB.fullmatch(value) if isinstance(value, str) else None
+def _github(value: str) -> str:
+    """The repository's URL; the pattern cannot say that ``.`` and ``..`` are no repository."""
+    match = _GITHUB.fullmatch(value)
     if match is None or match["repo"] in (".", ".."):
-        raise ApiError(
-            400, "github must be a GitHub repository: owner/repo or https://github.com/owner/repo"
-        )
+        raise ApiError(400, _NOT_GITHUB)
     return f"https://github.com/{match['owner']}/{match['repo']}"
 
 
-def _url(value: object) -> str:
-    if not isinstance(value, str) or not _URL.fullmatch(value):
-        raise ApiError(400, "url must be an http or https URL")
-    return value
-
-
-def _status(value: object) -> str:
+def _status(value: str) -> str:
+    """A status in the query (a body's is its type's)."""
     if value not in STATUSES:
-        raise ApiError(400, f"status must be one of {', '.join(STATUSES)}")
-    return value
-
-
-def _branch(value: object) -> str:
-    if not isinstance(value, str) or not _BRANCH.fullmatch(value):
-        raise ApiError(400, "branch must be a git branch name (letters, digits and ._/-)")
-    return value
-
-
-def _env_vars(value: object) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ApiError(400, "envVars must be an object of NAME: value strings")
-    if len(value) > MAX_ENV_VARS:
-        raise ApiError(400, f"envVars may hold at most {MAX_ENV_VARS} variables")
-    for key, item in value.items():
-        if not _ENV_NAME.fullmatch(key):
-            raise ApiError(400, f"envVars: {key!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
-        if not isinstance(item, str) or len(item) > MAX_ENV_VALUE:
-            raise ApiError(400, f"envVars.{key} must be a string of at most {MAX_ENV_VALUE} bytes")
+        raise ApiError(400, _NOT_A_STATUS)
     return value
 
 
@@ -145,27 +243,25 @@ def _no_deployer() -> ApiError:
     )
 
 
-def create(document: dict, *, anonymous: bool = False) -> Project:
-    """Validate and store a new deployment for its creator (who must be the caller, or the
-    operator; ``anonymous``: see access.ensure_wallet); with a deployer, start its build
-    (status processing) and return at once: the build's answer moves it on later."""
-    fields = accept_fields(document, _FIELDS, _ALIASES, required=("name", "github", "creator"))
-    name = validate_name(fields["name"])
-    env_vars = _env_vars(fields["envVars"]) if fields.get("envVars") is not None else {}
+def create(body: NewDeployment, *, anonymous: bool = False) -> Project:
+    """Store a new deployment for its creator (who must be the caller, or the operator;
+    ``anonymous``: see access.ensure_wallet); with a deployer, start its build (status
+    processing) and return at once: the build's answer moves it on later."""
+    name = spelled(body, "name", "appName", "app_name", required=True)
+    github = spelled(body, "github", "githubRepo", "github_repo", required=True)
+    env_vars = spelled(body, "envVars", "env_vars") or {}
     builder = deployer()
     if env_vars and builder is None:
         raise _no_deployer()
     now = utcnow()
     values = {
         "name": name,
-        "github": _github(fields["github"]),
-        "branch": _branch(fields.get("branch", "main")),
-        "creator": wallet(fields["creator"], "creator"),
-        "url": _url(fields["url"])
-        if fields.get("url") is not None
-        else settings().deployment_url_template.replace("{name}", name),
-        "port": integer(fields.get("port", 3000), "port", 1, 65535),
-        "replicas": integer(fields.get("replicas", 1), "replicas", 1, MAX_REPLICAS),
+        "github": _github(github),
+        "branch": body.branch,
+        "creator": wallet(body.creator, "creator"),
+        "url": body.url or settings().deployment_url_template.replace("{name}", name),
+        "port": body.port,
+        "replicas": body.replicas,
         "created_at": now,
         "updated_at": now,
     }
@@ -205,7 +301,7 @@ def build(builder: Deployer, project: Project, env_vars: dict[str, str]) -> None
         log.exception("deployer answer for %s lost: database unavailable", project.name)
 
 
-def _settle_build(builder: Deployer, project: Project, answer: Answer) -> None:
+def _settle_build(builder: Deployer, project: Project, answer: deployers.Answer) -> None:
     try:
         if answer.ok:
             changes = {"url": answer.url} if answer.url and _URL.fullmatch(answer.url) else {}
@@ -272,12 +368,10 @@ def fail_lost_builds(build_timeout: timedelta, now: datetime) -> int:
     )
 
 
-def scale(name: str, document: dict) -> Project:
-    fields = accept_fields(document, {"replicas"}, required=("replicas",))
-    replicas = integer(fields["replicas"], "replicas", 1, MAX_REPLICAS)
+def scale(name: str, body: ReplicasChange) -> Project:
     with database.atomic():
         changed = (
-            Project.update(replicas=replicas, updated_at=utcnow())
+            Project.update(replicas=body.replicas, updated_at=utcnow())
             .where(Project.name == _known_name(name))
             .execute()
         )
@@ -286,13 +380,10 @@ def scale(name: str, document: dict) -> Project:
     return find(name)
 
 
-def change_env(name: str, document: dict) -> Project:
+def change_env(name: str, body: EnvChange) -> Project:
     """Hand new env vars (and optionally a port) to the deployer, which restarts the app."""
-    fields = accept_fields(document, {"envVars", "port"}, {"env_vars": "envVars"})
-    if fields.get("envVars") is None:
-        raise ApiError(400, "envVars is required")
-    env_vars = _env_vars(fields["envVars"])
-    port = integer(fields["port"], "port", 1, 65535) if fields.get("port") is not None else None
+    env_vars = spelled(body, "envVars", "env_vars", required=True)
+    port = body.port
     project = find(name)
     builder = deployer()
     if builder is None:
@@ -334,14 +425,37 @@ def owned(name: str, *, anonymous: bool = False) -> Project:
     return project
 
 
+# Every route reads the database; a body is read and parsed, and a write is rate-limited
+# (collector/web/ratelimits.py); a name holding "/" may name another route (405).
+_WRITE = (400, 408, 413, 503)  # and a 429 (collector/pages/openapi.py)
+_NAMED = path_parameter("name", {"type": "string", "minLength": 1})
+
+
 @bp.post("")
+@operation(
+    summary="Create a deployment (pending; processing when a deployer builds it)",
+    security=OWNER,
+    body=NewDeployment,
+    replies={201: Reply("Created", Deployment)},
+    errors=(*_WRITE, 401, 403, 409, 422),
+)
 def create_route():
-    return jsonify(to_json(create(json_object()))), 201
+    return answer(to_json(create(decode(NewDeployment))), 201)
 
 
 @bp.get("")
+@operation(
+    summary="Deployments, newest first",
+    parameters=(
+        query("creator", wallet_ref(), "only this creator's entries"),
+        query("status", {"type": "string", "enum": list(STATUSES)}, "only in this status"),
+        *PAGE,
+    ),
+    replies={200: Reply("A page", DeploymentPage)},
+    errors=(400, 503),
+)
 def list_deployments():
-    return jsonify(paginated(listing(), to_json))
+    return answer(DeploymentPage(**paginated(listing(), to_json)))
 
 
 def find(name: str) -> Project:
@@ -360,30 +474,66 @@ def _known_name(name: str) -> str:
 
 
 @bp.get("/<name>")
+@operation(
+    summary="One deployment",
+    parameters=(_NAMED,),
+    replies={200: Reply("The deployment", Deployment)},
+    errors=(404, 405, 503),
+)
 def get(name: str):
-    return jsonify(to_json(find(name)))
+    return answer(to_json(find(name)))
 
 
 @bp.patch("/<name>/status")
+@operation(
+    summary="Move a deployment: pending → processing → success | failed",
+    security=OWNER,
+    parameters=(_NAMED,),
+    body=StatusChange,
+    replies={200: Reply("Moved", Deployment)},
+    errors=(*_WRITE, 401, 403, 404, 405, 409),
+)
 def set_status(name: str):
     owned(name)
-    fields = accept_fields(json_object(), {"status"})
-    return jsonify(to_json(advance(name, _status(fields.get("status")))))
+    return answer(to_json(advance(name, decode(StatusChange).status)))
 
 
 @bp.patch("/<name>/replicas")
+@operation(
+    summary=f"Scale a deployment (1 to {MAX_REPLICAS} replicas)",
+    security=OWNER,
+    parameters=(_NAMED,),
+    body=ReplicasChange,
+    replies={200: Reply("Scaled", Deployment)},
+    errors=(*_WRITE, 401, 403, 404, 405),
+)
 def set_replicas(name: str):
     owned(name)
-    return jsonify(to_json(scale(name, json_object())))
+    return answer(to_json(scale(name, decode(ReplicasChange))))
 
 
 @bp.patch("/<name>/env")
+@operation(
+    summary="Restart a deployment with new env vars, through the deployer",
+    security=OWNER,
+    parameters=(_NAMED,),
+    body=EnvChange,
+    replies={200: Reply("The deployer took them", Deployment)},
+    errors=(*_WRITE, 401, 403, 404, 405, 422, 502),
+)
 def set_env(name: str):
     owned(name)
-    return jsonify(to_json(change_env(name, json_object())))
+    return answer(to_json(change_env(name, decode(EnvChange))))
 
 
 @bp.delete("/<name>")
+@operation(
+    summary="Delete a deployment",
+    security=OWNER,
+    parameters=(_NAMED,),
+    replies={204: Reply("Deleted")},
+    errors=(401, 403, 404, 405, 502, 503),
+)
 def delete(name: str):
     owned(name)
     remove(name)

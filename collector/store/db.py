@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
-from flask import Flask
 from peewee import (
     Database,
     DatabaseProxy,
@@ -174,11 +173,3 @@ def release() -> None:
     """After a request: its connection (if it opened one) back to the pool."""
     if not database.is_closed():
         database.close()
-
-
-def init_app(app: Flask) -> None:
-    # No connection is opened before the view runs: Peewee connects on the first query, so a
-    # request holds a (pooled) connection only once its body is read and it needs one.
-    @app.teardown_request
-    def _close(_exc: BaseException | None) -> None:
-        release()

@@ -18,28 +18,42 @@ import math
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, render_template, request
+from msgspec import Meta
+from msgspec.structs import asdict
 
 from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
 from collector.errors import ApiError
 from collector.identity.access import require_operator, token_hash
+from collector.identity.sign_in import WalletSignature
 from collector.identity.signatures import load_public_key, verify
 from collector.identity.wallet_proofs import verify_wallet_signature
 from collector.store.db import database, locked
 from collector.store.models import EnrollmentChallenge, EnrollmentToken, Worker
-from collector.uptime.workers import summary
-from collector.web.api import (
-    accept_fields,
-    integer,
-    json_object,
-    public_url,
-    settings,
-    wallet,
+from collector.uptime.heartbeats import SIGNED
+from collector.uptime.workers import WorkerSummary
+from collector.web.api import public_url, settings, wallet
+from collector.web.schema import (
+    REF_TEMPLATE,
+    Answer,
+    Body,
+    Reply,
+    Timestamp,
+    Wallet,
+    answer,
+    decode,
+    operation,
+    path_parameter,
+    refusal,
+    whole_match,
+    whole_number,
 )
 from protocol import ProtocolError, patterns
 from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key
 from protocol.times import format_timestamp, utcnow
+from protocol.wallets import WALLET_FORMATS
 
 bp = Blueprint("enrollment", __name__)
 
@@ -50,6 +64,63 @@ CHALLENGE_TTL = timedelta(minutes=15)
 # As a token: kept a while past its expiry, so that a refusal can still be explained.
 CHALLENGES_KEPT = timedelta(days=1)
 _CHALLENGE_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+_MALFORMED = "token must be an enrollment token as issued (tsk_ and 43 characters)"
+
+# The raw 32 bytes, base64 with its padding: the only spelling of 32 bytes that
+# load_public_key (collector/identity/signatures.py) reads; it also checks the point.
+PublicKey = Annotated[
+    str,
+    Meta(
+        pattern="^[A-Za-z0-9+/]{43}=$",
+        description="The 32-byte Ed25519 key, base64",
+        extra=refusal(
+            "{where} must be a base64 string",
+            pattern="{where} must be a 32-byte Ed25519 key, base64-encoded",
+        ),
+    ),
+]
+EnrollmentTokenText = Annotated[
+    str, Meta(pattern=whole_match(patterns.ENROLLMENT_TOKEN), extra=refusal(_MALFORMED))
+]
+
+
+class ChallengeRequest(Body):
+    walletAddress: Wallet
+    publicKey: PublicKey
+
+
+class Enrollment(ChallengeRequest):
+    token: EnrollmentTokenText | None = None
+
+
+class ChallengeSignature(Body):
+    signature: WalletSignature
+
+
+class TokenRequest(Body):
+    walletAddress: Wallet
+    ttlSeconds: whole_number(TOKEN_TTL_MIN, TOKEN_TTL_MAX) | None = None
+
+
+class Challenge(Answer):
+    challengeId: str
+    walletAddress: Wallet
+    walletFormat: Literal[WALLET_FORMATS]
+    publicKey: PublicKey
+    message: Annotated[str, Meta(description="What the wallet signs")]
+    expiresAt: Timestamp
+    status: Literal["pending", "used", "expired"]
+    signUrl: Annotated[str, Meta(description="The page where the owner signs")]
+
+
+class Enrolled(WorkerSummary):
+    enrollment: Literal["enrolled", "unchanged", "replaced"]
+
+
+class Token(Answer):
+    token: EnrollmentTokenText
+    walletAddress: Wallet
+    expiresAt: Timestamp
 
 
 # --- enrollment tokens (the operator's) ---------------------------------------------------
@@ -67,9 +138,10 @@ def issue_token(wallet_address: str, ttl: timedelta, now: datetime) -> str:
     return token
 
 
-def validate_token(value: object) -> str:
-    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
-        raise ApiError(400, "token must be an enrollment token as issued (tsk_ and 43 characters)")
+def validate_token(value: str) -> str:
+    """A token from a query (a body's is its type's)."""
+    if not _TOKEN.fullmatch(value):
+        raise ApiError(400, _MALFORMED)
     return value
 
 
@@ -150,17 +222,17 @@ def find_challenge(nonce: str) -> EnrollmentChallenge:
     return challenge
 
 
-def challenge_json(challenge: EnrollmentChallenge, now: datetime) -> dict:
-    return {
-        "challengeId": challenge.id,
-        "walletAddress": challenge.wallet_address,
-        "walletFormat": settings().wallet_format,
-        "publicKey": challenge.public_key,
-        "message": challenge.message,
-        "expiresAt": format_timestamp(challenge.expires_at),
-        "status": challenge.state(now),
-        "signUrl": f"{public_url()}/enroll/{challenge.id}",
-    }
+def challenge_json(challenge: EnrollmentChallenge, now: datetime) -> Challenge:
+    return Challenge(
+        challengeId=challenge.id,
+        walletAddress=challenge.wallet_address,
+        walletFormat=settings().wallet_format,
+        publicKey=challenge.public_key,
+        message=challenge.message,
+        expiresAt=format_timestamp(challenge.expires_at),
+        status=challenge.state(now),
+        signUrl=f"{public_url()}/enroll/{challenge.id}",
+    )
 
 
 def _token_only() -> ApiError:
@@ -232,60 +304,102 @@ def enroll(
         return "replaced" if replacing else "enrolled"
 
 
-def _agent_request(fields: set) -> tuple[dict, str, str]:
-    """A request naming an agent's key, signed by that key: its fields, wallet and key (in
-    its canonical base64 spelling, so the same key always compares equal)."""
-    body = request.get_data(cache=True)
-    found = accept_fields(json_object(body), {"walletAddress", "publicKey", *fields})
-    address = wallet(found.get("walletAddress"), "walletAddress")
+def _agent_request(kind: type[ChallengeRequest]) -> tuple[ChallengeRequest, str, str]:
+    """A request naming an agent's key, signed by that key: its body, wallet and key (in its
+    canonical base64 spelling, so the same key always compares equal)."""
+    body = decode(kind)
+    address = wallet(body.walletAddress, "walletAddress")
     try:
-        public_key = encode_public_key(load_public_key(found.get("publicKey"), enrolling=True))
+        public_key = encode_public_key(load_public_key(body.publicKey, enrolling=True))
     except ProtocolError as exc:
         raise ApiError(400, str(exc)) from None
     try:
-        verify(public_key, body, request.headers.get(SIGNATURE_HEADER))
+        verify(public_key, request.get_data(cache=True), request.headers.get(SIGNATURE_HEADER))
     except ProtocolError as exc:
         raise ApiError(401, f"the request must be signed by the key it names: {exc}") from None
-    return found, address, public_key
+    return body, address, public_key
 
 
 def _enrolled_answer(address: str, outcome: str):
     current_app.extensions["tassium.keys"].forget(address)
     # The machine itself, or its owner's signature, asked: it may see its own details.
-    answer = {**summary(Worker.get_by_id(address), utcnow(), private=True), "enrollment": outcome}
-    return jsonify(answer), 201 if outcome == "enrolled" else 200
+    shown = WorkerSummary.of(Worker.get_by_id(address), utcnow(), private=True)
+    return answer(
+        Enrolled(**asdict(shown), enrollment=outcome), 201 if outcome == "enrolled" else 200
+    )
+
+
+# Every route reads the database; a body is read and parsed, and a write is rate-limited
+# (collector/web/ratelimits.py).
+_WRITE = (400, 408, 413, 503)  # and a 429 (collector/pages/openapi.py)
+_CHALLENGE_ID_PARAMETER = path_parameter("nonce", {"type": "string"})
 
 
 @bp.post("/workers/enroll")
+@operation(
+    summary="Bind an Ed25519 public key to a wallet with an operator's token (signed by that "
+    "key); without one, only the same key again",
+    parameters=(SIGNED,),
+    body=Enrollment,
+    replies={
+        200: Reply("The same key was enrolled already, or replaced", Enrolled),
+        201: Reply("Enrolled", Enrolled),
+    },
+    errors=(*_WRITE, 401, 403, 409),
+)
 def enroll_route():
     """With an operator's token; without one, only the same key again."""
-    found, address, public_key = _agent_request({"token"})
-    token = validate_token(found["token"]) if found.get("token") is not None else None
+    body, address, public_key = _agent_request(Enrollment)
     outcome = enroll(
-        address, public_key, utcnow(), token=token, policy=settings().enrollment_policy
+        address, public_key, utcnow(), token=body.token, policy=settings().enrollment_policy
     )
     return _enrolled_answer(address, outcome)
 
 
 @bp.post("/workers/enroll/challenge")
+@operation(
+    summary="A one-time text for the wallet to sign, naming this collector, the wallet, the "
+    "agent key and an expiry (signed by that key)",
+    parameters=(SIGNED,),
+    body=ChallengeRequest,
+    replies={201: Reply("Made; the owner signs its message", Challenge)},
+    errors=(*_WRITE, 401, 403),
+)
 def create_challenge_route():
     if settings().enrollment_policy == "token":
         raise _token_only()
-    _, address, public_key = _agent_request(set())
+    _, address, public_key = _agent_request(ChallengeRequest)
     now = utcnow()
     challenge = create_challenge(public_url(), address, public_key, now)
-    return jsonify(challenge_json(challenge, now)), 201
+    return answer(challenge_json(challenge, now), 201)
 
 
 @bp.get("/workers/enroll/challenge/<nonce>")
+@operation(
+    summary="A challenge and its state (pending, used or expired)",
+    parameters=(_CHALLENGE_ID_PARAMETER,),
+    replies={200: Reply("The challenge", Challenge)},
+    errors=(400, 404, 503),
+)
 def get_challenge_route(nonce: str):
-    return jsonify(challenge_json(find_challenge(nonce), utcnow()))
+    return answer(challenge_json(find_challenge(nonce), utcnow()))
 
 
 @bp.post("/workers/enroll/challenge/<nonce>")
+@operation(
+    summary="The wallet's signature over the challenge (EIP-191 personal_sign or SEP-53): "
+    "enrolls its key, once",
+    parameters=(_CHALLENGE_ID_PARAMETER,),
+    body=ChallengeSignature,
+    replies={
+        200: Reply("The key was enrolled already, or replaced", Enrolled),
+        201: Reply("Enrolled", Enrolled),
+    },
+    errors=(*_WRITE, 401, 403, 404, 409),
+)
 def sign_challenge_route(nonce: str):
     """The wallet's signature over the challenge: enrolls its key, once."""
-    signature = accept_fields(json_object(), {"signature"}, required={"signature"})["signature"]
+    signature = decode(ChallengeSignature).signature
     challenge = find_challenge(nonce)
     now = utcnow()
     if challenge.state(now) != "pending":
@@ -308,6 +422,12 @@ def sign_challenge_route(nonce: str):
 
 
 @bp.post("/workers/tokens")
+@operation(
+    summary="Issue a single-use enrollment token for a wallet",
+    body=TokenRequest,
+    replies={201: Reply("Issued", Token)},
+    errors=_WRITE,
+)
 @require_operator
 def create_token_route():
     config = settings()
@@ -317,16 +437,17 @@ def create_token_route():
             "issuing enrollment tokens over HTTP needs an API token configured; "
             "use tassium-collector token create",
         )
-    fields = accept_fields(json_object(), {"walletAddress", "ttlSeconds"})
-    address = wallet(fields.get("walletAddress"), "walletAddress")
-    ttl = config.enrollment_token_ttl
-    if fields.get("ttlSeconds") is not None:
-        ttl = integer(fields["ttlSeconds"], "ttlSeconds", TOKEN_TTL_MIN, TOKEN_TTL_MAX)
+    body = decode(TokenRequest)
+    address = wallet(body.walletAddress, "walletAddress")
+    seconds = config.enrollment_token_ttl if body.ttlSeconds is None else body.ttlSeconds
+    ttl = timedelta(seconds=seconds)
     now = utcnow()
-    token = issue_token(address, timedelta(seconds=ttl), now)
-    return jsonify(
-        token=token, walletAddress=address, expiresAt=format_timestamp(now + timedelta(seconds=ttl))
-    ), 201
+    issued = Token(
+        token=issue_token(address, ttl, now),
+        walletAddress=address,
+        expiresAt=format_timestamp(now + ttl),
+    )
+    return answer(issued, 201)
 
 
 # --- the owner's page ---------------------------------------------------------------------
@@ -347,16 +468,40 @@ def _page_values(nonce: str, now: datetime) -> dict:
         # The wallet earns on another machine now: signing moves it (one key per wallet).
         "other_key": current if current not in (None, challenge.public_key) else None,
         "script": {
-            "wallet": shown["walletAddress"],
-            "walletFormat": shown["walletFormat"],
-            "message": shown["message"],
+            "wallet": shown.walletAddress,
+            "walletFormat": shown.walletFormat,
+            "message": shown.message,
             # Relative to the page (…/enroll/<id>), so that it holds under a path prefix too.
             "submitUrl": f"../workers/enroll/challenge/{challenge.id}",
         },
     }
 
 
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+
+
 @bp.get("/enroll/<nonce>")
+@operation(
+    summary="The owner's page for an enrollment challenge: signing it in the browser",
+    description="HTML for browsers, open to all (the owner has no API token): the challenge's "
+    "wallet, agent key, expiry and text, and a button that has the browser wallet sign the "
+    "text and sends the signature to `POST /workers/enroll/challenge/{nonce}`. A used or "
+    "expired challenge is a 200 page saying so.",
+    parameters=(_CHALLENGE_ID_PARAMETER,),
+    replies={
+        200: Reply("The page", content=_HTML),
+        400: Reply("The page, saying what is wrong with the id", content=_HTML),
+        404: Reply(
+            "The page, saying no such challenge is known (a path that cannot be a challenge "
+            "id at all is the usual JSON error)",
+            content={
+                **_HTML,
+                "application/json": {"schema": {"$ref": REF_TEMPLATE.format(name="Error")}},
+            },
+        ),
+    },
+    errors=(503,),
+)
 def sign_page(nonce: str):
     """The page the install line links to: what the challenge says, and one button that has
     the owner's browser wallet sign it (EIP-1193 ``personal_sign``, or Freighter's

@@ -6,39 +6,50 @@ carries ``serverTime``, so an agent with a wrong clock learns the collector's fr
 a refusal included."""
 
 import math
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, Literal, TypeVar
 
+import msgspec
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from msgspec import Meta
-from werkzeug.exceptions import InternalServerError
+from msgspec import UNSET, Meta, UnsetType
 
 from collector import counters
 from collector.config import CollectorConfig
 from collector.errors import ApiError
 from collector.identity.signatures import load_public_key, verify
-from collector.store import db
 from collector.store.db import DATABASE_DOWN
 from collector.store.models import Worker, credits
+from collector.uptime import heartbeat_body
 from collector.uptime.commits import GroupCommit
 from collector.uptime.keys import PING_MAX_AGE, CachedKey, enrolled_key
 from collector.uptime.vouching import Vouching
 from collector.uptime.windows import (
+    Action,
     Applied,
     KeyReplaced,
     StaleHeartbeat,
     TooSoon,
     UnknownWorker,
+    Window,
     apply_heartbeats,
 )
-from collector.web import api, telemetry
-from collector.web.api import json_object, settings, wallet
-from collector.web.bodies import BODY
-from collector.web.schema import Body, Reply, decode, operation, refusal
+from collector.web import schema, telemetry
+from collector.web.api import settings, wallet
+from collector.web.schema import (
+    REF_TEMPLATE,
+    Answer,
+    Body,
+    Parameter,
+    Reply,
+    Timestamp,
+    decode,
+    operation,
+    refusal,
+)
+from collector.web.steps import Call, Step, without_flask
 from protocol import ProtocolError
-from protocol.heartbeat import SIGNATURE_HEADER, Heartbeat, parse_heartbeat, parse_ping
+from protocol.heartbeat import SIGNATURE_HEADER, Heartbeat
 from protocol.times import format_millis, format_timestamp, utcnow
 
 bp = Blueprint("heartbeats", __name__)
@@ -46,6 +57,138 @@ bp = Blueprint("heartbeats", __name__)
 # Heartbeats in one batch: a few hundred carry a long outage's backlog in a few requests,
 # while a request stays well under a second of work.
 MAX_BATCH = 500
+
+
+# --- the answers ---------------------------------------------------------------------------
+
+ServerTime = Annotated[
+    str,
+    Meta(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+        description="The collector's clock as it answered: RFC 3339 UTC, in milliseconds",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
+
+
+def _server_time() -> str:
+    return format_millis(utcnow())
+
+
+class Accepted(Answer, kw_only=True):
+    accepted: Literal[True]
+    action: Action
+    credited: Annotated[
+        bool,
+        Meta(
+            description="false for a heartbeat stored as evidence only: late, at a time the "
+            "collector was taking heartbeats, or stamped before the worker enrolled"
+        ),
+    ]
+    openWindow: Annotated[  # noqa: N815 - the API's names
+        Window | None,
+        Meta(description="null while the agent reports Docker unavailable (not uptime)"),
+    ]
+    containers: Annotated[int, Meta(ge=0)]
+    creditsEarned: Annotated[  # noqa: N815
+        float,
+        Meta(
+            ge=0,
+            description="What the uptime this heartbeat counted earned (0 when it opened or "
+            "restarted a window), exact to the thousandth (a whole number when whole)",
+        ),
+    ]
+
+
+class Refused(Answer, kw_only=True):
+    error: str
+    retryAfter: (  # noqa: N815
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description="With a 429: seconds until this wallet's next heartbeat may be stored",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class Stale(Answer):
+    """A heartbeat not later than the worker's last accepted one."""
+
+    error: str
+    stored: Annotated[
+        bool,
+        Meta(
+            description="true: its time is already counted (a duplicate, or inside a window); "
+            "false: it arrived out of order and can never be"
+        ),
+    ]
+    lastAccepted: Timestamp  # noqa: N815
+
+
+# What POST /heartbeat answers: the same, with the collector's clock.
+class HeartbeatAccepted(Accepted, kw_only=True):
+    serverTime: ServerTime  # noqa: N815
+
+
+class HeartbeatRefused(Refused, kw_only=True):
+    serverTime: ServerTime  # noqa: N815
+
+
+class HeartbeatStale(Stale, kw_only=True):
+    serverTime: ServerTime  # noqa: N815
+
+
+class PingAccepted(Answer, kw_only=True):
+    accepted: Literal[True]
+    lastPing: Timestamp  # noqa: N815
+    serverTime: ServerTime  # noqa: N815
+
+
+# One heartbeat's result in a batch: its answer with its status.
+class AcceptedResult(Accepted, kw_only=True):
+    status: Literal[200]
+
+
+class StaleResult(Stale, kw_only=True):
+    status: Literal[409]
+
+
+class RefusedResult(Refused, kw_only=True):
+    status: Annotated[int, Meta(ge=400, extra_json_schema={"not": {"const": 409}})]
+
+
+RESULTS = (AcceptedResult, StaleResult, RefusedResult)
+
+
+class HeartbeatResults(Answer):
+    results: Annotated[
+        list[
+            Annotated[
+                dict[str, Any],
+                Meta(
+                    extra_json_schema={
+                        "oneOf": [{"$ref": REF_TEMPLATE.format(name=k.__name__)} for k in RESULTS]
+                    }
+                ),
+            ]
+        ],
+        Meta(
+            description="One per heartbeat, in order: what POST /heartbeat would answer, with "
+            "its status"
+        ),
+    ]
+    serverTime: ServerTime  # noqa: N815
+
+
+SIGNED = Parameter(
+    SIGNATURE_HEADER,
+    "header",
+    {"type": "string", "pattern": "^[A-Za-z0-9+/]{86}==$"},
+    "The Ed25519 signature of the exact request body, base64",
+)
 
 
 def init_app(app: Flask, config: CollectorConfig) -> None:
@@ -178,18 +321,22 @@ def _check_time(timestamp: datetime, now: datetime, back: int, ahead: int) -> No
         )
 
 
+T = TypeVar("T")
+
+
 def _read(
-    body: bytes, signature: str | None, config: CollectorConfig, parse, max_age: float | None
-):
+    body: bytes,
+    signature: str | None,
+    config: CollectorConfig,
+    parse: Callable[[bytes, str], T],
+    max_age: float | None,
+) -> tuple[T, str | None]:
     """A signed body (a heartbeat or a ping), authenticated (with a cached key at most
-    ``max_age`` seconds old), then parsed by ``parse``; and the key that verified it."""
-    document = json_object(body)
-    address = wallet(document.get("walletAddress"), "walletAddress")
+    ``max_age`` seconds old), then parsed by ``parse`` (collector/uptime/heartbeat_body.py);
+    and the key that verified it. Only the wallet is read before the signature is checked."""
+    address = wallet(heartbeat_body.signer(body), "walletAddress")
     key = _authenticate(address, body, signature, config, max_age)
-    try:
-        return parse(document, config.wallet_format), key
-    except ProtocolError as exc:
-        raise ApiError(400, str(exc)) from None
+    return parse(body, address), key
 
 
 def _checked(
@@ -197,7 +344,7 @@ def _checked(
 ) -> tuple[Heartbeat, str | None]:
     """A heartbeat parsed, authenticated (with any cached key: its transaction checks the
     key against the worker row) and within the accepted time range; and its key."""
-    beat, key = _read(body, signature, config, parse_heartbeat, max_age=None)
+    beat, key = _read(body, signature, config, heartbeat_body.heartbeat, max_age=None)
     _check_time(beat.timestamp, utcnow(), config.max_backfill, config.max_skew)
     return beat, key
 
@@ -240,21 +387,23 @@ def _answer(beat: Heartbeat, outcome: Applied | Exception) -> dict:
         )
     if isinstance(outcome, BaseException):
         raise outcome
-    return {
-        "accepted": True,
-        "action": outcome.action,
+    accepted = Accepted(
+        accepted=True,
+        action=outcome.action,
         # False for a heartbeat stored as evidence only (collector/uptime/vouching.py).
-        "credited": outcome.action != "not_credited",
-        "openWindow": outcome.window.to_json() if outcome.window else None,
-        "containers": len(beat.containers),
-        "creditsEarned": credits(outcome.credits_millis),
-    }
+        credited=outcome.action != "not_credited",
+        openWindow=Window.of(outcome.window),
+        containers=len(beat.containers),
+        creditsEarned=credits(outcome.credits_millis),
+    )
+    return msgspec.to_builtins(accepted)
 
 
-def ping(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
+def ping(body: bytes, signature: str | None, config: CollectorConfig) -> datetime:
     """Take a ping: signed like a heartbeat, recent (a ping is about now, so no backfill),
-    and kept in memory until collector/uptime/pings.py writes it."""
-    beat, _ = _read(body, signature, config, parse_ping, max_age=PING_MAX_AGE)
+    and kept in memory until collector/uptime/pings.py writes it. Returns the time it counts
+    from."""
+    beat, _ = _read(body, signature, config, heartbeat_body.ping, max_age=PING_MAX_AGE)
     address = beat.wallet
     now = utcnow()
     _check_time(beat.timestamp, now, config.max_skew, config.max_skew)
@@ -266,34 +415,51 @@ def ping(body: bytes, signature: str | None, config: CollectorConfig) -> dict:
     # Never later than now: a clock running ahead must not keep a silent worker healthy.
     at = min(beat.timestamp, now)
     current_app.extensions["tassium.pings"].record(address, at)
-    return {"accepted": True, "lastPing": format_timestamp(at)}
+    return at
 
 
-@bp.after_request
-def stamp_server_time(response: Response) -> Response:
-    """``serverTime`` on every JSON answer of these routes, whatever made it: the routes
-    themselves, a body refused before they ran (400, 408, 413), a database outage (503). So
-    an agent learns the collector's clock from any answer, a refusal included; it is read
-    as the answer leaves, closest to when the agent receives it."""
-    if getattr(response, "server_time", False):
-        return response  # stamped by the route itself, which saves reading it back
-    answer = response.get_json(silent=True) if response.is_json else None
-    if isinstance(answer, dict):
-        answer["serverTime"] = format_millis(utcnow())
-        response.set_data(current_app.json.dumps(answer) + "\n")
-    return response
+TELLS_THE_TIME = "tassium_tells_the_time"
+
+
+def tells_the_time(view: Callable) -> Callable:
+    """Mark a route whose every JSON answer carries ``serverTime`` (``Clock``)."""
+    setattr(view, TELLS_THE_TIME, True)
+    return view
+
+
+class Clock(Step):
+    """``serverTime`` on every JSON answer of the routes that tell the time, whatever made
+    it: the route itself, a body refused before it ran (400, 408, 413), a database outage
+    (503). So an agent learns the collector's clock from any answer, a refusal included; it
+    is read as the answer leaves, closest to when the agent receives it."""
+
+    def after(self, call: Call, response: Response) -> Response:
+        if not call.marked(TELLS_THE_TIME) or getattr(response, "server_time", False):
+            return response  # not one of them, or stamped by the route (no reading it back)
+        answer = response.get_json(silent=True) if response.is_json else None
+        if isinstance(answer, dict):
+            answer["serverTime"] = format_millis(utcnow())
+            response.set_data(current_app.json.dumps(answer) + "\n")
+        return response
 
 
 @bp.post("/heartbeat")
+@operation(
+    summary="A worker's signed heartbeat: extends or opens its uptime window",
+    parameters=(SIGNED,),
+    body=heartbeat_body.SentHeartbeat,
+    replies={200: Reply("Accepted", HeartbeatAccepted)},
+    errors=(400, 408, 413, 503, 401, 404, 409, 422, 429),
+    errors_named="Heartbeat",
+)
+@tells_the_time
 @telemetry.carries_heartbeats
-def heartbeat():
-    # Served by HeartbeatLane; through Flask only where no lane is in front of it.
-    return _heartbeat_answer(request.get_data(cache=True), request.headers.get(SIGNATURE_HEADER))
-
-
-def _heartbeat_answer(body: bytes, signature: str | None) -> Response:
+@without_flask
+def heartbeat(call: Call) -> Response:
+    """The request every worker sends: answered without a Flask request context
+    (collector/web/pipeline.py)."""
     with current_app.extensions["tassium.commits"].arriving():
-        status, answer = receive(body, signature, settings())
+        status, answer = receive(call.body or b"", call.header(SIGNATURE_HEADER), settings())
     response = jsonify({**answer, "serverTime": format_millis(utcnow())})
     response.status_code = status
     response.headers.update(refusal_headers(answer))
@@ -306,59 +472,25 @@ def refusal_headers(answer: dict) -> dict[str, str]:
     return {"Retry-After": str(answer["retryAfter"])} if "retryAfter" in answer else {}
 
 
-class HeartbeatLane:
-    """WSGI middleware, inside collector/web/bodies.py's: ``POST /heartbeat``, the request every
-    worker sends, answered without Flask's request machinery (a request context, routing,
-    a dozen hooks), which cost a sixth of the collector's CPU at saturation. The answer is
-    the route's own (``_heartbeat_answer``), and what the app's hooks would add is added by
-    the functions they call: the request's timing, the database's state, CORS, a 503's
-    ``serverTime``. A refused body, and every other request, go to Flask."""
-
-    ROUTE = "/heartbeat"
-    SIGNATURE = "HTTP_" + SIGNATURE_HEADER.upper().replace("-", "_")
-
-    def __init__(self, app: Flask, flask_wsgi: Callable):
-        self.app = app
-        self.flask_wsgi = flask_wsgi
-
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if (
-            environ.get("PATH_INFO") != self.ROUTE
-            or environ.get("REQUEST_METHOD") != "POST"
-            or BODY not in environ
-        ):
-            return self.flask_wsgi(environ, start_response)
-        started = time.perf_counter()
-        with self.app.app_context():
-            try:
-                response = self._answer(environ[BODY] or b"", environ.get(self.SIGNATURE))
-                api.database_answered(response)
-                api.cors(response, self.ROUTE, environ.get("HTTP_ORIGIN"))
-            finally:
-                db.release()
-        telemetry.request_answered(self.ROUTE, "POST", response.status_code, started)
-        return response(environ, start_response)
-
-    def _answer(self, body: bytes, signature: str | None) -> Response:
-        try:
-            return _heartbeat_answer(body, signature)
-        except DATABASE_DOWN as exc:
-            return stamp_server_time(api.database_down(exc))
-        except Exception:
-            # What Flask does with an exception no handler takes: logged, answered 500.
-            self.app.logger.exception(f"Exception on {self.ROUTE} [POST]")
-            response = jsonify(error=InternalServerError.description)
-            response.status_code = 500
-            return stamp_server_time(response)
-
-
 @bp.post("/heartbeat/ping")
+@operation(
+    summary="A worker's signed ping: moves its live status, nothing else",
+    description="Kept in the serving process's memory and written every few seconds; other "
+    "processes' status reads see it after that write.",
+    parameters=(SIGNED,),
+    body=heartbeat_body.SentPing,
+    replies={200: Reply("Taken", PingAccepted)},
+    errors=(400, 408, 413, 503, 401, 404, 422),
+    errors_named="Heartbeat",
+)
+@tells_the_time
 def ping_route():
-    body = request.get_data(cache=True)
-    return jsonify(ping(body, request.headers.get(SIGNATURE_HEADER), settings()))
-
-
-_NOT_AN_ENTRY = "{where} must be an object with body and signature"
+    at = ping(request.get_data(cache=True), request.headers.get(SIGNATURE_HEADER), settings())
+    response = schema.answer(
+        PingAccepted(accepted=True, lastPing=format_timestamp(at), serverTime=_server_time())
+    )
+    response.server_time = True
+    return response
 
 
 class BatchEntry(Body):
@@ -399,17 +531,11 @@ class HeartbeatBatch(Body):
 @operation(
     summary="A batch of signed heartbeats, for an agent replaying its backlog",
     body=HeartbeatBatch,
-    replies={
-        200: Reply(
-            "One result per heartbeat, in order",
-            content={
-                "application/json": {"schema": {"$ref": "#/components/schemas/HeartbeatResults"}}
-            },
-        )
-    },
+    replies={200: Reply("One result per heartbeat, in order", HeartbeatResults)},
     errors=(400, 408, 413, 503),
     errors_named="Heartbeat",
 )
+@tells_the_time
 @telemetry.carries_heartbeats
 def heartbeats():
     """A batch, answered one result each, in order, with the status ``POST /heartbeat``
@@ -418,4 +544,11 @@ def heartbeats():
     batch = decode(HeartbeatBatch)
     entries = [(entry.body.encode("utf-8"), entry.signature) for entry in batch.heartbeats]
     answered = receive_all(entries, settings())
-    return jsonify(results=[{"status": status, **answer} for status, answer in answered])
+    response = schema.answer(
+        HeartbeatResults(
+            results=[{"status": status, **found} for status, found in answered],
+            serverTime=_server_time(),
+        )
+    )
+    response.server_time = True
+    return response

@@ -16,7 +16,9 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
 
+from msgspec import Meta
 from peewee import (
     SQL,
     Cast,
@@ -50,6 +52,7 @@ from collector.store.models import (
 )
 from collector.uptime import capacity, credits
 from collector.uptime.vouching import Verdicts, Vouching
+from collector.web.schema import Answer, Timestamp
 from protocol.heartbeat import Heartbeat
 from protocol.times import format_timestamp
 
@@ -293,10 +296,13 @@ class TooSoon(Exception):
         self.allowed_from = allowed_from
 
 
+# What a heartbeat did to its worker's window.
+Action = Literal["opened", "extended", "flushed", "reopened", "docker_unavailable", "not_credited"]
+
+
 @dataclass(frozen=True)
 class Applied:
-    # opened | extended | flushed | reopened | docker_unavailable | not_credited
-    action: str
+    action: Action
     window: OpenWindow | None  # None while Docker is unavailable
     counted: timedelta  # how much the worker's uptime grew by
     credits_millis: int  # what that uptime earned (collector/uptime/credits.py)
@@ -774,6 +780,46 @@ def sweep(*, gap: timedelta, now: datetime) -> int:
     return deleted
 
 
+class Window(Answer):
+    """A worker's open window: from the first heartbeat of its run to the last."""
+
+    startTime: Timestamp  # noqa: N815 - the API's names
+    endTime: Timestamp  # noqa: N815
+
+    @classmethod
+    def of(cls, window: OpenWindow | None) -> "Window | None":
+        if window is None:
+            return None
+        return cls(
+            startTime=format_timestamp(window.start_time),
+            endTime=format_timestamp(window.end_time),
+        )
+
+
+class Record(Answer):
+    """A closed window."""
+
+    timeFrom: Timestamp  # noqa: N815
+    timeTo: Timestamp  # noqa: N815
+
+
+class RangeUptime(Answer):
+    records: Annotated[
+        list[Record],
+        Meta(description="A page of the closed windows in the range, in time order"),
+    ]
+    recordCount: Annotated[  # noqa: N815
+        int, Meta(ge=0, description="every record in the range, on all pages")
+    ]
+    next: Annotated[
+        Timestamp | None,
+        Meta(description="pass as after for the next page of records; null on the last"),
+    ]
+    openWindow: Window | None  # noqa: N815
+    totalSeconds: Annotated[float, Meta(ge=0)]  # noqa: N815
+    uptimeFraction: Annotated[float, Meta(ge=0, le=1)]  # noqa: N815
+
+
 # Records one uptime answer lists at most (a worker flapping for a year has thousands); the
 # totals always count every record in the range.
 RECORDS_PAGE = 100
@@ -788,7 +834,7 @@ def uptime(
     *,
     after: datetime | None = None,
     limit: int = RECORDS_PAGE,
-) -> dict:
+) -> RangeUptime:
     """The seconds of uptime inside [start, end] (each window clipped to it), summed by the
     database over every record in the range, with the open window; and a page of those
     records in time order: at most ``limit``, those ending after ``after`` (the previous
@@ -810,14 +856,17 @@ def uptime(
         micros += max(0, _micros_of(clipped[1]) - _micros_of(clipped[0]))
     total = micros / 1_000_000
     length = (end - start).total_seconds()
-    return {
-        "records": [r.to_json() for r in records],
-        "recordCount": count,
-        "next": format_timestamp(records[-1].time_to) if more else None,
-        "openWindow": window.to_json() if window is not None else None,
-        "totalSeconds": total,
-        "uptimeFraction": round(total / length, 6) if length > 0 else 0.0,
-    }
+    return RangeUptime(
+        records=[
+            Record(timeFrom=format_timestamp(r.time_from), timeTo=format_timestamp(r.time_to))
+            for r in records
+        ],
+        recordCount=count,
+        next=format_timestamp(records[-1].time_to) if more else None,
+        openWindow=Window.of(window),
+        totalSeconds=total,
+        uptimeFraction=round(total / length, 6) if length > 0 else 0.0,
+    )
 
 
 def _micros_of(value: datetime) -> int:

@@ -2,8 +2,12 @@
 collector/uptime/enrollment.py."""
 
 from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
-from flask import Blueprint, current_app, jsonify, request
+import msgspec
+from flask import Blueprint, current_app, request
+from msgspec import UNSET, Meta, UnsetType
+from msgspec.structs import asdict
 from peewee import Expression, fn
 
 from collector.errors import ApiError
@@ -16,11 +20,35 @@ from collector.store.models import (
     WorkerMetric,
     credits,
 )
+from collector.uptime.heartbeat_body import IPV4
 from collector.uptime.online import heard_within, online_since
-from collector.uptime.pings import live_status
-from collector.uptime.windows import MAX_RECORDS_PAGE, RECORDS_PAGE, uptime
-from collector.web.api import DEFAULT_PAGE, MAX_PAGE, paginated, query_int, settings, wallet
+from collector.uptime.pings import DEAD, HEALTHY, UNKNOWN, WARNING, live_status
+from collector.uptime.windows import MAX_RECORDS_PAGE, RECORDS_PAGE, RangeUptime, Window, uptime
+from collector.web.api import (
+    DEFAULT_PAGE,
+    MAX_OFFSET,
+    MAX_PAGE,
+    paginated,
+    query_int,
+    settings,
+    wallet,
+)
+from collector.web.schema import (
+    Answer,
+    Parameter,
+    Reply,
+    Timestamp,
+    Wallet,
+    answer,
+    operation,
+    path_parameter,
+    wallet_ref,
+)
+from collector.web.schema import (
+    query as parameter,
+)
 from protocol import ProtocolError
+from protocol.heartbeat import MAX_GB, MAX_TEXT
 from protocol.times import format_timestamp, parse_timestamp, utcnow
 
 bp = Blueprint("workers", __name__, url_prefix="/workers")
@@ -52,52 +80,219 @@ def last_ping(worker: Worker) -> datetime | None:
     return max(signs, default=None)
 
 
+# --- the answers ---------------------------------------------------------------------------
+
+Text = Annotated[str, Meta(max_length=MAX_TEXT)]
+Gigabytes = Annotated[float, Meta(ge=0, le=MAX_GB)]
+Credits = Annotated[
+    float,
+    Meta(ge=0, description="Credits, exact to the thousandth (a whole number when whole)"),
+]
+
+
+def _time(value: datetime | None) -> str | None:
+    return format_timestamp(value) if value is not None else None
+
+
+class Liveness(Answer, kw_only=True):
+    status: Annotated[
+        Literal[HEALTHY, WARNING, DEAD, UNKNOWN],
+        Meta(
+            description="By the age of the last ping or heartbeat: HEALTHY within two "
+            "ping_interval, WARNING within three, DEAD after; UNKNOWN when never heard from"
+        ),
+    ]
+    lastPing: Annotated[  # noqa: N815 - the API's names
+        Timestamp | None, Meta(description="The last ping or heartbeat's arrival")
+    ]
+
+    @classmethod
+    def of(cls, worker: Worker, now: datetime) -> "Liveness":
+        ping = last_ping(worker)
+        return cls(status=live_status(ping, now, settings().ping_interval), lastPing=_time(ping))
+
+
+class WorkerStatus(Liveness, kw_only=True):
+    walletAddress: Wallet  # noqa: N815
+
+
+class WorkerSummary(Liveness, kw_only=True):
+    """What every reader of a worker gets: our routes and the /api/v1 dialect."""
+
+    walletAddress: Wallet  # noqa: N815
+    createdAt: Timestamp | None  # noqa: N815
+    enrolled: bool
+    publicKey: (  # noqa: N815
+        Annotated[
+            str,
+            Meta(pattern="^[A-Za-z0-9+/]{43}=$", description="The enrolled key, base64"),
+        ]
+        | None
+    )
+    enrolledAt: Timestamp | None  # noqa: N815
+    hostname: Text | None
+    agentVersion: Text | None  # noqa: N815
+    dockerAvailable: bool | None  # noqa: N815
+    online: bool
+    lastHeartbeat: Timestamp | None  # noqa: N815
+    lastSeen: Timestamp | None  # noqa: N815
+    tailscaleIp: Annotated[str, Meta(pattern=f"^{IPV4}$")] | None  # noqa: N815
+    cpuCores: Annotated[int, Meta(ge=1)] | None  # noqa: N815
+    ramTotalGb: Gigabytes | None  # noqa: N815
+    storageTotalGb: Gigabytes | None  # noqa: N815
+    # All the machine runs: GET /workers/<wallet>/containers lists those it reported.
+    containerCount: Annotated[  # noqa: N815
+        int | None,
+        Meta(description="How many containers the machine said it runs (it lists at most 100)"),
+    ]
+    credits: Credits
+
+    @classmethod
+    def of(cls, worker: Worker, now: datetime, *, private: bool | None = None) -> "WorkerSummary":
+        """The machine's network details (hostname, addresses, key) are null unless
+        ``private`` (by default: the caller is the wallet's session or the operator)."""
+        if private is None:
+            private = may_see_private(worker.wallet_address)
+        return cls(
+            walletAddress=worker.wallet_address,
+            createdAt=_time(worker.created_at),
+            enrolled=worker.public_key is not None,
+            publicKey=worker.public_key if private else None,
+            enrolledAt=_time(worker.enrolled_at),
+            hostname=worker.hostname if private else None,
+            agentVersion=worker.agent_version,
+            dockerAvailable=worker.docker_available,
+            online=is_online(worker, now),
+            lastHeartbeat=_time(worker.last_heartbeat_at),
+            lastSeen=_time(worker.last_seen_at),
+            tailscaleIp=worker.tailscale_ip if private else None,
+            cpuCores=worker.cpu_cores,
+            ramTotalGb=worker.ram_total_gb,
+            storageTotalGb=worker.storage_total_gb,
+            containerCount=worker.container_total,
+            credits=credits(worker.credits_millis),
+            **asdict(Liveness.of(worker, now)),
+        )
+
+
+class ListedContainer(Answer, kw_only=True):
+    """A container as the worker's last heartbeat listed it."""
+
+    containerName: Annotated[Text, Meta(min_length=1)]  # noqa: N815
+    port: Text
+    id: Text | None
+    image: Text | None
+    state: Text | None
+    health: Text | None
+    cpuPercent: Annotated[  # noqa: N815
+        float | None,
+        Meta(description="Average CPU use since the agent's previous sample (100 per core)"),
+    ]
+    memUsageMb: Annotated[float | None, Meta(description="Memory in use, MB")]  # noqa: N815
+
+    @classmethod
+    def of(cls, row: WorkerContainer) -> "ListedContainer":
+        return cls(
+            containerName=row.container_name,
+            port=row.port,
+            id=row.container_id,
+            image=row.image,
+            state=row.state,
+            health=row.health,
+            cpuPercent=row.cpu_percent,
+            memUsageMb=row.mem_usage_mb,
+        )
+
+
+class WorkerDetail(WorkerSummary, kw_only=True):
+    """One worker with its open window and containers."""
+
+    openWindow: Window | None  # noqa: N815
+    containers: list[ListedContainer]
+
+
+class Containers(Answer, kw_only=True):
+    walletAddress: Wallet  # noqa: N815
+    containers: list[ListedContainer]
+
+
+class MetricPoint(Answer, kw_only=True):
+    """One accepted heartbeat: the machine as reported, and the credit it earned."""
+
+    timestamp: Timestamp
+    cpuCores: Annotated[int, Meta(ge=1)] | None  # noqa: N815
+    cpuUsagePercent: (  # noqa: N815
+        Annotated[float, Meta(ge=0, le=100, description="Of the whole machine")] | None
+    )
+    ramUsedGb: Gigabytes | None  # noqa: N815
+    ramTotalGb: Gigabytes | None  # noqa: N815
+    storageUsedGb: Gigabytes | None  # noqa: N815
+    storageTotalGb: Gigabytes | None  # noqa: N815
+    containerCount: Annotated[int, Meta(ge=0)]  # noqa: N815
+    creditsEarned: Annotated[Credits, Meta(description="What the uptime before it earned")]  # noqa: N815
+
+    @classmethod
+    def of(cls, row: WorkerMetric) -> "MetricPoint":
+        return cls(
+            timestamp=format_timestamp(row.timestamp),
+            cpuCores=row.cpu_cores,
+            cpuUsagePercent=row.cpu_usage_percent,
+            ramUsedGb=row.ram_used_gb,
+            ramTotalGb=row.ram_total_gb,
+            storageUsedGb=row.storage_used_gb,
+            storageTotalGb=row.storage_total_gb,
+            containerCount=row.container_count,
+            creditsEarned=credits(row.credits_millis),
+        )
+
+
+class Metrics(Answer, kw_only=True):
+    walletAddress: Wallet  # noqa: N815
+    points: Annotated[
+        list[MetricPoint],
+        Meta(
+            description="One per accepted heartbeat, oldest first; past the limit, every n-th "
+            "from the newest"
+        ),
+    ]
+    total: Annotated[int, Meta(ge=0, description="the points in the hours asked, listed or not")]
+
+
+class Uptime(RangeUptime, kw_only=True):
+    walletAddress: Wallet  # noqa: N815
+    timeFrom: Timestamp  # noqa: N815
+    timeTo: Timestamp  # noqa: N815
+
+
+class WorkerPage(Answer, kw_only=True):
+    """Paged by offset (with the total) or, given after, by wallet (neither total nor
+    offset)."""
+
+    items: list[WorkerSummary]
+    total: Annotated[int, Meta(ge=0, description="with offset paging")] | UnsetType = UNSET
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)]
+    offset: Annotated[int, Meta(ge=0, description="with offset paging")] | UnsetType = UNSET
+    next: Annotated[
+        Wallet | None, Meta(description="pass as after for the next page; null on the last")
+    ]
+
+
 def liveness(worker: Worker, now: datetime) -> dict:
-    ping = last_ping(worker)
-    return {
-        "status": live_status(ping, now, settings().ping_interval),
-        "lastPing": format_timestamp(ping) if ping is not None else None,
-    }
+    """``Liveness`` as a dict, for the /api/v1 dialect."""
+    return asdict(Liveness.of(worker, now))
 
 
 def summary(worker: Worker, now: datetime, *, private: bool | None = None) -> dict:
-    """What every reader of a worker gets: our routes and the /api/v1 dialect. The machine's
-    network details (hostname, addresses, key) are null unless ``private`` (by default: the
-    caller is the wallet's session or the operator)."""
-
-    def ts(value):
-        return format_timestamp(value) if value is not None else None
-
-    if private is None:
-        private = may_see_private(worker.wallet_address)
-    return {
-        "walletAddress": worker.wallet_address,
-        "createdAt": ts(worker.created_at),
-        "enrolled": worker.public_key is not None,
-        "publicKey": worker.public_key if private else None,
-        "enrolledAt": ts(worker.enrolled_at),
-        "hostname": worker.hostname if private else None,
-        "agentVersion": worker.agent_version,
-        "dockerAvailable": worker.docker_available,
-        "online": is_online(worker, now),
-        "lastHeartbeat": ts(worker.last_heartbeat_at),
-        "lastSeen": ts(worker.last_seen_at),
-        "tailscaleIp": worker.tailscale_ip if private else None,
-        "cpuCores": worker.cpu_cores,
-        "ramTotalGb": worker.ram_total_gb,
-        "storageTotalGb": worker.storage_total_gb,
-        # All the machine runs: GET /workers/<wallet>/containers lists those it reported.
-        "containerCount": worker.container_total,
-        "credits": credits(worker.credits_millis),
-        **liveness(worker, now),
-    }
+    """``WorkerSummary`` as a dict, for those who add to it (the dashboard, enrollment, the
+    /api/v1 dialect)."""
+    return asdict(WorkerSummary.of(worker, now, private=private))
 
 
 def find_worker(address: str) -> Worker | None:
     return Worker.get_or_none(Worker.wallet_address == wallet(address, "wallet"))
 
 
-def metrics(worker: Worker, now: datetime) -> tuple[list[dict], int]:
+def metric_points(worker: Worker, now: datetime) -> tuple[list[MetricPoint], int]:
     """The points of the last ``?hours=`` hours (1 by default), oldest first, at most
     ``?limit=`` of them; and how many the range holds.
 
@@ -128,7 +323,13 @@ def metrics(worker: Worker, now: datetime) -> tuple[list[dict], int]:
             .where(skipped == skipped / step * step)
         )
     points = query.order_by(WorkerMetric.timestamp, WorkerMetric.id)
-    return [point.to_json() for point in points], total
+    return [MetricPoint.of(point) for point in points], total
+
+
+def metrics(worker: Worker, now: datetime) -> tuple[list[dict], int]:
+    """``metric_points`` as dicts, for the /api/v1 dialect."""
+    points, total = metric_points(worker, now)
+    return [asdict(point) for point in points], total
 
 
 def _get_worker(address: str) -> Worker:
@@ -138,13 +339,18 @@ def _get_worker(address: str) -> Worker:
     return worker
 
 
-def containers(worker: Worker) -> list[dict]:
+def listed_containers(worker: Worker) -> list[ListedContainer]:
     query = (
         WorkerContainer.select()
         .where(WorkerContainer.worker == worker)
         .order_by(WorkerContainer.container_name, WorkerContainer.id)
     )
-    return [c.to_json() for c in query]
+    return [ListedContainer.of(c) for c in query]
+
+
+def containers(worker: Worker) -> list[dict]:
+    """``listed_containers`` as dicts, for the /api/v1 dialect."""
+    return [asdict(c) for c in listed_containers(worker)]
 
 
 def after_cursor() -> str | None:
@@ -158,7 +364,37 @@ def after_cursor() -> str | None:
     return wallet(request.args["after"], "after")
 
 
+_WALLET = path_parameter("address", wallet_ref())
+_TIME = msgspec.json.schema(Timestamp)
+_ERRORS = (400, 404, 503)
+
+
+def _limit(default: int, maximum: int, description: str) -> Parameter:
+    """A list's bound: more than ``maximum`` is a 400 naming the range."""
+    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+    return parameter("limit", schema, description)
+
+
 @bp.get("")
+@operation(
+    summary="Every worker, by wallet",
+    parameters=(
+        _limit(DEFAULT_PAGE, MAX_PAGE, "page size"),
+        parameter(
+            "offset",
+            {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+            "skip",
+        ),
+        parameter(
+            "after",
+            wallet_ref(),
+            "the page after this wallet (a page's next), instead of offset: no rows skipped "
+            "and no total counted, however large the fleet",
+        ),
+    ),
+    replies={200: Reply("A page", WorkerPage)},
+    errors=(400, 503),
+)
 def list_workers():
     now = utcnow()
     query = Worker.select().order_by(Worker.wallet_address)
@@ -167,47 +403,105 @@ def list_workers():
         limit = query_int("limit", DEFAULT_PAGE, 1, MAX_PAGE)
         page, more = first_page(query.where(Worker.wallet_address > after).limit, limit)
         last = page[-1].wallet_address if more else None
-        return jsonify(items=[summary(w, now) for w in page], limit=limit, next=last)
+        items = [WorkerSummary.of(w, now) for w in page]
+        return answer(WorkerPage(items=items, limit=limit, next=last))
     # Offset paging as before, with its total; next lets a client go on by wallet instead.
-    page = paginated(query, lambda w: summary(w, now))
-    more = page["offset"] + len(page["items"]) < page["total"]
-    page["next"] = page["items"][-1]["walletAddress"] if more and page["items"] else None
-    return jsonify(page)
+    page = paginated(query, lambda w: WorkerSummary.of(w, now))
+    items = page["items"]
+    more = page["offset"] + len(items) < page["total"]
+    return answer(WorkerPage(**page, next=items[-1].walletAddress if more and items else None))
 
 
 @bp.get("/<address>")
+@operation(
+    summary="One worker with its open window and containers",
+    parameters=(_WALLET,),
+    replies={200: Reply("The worker", WorkerDetail)},
+    errors=_ERRORS,
+)
 def get_worker(address: str):
     worker = _get_worker(address)
     window = OpenWindow.get_or_none(OpenWindow.worker == worker)
-    return jsonify(
-        {
-            **summary(worker, utcnow()),
-            "openWindow": window.to_json() if window else None,
-            "containers": containers(worker),
-        }
+    return answer(
+        WorkerDetail(
+            **asdict(WorkerSummary.of(worker, utcnow())),
+            openWindow=Window.of(window),
+            containers=listed_containers(worker),
+        )
     )
 
 
 @bp.get("/<address>/containers")
+@operation(
+    summary="The containers of a worker's last heartbeat",
+    parameters=(_WALLET,),
+    replies={200: Reply("Its containers", Containers)},
+    errors=_ERRORS,
+)
 def get_containers(address: str):
     worker = _get_worker(address)
-    return jsonify(walletAddress=worker.wallet_address, containers=containers(worker))
+    return answer(
+        Containers(walletAddress=worker.wallet_address, containers=listed_containers(worker))
+    )
 
 
 @bp.get("/<address>/status")
+@operation(
+    summary="A worker's live status, from its last ping or heartbeat",
+    parameters=(_WALLET,),
+    replies={200: Reply("Its status", WorkerStatus)},
+    errors=_ERRORS,
+)
 def get_status(address: str):
     worker = _get_worker(address)
-    return jsonify(walletAddress=worker.wallet_address, **liveness(worker, utcnow()))
+    return answer(
+        WorkerStatus(walletAddress=worker.wallet_address, **asdict(Liveness.of(worker, utcnow())))
+    )
 
 
 @bp.get("/<address>/metrics")
+@operation(
+    summary="A worker's metrics points (one per accepted heartbeat), oldest first",
+    parameters=(
+        _WALLET,
+        parameter(
+            "hours",
+            {"type": "integer", "minimum": 1, "maximum": MAX_METRICS_HOURS, "default": 1},
+            "the last this many hours",
+        ),
+        _limit(
+            METRICS_POINTS,
+            MAX_METRICS_POINTS,
+            "the most points answered: past it they are thinned evenly over the hours (every "
+            "n-th, the newest kept); total counts them all",
+        ),
+    ),
+    replies={200: Reply("Its points", Metrics)},
+    errors=_ERRORS,
+)
 def get_metrics(address: str):
     worker = _get_worker(address)
-    points, total = metrics(worker, utcnow())
-    return jsonify(walletAddress=worker.wallet_address, points=points, total=total)
+    points, total = metric_points(worker, utcnow())
+    return answer(Metrics(walletAddress=worker.wallet_address, points=points, total=total))
 
 
 @bp.get("/<address>/uptime")
+@operation(
+    summary="Uptime records and seconds between from and to",
+    parameters=(
+        _WALLET,
+        parameter("from", _TIME, "start; default: 24 hours before to"),
+        parameter("to", _TIME, "end; default: now"),
+        parameter("after", _TIME, "the records ending after this (a page's next)"),
+        _limit(
+            RECORDS_PAGE,
+            MAX_RECORDS_PAGE,
+            "records a page lists; the totals count every record in the range",
+        ),
+    ),
+    replies={200: Reply("Uptime in the range", Uptime)},
+    errors=(400, 404, 422, 503),
+)
 def get_uptime(address: str):
     worker = _get_worker(address)
     now = utcnow()
@@ -224,9 +518,11 @@ def get_uptime(address: str):
     if start >= end:
         raise ApiError(400, "from must be earlier than to")
     limit = query_int("limit", RECORDS_PAGE, 1, MAX_RECORDS_PAGE)
-    return jsonify(
-        walletAddress=worker.wallet_address,
-        timeFrom=format_timestamp(start),
-        timeTo=format_timestamp(end),
-        **uptime(worker, start, end, after=after, limit=limit),
+    return answer(
+        Uptime(
+            walletAddress=worker.wallet_address,
+            timeFrom=format_timestamp(start),
+            timeTo=format_timestamp(end),
+            **asdict(uptime(worker, start, end, after=after, limit=limit)),
+        )
     )

@@ -1,25 +1,22 @@
-"""What every route shares: JSON errors, request-body and query parsing, the bearer API
-token, pagination and CORS. Rules about particular fields live with their feature.
-``ApiError`` is collector/errors.py's and the database-outage answer
-collector/web/database_state.py's, so that modules below the routes use them without this one."""
+"""What every route shares: query parsing, wallets as they enter, the bearer API token and
+the private pages' access rule, pagination and CORS. Request bodies are declared as types
+(collector/web/schema.py); rules about particular fields live with their feature; errors are
+answered by collector/web/pipeline.py. The steps here (``Authenticate``, ``Cors``) are in the
+pipeline's list."""
 
 import base64
-import functools
 import hmac
-import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, Response, current_app, jsonify, request
-from peewee import Field, InterfaceError, OperationalError, Query
-from playhouse.pool import MaxConnectionsExceeded
-from werkzeug.exceptions import HTTPException
+from flask import Response, current_app, jsonify, request
+from peewee import Field, Query
 
 from collector.addresses import is_loopback
 from collector.config import CollectorConfig
-from collector.errors import ApiError, body_too_large
-from collector.web.database_state import DatabaseState, database_answered, database_down
+from collector.errors import ApiError
+from collector.web.steps import Call, Step
 from protocol import ProtocolError, patterns
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.wallets import normalize_wallet
@@ -59,69 +56,6 @@ def public_url() -> str:
     return url
 
 
-def json_object(raw: bytes | None = None) -> dict:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    raw = request.get_data(cache=True) if raw is None else raw
-    if not raw:
-        raise ApiError(400, "request body must be a JSON object")
-    try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, "request body is nested too deeply") from None
-    if not isinstance(document, dict):
-        raise ApiError(400, "request body must be a JSON object")
-    # In a body of ASCII bytes without NUL (so UTF-8, not UTF-16 or -32), either can only
-    # come from a \u escape: most bodies need no walk through every string.
-    if not raw.isascii() or b"\\u" in raw or b"\x00" in raw:
-        _check_text(document)
-    return document
-
-
-def _check_text(value: object, where: str = "request body") -> None:
-    """Refuse strings no database can store: NUL (PostgreSQL refuses it) and lone
-    surrogates (``"\\ud800"`` decodes to a str that cannot be encoded as UTF-8)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ApiError(400, f"{where} contains a NUL character")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(400, f"{where} contains a lone UTF-16 surrogate") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key, where)
-            _check_text(item, key if where == "request body" else f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_text(item, f"{where}[{index}]")
-
-
-def accept_fields(
-    document: dict,
-    allowed: Iterable[str],
-    aliases: dict[str, str] | None = None,
-    required: Iterable[str] = (),
-) -> dict:
-    """Fold aliases into their canonical names and refuse fields nobody reads, so that a typo
-    is an error instead of a silently ignored value. A required field given as null counts as
-    missing."""
-    aliases = aliases or {}
-    result = {}
-    for key, value in document.items():
-        name = aliases.get(key, key)
-        if name not in allowed:
-            raise ApiError(400, f"unknown field {key!r}; accepted: {', '.join(sorted(allowed))}")
-        if name in result and result[name] != value:
-            raise ApiError(400, f"{key!r} and {name!r} name the same field with different values")
-        result[name] = value
-    for name in required:
-        if result.get(name) is None:
-            raise ApiError(400, f"{name} is required")
-    return result
-
-
 def by_creator(query: Query, column: Field) -> Query:
     """Narrow a listing to the wallet in the ?creator= query parameter, when one is given."""
     if "creator" not in request.args:
@@ -134,14 +68,6 @@ def wallet(value: object, field: str) -> str:
         return normalize_wallet(value, settings().wallet_format)
     except ProtocolError as exc:
         raise ApiError(400, f"{field}: {exc}") from None
-
-
-def integer(value: object, field: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, f"{field} must be a whole number")
-    if not low <= value <= high:
-        raise ApiError(400, f"{field} must be from {low} to {high}")
-    return value
 
 
 def query_int(name: str, default: int, low: int, high: int) -> int:
@@ -207,26 +133,40 @@ def bearer_token(*, browser: bool = False) -> str:
     return given if scheme.lower() == "bearer" else ""
 
 
-def require_page_token(view: Callable) -> Callable:
-    """The dashboard and /metrics need the API token when the operator made them private."""
+ACCESS = "tassium_access"
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        config = settings()
-        if config.private_pages and config.api_token:
-            given = bearer_token(browser=True)
-            if not given:
-                raise ApiError(
-                    401,
-                    "this page needs the operator's token (Authorization: Bearer, or a "
-                    "browser's password)",
-                    headers={"WWW-Authenticate": 'Basic realm="Tassium"'},
-                )
-            if not hmac.compare_digest(given.encode(), config.api_token.encode()):
-                raise ApiError(401, "the API token is not valid")
-        return view(*args, **kwargs)
 
-    return wrapper
+def private_page(view: Callable) -> Callable:
+    """The dashboard and /metrics: they need the API token when the operator made them
+    private (checked by ``Authenticate``)."""
+    setattr(view, ACCESS, ensure_page_token)
+    return view
+
+
+def ensure_page_token() -> None:
+    config = settings()
+    if config.private_pages and config.api_token:
+        given = bearer_token(browser=True)
+        if not given:
+            raise ApiError(
+                401,
+                "this page needs the operator's token (Authorization: Bearer, or a "
+                "browser's password)",
+                headers={"WWW-Authenticate": 'Basic realm="Tassium"'},
+            )
+        if not hmac.compare_digest(given.encode(), config.api_token.encode()):
+            raise ApiError(401, "the API token is not valid")
+
+
+class Authenticate(Step):
+    """The access rule a view declares (``private_page`` here, the operator's in
+    collector/identity/access.py), checked before it runs. What a wallet may do with the
+    resource it names is the view's to check, once it knows the resource."""
+
+    def before(self, call: Call) -> None:
+        check = getattr(call.view, ACCESS, None)
+        if check is not None:
+            check()
 
 
 def cors(response: Response, path: str, origin: str | None) -> Response:
@@ -247,29 +187,6 @@ def cors(response: Response, path: str, origin: str | None) -> Response:
     return response
 
 
-def init_app(app: Flask, config: CollectorConfig) -> None:
-    app.extensions["tassium.database_state"] = DatabaseState()
-
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    @app.errorhandler(MaxConnectionsExceeded)  # the same errors as db.DATABASE_DOWN
-    def _database_down(exc: Exception):
-        return database_down(exc)
-
-    app.after_request(database_answered)
-
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
-        return jsonify(exc.answer()), exc.status, exc.headers
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        messages = {413: body_too_large(config.max_body_bytes).message}
-        message = messages.get(exc.code, exc.description)
-        # Keep the headers that go with the status, such as a 405's Allow (RFC 9110).
-        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
-        return jsonify(error=message), exc.code, headers
-
-    @app.after_request
-    def _cors(response: Response) -> Response:
-        return cors(response, request.path, request.headers.get("Origin"))
+class Cors(Step):
+    def after(self, call: Call, response: Response) -> Response:
+        return cors(response, call.path, call.header("Origin"))

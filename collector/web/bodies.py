@@ -1,19 +1,17 @@
-"""Request bodies are read whole, bounded in size and time, before Flask sees the request.
+"""Request bodies are read whole, bounded in size and time, before any view runs.
 
-A WSGI middleware reads at most ``max_body_bytes`` within ``body_timeout`` seconds and hands
-Flask the bytes in memory. So no view (and no database connection, which Peewee opens on a
-view's first query) waits on a client that trickles its body, a chunked body is held to the
-same limit as one with a Content-Length, and what gunicorn raises on a malformed chunked body
-becomes a 400 instead of a 500. A refused body is answered from a ``before_request`` hook with
-the collector's usual ``{"error": ...}``, so CORS and every other response rule still apply.
+A step of collector/web/pipeline.py reads at most ``max_body_bytes`` within ``body_timeout``
+seconds and hands the view the bytes in memory. So no view (and no database connection, which
+Peewee opens on a view's first query) waits on a client that trickles its body, a chunked
+body is held to the same limit as one with a Content-Length, and what gunicorn raises on a
+malformed chunked body becomes a 400 instead of a 500. A refused body is an ApiError like any
+other refusal, so CORS and every other step still apply to its answer.
 """
 
 import io
 import time
-from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 
-from flask import Flask, request
 from gevent import Timeout
 from gevent.monkey import is_module_patched
 from gunicorn.http.errors import (
@@ -23,13 +21,9 @@ from gunicorn.http.errors import (
     ParseException,
 )
 
-from collector.config import CollectorConfig
 from collector.errors import ApiError, body_too_large
+from collector.web.steps import Call, Step
 
-# Where a refusal waits for the before_request hook: (status, message).
-REFUSAL = "tassium.body_refused"
-# Where a body read whole is (None: the request had none), unless it was refused.
-BODY = "tassium.body"
 _STEP = 64 * 1024
 # What gunicorn raises on a malformed body (chunk errors were OSErrors before gunicorn 23).
 _MALFORMED = (ParseException, InvalidChunkSize, ChunkMissingTerminator)
@@ -42,28 +36,22 @@ class _TooSlow(Exception):
     a BaseException) so that gunicorn marks the body as failed and closes the connection."""
 
 
-class BodyReader:
-    """WSGI middleware: the whole body in memory, or a refusal recorded in the environ."""
+class ReadBody(Step):
+    """The whole body in memory (``call.body``; None when the request has none), or the
+    request refused."""
 
-    def __init__(self, app: Callable, *, max_bytes: int, timeout: float):
-        self.app = app
+    def __init__(self, *, max_bytes: int, timeout: float):
         self.max_bytes = max_bytes
         self.timeout = timeout
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        try:
-            body = self.read(environ)
-        except ApiError as refused:
-            environ[REFUSAL] = (refused.status, refused.message)
-            body = b""
-        else:
-            environ[BODY] = body
+    def before(self, call: Call) -> None:
+        environ = call.environ
+        call.body = body = self.read(environ)
         if body is not None:
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             # The body is no longer chunked: it is these bytes, whatever the client sent.
             environ.pop("HTTP_TRANSFER_ENCODING", None)
-        return self.app(environ, start_response)
 
     def read(self, environ: dict) -> bytes | None:
         """The body, or None when the request has none; ApiError when it is refused."""
@@ -124,15 +112,3 @@ def _interrupt_after(seconds: float) -> AbstractContextManager:
     if is_module_patched("socket"):
         return Timeout(seconds, _TooSlow)
     return nullcontext()
-
-
-def init_app(app: Flask, config: CollectorConfig) -> None:
-    app.wsgi_app = BodyReader(
-        app.wsgi_app, max_bytes=config.max_body_bytes, timeout=config.body_timeout
-    )
-
-    @app.before_request
-    def _refuse_body() -> None:
-        refusal = request.environ.get(REFUSAL)
-        if refusal is not None:
-            raise ApiError(*refusal)

@@ -1,9 +1,9 @@
 """Whether the database answers, as this process's requests find it: an outage is logged once
 when it starts and once when it ends, counted, and answered 503 with ``Retry-After``.
 
-It imports only the leaves collector/store/db.py and collector/counters.py, so every module that
-meets the database down (the routes' error handler, the heartbeat lane, the /metrics scrape,
-/healthz) can share it without importing a route module."""
+It imports only the leaves collector/store/db.py, collector/counters.py and
+collector/web/steps.py, so every module that meets the database down (the pipeline's error
+answer, the /metrics scrape, /healthz) can share it without importing a route module."""
 
 import logging
 import threading
@@ -12,6 +12,7 @@ from flask import Response, current_app, jsonify
 
 from collector.counters import DATABASE_ERRORS
 from collector.store import db
+from collector.web.steps import Call, Step
 
 # Seconds a client is asked to wait before retrying while the database is unavailable.
 RETRY_AFTER = 10
@@ -65,3 +66,10 @@ def database_answered(response: Response) -> Response:
     if state.down and response.status_code != 503 and not db.database.is_closed():
         state.answered()
     return response
+
+
+class DatabaseAnswered(Step):
+    """The step that tells the end of an outage."""
+
+    def after(self, call: Call, response: Response) -> Response:
+        return database_answered(response)

@@ -1,6 +1,6 @@
 """Rate limits per client address on the write routes, shared by every process and node.
 
-One ``before_request`` hook picks the rule from the matched route and method, so a write
+One step of collector/web/pipeline.py picks the rule from the matched route and method, so a write
 route added later is limited by default: ``rate_limit_enrollment`` for ``/workers/enroll``
 and every route below it (the enrollment challenges), ``rate_limit_writes`` for every other
 POST, PUT, PATCH and DELETE, the ``/api/v1`` dialect's included. The heartbeat routes are
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import Flask, current_app, request
+from flask import current_app
 from limits import RateLimitItem
 from limits.errors import StorageError
 from limits.storage import Storage
@@ -32,6 +32,7 @@ from collector.config import CollectorConfig, rate_limit_items
 from collector.errors import ApiError
 from collector.store.db import DATABASE_DOWN, database
 from collector.store.models import RateLimit
+from collector.web.steps import Call, Step
 from protocol.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -180,18 +181,17 @@ class RateLimits:
         return max(1, math.ceil(reset_at - self.clock().timestamp()))
 
 
-def init_app(app: Flask, config: CollectorConfig) -> None:
-    """Register after the body reader's hook: a body refused anyway is not counted."""
-    app.extensions["tassium.ratelimits"] = RateLimits(config)
+class LimitWrites(Step):
+    """The step, after the body is read (a body refused anyway is not counted). The limits
+    are the app's ``tassium.ratelimits`` (``RateLimits``)."""
 
-    @app.before_request
-    def _limit() -> None:
-        route = request.url_rule  # None for a 404 or 405: nothing is written
-        name = route and rule_for(route.rule, request.method)
+    def before(self, call: Call) -> None:
+        name = call.rule and rule_for(call.rule, call.method)  # no rule: 404, 405
         if not name:
             return
         try:
-            current_app.extensions["tassium.ratelimits"].check(name, request.remote_addr)
+            limits = current_app.extensions["tassium.ratelimits"]
+            limits.check(name, call.environ.get("REMOTE_ADDR"))
         except StorageError as exc:
             # Let the request through: its route answers as it would without limits.
             log.debug("rate limit not counted: %s", exc)

@@ -9,15 +9,17 @@ A field says how it is refused where msgspec's own message would not do, with
 must not be taken) stay with their feature, after decoding.
 """
 
+import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from flask import Response, request
 
 from collector.errors import ApiError
+from collector.web.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
 
 T = TypeVar("T")
 
@@ -34,10 +36,37 @@ class Answer(msgspec.Struct, kw_only=True):
     """A response body."""
 
 
-def refusal(sentence: str) -> dict:
+class Error(Answer):
+    """Every refusal's body (collector/errors.py's ApiError)."""
+
+    error: str
+
+
+class Page(Answer, Generic[T]):
+    """A page of a list paged by ``?limit=`` and ``?offset=`` (collector/web/api.py's
+    ``paginated``), with the whole list's total. A list names its own:
+    ``class DeploymentPage(Page[Deployment])``."""
+
+    items: list[T]
+    total: Annotated[int, msgspec.Meta(ge=0)]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)]
+    offset: Annotated[int, msgspec.Meta(ge=0)]
+
+
+# A time as answered: protocol/times.py's format_timestamp.
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        description="RFC 3339; answered in UTC", extra_json_schema={"format": "date-time"}
+    ),
+]
+
+
+def refusal(sentence: str, **bounds: str) -> dict:
     """``Meta(extra=refusal(...))``: the 400 sentence for a value of the wrong type or out of
-    its bounds; ``{where}`` is the field's path."""
-    return {_ERROR: sentence}
+    its bounds; ``{where}`` is the field's path. ``bounds``: a sentence of its own for a value
+    past one bound, by the bound's ``Meta`` name (``min_length="{where} must not be empty"``)."""
+    return {_ERROR: sentence, **{f"{_ERROR}.{bound}": text for bound, text in bounds.items()}}
 
 
 def wallet_ref() -> dict:
@@ -46,7 +75,54 @@ def wallet_ref() -> dict:
     return {"$ref": REF_TEMPLATE.format(name="Wallet")}
 
 
-_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+# A wallet address as answered (normalized by collector/web/api.py's wallet()).
+Wallet = Annotated[str, msgspec.Meta(extra_json_schema=wallet_ref())]
+
+
+def whole_number(low: int, high: int, description: str | None = None) -> Any:
+    """An integer from ``low`` to ``high``, never a boolean nor a float."""
+    between = f"{{where}} must be from {low} to {high}"
+    return Annotated[
+        int,
+        msgspec.Meta(
+            ge=low,
+            le=high,
+            description=description,
+            extra=refusal("{where} must be a whole number", ge=between, le=between),
+        ),
+    ]
+
+
+def whole_match(regex: re.Pattern | str) -> str:
+    """``Meta(pattern=...)`` for one of our ``fullmatch`` patterns. msgspec searches with it
+    and JSON Schema reads it as ECMA-262, so it is anchored, its groups are unnamed, and no
+    final newline slips past ``$`` (Python's ``$`` allows one)."""
+    text = regex.pattern if isinstance(regex, re.Pattern) else regex
+    return "^(?:" + re.sub(r"\(\?P<\w+>", "(", text) + r")$(?!\n)"
+
+
+def spelled(body: msgspec.Struct, name: str, *aliases: str, required: bool = False) -> Any:
+    """The value of field ``name``, which a body may also give under ``aliases`` (a front
+    end's names for it): None when given under none (a 400 if ``required``), a 400 when two
+    spellings disagree."""
+    value, given = getattr(body, name), name
+    for alias in aliases:
+        other = getattr(body, alias)
+        if other is None:
+            continue
+        if value is not None and other != value:
+            raise ApiError(
+                400, f"{alias!r} and {given!r} name the same field with different values"
+            )
+        value, given = other, alias
+    if value is None and required:
+        raise ApiError(400, f"{name} is required")
+    return value
+
+
+# msgspec names the place as `$.a[0].b`, a mapping's value as `$.a[...]` and its key as
+# `key` in `$.a`.
+_AT = re.compile(r"^(?P<what>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _FIELD = re.compile(r"`([^`]*)`")
 
 
@@ -56,17 +132,44 @@ def decode(kind: type[T], raw: bytes | None = None) -> T:
     raw = request.get_data(cache=True) if raw is None else raw
     if not raw:
         raise ApiError(400, "request body must be a JSON object")
+    # Only a \u escape or a byte outside ASCII can carry them: most bodies are read once. Before
+    # the types, so that a NUL in a URL is refused as a NUL, naming its field.
+    if not raw.isascii() or b"\\u" in raw or b"\x00" in raw:
+        _refuse_unstorable(raw)
     try:
         value = msgspec.json.decode(raw, type=kind, strict=True)
     except msgspec.ValidationError as exc:
         raise ApiError(400, _sentence(kind, str(exc))) from None
     except msgspec.DecodeError as exc:
-        if b"\\ud" in raw.lower():
-            raise ApiError(400, "request body contains a lone UTF-16 surrogate") from None
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-    if b"\\u0000" in raw or b"\x00" in raw:
-        raise ApiError(400, "request body contains a NUL character")
     return value
+
+
+def _refuse_unstorable(raw: bytes) -> None:
+    try:
+        document = json.loads(raw)  # unlike msgspec, it lets lone surrogates through to be named
+    except (ValueError, RecursionError):
+        return  # msgspec says what is wrong with it
+    _check_text(document)
+
+
+def _check_text(value: object, where: str = "request body") -> None:
+    """Refuse strings no database can store: NUL (PostgreSQL refuses it) and lone
+    surrogates (``"\\ud800"`` decodes to a str that cannot be encoded as UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApiError(400, f"{where} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, f"{where} contains a lone UTF-16 surrogate") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, where)
+            _check_text(item, key if where == "request body" else f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, f"{where}[{index}]")
 
 
 def _sentence(kind: type, message: str) -> str:
@@ -75,6 +178,8 @@ def _sentence(kind: type, message: str) -> str:
     match = _AT.match(message)
     what, path = match["what"], (match["path"] or "")
     where = path.lstrip(".")
+    if match["key"]:
+        path += _KEY
     named = _FIELD.search(what)
     if what.startswith("Object missing required field"):
         return f"{_join(where, named[1])} is required"
@@ -86,7 +191,7 @@ def _sentence(kind: type, message: str) -> str:
         return "request body must be a JSON object"
     declared = _declared_sentence(kind, path)
     if declared:
-        return declared.format(where=where)
+        return declared.get(f"{_ERROR}.{_bound(what)}", declared[_ERROR]).format(where=where)
     return f"{where or 'request body'}: {what[0].lower()}{what[1:].replace('`', '')}"
 
 
@@ -94,13 +199,14 @@ def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
-_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.|key)\]")
+_KEY = "[key]"  # our own step: into a mapping's keys
 
 
 def _walk(kind: type, path: str) -> list[msgspec.inspect.Type]:
     """The types met along ``path`` (``.a[0].b``), innermost last."""
     met = [msgspec.inspect.type_info(kind)]
-    for name, _ in _STEP.findall(path):
+    for name, step in _STEP.findall(path):
         current = _unwrap(met[-1])
         if name and isinstance(current, msgspec.inspect.StructType):
             found = [f.type for f in current.fields if f.encode_name == name]
@@ -109,6 +215,8 @@ def _walk(kind: type, path: str) -> list[msgspec.inspect.Type]:
             met.append(found[0])
         elif not name and isinstance(current, msgspec.inspect.ListType):
             met.append(current.item_type)
+        elif not name and isinstance(current, msgspec.inspect.DictType):
+            met.append(current.key_type if step == "key" else current.value_type)
         else:
             break
     return met
@@ -134,13 +242,31 @@ def _fields_at(kind: type, path: str) -> list[str]:
     return []
 
 
-def _declared_sentence(kind: type, path: str) -> str | None:
+# msgspec's words for a value past a bound (``Expected `int` >= 1``), and the bound's name.
+_BOUNDS = (
+    ("of length >=", "min_length"),
+    ("of length <=", "max_length"),
+    ("matching regex", "pattern"),
+    (">=", "ge"),
+    ("<=", "le"),
+    (">", "gt"),
+    ("<", "lt"),
+)
+
+
+def _bound(what: str) -> str | None:
+    if ", got `" in what:
+        return None  # the wrong type
+    return next((name for words, name in _BOUNDS if f"` {words} " in what), None)
+
+
+def _declared_sentence(kind: type, path: str) -> dict | None:
     """The innermost ``refusal`` declared on the way to ``path``'s field."""
     info = _walk(kind, path)[-1]
     while True:
         if isinstance(info, msgspec.inspect.Metadata):
             if info.extra and _ERROR in info.extra:
-                return info.extra[_ERROR]
+                return info.extra
             info = info.type
         elif isinstance(info, msgspec.inspect.UnionType):
             sentences = [_declared_in(t) for t in info.types]
@@ -149,9 +275,9 @@ def _declared_sentence(kind: type, path: str) -> str | None:
             return None
 
 
-def _declared_in(info: msgspec.inspect.Type) -> str | None:
-    if isinstance(info, msgspec.inspect.Metadata) and info.extra:
-        return info.extra.get(_ERROR)
+def _declared_in(info: msgspec.inspect.Type) -> dict | None:
+    if isinstance(info, msgspec.inspect.Metadata) and info.extra and _ERROR in info.extra:
+        return info.extra
     return None
 
 
@@ -198,6 +324,27 @@ def query(name: str, schema: dict, description: str) -> Parameter:
 
 def path_parameter(name: str, schema: dict) -> Parameter:
     return Parameter(name, "path", schema)
+
+
+def limit(default: int, maximum: int, description: str) -> Parameter:
+    """A list's ``?limit=``: more than ``maximum`` is a 400 naming the range."""
+    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+    return query("limit", schema, description)
+
+
+# A Page's parameters (collector/web/api.py's page_bounds).
+PAGE = (
+    limit(DEFAULT_PAGE, MAX_PAGE, "page size"),
+    query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "skip"),
+)
+
+
+# Who may call, by the document's securitySchemes (collector/pages/openapi.py). The operator's
+# routes and the private pages are read from their views' access rules; a view that checks a
+# wallet itself says OWNER.
+OPERATOR = ({"apiToken": []},)
+OWNER = ({"apiToken": []}, {"walletSession": []})
+PRIVATE_PAGE = ({"apiToken": []}, {})  # the token, when the operator made the pages private
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, current_app, g, has_app_context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -30,7 +30,9 @@ from collector.counters import (
     UNMATCHED,
     rejection_reason,
 )
-from collector.web.api import require_page_token
+from collector.web.api import private_page
+from collector.web.schema import Reply, operation
+from collector.web.steps import Call, Step
 from protocol.heartbeat import SIGNATURE_HEADER
 
 if TYPE_CHECKING:  # the base class came with prometheus-client 0.14; ours may be older
@@ -39,7 +41,7 @@ if TYPE_CHECKING:  # the base class came with prometheus-client 0.14; ours may b
 
 def heartbeat_answered(status: int, answer: dict, *, signed: bool) -> None:
     """Count one heartbeat by its answer (``status`` 200: accepted)."""
-    if has_request_context():
+    if has_app_context():
         g.tassium_heartbeats_counted = True
     if status == 200:
         HEARTBEATS_ACCEPTED.inc()
@@ -47,11 +49,14 @@ def heartbeat_answered(status: int, answer: dict, *, signed: bool) -> None:
         HEARTBEATS_REJECTED.labels(reason=rejection_reason(status, answer, signed=signed)).inc()
 
 
+CARRIES_HEARTBEATS = "tassium_carries_heartbeats"
+
+
 def carries_heartbeats(view: Callable) -> Callable:
     """Mark a route whose requests carry heartbeats: when one is refused before any of its
     heartbeats reaches ``heartbeats.receive`` (a body too large or too slow, a malformed
-    batch), the refusal is counted once, from the answer."""
-    view.tassium_carries_heartbeats = True
+    batch), the refusal is counted once, from the answer (``CountRefusedHeartbeats``)."""
+    setattr(view, CARRIES_HEARTBEATS, True)
     return view
 
 
@@ -76,45 +81,45 @@ def request_answered(route: str, method: str, status: int, started: float) -> No
     REQUEST_SECONDS.labels(route, method, str(status)).observe(time.perf_counter() - started)
 
 
-def _observe(response: Response) -> Response:
-    started = g.pop("tassium_started", None)
-    if started is not None:
-        rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        request_answered(rule, request.method, response.status_code, started)
-    return response
+class Timing(Step):
+    """The request's time at /metrics, by route, method and status: first in the steps, so
+    that it spans all the others."""
+
+    def after(self, call: Call, response: Response) -> Response:
+        request_answered(call.rule or UNMATCHED, call.method, response.status_code, call.started)
+        return response
 
 
-def _count_refused_request(response: Response) -> Response:
-    view = current_app.view_functions.get(request.endpoint)
-    if getattr(view, "tassium_carries_heartbeats", False) and not g.get(
-        "tassium_heartbeats_counted"
-    ):
-        answer = response.get_json(silent=True) if response.is_json else None
-        heartbeat_answered(
-            response.status_code,
-            answer if isinstance(answer, dict) else {},
-            signed=SIGNATURE_HEADER in request.headers,
-        )
-    return response
+class CountRefusedHeartbeats(Step):
+    """A request carrying heartbeats that was refused before any of them was counted."""
+
+    def after(self, call: Call, response: Response) -> Response:
+        if call.marked(CARRIES_HEARTBEATS) and not g.get("tassium_heartbeats_counted"):
+            answer = response.get_json(silent=True) if response.is_json else None
+            heartbeat_answered(
+                response.status_code,
+                answer if isinstance(answer, dict) else {},
+                signed=call.header(SIGNATURE_HEADER) is not None,
+            )
+        return response
 
 
 def init_app(app: Flask, fleet: "Collector") -> None:
-    """Call before any other hook is registered: the timing starts before every other
-    before_request hook and ends after every other after_request hook. ``fleet`` gives the
-    gauges counted at each scrape (collector/uptime/fleet_gauges.py), handed in by the application
-    factory so that this module, which every request passes, needs none of the features."""
+    """``fleet`` gives the gauges counted at each scrape (collector/uptime/fleet_gauges.py),
+    handed in by the application factory so that this module, which every request passes,
+    needs none of the features."""
     app.extensions["tassium.fleet_gauges"] = fleet
     app.extensions["tassium.metrics"] = _scraped(METRICS, fleet)
 
-    @app.before_request
-    def _start() -> None:
-        g.tassium_started = time.perf_counter()
-
-    app.after_request(_observe)
-    app.after_request(_count_refused_request)
-
     @app.get("/metrics")
-    @require_page_token
+    @private_page
+    @operation(
+        summary="Prometheus metrics: heartbeats, request latency, the fleet, the sweeper",
+        description="The Prometheus text format, summed over every serving process. With "
+        "`private_pages` it needs the API token, as on `/`. While the database is unavailable "
+        "it still answers, with `tassium_database_up 0` and no fleet gauges.",
+        replies={200: Reply("The metrics", content={"text/plain": {"schema": {"type": "string"}}})},
+    )
     def metrics():
         output = generate_latest(current_app.extensions["tassium.metrics"])
         return Response(output, content_type=CONTENT_TYPE_LATEST)

@@ -19,7 +19,9 @@ def test_it_records_a_uint256_payment(operator):
 
 
 @pytest.mark.usefixtures("unchanged")
-@pytest.mark.parametrize("amount", [str(2**256), "-1", "007", 5, 1.5, "1e3", ""], ids=str)
+@pytest.mark.parametrize(
+    "amount", [str(2**256), "-1", "007", 5, 1.5, "1e3", "", "1\n", None], ids=repr
+)
 def test_an_amount_that_is_no_uint256_string_is_refused(operator, amount):
     response = operator.post("/payments", json={"name": "x", "amount": amount, "creator": CREATOR})
     assert response.status_code == 400

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from msgspec import to_builtins
 from peewee import IntegrityError
 
 from collector.store.models import OpenWindow, UptimeRecord, Worker, WorkerContainer, WorkerMetric
@@ -654,7 +655,7 @@ def history(wallet):
 def test_uptime_sums_records_and_the_open_window_clipped_to_the_range(history):
     start, end = T0 + timedelta(minutes=30), T0 + timedelta(minutes=190)
 
-    result = uptime(history, start, end)
+    result = to_builtins(uptime(history, start, end))
 
     assert result["records"] == [
         {"timeFrom": "2026-11-24T21:00:00Z", "timeTo": "2026-11-24T22:00:00Z"}
@@ -668,7 +669,9 @@ def test_uptime_sums_records_and_the_open_window_clipped_to_the_range(history):
 
 
 def test_uptime_leaves_out_records_outside_the_range(history):
-    result = uptime(history, T0 + timedelta(hours=2), T0 + timedelta(hours=2, minutes=30))
+    result = to_builtins(
+        uptime(history, T0 + timedelta(hours=2), T0 + timedelta(hours=2, minutes=30))
+    )
 
     assert result["records"] == []
     assert result["totalSeconds"] == 0
@@ -676,7 +679,7 @@ def test_uptime_leaves_out_records_outside_the_range(history):
 
 
 def test_uptime_of_a_range_covering_everything_counts_every_window(history):
-    result = uptime(history, T0 - timedelta(hours=1), T0 + timedelta(hours=5))
+    result = to_builtins(uptime(history, T0 - timedelta(hours=1), T0 + timedelta(hours=5)))
 
     assert len(result["records"]) == 1
     assert result["totalSeconds"] == (60 + 20) * 60

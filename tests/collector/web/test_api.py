@@ -3,8 +3,6 @@
 import httpx
 import pytest
 
-from collector.errors import ApiError
-from collector.web.api import json_object
 from tests.collector.conftest import rows
 from tests.conftest import PostgresServer
 from tests.factories import CREATOR, FakeWorker, deployment
@@ -122,31 +120,3 @@ def test_a_postgres_outage_is_a_503_logged_once_then_recovers(own_postgres, serv
 def post_beat(http: httpx.Client, worker: FakeWorker) -> httpx.Response:
     raw, headers = worker.signed(worker.heartbeat_body())
     return http.post("/heartbeat", content=raw, headers=headers)
-
-
-@pytest.mark.parametrize(
-    "raw, message",
-    [
-        (b'{"name": "a\\ud800"}', "surrogate"),
-        (b'{"name": "a\\u0000"}', "NUL"),
-        # Raw surrogate bytes, which Python's JSON decoder lets through (surrogatepass).
-        (b'{"name": "a\xed\xa0\x80"}', "surrogate"),
-        ('{"name": "a\\ud800"}'.encode("utf-16-le"), "surrogate"),
-        ('{"name": "a\ud800"}'.encode("utf-16-le", "surrogatepass"), "surrogate"),
-        ('{"name": "a\\u0000"}'.encode("utf-32"), "NUL"),
-    ],
-    ids=["escaped", "escaped-nul", "utf8-bytes", "utf16-escaped", "utf16-bytes", "utf32-nul"],
-)
-def test_a_body_with_text_no_database_can_store_is_refused_however_it_is_encoded(app, raw, message):
-    with app.test_request_context(), pytest.raises(ApiError) as refused:
-        json_object(raw)
-    assert refused.value.status == 400
-    assert message in refused.value.message
-
-
-def test_a_plain_body_is_read_as_it_is(app):
-    with app.test_request_context():
-        assert json_object(b'{"name": "caf\xc3\xa9", "n": [1, {"k": "v"}]}') == {
-            "name": "café",
-            "n": [1, {"k": "v"}],
-        }
