@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, request
 from msgspec import UNSET, Meta, UnsetType
 
 from collector import counters
@@ -460,8 +460,7 @@ def heartbeat(call: Call) -> Response:
     (collector/web/pipeline.py)."""
     with current_app.extensions["tassium.commits"].arriving():
         status, answer = receive(call.body or b"", call.header(SIGNATURE_HEADER), settings())
-    response = jsonify({**answer, "serverTime": format_millis(utcnow())})
-    response.status_code = status
+    response = schema.answer({**answer, "serverTime": _server_time()}, status)
     response.headers.update(refusal_headers(answer))
     response.server_time = True
     return response

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from collector.errors import ApiError
 from collector.store import db
 from collector.web.database_state import database_down
-from collector.web.steps import WITHOUT_FLASK, Call, Step
+from collector.web.steps import WITHOUT_FLASK, Call, Routes, Step
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,14 @@ class Pipeline:
     def __init__(self, app: Flask, steps: Sequence[Step]):
         self.app = app
         self.steps = tuple(steps)
+        self.routes = Routes(app)
         # Flask raises every error to us instead of answering it itself (error_answer does).
         app.config["PROPAGATE_EXCEPTIONS"] = True
         app.config["TRAP_HTTP_EXCEPTIONS"] = True
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         with self.app.app_context():
-            call = Call(environ, self.app)
+            call = Call(environ, self.routes)
             try:
                 response = self.answer(call)
             except BaseException:
