@@ -13,6 +13,10 @@ from protocol import ProtocolError
 from protocol.ed25519 import SMALL_ORDER_ENCODINGS, InvalidKey, check_public_key, check_signature
 from protocol.heartbeat import SIGNATURE_HEADER
 
+# A public key as the API spells it: the raw 32 bytes, base64 with its padding, the only
+# spelling load_public_key reads (which also checks the point).
+PUBLIC_KEY_PATTERN = "^[A-Za-z0-9+/]{43}=$"
+
 
 def _b64decode(value: str, what: str) -> bytes:
     try:

@@ -53,6 +53,7 @@ from collector.store.models import (
     credits,
 )
 from collector.uptime import capacity, liveness
+from collector.uptime.capacity import CapacityChange, CreditedCapacity
 from collector.uptime.windows import _micros as micros_sql
 from collector.web.schema import Answer, Timestamp, Wallet
 from protocol import ProtocolError
@@ -129,24 +130,6 @@ class ReportRow(Answer, rename="camel"):
             f"{CREDITS_OUTLIER} (the fleet report only): credits per hour of uptime above "
             f"{OUTLIER_FACTOR} times the fleet's median"
         ),
-    ]
-
-
-class CreditedCapacity(Answer, rename="camel"):
-    cpu_cores: Annotated[int, Meta(ge=0)] | None
-    ram_gb: Annotated[float, Meta(ge=0)] | None
-    storage_gb: Annotated[float, Meta(ge=0)] | None
-
-
-class CapacityChange(CreditedCapacity):
-    at: Timestamp
-    reason: Literal[
-        capacity.ENROLLED,
-        capacity.CLAMPED,
-        capacity.DECREASED,
-        capacity.GROWN,
-        capacity.APPROVED,
-        capacity.SET,
     ]
 
 
@@ -383,8 +366,7 @@ def _with_capacity(
     up = report.uptime_micros
     if median and up > 0 and report.credits_millis / up > OUTLIER_FACTOR * median:
         flags.append(CREDITS_OUTLIER)
-    # capacity.py's shapes, as the report answers them.
-    shown = msgspec.convert(capacity.to_json(capacity.held(worker)), CreditedCapacity | None)
+    shown = CreditedCapacity.of(capacity.held(worker))
     return replace(report, flags=Flags(flags), capacity=shown)
 
 
@@ -404,8 +386,7 @@ def worker_report(
     )
     if not found:
         return None
-    changes, count = capacity.changes(wallet, period.start, period.end, CAPACITY_CHANGES_SHOWN)
-    shown = msgspec.convert(changes, list[CapacityChange])
+    shown, count = capacity.changes(wallet, period.start, period.end, CAPACITY_CHANGES_SHOWN)
     return replace(found[0], capacity_changes=shown, capacity_change_count=count)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Blueprint, render_template, request, url_for
+from msgspec.structs import asdict
 from peewee import fn
 
 from collector.errors import ApiError
@@ -210,7 +211,7 @@ def _containers(wallets: list[str]) -> tuple[dict[str, list[dict]], dict[str, in
     )
     held = defaultdict(list)
     for container in shown:
-        held[container.worker_address].append(container.to_json())
+        held[container.worker_address].append(asdict(workers.ListedContainer.of(container)))
     return held, counts
 
 

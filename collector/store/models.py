@@ -19,7 +19,7 @@ from peewee import (
 )
 
 from collector.store.db import BaseModel, UTCDateTimeField
-from protocol.times import format_timestamp, utcnow
+from protocol.times import utcnow
 
 WALLET_LENGTH = 64
 
@@ -124,12 +124,6 @@ class UptimeRecord(BaseModel):
     class Meta:
         table_name = "worker_uptime_records"
 
-    def to_json(self) -> dict:
-        return {
-            "timeFrom": format_timestamp(self.time_from),
-            "timeTo": format_timestamp(self.time_to),
-        }
-
 
 class OpenWindow(BaseModel):
     """The one window per worker that heartbeats still extend (the plan's startTime/endTime)."""
@@ -142,12 +136,6 @@ class OpenWindow(BaseModel):
 
     class Meta:
         table_name = "open_windows"
-
-    def to_json(self) -> dict:
-        return {
-            "startTime": format_timestamp(self.start_time),
-            "endTime": format_timestamp(self.end_time),
-        }
 
 
 class WorkerContainer(BaseModel):
@@ -164,18 +152,6 @@ class WorkerContainer(BaseModel):
 
     class Meta:
         table_name = "worker_containers"
-
-    def to_json(self) -> dict:
-        return {
-            "containerName": self.container_name,
-            "port": self.port,
-            "id": self.container_id,
-            "image": self.image,
-            "state": self.state,
-            "health": self.health,
-            "cpuPercent": self.cpu_percent,
-            "memUsageMb": self.mem_usage_mb,
-        }
 
 
 class WorkerMetric(BaseModel):
@@ -195,19 +171,6 @@ class WorkerMetric(BaseModel):
 
     class Meta:
         table_name = "worker_metrics"
-
-    def to_json(self) -> dict:
-        return {
-            "timestamp": format_timestamp(self.timestamp),
-            "cpuCores": self.cpu_cores,
-            "cpuUsagePercent": self.cpu_usage_percent,
-            "ramUsedGb": self.ram_used_gb,
-            "ramTotalGb": self.ram_total_gb,
-            "storageUsedGb": self.storage_used_gb,
-            "storageTotalGb": self.storage_total_gb,
-            "containerCount": self.container_count,
-            "creditsEarned": credits(self.credits_millis),
-        }
 
 
 def credits(millis: int) -> int | float:

@@ -20,12 +20,16 @@ is measured from.
 import math
 from dataclasses import astuple, fields, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Annotated, Literal, Protocol
 
+from msgspec import Meta
+
+from collector.store import models
 from collector.store.db import database, locked
-from collector.store.models import CapacityChange, Worker
+from collector.store.models import Worker
 from collector.uptime import credits
 from collector.uptime.credits import Capacity
+from collector.web.schema import Answer, Timestamp
 from protocol.heartbeat import Heartbeat
 from protocol.times import format_timestamp
 
@@ -154,9 +158,11 @@ def _clamped(capacity: Capacity, top: Capacity) -> Capacity:
 
 def _baseline(address: str) -> Capacity | None:
     row = (
-        CapacityChange.select()
-        .where((CapacityChange.worker == address) & CapacityChange.reason.in_(BASELINES))
-        .order_by(CapacityChange.changed_at.desc(), CapacityChange.id.desc())
+        models.CapacityChange.select()
+        .where(
+            (models.CapacityChange.worker == address) & models.CapacityChange.reason.in_(BASELINES)
+        )
+        .order_by(models.CapacityChange.changed_at.desc(), models.CapacityChange.id.desc())
         .first()
     )
     return None if row is None else Capacity(row.cpu_cores, row.ram_gb, row.storage_gb)
@@ -166,7 +172,7 @@ def _record(worker: Worker, steps: list[tuple[str, Capacity]], now: datetime) ->
     """Write the last step's capacity to the worker row, and a change row for each step."""
     address = worker.wallet_address
     for reason, capacity in steps:
-        CapacityChange.create(
+        models.CapacityChange.create(
             worker=address,
             changed_at=now,
             cpu_cores=capacity.cpu_cores,
@@ -239,39 +245,52 @@ def flags(worker: Worker, bounds: Bounds) -> list[str]:
     return found
 
 
-def to_json(capacity: Capacity) -> dict | None:
-    if capacity == _NONE:
-        return None
-    return {
-        "cpuCores": capacity.cpu_cores,
-        "ramGb": capacity.ram_gb,
-        "storageGb": capacity.storage_gb,
-    }
+class CreditedCapacity(Answer, rename="camel"):
+    """What a worker is credited for, as the reports answer it."""
+
+    cpu_cores: Annotated[int, Meta(ge=0)] | None
+    ram_gb: Annotated[float, Meta(ge=0)] | None
+    storage_gb: Annotated[float, Meta(ge=0)] | None
+
+    @classmethod
+    def of(cls, capacity: Capacity) -> "CreditedCapacity | None":
+        if capacity == _NONE:
+            return None
+        return cls(capacity.cpu_cores, capacity.ram_gb, capacity.storage_gb)
 
 
-def changes(address: str, start: datetime, end: datetime, limit: int) -> tuple[list[dict], int]:
+class CapacityChange(CreditedCapacity, kw_only=True):
+    """One ``capacity_changes`` row, as the worker report answers it."""
+
+    at: Timestamp
+    reason: Literal[ENROLLED, CLAMPED, DECREASED, GROWN, APPROVED, SET]
+
+    @classmethod
+    def of_row(cls, change: models.CapacityChange) -> "CapacityChange":
+        return cls(
+            at=format_timestamp(change.changed_at),
+            cpu_cores=change.cpu_cores,
+            ram_gb=change.ram_gb,
+            storage_gb=change.storage_gb,
+            reason=change.reason,
+        )
+
+
+def changes(
+    address: str, start: datetime, end: datetime, limit: int
+) -> tuple[list[CapacityChange], int]:
     """The worker's changes in [start, end): the last ``limit`` of them in time order, and
     how many there were."""
     in_range = (
-        (CapacityChange.worker == address)
-        & (CapacityChange.changed_at >= start)
-        & (CapacityChange.changed_at < end)
+        (models.CapacityChange.worker == address)
+        & (models.CapacityChange.changed_at >= start)
+        & (models.CapacityChange.changed_at < end)
     )
     newest = (
-        CapacityChange.select()
+        models.CapacityChange.select()
         .where(in_range)
-        .order_by(CapacityChange.changed_at.desc(), CapacityChange.id.desc())
+        .order_by(models.CapacityChange.changed_at.desc(), models.CapacityChange.id.desc())
         .limit(limit)
     )
-    shown = [_change_json(c) for c in reversed(list(newest))]
-    return shown, CapacityChange.select().where(in_range).count()
-
-
-def _change_json(change: CapacityChange) -> dict:
-    return {
-        "at": format_timestamp(change.changed_at),
-        "cpuCores": change.cpu_cores,
-        "ramGb": change.ram_gb,
-        "storageGb": change.storage_gb,
-        "reason": change.reason,
-    }
+    shown = [CapacityChange.of_row(c) for c in reversed(list(newest))]
+    return shown, models.CapacityChange.select().where(in_range).count()

@@ -28,7 +28,7 @@ from collector.config import TOKEN_TTL_MAX, TOKEN_TTL_MIN
 from collector.errors import ApiError
 from collector.identity.access import require_operator, token_hash
 from collector.identity.sign_in import WalletSignature
-from collector.identity.signatures import load_public_key, verify
+from collector.identity.signatures import PUBLIC_KEY_PATTERN, load_public_key, verify
 from collector.identity.wallet_proofs import verify_wallet_signature
 from collector.store.db import database, locked
 from collector.store.models import EnrollmentChallenge, EnrollmentToken, Worker
@@ -66,12 +66,11 @@ CHALLENGES_KEPT = timedelta(days=1)
 _CHALLENGE_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 _MALFORMED = "token must be an enrollment token as issued (tsk_ and 43 characters)"
 
-# The raw 32 bytes, base64 with its padding: the only spelling of 32 bytes that
-# load_public_key (collector/identity/signatures.py) reads; it also checks the point.
+# A public key as the API spells it (collector/identity/signatures.py).
 PublicKey = Annotated[
     str,
     Meta(
-        pattern="^[A-Za-z0-9+/]{43}=$",
+        pattern=PUBLIC_KEY_PATTERN,
         description="The 32-byte Ed25519 key, base64",
         extra=refusal(
             "{where} must be a base64 string",

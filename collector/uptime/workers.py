@@ -12,6 +12,7 @@ from peewee import Expression, fn
 
 from collector.errors import ApiError
 from collector.identity.access import may_see_private
+from collector.identity.signatures import PUBLIC_KEY_PATTERN
 from collector.store.db import first_page
 from collector.store.models import (
     OpenWindow,
@@ -125,7 +126,7 @@ class WorkerSummary(Liveness, kw_only=True):
     publicKey: (  # noqa: N815
         Annotated[
             str,
-            Meta(pattern="^[A-Za-z0-9+/]{43}=$", description="The enrolled key, base64"),
+            Meta(pattern=PUBLIC_KEY_PATTERN, description="The enrolled key, base64"),
         ]
         | None
     )
