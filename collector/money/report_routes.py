@@ -26,13 +26,13 @@ from collector.store.db import first_page
 from collector.web.api import query_int, settings, wallet
 from collector.web.schema import (
     OWNER,
+    WALLET_IN_PATH,
     Answer,
     Reply,
     Wallet,
     answer,
     limit,
     operation,
-    path_parameter,
     query,
     wallet_ref,
 )
@@ -63,7 +63,6 @@ PERIOD = query(
     "2026-11-01T00:00:00Z/2026-11-15T00:00:00Z",
 )
 _AFTER = query("after", wallet_ref(), "the page after this wallet (the previous page's next)")
-_WALLET = path_parameter("address", wallet_ref())
 _ERRORS = (400, 401, 403, 404, 503)
 _CSV = {"text/csv": {"schema": {"type": "string"}}}
 
@@ -81,7 +80,7 @@ def _timing() -> dict:
     summary="A worker's uptime and each downtime with its cause",
     security=OWNER,
     parameters=(
-        _WALLET,
+        WALLET_IN_PATH,
         PERIOD,
         limit(
             SPANS_SHOWN,
@@ -101,7 +100,7 @@ def worker(address: str) -> Response:
 @operation(
     summary="A worker's downtime as CSV",
     security=OWNER,
-    parameters=(_WALLET, PERIOD),
+    parameters=(WALLET_IN_PATH, PERIOD),
     replies={200: Reply("from,to,seconds,cause", content=_CSV)},
     errors=_ERRORS,
 )

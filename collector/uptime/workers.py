@@ -27,7 +27,6 @@ from collector.uptime.pings import DEAD, HEALTHY, UNKNOWN, WARNING, live_status
 from collector.uptime.windows import MAX_RECORDS_PAGE, RECORDS_PAGE, RangeUptime, Window, uptime
 from collector.web.api import (
     DEFAULT_PAGE,
-    MAX_OFFSET,
     MAX_PAGE,
     paginated,
     query_int,
@@ -35,15 +34,18 @@ from collector.web.api import (
     wallet,
 )
 from collector.web.schema import (
+    PAGE,
+    WALLET_IN_PATH,
     Answer,
-    Parameter,
     Reply,
     Timestamp,
     Wallet,
     answer,
     operation,
-    path_parameter,
     wallet_ref,
+)
+from collector.web.schema import (
+    limit as limit_parameter,
 )
 from collector.web.schema import (
     query as parameter,
@@ -365,27 +367,15 @@ def after_cursor() -> str | None:
     return wallet(request.args["after"], "after")
 
 
-_WALLET = path_parameter("address", wallet_ref())
 _TIME = msgspec.json.schema(Timestamp)
 _ERRORS = (400, 404, 503)
-
-
-def _limit(default: int, maximum: int, description: str) -> Parameter:
-    """A list's bound: more than ``maximum`` is a 400 naming the range."""
-    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
-    return parameter("limit", schema, description)
 
 
 @bp.get("")
 @operation(
     summary="Every worker, by wallet",
     parameters=(
-        _limit(DEFAULT_PAGE, MAX_PAGE, "page size"),
-        parameter(
-            "offset",
-            {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
-            "skip",
-        ),
+        *PAGE,
         parameter(
             "after",
             wallet_ref(),
@@ -416,7 +406,7 @@ def list_workers():
 @bp.get("/<address>")
 @operation(
     summary="One worker with its open window and containers",
-    parameters=(_WALLET,),
+    parameters=(WALLET_IN_PATH,),
     replies={200: Reply("The worker", WorkerDetail)},
     errors=_ERRORS,
 )
@@ -435,7 +425,7 @@ def get_worker(address: str):
 @bp.get("/<address>/containers")
 @operation(
     summary="The containers of a worker's last heartbeat",
-    parameters=(_WALLET,),
+    parameters=(WALLET_IN_PATH,),
     replies={200: Reply("Its containers", Containers)},
     errors=_ERRORS,
 )
@@ -449,7 +439,7 @@ def get_containers(address: str):
 @bp.get("/<address>/status")
 @operation(
     summary="A worker's live status, from its last ping or heartbeat",
-    parameters=(_WALLET,),
+    parameters=(WALLET_IN_PATH,),
     replies={200: Reply("Its status", WorkerStatus)},
     errors=_ERRORS,
 )
@@ -464,13 +454,13 @@ def get_status(address: str):
 @operation(
     summary="A worker's metrics points (one per accepted heartbeat), oldest first",
     parameters=(
-        _WALLET,
+        WALLET_IN_PATH,
         parameter(
             "hours",
             {"type": "integer", "minimum": 1, "maximum": MAX_METRICS_HOURS, "default": 1},
             "the last this many hours",
         ),
-        _limit(
+        limit_parameter(
             METRICS_POINTS,
             MAX_METRICS_POINTS,
             "the most points answered: past it they are thinned evenly over the hours (every "
@@ -490,11 +480,11 @@ def get_metrics(address: str):
 @operation(
     summary="Uptime records and seconds between from and to",
     parameters=(
-        _WALLET,
+        WALLET_IN_PATH,
         parameter("from", _TIME, "start; default: 24 hours before to"),
         parameter("to", _TIME, "end; default: now"),
         parameter("after", _TIME, "the records ending after this (a page's next)"),
-        _limit(
+        limit_parameter(
             RECORDS_PAGE,
             MAX_RECORDS_PAGE,
             "records a page lists; the totals count every record in the range",

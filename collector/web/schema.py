@@ -332,6 +332,9 @@ def limit(default: int, maximum: int, description: str) -> Parameter:
     return query("limit", schema, description)
 
 
+# A route's {address}: a wallet.
+WALLET_IN_PATH = path_parameter("address", wallet_ref())
+
 # A Page's parameters (collector/web/api.py's page_bounds).
 PAGE = (
     limit(DEFAULT_PAGE, MAX_PAGE, "page size"),
