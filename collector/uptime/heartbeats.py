@@ -75,8 +75,12 @@ def _server_time() -> str:
     return format_millis(utcnow())
 
 
+# Always true. (Literal[True] needs msgspec 0.22; pyproject allows 0.18.)
+AlwaysTrue = Annotated[bool, Meta(extra_json_schema={"const": True})]
+
+
 class Accepted(Answer, kw_only=True):
-    accepted: Literal[True]
+    accepted: AlwaysTrue
     action: Action
     credited: Annotated[
         bool,
@@ -142,7 +146,7 @@ class HeartbeatStale(Stale, kw_only=True):
 
 
 class PingAccepted(Answer, kw_only=True):
-    accepted: Literal[True]
+    accepted: AlwaysTrue
     lastPing: Timestamp  # noqa: N815
     serverTime: ServerTime  # noqa: N815
 
