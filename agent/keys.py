@@ -3,9 +3,7 @@
 import base64
 import binascii
 import hashlib
-import os
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
 
 from agent.errors import KeyFileError
+from protocol import private_files
 from protocol.heartbeat import SigningKey
 
 # The PKCS#8 DER of an Ed25519 key as keygen writes it (RFC 8410), the 32-byte seed after.
@@ -70,30 +69,23 @@ def generate(path: Path) -> AgentKey:
     """Create a new key at ``path``; refuses to overwrite one (that would orphan an enrollment)."""
     key = AgentKey.generate()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # O_EXCL with the mode at creation: the key is never readable by others, not even briefly.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        private_files.create(path, key.pem())
     except FileExistsError:
         raise KeyFileError(f"{path} already exists; remove it first to make a new key") from None
     except OSError as exc:
         raise KeyFileError(f"cannot write the key at {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.pem())
-        handle.flush()
-        os.fsync(handle.fileno())
     return key
 
 
 def load(path: Path) -> AgentKey:
     try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
+        data = private_files.read(path)
     except FileNotFoundError:
         raise KeyFileError(f"no key at {path}: run tassium-agent keygen") from None
+    except private_files.TooOpen as exc:
+        raise KeyFileError(str(exc)) from None
     except OSError as exc:
         raise KeyFileError(f"cannot read the key at {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"{path} is readable by others: chmod 600 {path}")
     seed = _seed(data)
     if seed is not None:
         return AgentKey(seed)

@@ -56,7 +56,10 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as directory:
-        config = CollectorConfig(database_url=f"sqlite:///{Path(directory) / 'bench.db'}")
+        config = CollectorConfig(
+            database_url=f"sqlite:///{Path(directory) / 'bench.db'}",
+            receipt_key_file=str(Path(directory) / "receipt-signing.key"),
+        )
         app = create_app(config)
         # Accepted as signed: the check is the same Ed25519 verification at every commit.
         heartbeats._authenticate = lambda *_, **__: None

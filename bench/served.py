@@ -28,6 +28,7 @@ def served_collector(*, with_process: bool = False, **settings) -> Iterator:
             yaml.safe_dump(
                 {
                     "database_url": f"sqlite:///{directory}/collector.db",
+                    "receipt_key_file": f"{directory}/receipt-signing.key",
                     "host": "127.0.0.1",
                     "port": port,
                     "migrate_on_start": True,

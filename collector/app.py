@@ -6,7 +6,7 @@ import msgspec
 from flask import Flask
 
 from collector.config import CollectorConfig
-from collector.identity import sign_in
+from collector.identity import collector_key, sign_in
 from collector.install import setup
 from collector.money import payments, payouts, report_routes
 from collector.pages import dashboard, openapi, ui_v1
@@ -40,6 +40,10 @@ def create_app(config: CollectorConfig) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["TASSIUM"] = config
     db.bind(config.database_url)
+    # Made on the first start when it is kept in a file (CollectorKeyError when it cannot be).
+    key = collector_key.from_config(config)
+    app.extensions[collector_key.EXTENSION] = key
+    collector_key.note_start(key)
     # What every request passes, outermost first: each step's before in this order, its
     # after in the reverse (collector/web/pipeline.py).
     pipeline.install(
@@ -81,6 +85,7 @@ def create_app(config: CollectorConfig) -> Flask:
         openapi,
         ui_v1,
         dashboard,
+        collector_key,
     ):
         app.register_blueprint(module.bp)
     app.register_blueprint(sign_in.bp)

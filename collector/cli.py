@@ -1,4 +1,5 @@
-"""``tassium-collector``: serve, migrate, sweep, token create, workers, report, payout."""
+"""``tassium-collector``: serve, migrate, sweep, token create, workers, report, payout,
+receipts-key."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from collector.config import (
 from collector.store import db, migrations
 from protocol import ProtocolError
 from protocol.heartbeat import MAX_CPU_CORES, MAX_GB
-from protocol.times import format_timestamp, utcnow
+from protocol.times import format_millis, format_timestamp, utcnow
 from protocol.wallets import normalize_wallet
 
 
@@ -111,6 +112,9 @@ def serve(config: CollectorConfig, run_migrations: bool) -> None:
     if run_migrations or config.migrate_on_start:
         migrations.migrate(database)
     _check_schema(database)
+    # Made now, before gunicorn forks, so that a key that cannot be had is one sentence here
+    # rather than a traceback in every serving process.
+    _receipt_key(config)
     # Close before gunicorn forks (the pool too): each worker opens its own connections.
     db.close_all(database)
     run_server(config)
@@ -138,6 +142,93 @@ def sweep(config: CollectorConfig) -> None:
         click.echo(f"failed {swept.failed} deployments whose build the collector lost track of")
     if swept.expired:
         click.echo(f"deleted {swept.expired} collector runs and enrollment tokens past retention")
+
+
+def _receipt_key(config: CollectorConfig):
+    from collector.identity import collector_key
+
+    try:
+        return collector_key.from_config(config)
+    except collector_key.CollectorKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group("receipts-key")
+def receipts_key() -> None:
+    """The key the collector signs receipts with, shared by all its nodes."""
+
+
+@receipts_key.command("show")
+@click.pass_obj
+def receipts_key_show(config: CollectorConfig) -> None:
+    """Every key the collector has signed receipts with, and when each was valid."""
+    from collector.identity import collector_key
+
+    try:
+        mine = collector_key.configured_key_id(config)
+    except collector_key.CollectorKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    with _open(config).connection_context():
+        keys = collector_key.history()
+    table = [("KEY ID", "PUBLIC KEY", "VALID FROM", "VALID UNTIL")]
+    for key in keys:
+        until = key.valid_until
+        table.append(
+            (
+                key.key_id,
+                key.public_key,
+                format_millis(key.valid_from),
+                format_millis(until) if until else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        _echo_row(row, widths)
+    where = "receipt_key" if config.receipt_key else config.receipt_key_path
+    if mine is None:
+        click.echo(f"There is no key at {where} yet: the collector makes one when it starts.")
+    else:
+        click.echo(f"This configuration signs with the key {mine} ({where}).")
+
+
+@receipts_key.command("rotate")
+@click.pass_obj
+def receipts_key_rotate(config: CollectorConfig) -> None:
+    """Sign with a new key from now on; earlier keys stay published, so earlier receipts
+    stay valid. The old key file is kept beside the new one."""
+    from collector.identity import collector_key
+
+    with _open(config).connection_context():
+        try:
+            rotation = collector_key.rotate(config, utcnow())
+        except collector_key.CollectorKeyError as exc:
+            raise click.ClickException(str(exc)) from None
+    for key_id in rotation.retired:
+        click.echo(f"Retired the key {key_id}: it stays published for the receipts it signed.")
+    click.echo(f"The collector now signs with the key {rotation.current.key_id}.")
+    click.echo(f"The old key file is kept as {rotation.kept}.")
+    click.echo(
+        f"Copy {config.receipt_key_path} to every other node of this collector and restart "
+        "them: until then they sign with the retired key."
+    )
+
+
+@receipts_key.command("retire")
+@click.argument("key_id")
+@click.pass_obj
+def receipts_key_retire(config: CollectorConfig, key_id: str) -> None:
+    """End the validity of a key no node signs with any more (after a new receipt_key)."""
+    from collector.identity import collector_key
+
+    with _open(config).connection_context():
+        try:
+            ended = collector_key.retire(config, key_id, utcnow())
+        except collector_key.CollectorKeyError as exc:
+            raise click.ClickException(str(exc)) from None
+    if ended:
+        click.echo(f"Retired the key {key_id}: it stays published for the receipts it signed.")
+    else:
+        click.echo(f"The key {key_id} was retired already.")
 
 
 @cli.group()

@@ -2,9 +2,10 @@
 frozen object that ``create_app`` and the commands receive. No other module reads the
 environment."""
 
+import base64
+import binascii
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
@@ -14,12 +15,16 @@ from urllib.parse import urlsplit
 import yaml
 from limits import RateLimitItem, parse_many
 
-from protocol import patterns
+from protocol import patterns, private_files
 from protocol.heartbeat import MAX_CONTAINERS, MAX_CPU_CORES, MAX_GB
 from protocol.settings import Rule, SettingsError, read_settings
 from protocol.wallets import WALLET_FORMATS
 
 DEFAULT_CONFIG_PATH = Path("/etc/tassium/collector.yaml")
+# Beside the collector's state: the systemd unit's StateDirectory, its only writable place.
+# Where the receipt key is kept when receipt_key_file does not say (see receipt_key_path).
+RECEIPT_KEY_NAME = "tassium-receipt-signing.key"
+STATE_DIRECTORY = Path("/var/lib/tassium-collector")
 # How long an enrollment token may stay valid, in seconds: a minute to 30 days.
 TOKEN_TTL_MIN, TOKEN_TTL_MAX = 60, 30 * 24 * 3600
 ENV_PREFIX = "TASSIUM_"
@@ -116,6 +121,11 @@ class CollectorConfig:
     rate_limit_writes: str = "120/minute"
     # How long a wallet's sign-in (collector/identity/sign_in.py) lasts, in seconds.
     session_ttl: int = 3600
+    # The Ed25519 key the collector signs receipts with (collector/identity/collector_key.py):
+    # a file, made on first start when missing, or the key itself (receipt_key, the base64 of
+    # its 32-byte seed). Every node of one collector shares it.
+    receipt_key_file: str | None = None
+    receipt_key: str | None = None
     # Loudly named escapes from the safe defaults, each for an operator who knows why:
     # serve beyond loopback without an api_token (a network where everyone is trusted);
     # let the unchanged original app create, delete and scale deployments anonymously through
@@ -125,10 +135,23 @@ class CollectorConfig:
     insecure_anonymous_deployments: bool = False
     insecure_http_installs: bool = False
 
+    @property
+    def receipt_key_path(self) -> Path:
+        """``receipt_key_file``; else beside the SQLite database, so that the embedded default
+        runs wherever its database can be written; else (PostgreSQL) the systemd unit's state
+        directory."""
+        if self.receipt_key_file:
+            return Path(self.receipt_key_file)
+        if self.database_url.startswith("sqlite:///"):
+            database = Path(self.database_url.removeprefix("sqlite:///"))
+            return database.absolute().parent / RECEIPT_KEY_NAME
+        return STATE_DIRECTORY / RECEIPT_KEY_NAME
+
     def __repr__(self) -> str:
-        # The API token and a database password must not reach a log line.
+        # The secrets (the API token, the receipt key…) and a database password must not
+        # reach a log line.
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for secret in ("api_token", "deployer_secret"):
+        for secret in SECRETS:
             if getattr(self, secret):
                 shown[secret] = "********"
         shown["database_url"] = mask_password(self.database_url)
@@ -154,6 +177,13 @@ _PUBLIC_URL = re.compile(patterns.COLLECTOR_URL)
 _REQUIREMENT = re.compile(patterns.PIP_REQUIREMENT)
 _DEPLOYER_URL = re.compile(patterns.COLLECTOR_URL)
 _REPOSITORY = re.compile(patterns.REPOSITORY_SCOPE)
+
+
+def _seed(value: str) -> bool:
+    try:
+        return len(base64.b64decode(value, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _url_template(value: str) -> bool:
@@ -260,10 +290,17 @@ RULES = {
     "rate_limit_enrollment": Rule(str, _rate_limit, _RATE_LIMIT),
     "rate_limit_writes": Rule(str, _rate_limit, _RATE_LIMIT),
     "session_ttl": Rule(int, lambda v: 60 <= v <= 24 * 3600, "seconds, from 60 to a day"),
+    "receipt_key_file": Rule(str, lambda v: Path(v).is_absolute(), "an absolute path"),
+    "receipt_key": Rule(
+        str, _seed, "the base64 of 32 random bytes (openssl rand -base64 32)", secret=True
+    ),
     "insecure_open_network": Rule(bool),
     "insecure_anonymous_deployments": Rule(bool),
     "insecure_http_installs": Rule(bool),
 }
+
+# The settings never shown: the database URL is shown with its password masked instead.
+SECRETS = tuple(name for name, rule in RULES.items() if rule.secret and name != "database_url")
 
 
 def load_config(
@@ -287,11 +324,7 @@ def load_config(
         )
     except SettingsError as exc:
         problems, values = exc.problems, {}
-    if (
-        path.exists()
-        and _file_has_secret(path)
-        and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)
-    ):
+    if path.exists() and _file_has_secret(path) and private_files.too_open(path.stat().st_mode):
         problems.append(f"{path}: holds a secret but is readable by others (chmod 600)")
     if values.get("private_pages") and not values.get("api_token"):
         problems.append("private_pages: needs an api_token, the password of the private pages")
@@ -299,6 +332,10 @@ def load_config(
         problems.append(
             "deployer_url: needs a deployer_secret (32 characters or more, shared with the"
             " deployer), which signs every call to it"
+        )
+    if "receipt_key" in values and "receipt_key_file" in values:
+        problems.append(
+            "receipt_key: the key is given twice: keep either receipt_key or receipt_key_file"
         )
     if problems:
         raise ConfigError(problems)
@@ -310,8 +347,7 @@ def _file_has_secret(path: Path) -> bool:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return False
-    secrets = {name for name, rule in RULES.items() if rule.secret and name != "database_url"}
-    return isinstance(document, dict) and bool(secrets & set(document))
+    return isinstance(document, dict) and bool(set(SECRETS) & set(document))
 
 
 def mask_password(url: str) -> str:

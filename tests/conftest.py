@@ -244,10 +244,21 @@ def database_url(backend, request, tmp_path) -> str:
 OPERATOR_TOKEN = "operator-token-of-the-tests-0123456789"
 
 
+def receipt_key_file(directory: Path) -> str:
+    """Where the collectors the tests build keep their receipt key: never the default, which
+    is the machine's own (/var/lib/tassium-collector)."""
+    return str(directory / "receipt-signing.key")
+
+
 @pytest.fixture
-def config(database_url) -> CollectorConfig:
+def config(database_url, tmp_path) -> CollectorConfig:
     # The sweeper thread is off in tests: they call the sweep pass themselves with their own now.
-    return CollectorConfig(database_url=database_url, sweep_interval=0, api_token=OPERATOR_TOKEN)
+    return CollectorConfig(
+        database_url=database_url,
+        sweep_interval=0,
+        api_token=OPERATOR_TOKEN,
+        receipt_key_file=receipt_key_file(tmp_path),
+    )
 
 
 @pytest.fixture
@@ -306,10 +317,17 @@ def dbconn(app):
 
 @pytest.fixture
 def config_file(tmp_path, config):
-    """Write a collector YAML file; ``config_file(gap=60)`` overrides settings."""
+    """Write a collector YAML file; ``config_file(gap=60)`` overrides settings, and a setting
+    given as None is left out (its default then)."""
 
     def write(**overrides) -> Path:
-        values = {"database_url": config.database_url, "sweep_interval": 0, **overrides}
+        values = {
+            "database_url": config.database_url,
+            "sweep_interval": 0,
+            "receipt_key_file": config.receipt_key_file,
+            **overrides,
+        }
+        values = {name: value for name, value in values.items() if value is not None}
         path = tmp_path / f"collector-{uuid.uuid4().hex[:6]}.yaml"
         path.write_text(yaml.safe_dump(values))
         path.chmod(0o600)

@@ -280,6 +280,21 @@ MIGRATIONS = (
         "large machines: how many containers a worker runs, beyond those its heartbeat lists",
         ("ALTER TABLE workers ADD COLUMN container_total INTEGER",),
     ),
+    Migration(
+        10,
+        "provable uptime: the keys the collector has signed with, and when",
+        (
+            # Published at /.well-known/tassium-collector.json (collector/identity/
+            # collector_key.py): a receipt is checked against the key valid at its time.
+            # The key id is the primary key, so that nodes starting at once record it once.
+            """CREATE TABLE collector_keys (
+            key_id VARCHAR(16) PRIMARY KEY,
+            public_key VARCHAR(44) NOT NULL UNIQUE,
+            valid_from {ts} NOT NULL,
+            valid_until {ts},
+            CHECK (valid_until IS NULL OR valid_from <= valid_until))""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -325,3 +325,16 @@ class CapacityChange(BaseModel):
 
     class Meta:
         table_name = "capacity_changes"
+
+
+class CollectorKeyRecord(BaseModel):
+    """A key the collector signs with, and when it was valid (collector/identity/collector_key.py):
+    ``valid_until`` is empty while it is current."""
+
+    key_id = CharField(max_length=16, primary_key=True)
+    public_key = CharField(max_length=44, unique=True)
+    valid_from = UTCDateTimeField()
+    valid_until = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "collector_keys"

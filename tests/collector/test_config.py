@@ -432,3 +432,19 @@ def test_an_unquoted_0_in_the_file_is_told_to_be_quoted(write_yaml):
         f"{path}: rate_limit_writes: must be text, but YAML read it as a number: "
         'put the value in quotes, as in rate_limit_writes: "0"'
     ]
+
+
+def test_the_receipt_key_is_kept_beside_the_sqlite_database_unless_configured(
+    tmp_path, monkeypatch
+):
+    # The embedded default runs wherever its database can be written, so its key does too.
+    monkeypatch.chdir(tmp_path)
+    assert CollectorConfig().receipt_key_path == tmp_path / "tassium-receipt-signing.key"
+    on_disk = CollectorConfig(database_url=f"sqlite:///{tmp_path}/db/c.db")
+    assert on_disk.receipt_key_path == tmp_path / "db" / "tassium-receipt-signing.key"
+    postgres = CollectorConfig(database_url="postgresql://u@localhost/tassium")
+    assert postgres.receipt_key_path == Path(
+        "/var/lib/tassium-collector/tassium-receipt-signing.key"
+    )
+    chosen = CollectorConfig(receipt_key_file=str(tmp_path / "k.pem"))
+    assert chosen.receipt_key_path == tmp_path / "k.pem"

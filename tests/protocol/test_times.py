@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from protocol import ProtocolError
-from protocol.times import format_timestamp, parse_timestamp
+from protocol.times import format_millis, format_timestamp, parse_timestamp, to_millis
 
 
 @pytest.mark.parametrize(
@@ -162,3 +162,32 @@ def test_a_time_outside_the_supported_range_is_a_clear_error(text):
 def test_the_edges_of_the_supported_range():
     assert parse_timestamp("1970-01-01T00:00:00Z") == datetime(1970, 1, 1, tzinfo=UTC)
     assert parse_timestamp("9998-12-31T23:59:59.999999Z").year == 9998
+
+
+def test_to_millis_keeps_utc_to_the_millisecond_as_format_millis_writes_it():
+    there = timezone(timedelta(hours=-5))
+    value = to_millis(datetime(2026, 11, 24, 16, 0, 0, 999999, tzinfo=there))
+    assert value == datetime(2026, 11, 24, 21, 0, 0, 999000, tzinfo=UTC)
+    assert value.tzinfo is UTC
+    assert parse_timestamp(format_millis(value)) == value
+
+
+def test_to_millis_refuses_a_naive_time():
+    with pytest.raises(ValueError, match="aware datetime"):
+        to_millis(datetime(2026, 11, 24, 21, 0))
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (datetime(2026, 11, 24, 21, 0, tzinfo=UTC), "2026-11-24T21:00:00.000Z"),
+        (datetime(2026, 11, 24, 21, 0, 0, 999999, tzinfo=UTC), "2026-11-24T21:00:00.999Z"),
+        (
+            datetime(2026, 11, 24, 19, 0, 0, 1000, tzinfo=timezone(timedelta(hours=-2))),
+            "2026-11-24T21:00:00.001Z",
+        ),
+        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00.000Z"),
+    ],
+)
+def test_format_millis_writes_utc_with_three_truncated_digits(value, text):
+    assert format_millis(value) == text

@@ -14,7 +14,7 @@ import yaml
 
 from collector.store.models import SignInChallenge, WalletSession
 from protocol.times import parse_timestamp, utcnow
-from tests.conftest import OPERATOR_TOKEN, free_port, launch_collector
+from tests.conftest import OPERATOR_TOKEN, free_port, launch_collector, receipt_key_file
 from tests.factories import Wallet, bearer, deployment, new_wallet
 
 pytestmark = pytest.mark.slow  # a served collector per module and backend
@@ -53,6 +53,7 @@ def stage(request, tmp_path_factory):
     path = directory / "collector.yaml"
     settings = {
         "database_url": database_url,
+        "receipt_key_file": receipt_key_file(directory),
         "migrate_on_start": True,
         "sweep_interval": 0,
         "host": "127.0.0.1",

@@ -28,6 +28,7 @@ from collector.uptime.windows import MAX_RECORDS_PAGE
 from collector.uptime.workers import MAX_METRICS_POINTS
 from collector.web.api import MAX_PAGE
 from protocol.times import format_timestamp, utcnow
+from tests.conftest import receipt_key_file
 from tests.factories import CREATOR, FakeWorker, deployment
 
 API_TOKEN = "openapi-test-token-0123456789"
@@ -56,7 +57,11 @@ def documented_here(path: str) -> bool:
 def _app(tmp_path, **settings):
     # These routes need no database; the app still binds one.
     return create_app(
-        CollectorConfig(database_url=f"sqlite:///{tmp_path / 'unused.db'}", **settings)
+        CollectorConfig(
+            database_url=f"sqlite:///{tmp_path / 'unused.db'}",
+            receipt_key_file=receipt_key_file(tmp_path),
+            **settings,
+        )
     )
 
 

@@ -9,6 +9,7 @@ from collector.store import migrations
 from collector.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
 from collector.store.models import (
     CapacityChange,
+    CollectorKeyRecord,
     CollectorRun,
     CreditDay,
     DockerOutage,
@@ -48,6 +49,7 @@ MODELS = [
     CapacityChange,
     SignInChallenge,
     WalletSession,
+    CollectorKeyRecord,
 ]
 VERSION_1_TABLES = {"projects", "payments", "workers", "worker_uptime_records"}
 A = "0x" + "a" * 40
