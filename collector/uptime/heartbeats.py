@@ -23,6 +23,7 @@ from collector.store.models import Worker, credits
 from collector.uptime import heartbeat_body
 from collector.uptime.commits import GroupCommit
 from collector.uptime.keys import PING_MAX_AGE, CachedKey, enrolled_key
+from collector.uptime.receipts import SignedReceipt, receipt_for
 from collector.uptime.vouching import Vouching
 from collector.uptime.windows import (
     Action,
@@ -102,6 +103,17 @@ class Accepted(Answer, kw_only=True):
             "restarted a window), exact to the thousandth (a whole number when whole)",
         ),
     ]
+    receipt: (
+        Annotated[
+            SignedReceipt,
+            Meta(
+                description="The collector's signed receipt for this heartbeat: on every "
+                "credited heartbeat that moved a window (none while credited is false or "
+                "openWindow is null)"
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Refused(Answer, kw_only=True):
@@ -255,12 +267,13 @@ def _answers(entries: list[tuple[bytes, str | None]], config: CollectorConfig) -
             answers[index] = (exc.status, exc.answer())
     commits = current_app.extensions["tassium.commits"]
     outcomes = commits.submit_many([(beat, key) for _, beat, key in ready])
+    now = utcnow()  # the receipts' collectorTime: when these were counted
     for (index, beat, _), outcome in zip(ready, outcomes, strict=True):
         body, signature = entries[index]
         try:
             if isinstance(outcome, KeyReplaced):
                 outcome = _with_enrolled_key(beat, body, signature, config)
-            answers[index] = (200, _answer(beat, outcome))
+            answers[index] = (200, _answer(beat, outcome, body, now))
         except ApiError as exc:
             answers[index] = (exc.status, exc.answer())
     return answers
@@ -362,9 +375,10 @@ def _with_enrolled_key(
     return current_app.extensions["tassium.commits"].submit_many([(beat, key)])[0]
 
 
-def _answer(beat: Heartbeat, outcome: Applied | Exception) -> dict:
-    """A heartbeat's answer from what applying it gave: raises the ApiError of a refusal,
-    and any other exception as it came."""
+def _answer(beat: Heartbeat, outcome: Applied | Exception, body: bytes, now: datetime) -> dict:
+    """A heartbeat's answer from what applying it gave, with its receipt when it was
+    credited (collector/uptime/receipts.py; as msgspec.Raw, which only msgspec encodes):
+    raises the ApiError of a refusal, and any other exception as it came."""
     if isinstance(outcome, StaleHeartbeat):
         last = format_timestamp(outcome.last)
         why = (
@@ -400,7 +414,11 @@ def _answer(beat: Heartbeat, outcome: Applied | Exception) -> dict:
         containers=len(beat.containers),
         creditsEarned=credits(outcome.credits_millis),
     )
-    return msgspec.to_builtins(accepted)
+    found = msgspec.to_builtins(accepted)
+    receipt = receipt_for(beat, body, outcome, now)
+    if receipt is not None:
+        found["receipt"] = receipt
+    return found
 
 
 def ping(body: bytes, signature: str | None, config: CollectorConfig) -> datetime:

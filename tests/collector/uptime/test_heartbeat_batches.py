@@ -87,7 +87,15 @@ def test_a_batch_gives_the_answers_and_windows_of_the_same_heartbeats_sent_one_b
 
     assert [r["status"] for r in results] == [200, 200, 400, 200, 200, 401, 200, 409, 409, 200]
     assert [r.get("stored") for r in results if r["status"] == 409] == [True, False]
-    # Field for field what the single route answered.
+    # Field for field what the single route answered, the receipts aside: each names its
+    # wallet, its heartbeat's hash and the collector's time (tests/collector/uptime/
+    # test_receipts.py checks them). The same heartbeats have one.
+    assert ["receipt" in r for r in results] == ["receipt" in r for r in singles]
+    assert [r["receipt"]["body"]["heartbeatTime"] for r in results if "receipt" in r] == [
+        r["receipt"]["body"]["heartbeatTime"] for r in singles if "receipt" in r
+    ]
+    for answered in (*results, *singles):
+        answered.pop("receipt", None)
     assert results == singles
 
     def uptime(w):

@@ -1,0 +1,113 @@
+"""The receipt a credited heartbeat is answered with (issue 24): the collector's signature,
+with its current key (collector/identity/collector_key.py), over the canonical body of
+protocol/receipts.py. Only a heartbeat that moved a window has one: a refusal, a heartbeat
+stored as evidence only (``not_credited``) and one saying Docker was down (no window) are
+answered without.
+
+The answer carries it as ``"receipt": {"body": {...}, "signature": "<base64>"}``
+(``SignedReceipt.to_json()``'s form); the body is written as the very canonical bytes that
+were signed, so the signature checks over the body exactly as it arrives once its keys are
+sorted and its whitespace removed (which is how it arrives)."""
+
+import logging
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import msgspec
+from flask import current_app
+from msgspec import Meta
+
+from collector.identity.collector_key import EXTENSION, CollectorKey, KeyId
+from collector.uptime.windows import Applied
+from collector.web.schema import Answer, Wallet
+from protocol import ProtocolError
+from protocol.heartbeat import Heartbeat
+from protocol.receipts import MAX_INTEGER, TYPE, VERSION, Receipt, canonical, heartbeat_sha256
+
+log = logging.getLogger(__name__)
+
+_MILLISECOND = timedelta(milliseconds=1)
+
+# --- the documented form -------------------------------------------------------------------
+
+Millis = Annotated[
+    str,
+    Meta(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+        description="RFC 3339 UTC with exactly three fractional digits",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
+
+
+class ReceiptBody(Answer):
+    """What the collector signs, version 1 (protocol/receipts.py). The signature is over the
+    body as canonical JSON: keys sorted, no whitespace, UTF-8."""
+
+    type: Annotated[str, Meta(extra_json_schema={"const": TYPE})]
+    v: Annotated[int, Meta(extra_json_schema={"const": VERSION})]
+    keyId: KeyId  # noqa: N815 - the wire's names
+    walletAddress: Wallet  # noqa: N815
+    heartbeatTime: Millis  # noqa: N815
+    heartbeatSha256: Annotated[  # noqa: N815
+        str,
+        Meta(pattern="^[0-9a-f]{64}$", description="SHA-256 of the heartbeat's exact body, hex"),
+    ]
+    windowStart: Millis  # noqa: N815
+    windowEnd: Millis  # noqa: N815 - the window's end once the heartbeat counted
+    countedMillis: Annotated[  # noqa: N815
+        int, Meta(ge=0, le=MAX_INTEGER, description="the uptime it added, in milliseconds")
+    ]
+    creditsMillis: Annotated[  # noqa: N815
+        int, Meta(ge=0, le=MAX_INTEGER, description="the credits it earned, in thousandths")
+    ]
+    collectorTime: Millis  # noqa: N815
+
+
+class SignedReceipt(Answer):
+    """A receipt: check ``signature`` over the canonical ``body`` with the key its ``keyId``
+    names at /.well-known/tassium-collector.json."""
+
+    body: ReceiptBody
+    signature: Annotated[
+        str,
+        Meta(
+            pattern="^[A-Za-z0-9+/]{86}==$",
+            description="The Ed25519 signature of the body's canonical bytes, base64",
+        ),
+    ]
+
+
+# --- making one ----------------------------------------------------------------------------
+
+
+def receipt_for(
+    beat: Heartbeat, body: bytes, outcome: Applied, now: datetime
+) -> msgspec.Raw | None:
+    """The signed receipt of a credited heartbeat, as JSON ready to embed in its answer;
+    None for one that credited no window."""
+    window = outcome.window
+    if outcome.action == "not_credited" or window is None:
+        return None
+    key: CollectorKey = current_app.extensions[EXTENSION]
+    try:
+        receipt = Receipt(
+            key_id=key.key_id,
+            wallet=beat.wallet,
+            heartbeat_time=beat.timestamp,
+            heartbeat_sha256=heartbeat_sha256(body),
+            window_start=window.start_time,
+            window_end=window.end_time,
+            counted_millis=outcome.counted // _MILLISECOND,
+            credits_millis=outcome.credits_millis,
+            collector_time=now,
+        )
+    except ProtocolError as exc:
+        # Never expected (a credited heartbeat ends its window): the heartbeat is stored, so
+        # it is answered as accepted, without a receipt, rather than refused.
+        log.error("no receipt for %s's heartbeat: %s", beat.wallet, exc)
+        return None
+    signed = canonical(receipt)
+    return msgspec.Raw(
+        b'{"body":' + signed + b',"signature":"' + key.sign(signed).encode("ascii") + b'"}'
+    )
