@@ -45,6 +45,7 @@ from collector.web.schema import (
     Reply,
     Timestamp,
     decode,
+    millis_time,
     operation,
     refusal,
 )
@@ -62,14 +63,7 @@ MAX_BATCH = 500
 
 # --- the answers ---------------------------------------------------------------------------
 
-ServerTime = Annotated[
-    str,
-    Meta(
-        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
-        description="The collector's clock as it answered: RFC 3339 UTC, in milliseconds",
-        extra_json_schema={"format": "date-time"},
-    ),
-]
+ServerTime = millis_time("The collector's clock as it answered: RFC 3339 UTC, in milliseconds")
 
 
 def _server_time() -> str:

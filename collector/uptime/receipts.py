@@ -19,7 +19,7 @@ from msgspec import Meta
 
 from collector.identity.collector_key import EXTENSION, CollectorKey, KeyId
 from collector.uptime.windows import Applied
-from collector.web.schema import Answer, Wallet
+from collector.web.schema import Answer, Wallet, millis_time
 from protocol import ProtocolError
 from protocol.heartbeat import Heartbeat
 from protocol.receipts import MAX_INTEGER, TYPE, VERSION, Receipt, canonical, heartbeat_sha256
@@ -30,14 +30,7 @@ _MILLISECOND = timedelta(milliseconds=1)
 
 # --- the documented form -------------------------------------------------------------------
 
-Millis = Annotated[
-    str,
-    Meta(
-        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
-        description="RFC 3339 UTC with exactly three fractional digits",
-        extra_json_schema={"format": "date-time"},
-    ),
-]
+Millis = millis_time("RFC 3339 UTC with exactly three fractional digits")
 
 
 class ReceiptBody(Answer):

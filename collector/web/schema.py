@@ -53,6 +53,22 @@ class Page(Answer, Generic[T]):
     offset: Annotated[int, msgspec.Meta(ge=0)]
 
 
+# A time to the millisecond, as protocol/times.py's format_millis writes it.
+MILLIS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+
+
+def millis_time(description: str) -> Any:
+    """A time written by format_millis (the collector's clock, a receipt's times)."""
+    return Annotated[
+        str,
+        msgspec.Meta(
+            pattern=MILLIS_PATTERN,
+            description=description,
+            extra_json_schema={"format": "date-time"},
+        ),
+    ]
+
+
 # A time as answered: protocol/times.py's format_timestamp.
 Timestamp = Annotated[
     str,
