@@ -233,7 +233,7 @@ class Plan:
 
     def answer(self) -> PayoutPlan:
         return PayoutPlan(
-            period=self.period.answer(),
+            period=PeriodAnswer.of(self.period),
             basis=self.basis,
             budget=str(self.budget),
             shares=[

@@ -158,7 +158,7 @@ def _fleet(csv_suffix: bool) -> Response:
     )
     return answer(
         FleetReport(
-            period=period.answer(),
+            period=PeriodAnswer.of(period),
             items=[report.summary() for report in page],
             limit=size,
             next=page[-1].wallet if more else None,

@@ -27,13 +27,11 @@ This module computes the reports; their CSV is collector/money/report_csv.py's a
 collector/money/report_routes.py's.
 """
 
-import calendar
-import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import msgspec
@@ -56,8 +54,8 @@ from collector.uptime import capacity, liveness
 from collector.uptime.capacity import CapacityChange, CreditedCapacity
 from collector.uptime.windows import _micros as micros_sql
 from collector.web.schema import Answer, Timestamp, Wallet
-from protocol import ProtocolError
-from protocol.times import format_timestamp, parse_timestamp
+from protocol.periods import Period
+from protocol.times import format_timestamp
 
 AGENT_SILENT = "agent_silent"
 DOCKER_UNAVAILABLE = "docker_unavailable"
@@ -66,8 +64,6 @@ COLLECTOR_DOWN = "collector_down"
 # down (even one replayed after a collector outage) beats the collector's own silence.
 CAUSES = (DOCKER_UNAVAILABLE, COLLECTOR_DOWN, AGENT_SILENT)
 
-ROLLING = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
-MAX_PERIOD = timedelta(days=366)
 CREDITS_OUTLIER = "credits_outlier"
 # Credits per hour of uptime above this many times the fleet's median flag a worker: a
 # machine far larger than the fleet's, or one credited for more than it has.
@@ -79,7 +75,6 @@ CAPACITY_CHANGES_SHOWN = 100
 # its CSV streams every downtime, and GET /workers/<wallet>/uptime pages the records).
 SPANS_SHOWN = 100
 MAX_SPANS_SHOWN = 1000
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
 BATCH = 500
 
 Span = tuple[datetime, datetime]
@@ -97,6 +92,14 @@ class PeriodAnswer(Answer):
     label: str
     start: Timestamp = msgspec.field(name="from")
     end: Timestamp = msgspec.field(name="to")
+
+    @classmethod
+    def of(cls, period: Period) -> "PeriodAnswer":
+        return cls(
+            label=period.label,
+            start=format_timestamp(period.start),
+            end=format_timestamp(period.end),
+        )
 
 
 class UptimeSpan(Answer):
@@ -161,56 +164,6 @@ class WorkerReportAnswer(ReportRow):
         ),
     ]
     capacity_change_count: Count
-
-
-@dataclass(frozen=True)
-class Period:
-    """[start, end) in UTC, and how it was asked for."""
-
-    start: datetime
-    end: datetime
-    label: str
-
-    @classmethod
-    def parse(cls, text: str, now: datetime) -> "Period":
-        """``24h``, ``7d``, ``30d`` (up to now), a UTC calendar month ``2026-11``, or an
-        RFC 3339 interval ``2026-11-01T00:00:00Z/2026-11-15T00:00:00Z``."""
-        if text in ROLLING:
-            return cls(now - ROLLING[text], now, text)
-        month = _MONTH.fullmatch(text)
-        if month:
-            year, number = int(month[1]), int(month[2])
-            if not (1970 <= year <= 9998 and 1 <= number <= 12):
-                raise ValueError(f"period {text}: no such month")
-            start = datetime(year, number, 1, tzinfo=UTC)
-            days = calendar.monthrange(year, number)[1]
-            return cls(start, start + timedelta(days=days), text)
-        first, slash, last = text.partition("/")
-        if not slash:
-            raise ValueError(
-                "period must be 24h, 7d, 30d, a month like 2026-11, or an interval like "
-                "2026-11-01T00:00:00Z/2026-11-15T00:00:00Z"
-            )
-        try:
-            start, end = parse_timestamp(first, "period start"), parse_timestamp(last, "period end")
-        except ProtocolError as exc:
-            raise ValueError(str(exc)) from None
-        if not start < end <= start + MAX_PERIOD:
-            raise ValueError("a period must end after it starts, at most 366 days later")
-        return cls(start, end, f"{format_timestamp(start)}/{format_timestamp(end)}")
-
-    @property
-    def whole_days(self) -> tuple[date, date]:
-        """The first and the day after the last UTC day wholly inside the period."""
-        first = self.start.date()
-        if self.start != datetime(first.year, first.month, first.day, tzinfo=UTC):
-            first += timedelta(days=1)
-        return first, self.end.date()
-
-    def answer(self) -> PeriodAnswer:
-        return PeriodAnswer(
-            label=self.label, start=format_timestamp(self.start), end=format_timestamp(self.end)
-        )
 
 
 @dataclass(frozen=True)
@@ -282,7 +235,7 @@ class WorkerReport:
         observed = [format_timestamp(t) for t in self.observed] if self.observed else [None] * 2
         return WorkerReportAnswer(
             **msgspec.structs.asdict(self.summary()),
-            period=self.period.answer(),
+            period=PeriodAnswer.of(self.period),
             observed_from=observed[0],
             observed_to=observed[1],
             uptime=[
