@@ -126,6 +126,9 @@ class CollectorConfig:
     # its 32-byte seed). Every node of one collector shares it.
     receipt_key_file: str | None = None
     receipt_key: str | None = None
+    # Off only to measure what receipts cost (bench/ingest.py): heartbeats are then answered
+    # without one, and a payout's receipt roots are those of no receipts.
+    receipts: bool = True
     # Loudly named escapes from the safe defaults, each for an operator who knows why:
     # serve beyond loopback without an api_token (a network where everyone is trusted);
     # let the unchanged original app create, delete and scale deployments anonymously through
@@ -294,6 +297,7 @@ RULES = {
     "receipt_key": Rule(
         str, _seed, "the base64 of 32 random bytes (openssl rand -base64 32)", secret=True
     ),
+    "receipts": Rule(bool),
     "insecure_open_network": Rule(bool),
     "insecure_anonymous_deployments": Rule(bool),
     "insecure_http_installs": Rule(bool),

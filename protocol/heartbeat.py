@@ -91,6 +91,9 @@ class Heartbeat:
     tailscale_ip: str | None = None
     # How many containers the machine runs, when the list may be only some of them.
     container_count: int | None = None
+    # The SHA-256 (hex) of the exact body it was read from, where it was read from one: the
+    # collector's receipt for it names that body (protocol/receipts.py).
+    body_sha256: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def container_total(self) -> int:

@@ -295,6 +295,15 @@ MIGRATIONS = (
             CHECK (valid_until IS NULL OR valid_from <= valid_until))""",
         ),
     ),
+    Migration(
+        11,
+        "provable uptime: each window keeps the receipt of its last heartbeat",
+        (
+            # The leaves of a payout's Merkle tree (collector/money/receipt_trees.py).
+            "ALTER TABLE open_windows ADD COLUMN receipt TEXT",
+            "ALTER TABLE worker_uptime_records ADD COLUMN receipt TEXT",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -120,6 +120,9 @@ class UptimeRecord(BaseModel):
     worker = ForeignKeyField(Worker, column_name="worker_address", on_delete="CASCADE")
     time_from = UTCDateTimeField()
     time_to = UTCDateTimeField()
+    # The window's last receipt (collector/uptime/receipts.py), which stands for the window:
+    # the leaves of a payout's Merkle tree. None before receipts, or with them off.
+    receipt = TextField(null=True)
 
     class Meta:
         table_name = "worker_uptime_records"
@@ -133,6 +136,7 @@ class OpenWindow(BaseModel):
     )
     start_time = UTCDateTimeField()
     end_time = UTCDateTimeField()
+    receipt = TextField(null=True)  # its last heartbeat's receipt, as UptimeRecord's
 
     class Meta:
         table_name = "open_windows"

@@ -32,6 +32,7 @@ from protocol.heartbeat import (
     Ping,
     System,
 )
+from protocol.receipts import heartbeat_sha256
 from protocol.times import parse_timestamp
 
 # A dotted-quad IPv4 address as Python's ipaddress reads it (no leading zeros).
@@ -231,6 +232,7 @@ def heartbeat(raw: bytes, wallet: str) -> Heartbeat:
         # The original agent sends "" (or null) when Tailscale is not installed.
         sent.tailscaleIp or None,
         _container_count(sent.containerCount, len(containers)),
+        heartbeat_sha256(raw),
     )
 
 

@@ -17,13 +17,15 @@ from msgspec import UNSET, Meta, UnsetType
 from collector import counters
 from collector.config import CollectorConfig
 from collector.errors import ApiError
+from collector.identity.collector_key import EXTENSION
 from collector.identity.signatures import load_public_key, verify
 from collector.store.db import DATABASE_DOWN
 from collector.store.models import Worker, credits
 from collector.uptime import heartbeat_body
 from collector.uptime.commits import GroupCommit
 from collector.uptime.keys import PING_MAX_AGE, CachedKey, enrolled_key
-from collector.uptime.receipts import SignedReceipt, receipt_for
+from collector.uptime.receipts import SignedReceipt
+from collector.uptime.receipts import signer as receipt_signer
 from collector.uptime.vouching import Vouching
 from collector.uptime.windows import (
     Action,
@@ -205,6 +207,7 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
     """The process's group commit (collector/uptime/commits.py): heartbeats that arrive together
     are applied in one transaction."""
 
+    receipts = receipt_signer(app.extensions[EXTENSION]) if config.receipts else None
     vouching = Vouching(
         max_skew=timedelta(seconds=config.max_skew),
         liveness_interval=timedelta(seconds=config.liveness_interval),
@@ -219,6 +222,7 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
             vouching=vouching,
             min_interval=timedelta(seconds=config.min_interval),
             capacity_bounds=config,
+            receipts=receipts,
         )
         counters.HEARTBEAT_TRANSACTIONS.inc()
         return applied
@@ -261,13 +265,12 @@ def _answers(entries: list[tuple[bytes, str | None]], config: CollectorConfig) -
             answers[index] = (exc.status, exc.answer())
     commits = current_app.extensions["tassium.commits"]
     outcomes = commits.submit_many([(beat, key) for _, beat, key in ready])
-    now = utcnow()  # the receipts' collectorTime: when these were counted
     for (index, beat, _), outcome in zip(ready, outcomes, strict=True):
         body, signature = entries[index]
         try:
             if isinstance(outcome, KeyReplaced):
                 outcome = _with_enrolled_key(beat, body, signature, config)
-            answers[index] = (200, _answer(beat, outcome, body, now))
+            answers[index] = (200, _answer(beat, outcome))
         except ApiError as exc:
             answers[index] = (exc.status, exc.answer())
     return answers
@@ -369,7 +372,7 @@ def _with_enrolled_key(
     return current_app.extensions["tassium.commits"].submit_many([(beat, key)])[0]
 
 
-def _answer(beat: Heartbeat, outcome: Applied | Exception, body: bytes, now: datetime) -> dict:
+def _answer(beat: Heartbeat, outcome: Applied | Exception) -> dict:
     """A heartbeat's answer from what applying it gave, with its receipt when it was
     credited (collector/uptime/receipts.py; as msgspec.Raw, which only msgspec encodes):
     raises the ApiError of a refusal, and any other exception as it came."""
@@ -409,9 +412,8 @@ def _answer(beat: Heartbeat, outcome: Applied | Exception, body: bytes, now: dat
         creditsEarned=credits(outcome.credits_millis),
     )
     found = msgspec.to_builtins(accepted)
-    receipt = receipt_for(beat, body, outcome, now)
-    if receipt is not None:
-        found["receipt"] = receipt
+    if outcome.receipt is not None:
+        found["receipt"] = msgspec.Raw(outcome.receipt)
     return found
 
 

@@ -2,7 +2,9 @@
 with its current key (collector/identity/collector_key.py), over the canonical body of
 protocol/receipts.py. Only a heartbeat that moved a window has one: a refusal, a heartbeat
 stored as evidence only (``not_credited``) and one saying Docker was down (no window) are
-answered without.
+answered without. It is signed in the heartbeat's transaction, and the window keeps it: the
+last receipt of a window stands for the window (an uptime record keeps its window's), and a
+payout's Merkle tree is built over them (collector/money/receipt_trees.py).
 
 The answer carries it as ``"receipt": {"body": {...}, "signature": "<base64>"}``
 (``SignedReceipt.to_json()``'s form); the body is written as the very canonical bytes that
@@ -13,16 +15,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import Annotated
 
-import msgspec
-from flask import current_app
 from msgspec import Meta
 
-from collector.identity.collector_key import EXTENSION, CollectorKey, KeyId
-from collector.uptime.windows import Applied
+from collector.identity.collector_key import CollectorKey, KeyId
+from collector.uptime.windows import Applied, Signer
 from collector.web.schema import Answer, Wallet, millis_time
 from protocol import ProtocolError
 from protocol.heartbeat import Heartbeat
-from protocol.receipts import MAX_INTEGER, TYPE, VERSION, Receipt, canonical, heartbeat_sha256
+from protocol.receipts import MAX_INTEGER, TYPE, VERSION, Receipt, canonical
 
 log = logging.getLogger(__name__)
 
@@ -74,33 +74,33 @@ class SignedReceipt(Answer):
 # --- making one ----------------------------------------------------------------------------
 
 
-def receipt_for(
-    beat: Heartbeat, body: bytes, outcome: Applied, now: datetime
-) -> msgspec.Raw | None:
-    """The signed receipt of a credited heartbeat, as JSON ready to embed in its answer;
-    None for one that credited no window."""
-    window = outcome.window
-    if outcome.action == "not_credited" or window is None:
-        return None
-    key: CollectorKey = current_app.extensions[EXTENSION]
-    try:
-        receipt = Receipt(
-            key_id=key.key_id,
-            wallet=beat.wallet,
-            heartbeat_time=beat.timestamp,
-            heartbeat_sha256=heartbeat_sha256(body),
-            window_start=window.start_time,
-            window_end=window.end_time,
-            counted_millis=outcome.counted // _MILLISECOND,
-            credits_millis=outcome.credits_millis,
-            collector_time=now,
-        )
-    except ProtocolError as exc:
-        # Never expected (a credited heartbeat ends its window): the heartbeat is stored, so
-        # it is answered as accepted, without a receipt, rather than refused.
-        log.error("no receipt for %s's heartbeat: %s", beat.wallet, exc)
-        return None
-    signed = canonical(receipt)
-    return msgspec.Raw(
-        b'{"body":' + signed + b',"signature":"' + key.sign(signed).encode("ascii") + b'"}'
-    )
+def signer(key: CollectorKey) -> Signer:
+    """What signs receipts with ``key``, in each heartbeat's transaction
+    (collector/uptime/windows.py): the receipt as JSON, or None for a heartbeat that moved
+    no window."""
+
+    def sign(beat: Heartbeat, outcome: Applied, now: datetime) -> bytes | None:
+        window = outcome.window
+        if outcome.action == "not_credited" or window is None or beat.body_sha256 is None:
+            return None
+        try:
+            receipt = Receipt(
+                key_id=key.key_id,
+                wallet=beat.wallet,
+                heartbeat_time=beat.timestamp,
+                heartbeat_sha256=beat.body_sha256,
+                window_start=window.start_time,
+                window_end=window.end_time,
+                counted_millis=outcome.counted // _MILLISECOND,
+                credits_millis=outcome.credits_millis,
+                collector_time=now,
+            )
+        except ProtocolError as exc:
+            # Never expected (a credited heartbeat ends its window): the heartbeat still
+            # counts, without a receipt, rather than failing its whole group.
+            log.error("no receipt for %s's heartbeat: %s", beat.wallet, exc)
+            return None
+        signed = canonical(receipt)
+        return b'{"body":' + signed + b',"signature":"' + key.sign(signed).encode("ascii") + b'"}'
+
+    return sign

@@ -14,7 +14,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -306,6 +306,12 @@ class Applied:
     window: OpenWindow | None  # None while Docker is unavailable
     counted: timedelta  # how much the worker's uptime grew by
     credits_millis: int  # what that uptime earned (collector/uptime/credits.py)
+    receipt: bytes | None = None  # the signed receipt (JSON) of a heartbeat that moved a window
+
+
+# What signs a credited heartbeat's receipt (collector/uptime/receipts.py): given the
+# heartbeat, what it did, and the time it was counted at; the receipt as JSON, or None.
+Signer = Callable[[Heartbeat, Applied, datetime], bytes | None]
 
 
 def apply_heartbeat(
@@ -317,6 +323,7 @@ def apply_heartbeat(
     key: str | None = None,
     vouching: Vouching | None = None,
     min_interval: timedelta = timedelta(0),
+    receipts: Signer | None = None,
 ) -> Applied:
     """Apply one accepted heartbeat: the window step and the container list, atomically.
     With ``key``, only while the worker's enrolled key is still that one."""
@@ -327,6 +334,7 @@ def apply_heartbeat(
         create_worker=create_worker,
         vouching=vouching,
         min_interval=min_interval,
+        receipts=receipts,
     )
     if isinstance(result, Exception):
         raise result
@@ -342,6 +350,7 @@ def apply_heartbeats(
     vouching: Vouching | None = None,
     min_interval: timedelta = timedelta(0),
     capacity_bounds: capacity.Bounds | None = None,
+    receipts: Signer | None = None,
 ) -> list[Applied | Exception]:
     """Apply heartbeats, each with the key it was verified with (or None), in one
     transaction, each one's step exactly as it would be alone: in rounds of distinct
@@ -353,7 +362,8 @@ def apply_heartbeats(
     heartbeat is credited. A heartbeat less than ``min_interval`` after the worker's last
     one is refused. With ``capacity_bounds`` (the operator's, collector/uptime/capacity.py), a
     heartbeat earns at its worker's capacity, which it may change; without them, at what it
-    reports.
+    reports. With ``receipts``, a heartbeat that moves a window is signed for, in the same
+    transaction, and its window keeps that receipt (the last stands for the window).
     The worker rows are locked in address order, and so are the windows after them, so
     groups of other processes and nodes (and the sweeper) wait for each other and never
     deadlock."""
@@ -361,7 +371,7 @@ def apply_heartbeats(
     pending = list(enumerate(heartbeats))
     with database.atomic():
         verdicts = vouching.judge([h.timestamp for h, _ in heartbeats], now) if vouching else None
-        rules = _Rules(gap, now, verdicts, min_interval, capacity_bounds)
+        rules = _Rules(gap, now, verdicts, min_interval, capacity_bounds, receipts)
         if create_worker:
             Worker.insert_many(
                 [
@@ -404,6 +414,7 @@ class _Rules:
     verdicts: Verdicts | None  # None: every heartbeat is credited
     min_interval: timedelta
     capacity_bounds: capacity.Bounds | None = None  # None: credited as reported
+    receipts: Signer | None = None  # None: no receipts
 
 
 def _step(
@@ -441,14 +452,13 @@ def _step(
     elif window is None:
         action, window, counted = _open(worker, ts, gap)
     elif ts - window.end_time > gap:
-        UptimeRecord.create(worker=worker, time_from=window.start_time, time_to=window.end_time)
+        _record(window)
         window.start_time = window.end_time = ts
         window.save()
         action = "flushed"
     else:
         counted = ts - window.end_time
         window.end_time = ts
-        writes.extend(ts, worker.wallet_address)
         action = "extended"
 
     if credited and worker.docker_available is False and not _docker_down(heartbeat):
@@ -457,6 +467,16 @@ def _step(
     rate = capacity.rate(heartbeat, worker, rules.capacity_bounds, now)
     earned = credits.earned_millis(rate, counted)
     writes.metric(_metric(worker, heartbeat, earned))
+    applied = Applied(action, window, counted, earned)
+    if rules.receipts is not None and window is not None and credited:
+        applied = replace(applied, receipt=rules.receipts(heartbeat, applied, now))
+    if action == "extended":
+        writes.extend(ts, worker.wallet_address, applied.receipt)
+    elif applied.receipt is not None:
+        # A window opened, reopened or flushed here: rare beside the extensions.
+        OpenWindow.update(receipt=applied.receipt.decode()).where(
+            OpenWindow.worker == worker.wallet_address
+        ).execute()
     agent, system = heartbeat.agent, heartbeat.system
     writes.worker(
         (
@@ -476,7 +496,7 @@ def _step(
             heartbeat.container_total,
         )
     )
-    return Applied(action, window, counted, earned)
+    return applied
 
 
 def _reported(system, name: str, previous):
@@ -514,8 +534,11 @@ def _metric(worker: Worker, heartbeat: Heartbeat, earned: int) -> tuple:
 
 _WORKER_FIELDS = tuple(Worker.select().selected_columns)
 _WINDOW_FIELDS = (OpenWindow.worker, OpenWindow.start_time, OpenWindow.end_time)
+# A window as it becomes a record: with its receipt, read only then (never per heartbeat).
+_MOVED = (*_WINDOW_FIELDS, OpenWindow.receipt)
+_INTO = (UptimeRecord.worker, UptimeRecord.time_from, UptimeRecord.time_to, UptimeRecord.receipt)
 # The rows the writes take, key first, in the order _step and _metric give them.
-_EXTEND = _Write((OpenWindow.worker, OpenWindow.end_time), update=True)
+_EXTEND = _Write((OpenWindow.worker, OpenWindow.end_time, OpenWindow.receipt), update=True)
 _METRIC = _Write(
     (
         WorkerMetric.worker,
@@ -617,8 +640,9 @@ class _Writes:
         self.replaced: list[str] = []  # workers whose container list is written anew
         self.containers: list[list] = []
 
-    def extend(self, end: datetime, address: str) -> None:
-        self.extends.append(_db_values((address, end)))
+    def extend(self, end: datetime, address: str, receipt: bytes | None) -> None:
+        text = None if receipt is None else receipt.decode()
+        self.extends.append(_db_values((address, end, text)))
 
     def metric(self, row: tuple) -> None:
         self.metrics.append(_db_values(row))
@@ -654,7 +678,7 @@ def _record_docker_outage(
     """Close the window at its last serving heartbeat and count the time from there (or from
     this heartbeat, after a silence) as a Docker outage, extending the one running."""
     if window is not None:
-        UptimeRecord.create(worker=worker, time_from=window.start_time, time_to=window.end_time)
+        _record(window)
         window.delete_instance()
     last = worker.last_heartbeat_at
     recent = last is not None and ts - last <= gap
@@ -699,6 +723,13 @@ def _counted(worker: Worker, ts: datetime) -> bool:
         & (UptimeRecord.time_to >= ts)
     )
     return window.exists() or record.exists()
+
+
+def _record(window: OpenWindow) -> None:
+    """Close the window into an uptime record, with its receipt (read here, in the database,
+    rather than with every heartbeat's window)."""
+    moved = OpenWindow.select(*_MOVED).where(OpenWindow.worker == window.worker_address)
+    UptimeRecord.insert_from(moved, _INTO).execute()
 
 
 def _open(worker: Worker, ts: datetime, gap: timedelta) -> tuple[str, OpenWindow, timedelta]:
@@ -754,7 +785,6 @@ def sweep(*, gap: timedelta, now: datetime) -> int:
     Set-based: the delete is the guard, so a window is closed only by the pass whose delete
     removed it, and a heartbeat that extended it first keeps it open."""
     due = OpenWindow.end_time < now - gap
-    into = (UptimeRecord.worker, UptimeRecord.time_from, UptimeRecord.time_to)
     if _dialect().moves_in_one_statement:
         # One statement: exactly the deleted rows become records. The windows are locked in
         # address order, as a group of heartbeats locks them (apply_heartbeats), so neither
@@ -764,15 +794,15 @@ def sweep(*, gap: timedelta, now: datetime) -> int:
         closed = (
             OpenWindow.delete()
             .where(due & OpenWindow.worker.in_(order.for_update()))
-            .returning(*_WINDOW_FIELDS)
+            .returning(*_MOVED)
             .cte("closed")
         )
-        moved = Select([closed], [getattr(closed.c, f.column_name) for f in _WINDOW_FIELDS])
-        insert = UptimeRecord.insert_from(moved, into).with_cte(closed).returning()
+        moved = Select([closed], [getattr(closed.c, f.column_name) for f in _MOVED])
+        insert = UptimeRecord.insert_from(moved, _INTO).with_cte(closed).returning()
         return database.execute_sql(*insert.sql()).rowcount
     # SQLite: the IMMEDIATE transaction holds the write lock across both statements.
     with database.atomic():
-        insert = UptimeRecord.insert_from(OpenWindow.select(*_WINDOW_FIELDS).where(due), into)
+        insert = UptimeRecord.insert_from(OpenWindow.select(*_MOVED).where(due), _INTO)
         inserted = database.execute_sql(*insert.sql()).rowcount
         deleted = OpenWindow.delete().where(due).execute()
         if inserted != deleted:
