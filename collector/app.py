@@ -8,7 +8,7 @@ from flask import Flask
 from collector.config import CollectorConfig
 from collector.identity import collector_key, sign_in
 from collector.install import setup
-from collector.money import payments, payouts, report_routes
+from collector.money import payments, payouts, receipt_trees, report_routes
 from collector.pages import dashboard, openapi, ui_v1
 from collector.projects import deployments
 from collector.projects.deployer import Deployer
@@ -81,6 +81,7 @@ def create_app(config: CollectorConfig) -> Flask:
         payments,
         payouts,
         report_routes,
+        receipt_trees,
         setup,
         openapi,
         ui_v1,

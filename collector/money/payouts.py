@@ -34,8 +34,9 @@ from peewee import fn
 from collector.config import CollectorConfig
 from collector.errors import ApiError
 from collector.identity.access import require_operator
-from collector.money import report_csv, reports
+from collector.money import receipt_trees, report_csv, reports
 from collector.money.payments import Amount, parse_amount
+from collector.money.receipt_trees import Tree
 from collector.money.report_routes import PERIOD
 from collector.money.reports import Count, Period, PeriodAnswer
 from collector.store import models
@@ -64,7 +65,7 @@ BASES = ("uptime", "credits")
 # Uptime by default: the collector measured it itself, while credits also weigh the capacity
 # each worker declared, which an operator should choose to trust.
 DEFAULT_BASIS = "uptime"
-EXPORT_COLUMNS = ("walletAddress", "weight", "amount")
+EXPORT_COLUMNS = ("walletAddress", "weight", "amount", "receiptsRoot", "receiptCount")
 # The shares a JSON export may hold (about 160 bytes each, twice: shares and inputs); past
 # them it is the CSV, which holds every share.
 MAX_JSON_SHARES = 1000
@@ -89,6 +90,13 @@ PeriodLabel = Annotated[
     ),
 ]
 Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+ReceiptsRoot = Annotated[
+    Sha256,
+    Meta(
+        description="RFC 6962 Merkle root of the worker's receipts over the period, hex "
+        "(GET /reports/workers/{wallet}/receipts lists them)"
+    ),
+]
 
 
 class NewPayout(Body, rename="camel"):
@@ -108,6 +116,8 @@ class Share(Answer, rename="camel"):
     wallet_address: Wallet
     weight: Annotated[int, Meta(ge=1)]
     amount: Amount
+    receipts_root: ReceiptsRoot
+    receipt_count: Count
 
 
 class PayoutInputs(Answer):
@@ -152,6 +162,8 @@ class PayoutPayment(Answer, rename="camel"):
     id: int
     wallet_address: Wallet
     amount: Amount
+    receipts_root: ReceiptsRoot | None  # None: recorded before receipts
+    receipt_count: Count | None
 
 
 class Payout(PayoutSummary):
@@ -200,12 +212,14 @@ class Plan:
     budget: int
     weights: list[tuple[str, int]]  # wallets with a weight above 0, in wallet order
     amounts: list[int]
+    trees: dict[str, Tree]  # each weighted wallet's receipts over the period
 
     @property
-    def shares(self) -> list[tuple[str, int, int]]:
-        """(wallet, weight, amount) for each worker with a weight."""
+    def shares(self) -> list[tuple[str, int, int, str, int]]:
+        """(wallet, weight, amount, receipts root, receipt count) for each worker with a
+        weight."""
         return [
-            (w, weight, amount)
+            (w, weight, amount, self.trees[w].root_hex, len(self.trees[w].receipts))
             for (w, weight), amount in zip(self.weights, self.amounts, strict=True)
         ]
 
@@ -237,8 +251,14 @@ class Plan:
             basis=self.basis,
             budget=str(self.budget),
             shares=[
-                Share(wallet_address=wallet, weight=weight, amount=str(amount))
-                for wallet, weight, amount in self.shares
+                Share(
+                    wallet_address=wallet,
+                    weight=weight,
+                    amount=str(amount),
+                    receipts_root=root,
+                    receipt_count=count,
+                )
+                for wallet, weight, amount, root, count in self.shares
             ],
             inputs=self.inputs,
             inputs_sha256=self.inputs_sha256,
@@ -270,7 +290,8 @@ def plan(
         weight = report.credits_millis if basis == "credits" else report.uptime_millis
         if weight > 0:
             weights.append((report.wallet, weight))
-    return Plan(period, basis, budget, weights, split(budget, weights))
+    trees = receipt_trees.trees([w for w, _ in weights], period)
+    return Plan(period, basis, budget, weights, split(budget, weights), trees)
 
 
 def record(
@@ -307,8 +328,10 @@ def record(
                 "creator": wallet,
                 "payout": payout.id,
                 "tx_hash": tx_hash,
+                "receipts_root": root,
+                "receipt_count": count,
             }
-            for wallet, _, amount in found.shares
+            for wallet, _, amount, root, count in found.shares
             if amount > 0
         ]
         if rows:
@@ -385,7 +408,14 @@ def payout_answer(payout: models.Payout, limit: int = DEFAULT_PAGE, offset: int 
             payout_summary(payout, models.Payment.select().where(mine).count())
         ),
         payments=[
-            PayoutPayment(id=p.id, wallet_address=p.creator, amount=p.amount) for p in payments
+            PayoutPayment(
+                id=p.id,
+                wallet_address=p.creator,
+                amount=p.amount,
+                receipts_root=p.receipts_root,
+                receipt_count=p.receipt_count,
+            )
+            for p in payments
         ],
     )
 

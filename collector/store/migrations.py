@@ -297,11 +297,14 @@ MIGRATIONS = (
     ),
     Migration(
         11,
-        "provable uptime: each window keeps the receipt of its last heartbeat",
+        "provable uptime: each window keeps its last receipt, each payout payment their root",
         (
             # The leaves of a payout's Merkle tree (collector/money/receipt_trees.py).
             "ALTER TABLE open_windows ADD COLUMN receipt TEXT",
             "ALTER TABLE worker_uptime_records ADD COLUMN receipt TEXT",
+            # A payout's payment pins the root of the worker's receipts it paid for.
+            "ALTER TABLE payments ADD COLUMN receipts_root VARCHAR(64)",
+            "ALTER TABLE payments ADD COLUMN receipt_count INTEGER",
         ),
     ),
 )

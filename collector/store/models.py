@@ -72,6 +72,10 @@ class Payment(BaseModel):
     created_at = UTCDateTimeField(default=utcnow)
     payout = ForeignKeyField(Payout, column_name="payout_id", null=True)
     tx_hash = CharField(max_length=255, null=True)
+    # A payout's payment: the Merkle root (hex) of the worker's receipts over the period, and
+    # how many (collector/money/receipt_trees.py). None for other payments.
+    receipts_root = CharField(max_length=64, null=True)
+    receipt_count = IntegerField(null=True)
 
     class Meta:
         table_name = "payments"

@@ -14,6 +14,7 @@ from collector.money import payouts
 from collector.money.payouts import split
 from collector.money.reports import Period
 from collector.store.models import Payment, Payout, WorkerMetric
+from protocol.merkle import EMPTY_ROOT
 from protocol.times import utcnow
 from tests.factories import at_once, connected
 
@@ -101,10 +102,12 @@ def test_an_export_by_credits_can_be_checked_by_every_owner(operator, october):
 
     as_csv = operator.get("/payouts/export.csv", query_string=query)
     body = as_csv.get_data()
+    # Records made without heartbeats hold no receipts: the empty tree's root, and none.
+    empty = EMPTY_ROOT.hex()
     assert body.decode().splitlines() == [
-        "walletAddress,weight,amount",
-        f"{october[0]},1500,333",
-        f"{october[1]},3000,667",
+        "walletAddress,weight,amount,receiptsRoot,receiptCount",
+        f"{october[0]},1500,333,{empty},0",
+        f"{october[1]},3000,667,{empty},0",
     ]
     assert hashlib.sha256(body).hexdigest() == export["exportSha256"]
     assert as_csv.headers["X-Tassium-Export-SHA256"] == export["exportSha256"]
