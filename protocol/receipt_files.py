@@ -70,6 +70,8 @@ class ReceiptFile:
             value = json.loads(data)
         except (UnicodeDecodeError, ValueError):
             raise ProtocolError("a receipt file must be JSON (UTF-8)") from None
+        except RecursionError:  # how json gives up on deep nesting
+            raise ProtocolError("the file nests JSON deeper than any receipt file does") from None
         if not isinstance(value, dict) or value.get("type") != FILE_TYPE:
             raise ProtocolError(f'a receipt file is a JSON object with "type": "{FILE_TYPE}"')
         if value.get("v") != FILE_VERSION:

@@ -24,8 +24,7 @@ from collector.store.models import Worker, credits
 from collector.uptime import heartbeat_body
 from collector.uptime.commits import GroupCommit
 from collector.uptime.keys import PING_MAX_AGE, CachedKey, enrolled_key
-from collector.uptime.receipts import SignedReceipt
-from collector.uptime.receipts import signer as receipt_signer
+from collector.uptime.receipts import ReceiptSigner, SignedReceipt
 from collector.uptime.vouching import Vouching
 from collector.uptime.windows import (
     Action,
@@ -207,23 +206,29 @@ def init_app(app: Flask, config: CollectorConfig) -> None:
     """The process's group commit (collector/uptime/commits.py): heartbeats that arrive together
     are applied in one transaction."""
 
-    receipts = receipt_signer(app.extensions[EXTENSION]) if config.receipts else None
+    receipts = ReceiptSigner(app.extensions[EXTENSION]) if config.receipts else None
     vouching = Vouching(
         max_skew=timedelta(seconds=config.max_skew),
         liveness_interval=timedelta(seconds=config.liveness_interval),
     )
 
     def apply(items: list) -> list:
-        applied = apply_heartbeats(
-            items,
-            gap=timedelta(seconds=config.gap),
-            now=utcnow(),
-            create_worker=not config.require_signatures,
-            vouching=vouching,
-            min_interval=timedelta(seconds=config.min_interval),
-            capacity_bounds=config,
-            receipts=receipts,
-        )
+        recorded = receipts.recorded if receipts else True
+        try:
+            applied = apply_heartbeats(
+                items,
+                gap=timedelta(seconds=config.gap),
+                now=utcnow(),
+                create_worker=not config.require_signatures,
+                vouching=vouching,
+                min_interval=timedelta(seconds=config.min_interval),
+                capacity_bounds=config,
+                receipts=receipts,
+            )
+        except BaseException:
+            if receipts:
+                receipts.recorded = recorded  # its record of the key was rolled back too
+            raise
         counters.HEARTBEAT_TRANSACTIONS.inc()
         return applied
 

@@ -17,8 +17,9 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from collector.identity import collector_key
 from collector.identity.collector_key import CollectorKey, KeyId
-from collector.uptime.windows import Applied, Signer
+from collector.uptime.windows import Applied
 from collector.web.schema import Answer, Wallet, millis_time
 from protocol import ProtocolError
 from protocol.heartbeat import Heartbeat
@@ -74,18 +75,28 @@ class SignedReceipt(Answer):
 # --- making one ----------------------------------------------------------------------------
 
 
-def signer(key: CollectorKey) -> Signer:
-    """What signs receipts with ``key``, in each heartbeat's transaction
-    (collector/uptime/windows.py): the receipt as JSON, or None for a heartbeat that moved
-    no window."""
+class ReceiptSigner:
+    """Signs receipts with the collector's key, in each heartbeat's transaction
+    (collector/uptime/windows.py's ``Signer``): the receipt as JSON, or None for a heartbeat
+    that moved no window.
 
-    def sign(beat: Heartbeat, outcome: Applied, now: datetime) -> bytes | None:
+    The first receipt a process signs records its key in ``collector_keys`` in the same
+    transaction, valid from then on: a process that started while the database was down has
+    not recorded it (collector_key.note_start), and no receipt may name a key the collector
+    has not published, valid at its time. ``recorded`` is put back by the caller when the
+    transaction fails, as the row then was."""
+
+    def __init__(self, key: CollectorKey) -> None:
+        self.key = key
+        self.recorded = False
+
+    def __call__(self, beat: Heartbeat, outcome: Applied, now: datetime) -> bytes | None:
         window = outcome.window
         if outcome.action == "not_credited" or window is None or beat.body_sha256 is None:
             return None
         try:
             receipt = Receipt(
-                key_id=key.key_id,
+                key_id=self.key.key_id,
                 wallet=beat.wallet,
                 heartbeat_time=beat.timestamp,
                 heartbeat_sha256=beat.body_sha256,
@@ -100,7 +111,9 @@ def signer(key: CollectorKey) -> Signer:
             # counts, without a receipt, rather than failing its whole group.
             log.error("no receipt for %s's heartbeat: %s", beat.wallet, exc)
             return None
+        if not self.recorded:
+            collector_key.record(self.key, now)
+            self.recorded = True
         signed = canonical(receipt)
-        return b'{"body":' + signed + b',"signature":"' + key.sign(signed).encode("ascii") + b'"}'
-
-    return sign
+        signature = self.key.sign(signed).encode("ascii")
+        return b'{"body":' + signed + b',"signature":"' + signature + b'"}'

@@ -12,6 +12,7 @@ import pytest
 
 from collector.identity.collector_key import EXTENSION, WELL_KNOWN_PATH
 from collector.identity.signatures import verify
+from collector.store.models import CollectorKeyRecord
 from protocol import ProtocolError
 from protocol.receipts import SignedReceipt
 from protocol.times import format_millis, parse_timestamp, utcnow
@@ -197,3 +198,20 @@ def test_after_a_rotation_new_receipts_are_the_new_keys_and_old_ones_still_verif
     assert parse_timestamp(retired["validUntil"], "t") >= parse_timestamp(
         before["receipt"]["body"]["collectorTime"], "t"
     )
+
+
+def test_a_key_not_recorded_at_start_is_recorded_by_its_first_receipt(make_app, history):
+    # As after a start while the database was down: the key is in no row yet.
+    client = make_app().test_client()
+    CollectorKeyRecord.delete().execute()
+    worker = FakeWorker()
+    assert worker.enroll(client).status_code == 201
+    history.known(worker.wallet)
+
+    receipt = worker.beat(client, minutes_ago(5)).get_json()["receipt"]
+
+    [row] = CollectorKeyRecord.select()
+    assert row.key_id == receipt["body"]["keyId"]
+    # Valid from the very receipt that recorded it, so the receipt checks.
+    assert row.valid_from == parse_timestamp(receipt["body"]["collectorTime"], "t")
+    check(receipt, published(client), worker.wallet)
