@@ -14,7 +14,7 @@ from collector.projects import deployments
 from collector.projects.deployer import Deployer
 from collector.store import db
 from collector.store.migrations import LATEST_VERSION, current_version
-from collector.uptime import enrollment, heartbeats, workers
+from collector.uptime import enrollment, heartbeats, receipt_check_routes, workers
 from collector.uptime.fleet_gauges import FleetGauges
 from collector.uptime.heartbeats import ServerTime
 from collector.uptime.keys import KeyCache
@@ -87,6 +87,7 @@ def create_app(config: CollectorConfig) -> Flask:
         ui_v1,
         dashboard,
         collector_key,
+        receipt_check_routes,
     ):
         app.register_blueprint(module.bp)
     app.register_blueprint(sign_in.bp)

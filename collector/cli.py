@@ -1,5 +1,5 @@
 """``tassium-collector``: serve, migrate, sweep, token create, workers, report, payout,
-receipts-key."""
+receipts-key, verify-receipts."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -504,12 +504,127 @@ def payout(
         for line in found.csv():
             click.echo(line, nl=False)
     else:
-        widths = [56 if config.wallet_format == "stellar" else 42, 16, 24]
-        _echo_row(("WALLET", basis.upper(), "AMOUNT"), widths)
+        widths = [56 if config.wallet_format == "stellar" else 42, 16, 24, 64, 8]
+        _echo_row(("WALLET", basis.upper(), "AMOUNT", "RECEIPTS ROOT", "RECEIPTS"), widths)
         for share in found.shares:
             _echo_row(share, widths)
     click.echo(f"inputs sha256 {found.inputs_sha256}", err=True)
     click.echo(f"export sha256 {found.export_sha256}", err=True)
+
+
+class _Unreadable(click.ClickException):
+    """A receipt file that cannot be checked at all: exit status 2, apart from a check that
+    found something (1)."""
+
+    exit_code = 2
+
+
+@cli.command("verify-receipts")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option(
+    "--period",
+    "period_text",
+    help=f"{_PERIOD_HELP} [default: the file's period, else the hours its receipts span]",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON, as POST /receipts/verify answers")
+@click.pass_context
+def verify_receipts(ctx: click.Context, file: Path, period_text: str | None, as_json: bool) -> None:
+    """Check a receipt file (- for standard input) against the keys this collector published,
+    and compare the uptime its receipts prove with the collector's records, hour by hour.
+    Exit status 0: every receipt is valid and every hour agrees; 1: not; 2: the file (or
+    --period) cannot be read."""
+    import msgspec
+
+    from collector.uptime import receipt_checks
+    from collector.uptime.receipt_check_routes import answered
+
+    config: CollectorConfig = ctx.obj
+    now = utcnow()
+    asked = _period(period_text) if period_text is not None else None
+    try:
+        with click.open_file(str(file), "rb") as stream:  # "-": standard input
+            data = stream.read()
+    except OSError as exc:
+        raise _Unreadable(f"cannot read {file}: {exc.strerror}") from None
+    try:
+        receipts = receipt_checks.read(data, config.wallet_format)
+        period = receipt_checks.period_for(receipts, asked, now)
+    except receipt_checks.Unreadable as exc:
+        raise _Unreadable(f"{file}: {exc}") from None
+    with _open(config).connection_context():
+        verdict = receipt_checks.check(receipts, period)
+    if as_json:
+        click.echo(msgspec.json.encode(answered(verdict)))
+    else:
+        _show_check(verdict)
+    ctx.exit(0 if verdict.ok else 1)
+
+
+def _show_check(verdict) -> None:
+    from collector.uptime.receipt_checks import PRECISION
+
+    period, hours = verdict.period, verdict.hours
+    click.echo(f"Receipts of {verdict.wallet}")
+    if period is None:
+        click.echo("Period: none (the file names none and holds no valid receipt): give --period")
+    else:
+        start, end = format_timestamp(period.start), format_timestamp(period.end)
+        named = "" if period.label == f"{start}/{end}" else f"{period.label}: "
+        click.echo(f"Period: {named}{start} to {end}")
+    valid = verdict.receipts - len(verdict.refused)
+    keys = verdict.keys
+    signed = f" (signed with key{'s' if len(keys) > 1 else ''} {', '.join(keys)})" if keys else ""
+    click.echo(
+        f"Checked {_count(verdict.receipts, 'receipt')}: {valid} valid{signed}, "
+        f"{len(verdict.refused)} refused{':' if verdict.refused else '.'}"
+    )
+    for number, reason in verdict.refused:
+        click.echo(f"  receipt {number}: {reason}")
+    click.echo(f"Uptime the valid receipts prove:     {_duration(verdict.proven)}")
+    click.echo(f"Uptime the collector's records show: {_duration(verdict.recorded)}")
+    if not verdict.worker_known:
+        click.echo(
+            f"This collector has no worker {verdict.wallet} (deleted, or never known): "
+            "the receipts stand alone."
+        )
+    if hours:
+        verb = "disagrees" if len(hours) == 1 else "disagree"
+        click.echo(f"{_count(len(hours), 'hour')} {verb} ({PRECISION}):")
+        table = [("HOUR (UTC)", "RECEIPTS PROVE", "RECORDS SHOW", "MEANING")]
+        for hour in hours:
+            table.append(
+                (
+                    hour.start.strftime("%Y-%m-%d %H:%M"),
+                    _duration(hour.proven),
+                    _duration(hour.recorded),
+                    hour.meaning,
+                )
+            )
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        for row in table:
+            _echo_row(row, widths)
+    elif period is not None:
+        click.echo("Every hour agrees.")
+    if verdict.ok:
+        click.echo("Result: passed: every receipt is valid and every hour agrees.")
+    else:
+        found = [f"{_count(len(verdict.refused), 'receipt')} refused"] if verdict.refused else []
+        found += [f"{_count(len(hours), 'hour')} disagreeing"] if hours else []
+        click.echo(f"Result: failed: {', '.join(found)}.")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def _duration(value: timedelta) -> str:
+    # Whole seconds, cut rather than rounded: two figures a second or more apart (what a
+    # disagreeing hour is) never print alike.
+    minutes, seconds = divmod(value // timedelta(seconds=1), 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes else []
+    return " ".join(parts + ([f"{seconds} s"] if seconds or not parts else []))
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from collector.store.models import (
 from collector.uptime.enrollment import enroll
 from collector.uptime.windows import apply_heartbeat
 from protocol.heartbeat import AgentInfo, Container, Heartbeat, encode_public_key
+from protocol.merkle import EMPTY_ROOT
 from protocol.times import format_timestamp, utcnow
 from protocol.wallets import stellar_address
 from tests import programs
@@ -431,9 +432,10 @@ def test_payout_prints_the_export_and_records_it_once(runner, client, october, o
     first = runner(*args, "--tx-hash", "AB" * 32)
     assert first.exit_code == 0
     assert first.stderr.startswith("recorded payout")
+    # Made without heartbeats, the records hold no receipts: the empty tree's root.
     assert [line.split() for line in first.stdout.splitlines()[1:]] == [
-        [october[0], "1500", "333"],
-        [october[1], "3000", "667"],
+        [october[0], "1500", "333", EMPTY_ROOT.hex(), "0"],
+        [october[1], "3000", "667", EMPTY_ROOT.hex(), "0"],
     ]
     assert runner(*args).stderr.startswith("already recorded payout")
     with connected(client.application.config["TASSIUM"].database_url):
@@ -454,7 +456,7 @@ def test_payout_weighs_uptime_unless_told_credits(runner, operator, october):
         "/payouts/export.csv", query_string={"period": "2026-10", "budget": "600"}
     )
     assert printed.stdout == served.get_data(as_text=True).replace("\r\n", "\n")
-    assert [line.split(",")[1:] for line in printed.stdout.splitlines()[1:]] == [
+    assert [line.split(",")[1:3] for line in printed.stdout.splitlines()[1:]] == [
         ["3600000", "100"],
         ["7200000", "200"],
         ["10800000", "300"],
