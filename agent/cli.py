@@ -158,6 +158,24 @@ def cmd_status(config: AgentConfig, _args) -> int:
     return 0 if healthy else 1
 
 
+def cmd_receipts(config: AgentConfig, args) -> int:
+    from agent import receipt_report
+
+    return receipt_report.run(config, args.period, args.output)
+
+
+def _period(text: str):
+    """--period as the collector reads one (protocol/periods.py); argparse says what is
+    wrong with it, as with any other argument."""
+    from protocol.periods import Period
+    from protocol.times import utcnow
+
+    try:
+        return Period.parse(text, utcnow())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_run(config: AgentConfig, _args) -> int:
     from agent.service import run
 
@@ -175,6 +193,10 @@ COMMANDS = {
     "run": (cmd_run, "run the daemon (what systemd starts)"),
     "once": (cmd_once, "send one heartbeat now; fails unless it is credited"),
     "status": (cmd_status, "check state, key, Docker, collector, clock, enrollment, spool"),
+    "receipts": (
+        cmd_receipts,
+        "print the uptime the collector's receipts prove and write them to a file to send",
+    ),
 }
 
 
@@ -215,6 +237,20 @@ def main(argv: list[str] | None = None) -> None:
                 metavar="SECONDS",
                 help="how long to wait for the signature (default: until the challenge "
                 "expires, 15 minutes)",
+            )
+        if name == "receipts":
+            sub.add_argument(
+                "--period",
+                type=_period,
+                help="a UTC month like 2026-11 (default: this month), 24h, 7d, 30d, or an "
+                "interval like 2026-11-01T00:00:00Z/2026-11-15T00:00:00Z",
+            )
+            sub.add_argument(
+                "--output",
+                type=Path,
+                metavar="FILE",
+                help="where to write the receipts (default: tassium-receipts-PERIOD.json in "
+                "the current directory)",
             )
     args = parser.parse_args(argv)
     if args.command == "enroll" and bool(args.challenge) != bool(args.signature):

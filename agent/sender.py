@@ -55,6 +55,9 @@ class Outcome:
     status: int
     verdict: str  # credited | uncredited (stored as evidence only) | refused | retry
     message: str
+    # The collector's signed receipt for a credited heartbeat, as answered (its JSON), for
+    # agent/receipts.py to check and keep; None when the answer carried none.
+    receipt: object = field(default=None, compare=False, repr=False)
 
     @property
     def settled(self) -> bool:
@@ -63,7 +66,8 @@ class Outcome:
 
 
 def judge(status: int, answer: object) -> Outcome:
-    """The verdict on one heartbeat from the collector's JSON answer for it.
+    """The verdict on one heartbeat from the collector's JSON answer for it, with the
+    receipt a credited one was answered with.
 
     Only the collector's own acknowledgement credits a heartbeat: ``accepted: true``, or a
     409 saying it is already stored (collectors before ``stored`` existed meant that by
@@ -79,7 +83,7 @@ def judge(status: int, answer: object) -> Outcome:
                 "stored, not credited: the collector cannot vouch for its time (taken before "
                 "this worker enrolled, or delivered late while the collector was running)",
             )
-        return Outcome(status, "credited", "accepted")
+        return Outcome(status, "credited", "accepted", answer.get("receipt"))
     if status == 409 and isinstance(error, str):
         if answer.get("stored", True) is True:
             return Outcome(status, "credited", "already stored")

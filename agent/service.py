@@ -31,6 +31,7 @@ from agent.engine import Engine
 from agent.errors import DeliveryError, DockerUnavailable
 from agent.keys import AgentKey
 from agent.machine import Machine, tailscale_ip
+from agent.receipts import ReceiptStore
 from agent.sender import Backoff, Outcome, Sender
 from agent.spool import Entry, Spool
 from agent.systemd import Notifier
@@ -115,6 +116,8 @@ class Agent:
         self.spool_trouble = Trouble("the spool can be written again")
         self.delivery_trouble = Trouble("heartbeats are being delivered again")
         self.ping_trouble = Trouble("pings are being taken again")
+        self.receipts = ReceiptStore(config.state_dir / "receipts", config.wallet)
+        self.receipt_trouble = Trouble("receipts are being kept again")
         self._spool: Spool | None = None
         with contextlib.suppress(OSError):  # take() says why, and retries, on every tick
             self._spool = Spool(config.spool_path, config.spool_max)
@@ -243,6 +246,9 @@ class Agent:
                 break
             finally:
                 progress()
+            # Before the spool lets go of them: a kill -9 in between costs a heartbeat sent
+            # again (answered "already stored"), never a receipt.
+            self._keep_receipts(bodies, outcomes)
             for item, body, outcome in zip(items, bodies, outcomes, strict=False):
                 if body == watch:
                     watched = outcome
@@ -282,6 +288,28 @@ class Agent:
                 offset=self.clock.offset,
             )
         return DrainReport(credited, refused, pending, error, watched)
+
+    def _keep_receipts(self, bodies: list[bytes], outcomes: list[Outcome]) -> None:
+        """Keep the receipts the collector answered with: every one of the answer's, those
+        after a heartbeat left to retry included, as the collector credited them already."""
+        delivered = [
+            (body, outcome.receipt)
+            for body, outcome in zip(bodies, outcomes, strict=False)
+            if outcome.receipt is not None
+        ]
+        if not delivered:
+            return
+        try:
+            self.receipts.keep(delivered)
+        except Exception as exc:  # whatever went wrong, no receipt is worth a heartbeat
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            self.receipt_trouble.report(
+                f"cannot keep the collector's receipts in {self.receipts.path} ({why}): "
+                "heartbeats are still delivered and credited, their receipts are lost",
+                logging.ERROR,
+            )
+        else:
+            self.receipt_trouble.clear()
 
     def sync_clock(self) -> None:
         """Learn the collector's clock before stamping a heartbeat (an answer does as well)."""

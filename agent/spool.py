@@ -38,6 +38,17 @@ def entry_names(path: Path) -> list[str]:
         return []
 
 
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete the ``.tmp-*`` files a killed writer left in ``directory``: only old ones, as a
+    young one may be another process's write in progress."""
+    for leftover in directory.glob(".tmp-*"):
+        try:
+            if time.time() - leftover.lstat().st_mtime > STALE_TEMPORARY:
+                leftover.unlink()
+        except FileNotFoundError:
+            pass
+
+
 class Spool:
     """The spool as its writers (``run``, ``once``) use it; it creates its directory."""
 
@@ -45,22 +56,13 @@ class Spool:
         self.path = path
         self.max_entries = max_entries
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._remove_stale_temporaries()
+        remove_stale_temporaries(path)
         names = entry_names(path)
         self._next = int(names[-1][:12]) + 1 if names else 1
         self._unmovable: set[str] = set()
 
     def __len__(self) -> int:
         return sum(name not in self._unmovable for name in entry_names(self.path))
-
-    def _remove_stale_temporaries(self) -> None:
-        # Only old ones: a young one may be another process's write in progress.
-        for leftover in self.path.glob(".tmp-*"):
-            try:
-                if time.time() - leftover.lstat().st_mtime > STALE_TEMPORARY:
-                    leftover.unlink()
-            except FileNotFoundError:
-                pass
 
     def append(self, body: bytes) -> Path:
         """Write one entry durably; raises OSError when the disk refuses it."""
