@@ -47,7 +47,7 @@ def side_by_side(urls: dict[str, str], keys: list[bytes], args, enroll_after: bo
             if enroll_after:  # SQLite: ``serve`` made the schema, then the rows go in
                 enroll_directly(urls[side], keys)
             measurements[side] = Measurement(side, url, {"collector": process.pid}, keys, args)
-        for side, measurement in measurements.items():
+        for measurement in measurements.values():
             first = measurement.run(measurement.phase("first heartbeats", len(keys), None, None))
             measurement.saturation_bound = max(measurement.saturation_bound, 5 * first)
         ran = []
