@@ -11,7 +11,6 @@ The answer carries it as ``"receipt": {"body": {...}, "signature": "<base64>"}``
 were signed, so the signature checks over the body exactly as it arrives once its keys are
 sorted and its whitespace removed (which is how it arrives)."""
 
-import logging
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -19,13 +18,11 @@ from msgspec import Meta
 
 from collector.identity import collector_key
 from collector.identity.collector_key import CollectorKey, KeyId
-from collector.uptime.windows import Applied
+from collector.store.models import OpenWindow
 from collector.web.schema import Answer, Wallet, millis_time
-from protocol import ProtocolError
 from protocol.heartbeat import Heartbeat
-from protocol.receipts import MAX_INTEGER, TYPE, VERSION, Receipt, canonical
-
-log = logging.getLogger(__name__)
+from protocol.receipts import MAX_INTEGER, TYPE, VERSION, written
+from protocol.times import format_millis
 
 _MILLISECOND = timedelta(milliseconds=1)
 
@@ -77,8 +74,12 @@ class SignedReceipt(Answer):
 
 class ReceiptSigner:
     """Signs receipts with the collector's key, in each heartbeat's transaction
-    (collector/uptime/windows.py's ``Signer``): the receipt as JSON, or None for a heartbeat
-    that moved no window.
+    (collector/uptime/windows.py's ``Signer``): the receipt as JSON.
+
+    Its values are the collector's own, valid by construction (a stored wallet, times
+    within the accepted range, a credited heartbeat at its window's end), so the body is
+    written without a Receipt's checks (``protocol.receipts.written``): every test reads
+    the receipts back through those checks instead.
 
     The first receipt a process signs records its key in ``collector_keys`` in the same
     transaction, valid from then on: a process that started while the database was down has
@@ -89,31 +90,32 @@ class ReceiptSigner:
     def __init__(self, key: CollectorKey) -> None:
         self.key = key
         self.recorded = False
+        # A group of heartbeats is counted at one time: written once per group.
+        self._now: tuple[datetime | None, str] = (None, "")
 
-    def __call__(self, beat: Heartbeat, outcome: Applied, now: datetime) -> bytes | None:
-        window = outcome.window
-        if outcome.action == "not_credited" or window is None or beat.body_sha256 is None:
-            return None
-        try:
-            receipt = Receipt(
-                key_id=self.key.key_id,
-                wallet=beat.wallet,
-                heartbeat_time=beat.timestamp,
-                heartbeat_sha256=beat.body_sha256,
-                window_start=window.start_time,
-                window_end=window.end_time,
-                counted_millis=outcome.counted // _MILLISECOND,
-                credits_millis=outcome.credits_millis,
-                collector_time=now,
-            )
-        except ProtocolError as exc:
-            # Never expected (a credited heartbeat ends its window): the heartbeat still
-            # counts, without a receipt, rather than failing its whole group.
-            log.error("no receipt for %s's heartbeat: %s", beat.wallet, exc)
-            return None
+    def __call__(
+        self, beat: Heartbeat, window: OpenWindow, counted: timedelta, earned: int, now: datetime
+    ) -> bytes | None:
+        if beat.body_sha256 is None:
+            return None  # not read from a body: nothing to name
         if not self.recorded:
             collector_key.record(self.key, now)
             self.recorded = True
-        signed = canonical(receipt)
+        if self._now[0] is not now:
+            self._now = (now, format_millis(now))
+        end = format_millis(window.end_time)
+        # A credited heartbeat ends the window it moved: the same time, written once.
+        at = end if beat.timestamp == window.end_time else format_millis(beat.timestamp)
+        signed = written(
+            key_id=self.key.key_id,
+            wallet=beat.wallet,
+            heartbeat_time=at,
+            heartbeat_sha256=beat.body_sha256,
+            window_start=format_millis(window.start_time),
+            window_end=end,
+            counted_millis=counted // _MILLISECOND,
+            credits_millis=earned,
+            collector_time=self._now[1],
+        )
         signature = self.key.sign(signed).encode("ascii")
         return b'{"body":' + signed + b',"signature":"' + signature + b'"}'

@@ -14,7 +14,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -310,8 +310,9 @@ class Applied:
 
 
 # What signs a credited heartbeat's receipt (collector/uptime/receipts.py): given the
-# heartbeat, what it did, and the time it was counted at; the receipt as JSON, or None.
-Signer = Callable[[Heartbeat, Applied, datetime], bytes | None]
+# heartbeat, the window it moved, the uptime it counted, the credits that earned and the time
+# it was counted at; the receipt as JSON, or None.
+Signer = Callable[[Heartbeat, OpenWindow, timedelta, int, datetime], bytes | None]
 
 
 def apply_heartbeat(
@@ -467,14 +468,14 @@ def _step(
     rate = capacity.rate(heartbeat, worker, rules.capacity_bounds, now)
     earned = credits.earned_millis(rate, counted)
     writes.metric(_metric(worker, heartbeat, earned))
-    applied = Applied(action, window, counted, earned)
+    receipt = None
     if rules.receipts is not None and window is not None and credited:
-        applied = replace(applied, receipt=rules.receipts(heartbeat, applied, now))
+        receipt = rules.receipts(heartbeat, window, counted, earned, now)
     if action == "extended":
-        writes.extend(ts, worker.wallet_address, applied.receipt)
-    elif applied.receipt is not None:
+        writes.extend(ts, worker.wallet_address, receipt)
+    elif receipt is not None:
         # A window opened, reopened or flushed here: rare beside the extensions.
-        OpenWindow.update(receipt=applied.receipt.decode()).where(
+        OpenWindow.update(receipt=receipt.decode()).where(
             OpenWindow.worker == worker.wallet_address
         ).execute()
     agent, system = heartbeat.agent, heartbeat.system
@@ -496,7 +497,7 @@ def _step(
             heartbeat.container_total,
         )
     )
-    return applied
+    return Applied(action, window, counted, earned, receipt)
 
 
 def _reported(system, name: str, previous):

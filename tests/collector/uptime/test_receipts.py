@@ -7,14 +7,17 @@ rotation of that key. No receipt for a refusal or a heartbeat stored as evidence
 import base64
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.identity.collector_key import EXTENSION, WELL_KNOWN_PATH
+from collector.identity.collector_key import EXTENSION, WELL_KNOWN_PATH, CollectorKey
 from collector.identity.signatures import verify
-from collector.store.models import CollectorKeyRecord
+from collector.store.models import CollectorKeyRecord, OpenWindow
+from collector.uptime.receipts import ReceiptSigner
 from protocol import ProtocolError
-from protocol.receipts import SignedReceipt
+from protocol.heartbeat import Heartbeat
+from protocol.receipts import Receipt, SignedReceipt, canonical
 from protocol.times import format_millis, parse_timestamp, utcnow
 from tests.factories import FakeWorker, minutes_ago
 
@@ -215,3 +218,35 @@ def test_a_key_not_recorded_at_start_is_recorded_by_its_first_receipt(make_app, 
     # Valid from the very receipt that recorded it, so the receipt checks.
     assert row.valid_from == parse_timestamp(receipt["body"]["collectorTime"], "t")
     check(receipt, published(client), worker.wallet)
+
+
+@pytest.mark.parametrize("counted_us", [0, 1_999, 300_000_999])
+def test_the_signer_writes_what_a_receipt_reads_back_exactly(counted_us):
+    # The signer writes without a Receipt's checks: what it writes must pass them all, and
+    # be the very bytes the protocol writes for the same values.
+    key = CollectorKey.generate()
+    sign = ReceiptSigner(key)
+    sign.recorded = True  # no database here
+    wallet = "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"
+    end = datetime(2026, 11, 24, 21, 5, 0, 123_456, tzinfo=UTC)
+    window = OpenWindow(worker=wallet, start_time=end - timedelta(minutes=5), end_time=end)
+    beat = Heartbeat(wallet, end, body_sha256="ab" * 32)
+    now = end + timedelta(seconds=1, microseconds=789)
+
+    raw = sign(beat, window, timedelta(microseconds=counted_us), 1250, now)
+
+    signed = SignedReceipt.from_json(json.loads(raw))
+    expected = Receipt(
+        key_id=key.key_id,
+        wallet=wallet,
+        heartbeat_time=end,
+        heartbeat_sha256="ab" * 32,
+        window_start=window.start_time,
+        window_end=end,
+        counted_millis=counted_us // 1000,
+        credits_millis=1250,
+        collector_time=now,
+    )
+    assert signed.receipt == expected
+    assert signed.message() == canonical(expected) == message(expected.body())
+    verify(key.public_key, signed.message(), json.loads(raw)["signature"])
