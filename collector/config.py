@@ -129,6 +129,9 @@ class CollectorConfig:
     # Off only to measure what receipts cost (bench/ingest.py): heartbeats are then answered
     # without one, and a payout's receipt roots are those of no receipts.
     receipts: bool = True
+    # Workers with a series of their own on /metrics (tassium_worker_state, _paid), at most;
+    # 0: none, only the fleet's counts (collector/uptime/fleet_gauges.py).
+    metrics_per_worker: int = 0
     # Loudly named escapes from the safe defaults, each for an operator who knows why:
     # serve beyond loopback without an api_token (a network where everyone is trusted);
     # let the unchanged original app create, delete and scale deployments anonymously through
@@ -298,6 +301,7 @@ RULES = {
         str, _seed, "the base64 of 32 random bytes (openssl rand -base64 32)", secret=True
     ),
     "receipts": Rule(bool),
+    "metrics_per_worker": Rule(int, lambda v: 0 <= v <= 100_000, "from 0 to 100000"),
     "insecure_open_network": Rule(bool),
     "insecure_anonymous_deployments": Rule(bool),
     "insecure_http_installs": Rule(bool),

@@ -1,4 +1,5 @@
-"""Pings: the light signed "still here" that drives a worker's live status.
+"""Pings: the light signed "still here" that keeps a worker from counting as late
+(collector/uptime/states.py).
 
 A ping must not cost a durable commit: at a million workers pinging every 30 seconds that
 would be 33,000 commits a second for a value nobody is paid by. So a process keeps the latest
@@ -11,7 +12,7 @@ the process that took a ping sees it at once; other processes see it after the n
 import atexit
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from collector.store.db import DATABASE_DOWN, database, failure_reason, is_postgres
 from collector.store.models import Worker
@@ -20,29 +21,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 5.0
 
-# The original worker client's labels, by the age of the last sign of life.
+# The original worker client's labels, from a worker's state (collector/uptime/states.py).
 HEALTHY, WARNING, DEAD, UNKNOWN = "HEALTHY", "WARNING", "DEAD", "UNKNOWN"
-
-
-def live_status(last_ping: datetime | None, now: datetime, ping_interval: int) -> str:
-    """The original thresholds, for pings every 30 s: under 60 s healthy, under 90 s warning,
-    else dead; they scale with the configured interval."""
-    if last_ping is None:
-        return UNKNOWN
-    age = now - last_ping
-    if age < timedelta(seconds=2 * ping_interval):
-        return HEALTHY
-    if age < timedelta(seconds=3 * ping_interval):
-        return WARNING
-    return DEAD
-
-
-def alive(now: datetime, ping_interval: int):
-    """live_status HEALTHY or WARNING, as a query condition on the last sign of life written
-    (a ping, or a heartbeat's arrival), for counting a fleet without loading it. Pings still
-    pending in a process count once written, a few seconds later."""
-    since = now - timedelta(seconds=3 * ping_interval)
-    return (Worker.last_ping_at > since) | (Worker.last_seen_at > since)
 
 
 class PingBook:

@@ -23,7 +23,8 @@ from collector.store.models import (
 )
 from collector.uptime.heartbeat_body import IPV4
 from collector.uptime.online import heard_within, online_since
-from collector.uptime.pings import DEAD, HEALTHY, UNKNOWN, WARNING, live_status
+from collector.uptime.pings import DEAD, HEALTHY, UNKNOWN, WARNING
+from collector.uptime.states import DIALECT, PAID, State, state_of
 from collector.uptime.windows import MAX_RECORDS_PAGE, RECORDS_PAGE, RangeUptime, Window, uptime
 from collector.web.api import (
     DEFAULT_PAGE,
@@ -98,11 +99,21 @@ def _time(value: datetime | None) -> str | None:
 
 
 class Liveness(Answer, kw_only=True):
+    state: Annotated[
+        State,
+        Meta(
+            description="The one status model (collector/uptime/states.py): up (paid), late "
+            "(silent for 3 ping intervals, its heartbeat still within the gap), degraded "
+            "(Docker unavailable: counted as downtime), down (no heartbeat within the gap), "
+            "never_seen"
+        ),
+    ]
+    paid: Annotated[bool, Meta(description="whether its time is being paid now: up or late")]
     status: Annotated[
         Literal[HEALTHY, WARNING, DEAD, UNKNOWN],
         Meta(
-            description="By the age of the last ping or heartbeat: HEALTHY within two "
-            "ping_interval, WARNING within three, DEAD after; UNKNOWN when never heard from"
+            description="The original worker client's label, from state: up HEALTHY, late "
+            "and degraded WARNING, down DEAD, never_seen UNKNOWN"
         ),
     ]
     lastPing: Annotated[  # noqa: N815 - the API's names
@@ -112,7 +123,9 @@ class Liveness(Answer, kw_only=True):
     @classmethod
     def of(cls, worker: Worker, now: datetime) -> "Liveness":
         ping = last_ping(worker)
-        return cls(status=live_status(ping, now, settings().ping_interval), lastPing=_time(ping))
+        config = settings()
+        state = state_of(worker, ping, now, gap=config.gap, ping_interval=config.ping_interval)
+        return cls(state=state, paid=PAID[state], status=DIALECT[state], lastPing=_time(ping))
 
 
 class WorkerStatus(Liveness, kw_only=True):

@@ -11,15 +11,7 @@ import pytest
 
 from collector.store import db
 from collector.store.models import Worker
-from collector.uptime.pings import (
-    DEAD,
-    FLUSH_SECONDS,
-    HEALTHY,
-    UNKNOWN,
-    WARNING,
-    PingBook,
-    live_status,
-)
+from collector.uptime.pings import FLUSH_SECONDS, HEALTHY, UNKNOWN, WARNING, PingBook
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import format_timestamp, parse_timestamp, utcnow
 from tests.collector.uptime.test_windows import T0
@@ -67,7 +59,9 @@ def test_a_signed_ping_is_taken_in_memory_and_written_by_the_flush(client, worke
     # This process reads it at once; the database has it only after the flush.
     assert status(client, worker.wallet) == {
         "walletAddress": worker.wallet,
-        "status": HEALTHY,
+        "state": "never_seen",  # a ping is no heartbeat: nothing is paid yet
+        "paid": False,
+        "status": UNKNOWN,
         "lastPing": format_timestamp(ts),
     }
     assert book.latest(worker.wallet) == ts
@@ -165,58 +159,56 @@ def test_with_signatures_off_a_ping_needs_a_worker_seen_before(make_app, dbconn)
     assert client.application.extensions["tassium.pings"].flush() == 1
 
 
-# --- live status --------------------------------------------------------------------------
+# --- the state a ping keeps (collector/uptime/states.py) --------------------------------------
+
+
+def heard(wallet: str, seconds_ago: float) -> None:
+    """The worker's last heartbeat stamped and received that long ago (within the gap)."""
+    at = utcnow().replace(microsecond=0) - timedelta(seconds=seconds_ago)
+    Worker.update(last_heartbeat_at=at, last_seen_at=at).where(
+        Worker.wallet_address == wallet
+    ).execute()
 
 
 @pytest.mark.parametrize(
-    "age, interval, expected",
-    [
-        (None, 30, UNKNOWN),
-        (0, 30, HEALTHY),
-        (59.999, 30, HEALTHY),
-        (60, 30, WARNING),
-        (89.999, 30, WARNING),
-        (90, 30, DEAD),
-        (86400, 30, DEAD),
-        # The thresholds follow the configured interval: 2 and 3 of them.
-        (19, 10, HEALTHY),
-        (20, 10, WARNING),
-        (30, 10, DEAD),
-        (599, 300, HEALTHY),
-    ],
+    "age, state, label",
+    [(45, "up", HEALTHY), (85, "up", HEALTHY), (200, "late", WARNING)],
+    ids=["45s", "85s", "200s"],
 )
-def test_live_status_by_the_age_of_the_last_sign_of_life(age, interval, expected):
-    last = None if age is None else T0 - timedelta(seconds=age)
-    assert live_status(last, T0, interval) == expected
-
-
-@pytest.mark.parametrize(
-    "age, expected", [(45, HEALTHY), (75, WARNING), (200, DEAD)], ids=["45s", "75s", "200s"]
-)
-def test_the_status_route_reads_the_stored_ping(client, worker, dbconn, age, expected):
+def test_the_status_route_reads_the_stored_ping(client, worker, dbconn, age, state, label):
+    heard(worker.wallet, 600)  # its heartbeat within the gap, but long enough ago
     last = utcnow().replace(microsecond=0) - timedelta(seconds=age)
     Worker.update(last_ping_at=last).where(Worker.wallet_address == worker.wallet).execute()
 
     assert status(client, worker.wallet) == {
         "walletAddress": worker.wallet,
-        "status": expected,
+        "state": state,
+        "paid": True,
+        "status": label,
         "lastPing": format_timestamp(last),
     }
-    assert client.get(f"/workers/{worker.wallet}").json["status"] == expected
+    assert client.get(f"/workers/{worker.wallet}").json["status"] == label
 
 
 def test_the_status_follows_the_configured_ping_interval(make_app, dbconn):
     client = make_app(ping_interval=10).test_client()
     worker = FakeWorker()
     worker.enroll(client)
+    heard(worker.wallet, 600)
     last = utcnow() - timedelta(seconds=25)
     Worker.update(last_ping_at=last).where(Worker.wallet_address == worker.wallet).execute()
-    assert status(client, worker.wallet)["status"] == WARNING
+    assert status(client, worker.wallet)["state"] == "up"
+    Worker.update(last_ping_at=last - timedelta(seconds=10)).where(
+        Worker.wallet_address == worker.wallet
+    ).execute()
+    assert status(client, worker.wallet)["state"] == "late"  # 35 s: past 3 intervals of 10
 
 
 def test_a_worker_never_heard_from_is_unknown_and_a_heartbeat_counts_as_life(client, worker):
     assert status(client, worker.wallet) == {
         "walletAddress": worker.wallet,
+        "state": "never_seen",
+        "paid": False,
         "status": UNKNOWN,
         "lastPing": None,
     }
@@ -226,12 +218,15 @@ def test_a_worker_never_heard_from_is_unknown_and_a_heartbeat_counts_as_life(cli
 
 
 def test_the_latest_sign_of_life_wins(client, worker, book, dbconn):
+    heard(worker.wallet, 600)
     old = utcnow().replace(microsecond=0) - timedelta(seconds=100)
     Worker.update(last_ping_at=old).where(Worker.wallet_address == worker.wallet).execute()
-    assert status(client, worker.wallet)["status"] == DEAD
+    assert status(client, worker.wallet)["state"] == "late"
     fresh = utcnow().replace(microsecond=0) - timedelta(seconds=1)
     worker.ping(client, fresh)
+    # This process reads its own ping at once, before the flush writes it.
     assert status(client, worker.wallet)["lastPing"] == format_timestamp(fresh)
+    assert status(client, worker.wallet)["state"] == "up"
 
 
 @pytest.mark.parametrize("path, code", [("0x" + "2" * 40, 404), ("0x123", 400)])

@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.store.models import OpenWindow, Worker
+from collector.uptime import states
 from collector.uptime.sweeper import SweeperThread, sweep_pass
 from protocol.heartbeat import SIGNATURE_HEADER
 from protocol.times import utcnow
@@ -190,31 +191,69 @@ def test_latency_is_labelled_by_route_never_by_path(client, worker):
 # --- the fleet gauges ---------------------------------------------------------------------
 
 
-def test_the_gauges_count_open_windows_and_workers_online_and_live(client, dbconn, worker):
+def one_in_each_state(now) -> dict[str, list[str]]:
+    """Workers stored in every state (collector/uptime/states.py), by state; ping_interval is
+    30 s, the gap 30 minutes."""
+    made: dict[str, list[str]] = {}
+
+    def stored(state: str, **fields) -> None:
+        wallet = FakeWorker().wallet
+        Worker.create(wallet_address=wallet, **fields)
+        made.setdefault(state, []).append(wallet)
+
+    heard = {"last_heartbeat_at": now - timedelta(minutes=10)}
+    stored("up", **heard, last_seen_at=now - timedelta(minutes=10), last_ping_at=now)
+    stored("late", **heard, last_seen_at=now - timedelta(minutes=10))
+    stored("degraded", **heard, last_seen_at=now, docker_available=False)
+    stored("down", last_heartbeat_at=now - timedelta(minutes=31), last_ping_at=now)
+    stored("never_seen", last_ping_at=now - timedelta(seconds=80))  # pings are no heartbeat
+    stored("never_seen")
+    return made
+
+
+def test_the_gauges_count_the_workers_by_state_and_the_share_not_paid(client, dbconn, worker):
+    assert worker.beat(client, minutes_ago(20)).status_code == 200  # arrives now: up
     now = utcnow()
-    interval = 30  # ping_interval: online while the last sign of life is under 90 s old
-    assert worker.beat(client, minutes_ago(20)).status_code == 200  # arrives now: online
-    Worker.create(wallet_address=FakeWorker().wallet, last_ping_at=now - timedelta(seconds=80))
-    Worker.create(  # a heartbeat long ago, a ping just now: online
-        wallet_address=FakeWorker().wallet,
-        last_seen_at=now - timedelta(hours=1),
-        last_ping_at=now - timedelta(seconds=5),
-    )
-    dead = FakeWorker()
-    Worker.create(wallet_address=dead.wallet, last_seen_at=now - timedelta(seconds=3 * interval))
-    Worker.create(wallet_address=FakeWorker().wallet)  # never heard from
-    Worker.create(  # its last heartbeat is past the gap: not online, though it just pinged
-        wallet_address=FakeWorker().wallet,
-        last_heartbeat_at=now - timedelta(minutes=31),
-        last_ping_at=now - timedelta(seconds=5),
-    )
-    OpenWindow.create(worker=dead.wallet, start_time=now - timedelta(hours=2), end_time=now)
+    made = one_in_each_state(now)
+    OpenWindow.create(worker=made["late"][0], start_time=now - timedelta(hours=2), end_time=now)
     samples = scrape(client)
+    counts = {s: value(samples, "tassium_workers", state=s) for s in states.STATES}
+    assert counts == {"up": 2, "late": 1, "degraded": 1, "down": 1, "never_seen": 2}
+    # Of the 5 heard from, the degraded and the down are not paid.
+    assert value(samples, "tassium_workers_unpaid_ratio") == pytest.approx(2 / 5)
+    # Online as the API says it: a heartbeat within the gap.
+    assert value(samples, "tassium_workers_online") == 4
     assert value(samples, "tassium_open_windows") == OpenWindow.select().count() == 2
-    assert value(samples, "tassium_workers_live") == 4
-    # Online as the API says it: a heartbeat within the gap (the one 20 minutes old).
-    assert value(samples, "tassium_workers_online") == 1
     assert value(samples, "tassium_database_up") == 1
+    # Opt-in only: no worker's own series by default.
+    assert not any(name.startswith("tassium_worker_") for name, _ in samples)
+
+
+def test_per_worker_series_are_opt_in_and_capped_with_the_unpaid_first(make_app, dbconn):
+    now = utcnow()
+    made = one_in_each_state(now)
+    unpaid = sorted(made["degraded"] + made["down"] + made["never_seen"])
+
+    samples = scrape(make_app(metrics_per_worker=4).test_client())
+
+    shown = {
+        dict(labels)["wallet"]: dict(labels)["state"]
+        for (name, labels), v in samples.items()
+        if name == "tassium_worker_state"
+    }
+    assert sorted(shown) == unpaid
+    assert all(value(samples, "tassium_worker_paid", wallet=w) == 0 for w in unpaid)
+    assert value(samples, "tassium_worker_series_truncated") == 1
+
+    everyone = scrape(make_app(metrics_per_worker=100).test_client())
+    paid = {
+        dict(labels)["wallet"]: v
+        for (name, labels), v in everyone.items()
+        if name == "tassium_worker_paid"
+    }
+    assert paid == {w: 1.0 if s in ("up", "late") else 0.0 for s, ws in made.items() for w in ws}
+    assert value(everyone, "tassium_worker_state", wallet=made["late"][0], state="late") == 1
+    assert value(everyone, "tassium_worker_series_truncated") == 0
 
 
 # --- the sweeper --------------------------------------------------------------------------
