@@ -75,6 +75,8 @@ KEY=$STATE_DIR/agent.key
 UNIT_DIR=/etc/systemd/system
 UNIT=$UNIT_DIR/tassium-agent.service
 SERVICE_USER=tassium
+# Seconds a Docker engine installed just now is given to answer before the warning below.
+DOCKER_WAIT=30
 
 SETUP_DIR=''
 # Where the wheel and the lock wait, checked, until they are installed.
@@ -92,7 +94,8 @@ Usage: setup.sh [options]
   --token TOKEN        an enrollment token from the operator (tsk_...)
   --collector URL      the collector's address (https://...)
   --package SPEC       what pip installs instead of the collector's own wheel
-  --no-docker          do not install Docker when it is missing
+  --no-docker          do not install Docker when it is missing (without Docker,
+                       heartbeats count as downtime: the worker is not paid)
   --uninstall          remove the agent, its unit, user, configuration and state
   --delete-key         with --uninstall: delete the worker key without asking
   --keep-key           with --uninstall: keep the worker key without asking
@@ -101,6 +104,7 @@ EOF
 }
 
 step() { printf '==> %s\n' "$*"; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
 die() {
     printf 'tassium setup: error: %s\n' "$*" >&2
     exit 1
@@ -224,9 +228,6 @@ install_packages() {
         apt_install "${MISSING[@]}"
     else
         step "System packages are present"
-    fi
-    if ! command -v docker >/dev/null; then
-        step "Docker is not installed (--no-docker): heartbeats will say dockerAvailable=false"
     fi
 }
 
@@ -419,6 +420,30 @@ uninstall() {
     step "Done"
 }
 
+# The collector counts a heartbeat without Docker as downtime: said last, where the owner
+# reads, so that a worker that looks installed is never one that earns nothing unawares.
+warn_if_unpaid() {
+    local unpaid="this worker's heartbeats count as downtime, and it is not paid, until Docker runs here"
+    if ! command -v docker >/dev/null; then
+        if [[ $INSTALL_DOCKER == no ]]; then
+            warn "Docker is not installed (--no-docker): $unpaid" \
+                "(run this line again without --no-docker; the agent finds Docker by itself)"
+        else
+            warn "Docker is not installed: $unpaid (install Docker; the agent finds it by itself)"
+        fi
+        return
+    fi
+    local deadline=$((SECONDS + DOCKER_WAIT))
+    until timeout 10 docker info >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            warn "Docker does not answer ('docker info' fails): $unpaid" \
+                "(start it: sudo systemctl start docker; the agent finds it by itself)"
+            return
+        fi
+        sleep 1
+    done
+}
+
 main() {
     # First the directory the script was run from (empty when piped), then the options.
     SETUP_DIR=$1
@@ -440,6 +465,7 @@ main() {
     make_key_and_enroll
     install_unit
     step "Done: this worker sends heartbeats for $WALLET to $COLLECTOR_URL"
+    warn_if_unpaid
 }
 
 main "$@"

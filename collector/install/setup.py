@@ -3,14 +3,17 @@ plan's ``/api/setup``), and the agent wheel and dependency lock it installs
 (``/packages/<name>``).
 
 Every value written into the script is validated first and then shell-quoted, so nothing a
-caller sends can become shell code. A refusal is itself a tiny sh script that prints the
-reason and exits 1, so ``curl -s … | sh`` (or ``| sudo bash``) shows the owner what is wrong.
+caller sends can become shell code. A refusal (a bad request, the database down, a failure of
+the collector's own) is itself a tiny sh script that prints the reason and exits 1, answered
+200 with the status it stands for in ``X-Tassium-Refused``: so ``curl -fsSL … | sh``,
+``curl -s … | sh`` and ``| sudo bash`` all show the owner what is wrong and fail.
 
 The script installs as root exactly what this collector serves: it carries the sha256 of the
 wheel and of the lock, and fetches them from ``public_url`` over https (plain http only to
 this machine's own loopback, or when the operator says ``insecure_http_installs``).
 """
 
+import logging
 import re
 import shlex
 from urllib.parse import urlsplit
@@ -21,11 +24,15 @@ from collector.addresses import is_loopback
 from collector.config import CollectorConfig
 from collector.errors import ApiError
 from collector.install import assets, wheel
+from collector.store import db
 from collector.uptime.enrollment import is_enrolled, token_is_usable, validate_token
 from collector.web.api import public_url, settings, wallet
+from collector.web.database_state import RETRY_AFTER, database_failed
 from collector.web.schema import Parameter, Reply, operation, path_parameter, query, wallet_ref
 from protocol import patterns
 from protocol.times import utcnow
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("setup", __name__)
 
@@ -69,15 +76,26 @@ def render(template: str, values: dict[str, str]) -> str:
     return head + end + rest
 
 
-def refusal(status: int, message: str) -> Response:
+# curl -f, in the owner's `curl -fsSL … | sh`, prints nothing of an answer of 400 or more,
+# and sh, reading an empty script, exits 0: the owner would see "curl: (22) … error: 400" and
+# a line that succeeded. So a refusal is answered 200, whoever asks, and the status it stands
+# for goes in this header, for the clients that are not a shell.
+REFUSED = "X-Tassium-Refused"
+
+
+def refusal(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """A script that prints why and exits 1, answered 200 with ``status`` in REFUSED."""
     # printf, not echo: dash's echo would read backslashes in the message as escapes.
     line = shlex.quote("tassium setup: error: " + message)
     body = f"#!/bin/sh\nprintf '%s\\n' {line} >&2\nexit 1\n"
-    return _script(body, status)
+    response = _script(body)
+    response.headers.update(headers or {})
+    response.headers[REFUSED] = str(status)
+    return response
 
 
-def _script(body: str, status: int = 200) -> Response:
-    response = Response(body, status, mimetype="text/x-shellscript")
+def _script(body: str) -> Response:
+    response = Response(body, mimetype="text/x-shellscript")
     # A rendered script may hold an enrollment token: no cache may keep it.
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -96,23 +114,43 @@ def _query() -> dict[str, str]:
 # The script, or a refusal that is one too; no cache may keep it (it may hold a token).
 _SCRIPT = {
     "content": {"text/x-shellscript": {"schema": {"type": "string"}}},
-    "headers": {"Cache-Control": {"required": True, "schema": {"const": "no-store"}}},
+    "headers": {
+        "Cache-Control": {"required": True, "schema": {"const": "no-store"}},
+        REFUSED: {
+            "description": "Only on a refusal: the status it stands for (400 a bad request, "
+            "503 the database unavailable, 500 a failure of the collector's own)",
+            "schema": {"type": "string", "enum": ["400", "500", "503"]},
+        },
+        "Retry-After": {
+            "description": f"With {REFUSED} 503: seconds",
+            "schema": {"type": "string"},
+        },
+    },
 }
+_REFUSALS = (
+    "A refusal is answered 200 too, so that `curl -fsSL … | sh` shows it (curl -f prints "
+    "nothing of a 4xx or 5xx, and sh then runs an empty script and succeeds): a script that "
+    f"prints `tassium setup: error: <why>` on stderr and exits 1, with `{REFUSED}` giving the "
+    "status it stands for."
+)
 
 
 def _setup_operation(summary: str) -> dict:
     """The operation of both names of the script."""
     return {
         "summary": summary,
+        "description": _REFUSALS,
         "parameters": (
             Parameter("wallet", "query", wallet_ref(), "the worker owner's wallet", required=True),
             query("token", {"type": "string"}, "an enrollment token for that wallet"),
         ),
         "replies": {
-            200: Reply("The script, ready for `| sudo bash`", **_SCRIPT),
-            400: Reply("A script that prints why and exits 1", **_SCRIPT),
+            200: Reply(
+                f"The script, ready for `| sh`; or, with `{REFUSED}`, a script that prints why "
+                "and exits 1",
+                **_SCRIPT,
+            ),
         },
-        "errors": (503,),
     }
 
 
@@ -131,27 +169,46 @@ def api_setup() -> Response:
 
 
 def _setup_script() -> Response:
-    config = settings()
+    # Answered here, not by the pipeline's error_answer: its JSON would reach `| sh` as an
+    # empty script (curl -f) or as a command not found. The steps before the view refuse
+    # nothing the owner's GET sends: the rate limits count writes only, and curl sends no body.
     try:
-        query = _query()
-        if not query.get("wallet"):
-            raise ApiError(400, "wallet is required: /setup.sh?wallet=<your wallet address>")
-        address = wallet(query["wallet"], "wallet")
-        token = validate_token(query["token"]) if query.get("token") else ""
-        # An enrolled worker re-runs the same line to upgrade: its key is enrolled already, so
-        # the token (used by now) is not needed and is not checked.
-        if not is_enrolled(address):
-            if token and not token_is_usable(token, address, utcnow()):
-                raise ApiError(400, "token is unknown, expired, used or for another wallet")
-            if not token and config.enrollment_policy == "token":
-                raise ApiError(
-                    400, "this collector enrolls workers with a token: ask the operator for one"
-                )
-        url = install_url(config)
+        return _script(render(assets.read(assets.SETUP_SCRIPT), _values(settings())))
     except ApiError as exc:
-        return refusal(exc.status, exc.message)
+        return refusal(exc.status, exc.message, exc.headers)
+    except db.DATABASE_DOWN as exc:
+        database_failed(exc)
+        return refusal(
+            503,
+            "the collector's database is unavailable: run this line again in a minute",
+            {"Retry-After": str(RETRY_AFTER)},
+        )
+    except Exception as exc:
+        log.error("Exception on %s [%s]", request.path, request.method, exc_info=exc)
+        return refusal(
+            500,
+            "the collector could not make the install script (its log says why): tell its operator",
+        )
 
-    values = {
+
+def _values(config: CollectorConfig) -> dict[str, str]:
+    """The script's values for this request, each validated; ApiError when one is refused."""
+    query = _query()
+    if not query.get("wallet"):
+        raise ApiError(400, "wallet is required: /setup.sh?wallet=<your wallet address>")
+    address = wallet(query["wallet"], "wallet")
+    token = validate_token(query["token"]) if query.get("token") else ""
+    # An enrolled worker re-runs the same line to upgrade: its key is enrolled already, so
+    # the token (used by now) is not needed and is not checked.
+    if not is_enrolled(address):
+        if token and not token_is_usable(token, address, utcnow()):
+            raise ApiError(400, "token is unknown, expired, used or for another wallet")
+        if not token and config.enrollment_policy == "token":
+            raise ApiError(
+                400, "this collector enrolls workers with a token: ask the operator for one"
+            )
+    url = install_url(config)
+    return {
         "COLLECTOR_URL": url,
         "WALLET": address,
         "WALLET_FORMAT": config.wallet_format,
@@ -161,7 +218,6 @@ def _setup_script() -> Response:
         "AGENT_UNIT": assets.read(assets.AGENT_UNIT).rstrip("\n"),
         **SCRIPT_PATTERNS,
     }
-    return _script(render(assets.read(assets.SETUP_SCRIPT), values))
 
 
 def install_url(config: CollectorConfig) -> str:

@@ -18,7 +18,7 @@ import pytest
 
 from collector.addresses import is_loopback
 from collector.install import wheel
-from collector.install.setup import INSTALLER_END, SCRIPT_PATTERNS, render
+from collector.install.setup import INSTALLER_END, REFUSED, SCRIPT_PATTERNS, render
 from collector.store.models import EnrollmentToken, Worker
 from collector.uptime.enrollment import issue_token
 from protocol.times import utcnow
@@ -94,10 +94,13 @@ def host(value: str) -> dict:
     return {"environ_overrides": {"HTTP_HOST": value}}
 
 
-def assert_script(response, status: int) -> str:
-    assert response.status_code == status
+def assert_script(response, refused: int | None = None) -> str:
+    """A script, as every answer of the route is: 200 even when refused (curl -f would hide
+    the body of anything else), the status it stands for in its own header."""
+    assert response.status_code == 200
     assert response.mimetype == "text/x-shellscript"
     assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers.get(REFUSED) == (None if refused is None else str(refused))
     return response.get_data(as_text=True)
 
 
@@ -105,9 +108,10 @@ NO_PUBLIC_URL = "the operator must set public_url (https://...) first"
 PLAIN_HTTP = "is plain http, which anyone on the way could change: the operator must make it https"
 
 
-def assert_refusal(response, message: str, cwd: Path) -> None:
-    """A 400 whose body, run by bash and by sh (dash), says why on stderr and exits 1."""
-    body = assert_script(response, 400)
+def assert_refusal(response, message: str, cwd: Path, status: int = 400) -> None:
+    """A refusal standing for ``status`` whose body, run by bash and by sh (dash), says why
+    on stderr and exits 1."""
+    body = assert_script(response, refused=status)
     assert body.startswith("#!/bin/sh\n") and len(body) < 1000
     said = set()
     for shell in ("bash", "dash"):
@@ -131,7 +135,7 @@ def token_for(wallet: str, issued: timedelta = timedelta(0)) -> str:
 @pytest.mark.parametrize("route", ROUTES)
 def test_the_script_carries_the_wallet_and_the_address_it_was_fetched_from(client, route, tmp_path):
     wallet = new_wallet()
-    body = assert_script(setup(client, ("wallet", wallet), route=route), 200)
+    body = assert_script(setup(client, ("wallet", wallet), route=route))
     assert rendered_values(body, tmp_path) == expected("http://localhost", wallet)
 
 
@@ -141,12 +145,12 @@ def test_the_script_carries_the_wallet_and_the_address_it_was_fetched_from(clien
     ids=["eip55", "lower", "upper"],
 )
 def test_the_wallet_is_written_in_its_normalized_form(client, given, tmp_path):
-    body = assert_script(setup(client, ("wallet", given)), 200)
+    body = assert_script(setup(client, ("wallet", given)))
     assert rendered_values(body, tmp_path)["WALLET"] == EIP55.lower()
 
 
 def test_only_the_values_block_differs_from_the_template(client):
-    body = assert_script(setup(client, ("wallet", new_wallet())), 200)
+    body = assert_script(setup(client, ("wallet", new_wallet())))
     head, _, tail = body.partition(END)
     template_head, _, template_tail = TEMPLATE.partition(END)
     assert tail == template_tail
@@ -171,7 +175,7 @@ def test_a_configured_public_url_is_used_whatever_the_host_header(
     client = make_app(**settings).test_client()
     wallet = new_wallet()
     response = setup(client, ("wallet", wallet), **host("$(evil)"))
-    assert rendered_values(assert_script(response, 200), tmp_path) == expected(url, wallet)
+    assert rendered_values(assert_script(response), tmp_path) == expected(url, wallet)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +191,7 @@ def test_a_configured_public_url_is_used_whatever_the_host_header(
     ids=["name-and-port", "ipv4", "ipv4-loopback-net", "ipv6", "default-port", "https"],
 )
 def test_without_a_public_url_a_loopback_request_address_is_used(client, options, url, tmp_path):
-    body = assert_script(setup(client, ("wallet", EIP55), **options), 200)
+    body = assert_script(setup(client, ("wallet", EIP55), **options))
     assert rendered_values(body, tmp_path)["COLLECTOR_URL"] == url
     assert rendered_values(body, tmp_path)["WHEEL_URL"] == f"{url}/packages/{WHEEL}"
 
@@ -225,7 +229,7 @@ def test_a_plain_http_public_url_is_refused_unless_the_operator_allows_it(
     assert_refusal(refused, f"public_url {public_url} {PLAIN_HTTP}", tmp_path)
 
     allowed = make_app(public_url=public_url, insecure_http_installs=True).test_client()
-    body = assert_script(setup(allowed, ("wallet", EIP55)), 200)
+    body = assert_script(setup(allowed, ("wallet", EIP55)))
     assert rendered_values(body, tmp_path)["WHEEL_URL"] == f"{public_url}/packages/{WHEEL}"
 
 
@@ -236,7 +240,7 @@ def test_a_plain_http_public_url_is_refused_unless_the_operator_allows_it(
 def test_a_plain_http_public_url_on_loopback_needs_no_setting(make_app, public_url, tmp_path):
     # The README's quick start: the collector and a worker on one machine.
     client = make_app(public_url=public_url).test_client()
-    body = assert_script(setup(client, ("wallet", EIP55)), 200)
+    body = assert_script(setup(client, ("wallet", EIP55)))
     assert rendered_values(body, tmp_path)["WHEEL_URL"] == f"{public_url}/packages/{WHEEL}"
 
 
@@ -292,7 +296,7 @@ def test_a_host_header_is_used_only_when_the_script_accepts_the_url_made_from_it
 ):
     response = setup(client, ("wallet", EIP55), **host(value))
     if accepted:
-        body = assert_script(response, 200)
+        body = assert_script(response)
         assert rendered_values(body, tmp_path)["COLLECTOR_URL"] == f"http://{value}"
         assert_it_passes_its_own_checks(body, tmp_path)
     else:
@@ -318,11 +322,11 @@ def test_every_script_served_passes_its_own_checks(make_app, dbconn, settings, t
     client = make_app(enrollment_policy="token", **settings).test_client()
     address = STELLAR if settings.get("wallet_format") == "stellar" else new_wallet()
     pairs = [("wallet", address), ("token", token_for(address))]
-    assert_it_passes_its_own_checks(assert_script(setup(client, *pairs), 200), tmp_path)
+    assert_it_passes_its_own_checks(assert_script(setup(client, *pairs)), tmp_path)
 
 
 def test_the_served_script_carries_the_collectors_own_patterns(client, tmp_path):
-    body = assert_script(setup(client, ("wallet", EIP55)), 200)
+    body = assert_script(setup(client, ("wallet", EIP55)))
     assert rendered_values(body, tmp_path, tuple(SCRIPT_PATTERNS)) == SCRIPT_PATTERNS
 
 
@@ -330,7 +334,7 @@ def test_a_configured_agent_package_replaces_the_wheel(make_app, tmp_path):
     package = "tassium[agent]==0.1.0"
     client = make_app(agent_package=package).test_client()
     wallet = new_wallet()
-    body = assert_script(setup(client, ("wallet", wallet)), 200)
+    body = assert_script(setup(client, ("wallet", wallet)))
     assert rendered_values(body, tmp_path) == expected(
         "http://localhost", wallet, **dict.fromkeys(PINS, ""), PACKAGE=package
     )
@@ -338,7 +342,7 @@ def test_a_configured_agent_package_replaces_the_wheel(make_app, tmp_path):
 
 def test_a_stellar_collector_writes_a_stellar_wallet(make_app, tmp_path):
     client = make_app(wallet_format="stellar").test_client()
-    body = assert_script(setup(client, ("wallet", STELLAR)), 200)
+    body = assert_script(setup(client, ("wallet", STELLAR)))
     assert rendered_values(body, tmp_path) == expected(
         "http://localhost", STELLAR, WALLET_FORMAT="stellar"
     )
@@ -347,7 +351,7 @@ def test_a_stellar_collector_writes_a_stellar_wallet(make_app, tmp_path):
 
 def test_the_whole_rendered_script_is_valid_bash(client, dbconn, tmp_path):
     wallet = new_wallet()
-    body = assert_script(setup(client, ("wallet", wallet), ("token", token_for(wallet))), 200)
+    body = assert_script(setup(client, ("wallet", wallet), ("token", token_for(wallet))))
     script = tmp_path / "setup.sh"
     script.write_text(body)
     for shell in ("dash", "bash"):
@@ -379,9 +383,7 @@ def test_a_usable_token_is_written_and_not_used_up(make_app, dbconn, route, tmp_
     client = make_app(enrollment_policy="token").test_client()
     worker = FakeWorker()
     token = token_for(worker.wallet)
-    body = assert_script(
-        setup(client, ("wallet", worker.wallet), ("token", token), route=route), 200
-    )
+    body = assert_script(setup(client, ("wallet", worker.wallet), ("token", token), route=route))
     assert rendered_values(body, tmp_path) == expected(
         "http://localhost", worker.wallet, TOKEN=token
     )
@@ -451,7 +453,7 @@ def test_an_enrolled_worker_gets_its_line_again_to_upgrade(make_app, dbconn, wit
     token = token_for(worker.wallet)
     assert worker.enroll(client, token).status_code == 201
     pairs = [("wallet", worker.wallet)] + ([("token", token)] if with_token else [])
-    body = assert_script(setup(client, *pairs), 200)
+    body = assert_script(setup(client, *pairs))
     values = rendered_values(body, tmp_path)
     assert values["TOKEN"] == (token if with_token else "")
     # The used token still enrolls nothing new, but the same key is welcome back.
@@ -491,6 +493,31 @@ def test_a_bad_request_is_refused_by_a_script_that_says_why(
     client, route, pairs, message, tmp_path
 ):
     assert_refusal(setup(client, *pairs, route=route), message, tmp_path)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_database_that_cannot_answer_is_a_refusal_that_says_so(make_app, route, tmp_path):
+    # SQLite's "unable to open database file": the directory is gone. Answered as JSON, a 503
+    # would reach the owner's `| sh` as nothing (curl -f) or as a command not found.
+    client = make_app(database_url=f"sqlite:///{tmp_path / 'gone' / 'c.db'}").test_client()
+    response = setup(client, ("wallet", EIP55), route=route)
+    said = "the collector's database is unavailable: run this line again in a minute"
+    assert_refusal(response, said, tmp_path, status=503)
+    assert response.headers["Retry-After"] == "10"
+
+
+def test_a_failure_of_the_collectors_own_is_a_refusal_and_logged(
+    client, monkeypatch, caplog, tmp_path
+):
+    def broken():
+        raise RuntimeError("no wheel today")
+
+    monkeypatch.setattr(wheel, "current", broken)
+    said = "the collector could not make the install script (its log says why): tell its operator"
+    assert_refusal(setup(client, ("wallet", EIP55)), said, tmp_path, status=500)
+    [logged] = [r for r in caplog.records if r.exc_info]
+    assert logged.getMessage() == "Exception on /setup.sh [GET]"
+    assert str(logged.exc_info[1]) == "no wheel today"
 
 
 # --- injection ------------------------------------------------------------------------------
@@ -564,7 +591,7 @@ def test_fetching_the_script_writes_nothing(client, dbconn):
             [("wallet", enrolled.wallet)],
             [("wallet", "0x123")],
         ):
-            assert setup(client, *pairs, route=route).status_code in (200, 400)
+            assert setup(client, *pairs, route=route).status_code == 200
     assert snapshot() == before
     assert Worker.get_or_none(Worker.wallet_address == stranger) is None
 
