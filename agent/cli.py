@@ -40,6 +40,24 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
+class _Version(argparse.Action):
+    """--version: the installed distribution's version, looked up only when asked (the
+    metadata machinery is not worth loading on every start)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("tassium")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            found = "unknown (not installed)"
+        print(f"{parser.prog} {found}")
+        parser.exit()
+
+
 def cmd_keygen(config: AgentConfig, _args) -> int:
     check_state_dir(config, create=True)
     key = keys.generate(config.key_path)
@@ -144,6 +162,10 @@ def cmd_once(config: AgentConfig, _args) -> int:
         why = outcome.message if outcome is not None else drain.error or "not delivered"
         print(f"this heartbeat was not credited: {why}", file=sys.stderr)
         return 1
+    if outcome.downtime:
+        # Taken, but earning nothing: an owner must not read "credited" as being paid.
+        print(f"this heartbeat was counted as downtime: {outcome.message}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -211,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help=f"instead of {DEFAULT_CONFIG_PATH}"
     )
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(
         title="commands", dest="command", metavar="COMMAND", required=True
     )
@@ -258,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = load_config(args.config)
         _setup_logging(config.log_level)
+        for warning in config.warnings:
+            log.warning("%s", warning)
         sys.exit(COMMANDS[args.command][0](config, args))
     except DeliveryError as exc:
         sys.exit(f"tassium-agent: cannot reach the collector: {exc}")

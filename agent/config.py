@@ -24,6 +24,25 @@ DOCKER_VARIABLES = (
     "DOCKER_CONFIG",
 )
 DEFAULT_STATE_DIR = Path("/var/lib/tassium-agent")
+ENV_PREFIX = "TASSIUM_"
+CONFIG_VARIABLE = "TASSIUM_CONFIG"
+# The collector's settings, whose variables share the prefix: a machine may run both, and the
+# agent must not call them mistakes. Written here because the agent never imports the collector
+# (a worker installs none of its libraries); tests/agent/test_config.py keeps the two equal.
+COLLECTOR_SETTINGS = frozenset(
+    {"access_log", "agent_package", "api_token", "body_timeout", "capacity_growth",
+     "capacity_max_containers", "capacity_max_cpu_cores", "capacity_max_ram_gb",
+     "capacity_max_storage_gb", "connections_per_process", "cors_origins", "dashboard_refresh",
+     "database_url", "deployer_build_timeout", "deployer_repositories", "deployer_secret",
+     "deployer_timeout", "deployer_url", "deployment_url_template", "enrollment_policy",
+     "enrollment_token_ttl", "gap", "group_commit_wait_ms", "header_timeout", "host",
+     "insecure_anonymous_deployments", "insecure_http_installs", "insecure_open_network",
+     "key_cache_entries", "liveness_interval", "log_level", "max_backfill", "max_body_bytes",
+     "max_skew", "metrics_per_worker", "metrics_retention_days", "migrate_on_start", "min_interval",
+     "ping_interval", "port", "private_pages", "processes", "public_url", "rate_limit_enrollment",
+     "rate_limit_writes", "receipt_key", "receipt_key_file", "receipts", "require_signatures",
+     "session_ttl", "sweep_interval", "wallet_format"}
+)  # fmt: skip
 
 
 def _http_url(value: str) -> bool:
@@ -149,13 +168,15 @@ class AgentConfig:
     # The CAs trusted for the collector (and an https:// proxy) instead of the system's.
     ca_bundle: Path | None = None
     proxies: Proxies = Proxies()
+    # Not a setting: a sentence for each TASSIUM_ variable that named none, which the CLI logs.
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def status_path(self) -> Path:
         return self.state_dir / "status.json"
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
         return f"AgentConfig({shown})"
 
 
@@ -252,18 +273,26 @@ def _user(uid: int) -> str:
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AgentConfig:
     environ = os.environ if environ is None else environ
-    explicit = path is not None or "TASSIUM_CONFIG" in environ
-    path = Path(path or environ.get("TASSIUM_CONFIG") or DEFAULT_CONFIG_PATH)
+    explicit = path is not None or CONFIG_VARIABLE in environ
+    path = Path(path or environ.get(CONFIG_VARIABLE) or DEFAULT_CONFIG_PATH)
     try:
         values = read_settings(
-            "agent", RULES, path, explicit=explicit, environ=environ, env_prefix="TASSIUM_"
+            "agent",
+            RULES,
+            path,
+            explicit=explicit,
+            environ=environ,
+            env_prefix=ENV_PREFIX,
+            own_variables=(CONFIG_VARIABLE,),
+            other_variables={ENV_PREFIX + name.upper() for name in COLLECTOR_SETTINGS},
         )
-        problems, given = [], frozenset(values)
+        problems, given, warnings = [], frozenset(values), values.warnings
     except SettingsError as exc:
         if exc.values is None:  # the file itself is wrong: nothing else can be checked
             raise ConfigError(str(exc)) from None
         # Keep going, so that a bad value and a missing or bad wallet are reported together.
         values, problems, given = exc.values, list(exc.problems), exc.given
+        warnings = exc.warnings
     rejected = given - values.keys()
 
     for required in ("collector_url", "wallet"):
@@ -283,7 +312,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         problems.append(f"ca_bundle: {problem}")
     proxies = _proxies(environ, problems)
     if problems:
-        raise ConfigError("invalid agent configuration:\n  " + "\n  ".join(problems))
+        # The warnings too: a setting given under a mistyped name is often why one is missing.
+        lines = [*problems, *warnings]
+        raise ConfigError("invalid agent configuration:\n  " + "\n  ".join(lines))
 
     state_dir = Path(values.pop("state_dir", DEFAULT_STATE_DIR))
     values.setdefault("key_path", state_dir / "agent.key")
@@ -296,4 +327,4 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     )
     if "ca_bundle" in values:
         values["ca_bundle"] = Path(values["ca_bundle"])
-    return AgentConfig(state_dir=state_dir, proxies=proxies, **values)
+    return AgentConfig(state_dir=state_dir, proxies=proxies, warnings=warnings, **values)

@@ -39,6 +39,8 @@ from protocol.times import parse_timestamp
 
 log = logging.getLogger(__name__)
 
+# What a worker without Docker must be told wherever it looks (once, status, the journal).
+UNPAID = "its heartbeats count as downtime, and it is not paid, until Docker runs"
 # Refusals that no retry can cure: the collector read the heartbeat and judged the body
 # itself wrong or out of range. Everything else (5xx, 401/404 before enrollment) is retried.
 PERMANENT = {400, 413, 422}
@@ -58,6 +60,8 @@ class Outcome:
     # The collector's signed receipt for a credited heartbeat, as answered (its JSON), for
     # agent/receipts.py to check and keep; None when the answer carried none.
     receipt: object = field(default=None, compare=False, repr=False)
+    # Stored, but counted as downtime: the heartbeat said Docker is unavailable.
+    downtime: bool = field(default=False, compare=False)
 
     @property
     def settled(self) -> bool:
@@ -83,6 +87,9 @@ def judge(status: int, answer: object) -> Outcome:
                 "stored, not credited: the collector cannot vouch for its time (taken before "
                 "this worker enrolled, or delivered late while the collector was running)",
             )
+        if answer.get("action") == "docker_unavailable":
+            said = f"stored, but Docker is not available on this machine: {UNPAID}"
+            return Outcome(status, "credited", said, None, True)
         return Outcome(status, "credited", "accepted", answer.get("receipt"))
     if status == 409 and isinstance(error, str):
         if answer.get("stored", True) is True:

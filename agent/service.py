@@ -118,6 +118,7 @@ class Agent:
         self.ping_trouble = Trouble("pings are being taken again")
         self.receipts = ReceiptStore(config.state_dir / "receipts", config.wallet)
         self.receipt_trouble = Trouble("receipts are being kept again")
+        self.docker_trouble = Trouble("Docker is available again")
         self._spool: Spool | None = None
         with contextlib.suppress(OSError):  # take() says why, and retries, on every tick
             self._spool = Spool(config.spool_path, config.spool_max)
@@ -131,8 +132,14 @@ class Agent:
             containers, root, available = found.containers, found.docker_root, True
             total = found.total
         except DockerUnavailable as exc:
-            log.warning("%s; reporting dockerAvailable=false", exc)
+            # Once per outage: which call failed, and how, varies from tick to tick.
+            if self.docker_trouble.current is None:
+                self.docker_trouble.report(
+                    f"{exc}; heartbeats say dockerAvailable=false until Docker answers again"
+                )
             containers, available, total = [], False, None
+        else:
+            self.docker_trouble.clear()
         return Heartbeat(
             wallet=self.config.wallet,
             timestamp=self.clock.now(),

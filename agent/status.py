@@ -15,7 +15,7 @@ from agent.containers import survey
 from agent.engine import Engine
 from agent.enrollment import holds_key
 from agent.errors import AgentError, ConfigError, DeliveryError, DockerUnavailable
-from agent.sender import Sender
+from agent.sender import UNPAID, Sender
 from agent.spool import QUARANTINE, entry_names
 from protocol.heartbeat import encode_public_key
 from protocol.times import format_timestamp, utcnow
@@ -93,7 +93,8 @@ def check(config: AgentConfig) -> list[Line]:
         count = survey(engine).total
         lines.append(Line("docker", True, f"{count} containers at {engine.address}"))
     except DockerUnavailable as exc:
-        lines.append(Line("docker", False, str(exc)))
+        # The owner's first question: without Docker, nothing this machine sends is paid.
+        lines.append(Line("docker", False, f"{exc}: {UNPAID}"))
     finally:
         engine.close()
 

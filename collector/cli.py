@@ -1,6 +1,7 @@
 """``tassium-collector``: serve, migrate, sweep, token create, workers, report, payout,
 receipts-key, verify-receipts."""
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -8,12 +9,18 @@ import click
 
 from collector import logs
 from collector.config import (
+    ALIASES,
+    CONFIG_VARIABLE,
+    DATABASE_FILE,
+    DEFAULT_CONFIG_PATH,
+    RULES,
+    STATE_DIRECTORY,
     TOKEN_TTL_MAX,
     TOKEN_TTL_MIN,
     CollectorConfig,
     ConfigError,
     load_config,
-    mask_password,
+    variable,
 )
 from collector.store import db, migrations
 from protocol import ProtocolError
@@ -21,21 +28,51 @@ from protocol.heartbeat import MAX_CPU_CORES, MAX_GB
 from protocol.times import format_millis, format_timestamp, utcnow
 from protocol.wallets import normalize_wallet
 
+log = logging.getLogger(__name__)
 
-def _open(config: CollectorConfig, *, migrated: bool = True):
-    """Bind the database; refuse to go on against a schema this version does not know."""
-    database = db.bind(config.database_url)
+
+def _open(config: CollectorConfig, *, migrated: bool = True, create: bool = False):
+    """Bind the database; refuse to go on against a schema this version does not know. Only
+    ``create`` (migrate, serve --migrate) makes a missing SQLite file: any other command run
+    with the wrong settings would leave an empty database behind and call it unmigrated."""
+    file = config.sqlite_file
+    if file is not None and create and file.parent == config.state_directory:
+        try:  # the default place, which nobody may have made yet
+            file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot create the directory {file.parent} for the database: {exc.strerror}; "
+                f"create it, or set database_url ({variable('database_url')})"
+            ) from None
+    elif file is not None and not create and not file.exists():
+        raise click.ClickException(_missing(config))
+    database = db.bind(config.database_url, create=create)
     if migrated:
-        _check_schema(database)
+        _check_schema(config, database)
     return database
 
 
-def _check_schema(database) -> None:
+def _missing(config: CollectorConfig) -> str:
+    return (
+        f"there is no database at {config.database_location}: run tassium-collector migrate "
+        f"(or serve --migrate) to create it, or set database_url ({variable('database_url')}) "
+        "to the collector's database"
+    )
+
+
+def _check_schema(config: CollectorConfig, database) -> None:
     version = migrations.current_version(database)
-    if version != migrations.LATEST_VERSION:
+    latest = migrations.LATEST_VERSION
+    if version < latest:
         raise click.ClickException(
-            f"the database schema is at version {version}, this collector needs "
-            f"{migrations.LATEST_VERSION}: run tassium-collector migrate"
+            f"the database {config.database_location} is at schema version {version}, this "
+            f"collector needs {latest}: run tassium-collector migrate"
+        )
+    if version > latest:
+        raise click.ClickException(
+            f"the database {config.database_location} is at schema version {version}, newer "
+            f"than this collector knows ({latest}): run a collector as new as the one that "
+            "migrated it"
         )
 
 
@@ -54,21 +91,46 @@ def _database_problem(config: CollectorConfig | None, exc: Exception) -> str:
     reason = db.failure_reason(exc)
     if config is None:
         return f"the database failed: {reason}"
-    where = mask_password(config.database_url)
     if config.is_postgres:
         check = "check that PostgreSQL is running there and that DATABASE_URL is right"
     else:
-        directory = Path(db.sqlite_path(config.database_url)).resolve().parent
-        check = f"check that the directory {directory} exists and is writable"
-    return f"cannot use the database {where}: {reason}; {check}"
+        file = config.sqlite_file
+        if file.parent.is_dir() and not file.exists():
+            return _missing(config)  # gone since the command looked
+        check = f"check that the directory {file.parent.resolve()} exists and is writable"
+    return f"cannot use the database {config.database_location}: {reason}; {check}"
 
 
-@click.group(cls=_Commands)
+def _variables() -> str:
+    """Every variable the collector reads, named once, from its settings' rules."""
+    aliased = {key: name for name, key in ALIASES.items()}
+    return ", ".join(
+        variable(key) + (f" (or {aliased[key]})" if key in aliased else "") for key in RULES
+    )
+
+
+_EPILOG = f"""Settings are read from {DEFAULT_CONFIG_PATH} (or --config, or the file
+{CONFIG_VARIABLE} names); each can be overridden by an environment variable: {_variables()}.
+
+\b
+Unless database_url says otherwise, the SQLite database is {DATABASE_FILE}
+in the collector's state directory, the same wherever a command is run:
+  under systemd:  $STATE_DIRECTORY (the unit's StateDirectory=)
+  for root:       {STATE_DIRECTORY}
+  for others:     $XDG_STATE_HOME/tassium-collector, else ~/.local/state/tassium-collector"""
+
+
+@click.group(
+    cls=_Commands, epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.version_option(
+    package_name="tassium", prog_name="tassium-collector", message="%(prog)s %(version)s"
+)
 @click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
-    help="YAML configuration file [default: /etc/tassium/collector.yaml]",
+    help=f"YAML configuration file [default: {DEFAULT_CONFIG_PATH}]",
 )
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None) -> None:
@@ -78,18 +140,21 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     logs.configure(config.log_level)
+    for warning in config.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     ctx.obj = config
 
 
 @cli.command()
 @click.pass_obj
 def migrate(config: CollectorConfig) -> None:
-    """Apply pending schema migrations."""
-    database = _open(config, migrated=False)
+    """Apply pending schema migrations (creating the SQLite database if it is missing)."""
+    database = _open(config, migrated=False, create=True)
     applied = migrations.migrate(database)
     for migration in applied:
         click.echo(f"applied migration {migration.version}: {migration.description}")
-    click.echo(f"schema is at version {migrations.current_version(database)}")
+    version = migrations.current_version(database)
+    click.echo(f"the database {config.database_location} is at schema version {version}")
 
 
 @cli.command()
@@ -102,21 +167,27 @@ def migrate(config: CollectorConfig) -> None:
 @click.pass_obj
 def serve(config: CollectorConfig, run_migrations: bool) -> None:
     """Serve the HTTP API with gunicorn."""
-    from collector.serve import exposure_problem
+    from collector.serve import exposure_problem, listen_problem
     from collector.serve import serve as run_server
 
     problem = exposure_problem(config)
     if problem:
         raise click.ClickException(problem)
-    database = _open(config, migrated=False)
-    if run_migrations or config.migrate_on_start:
+    migrating = run_migrations or config.migrate_on_start
+    database = _open(config, migrated=False, create=migrating)
+    if migrating:
         migrations.migrate(database)
-    _check_schema(database)
+    _check_schema(config, database)
+    log.info("using the database %s", config.database_location)
     # Made now, before gunicorn forks, so that a key that cannot be had is one sentence here
     # rather than a traceback in every serving process.
     _receipt_key(config)
     # Close before gunicorn forks (the pool too): each worker opens its own connections.
     db.close_all(database)
+    # Last, so that little can take the port between this look and gunicorn's own bind.
+    problem = listen_problem(config)
+    if problem:
+        raise click.ClickException(problem)
     run_server(config)
 
 
@@ -363,12 +434,13 @@ def capacity_set(
 @cli.command("workers")
 @click.pass_obj
 def list_workers(config: CollectorConfig) -> None:
-    """A table of workers: online or not, last heartbeat, containers, credits."""
+    """A table of workers: state (and whether it is paid), last heartbeat, containers,
+    credits. The states are those of the dashboard and the API (README, "Worker states")."""
     from peewee import JOIN, fn
 
     from collector.store.models import Worker, WorkerContainer, credits
+    from collector.uptime import states
 
-    gap = timedelta(seconds=config.gap)
     now = utcnow()
     with _open(config).connection_context():
         rows = (
@@ -381,14 +453,20 @@ def list_workers(config: CollectorConfig) -> None:
             .group_by(Worker.wallet_address)
             .order_by(Worker.wallet_address)
         )
-        table = [("WALLET", "STATUS", "LAST HEARTBEAT", "CONTAINERS", "CREDITS", "HOSTNAME")]
+        table = [("WALLET", "STATE", "PAID", "LAST HEARTBEAT", "CONTAINERS", "CREDITS", "HOSTNAME")]
         for w in rows:
             last = w.last_heartbeat_at
-            online = last is not None and now - last <= gap
+            # The last sign of life as written (a ping still pending in a serving process
+            # counts a few seconds later, as on /metrics).
+            signs = [t for t in (w.last_ping_at, w.last_seen_at) if t is not None]
+            state = states.state_of(
+                w, max(signs, default=None), now, gap=config.gap, ping_interval=config.ping_interval
+            )
             table.append(
                 (
                     w.wallet_address,
-                    "online" if online else "offline",
+                    state,
+                    "yes" if states.PAID[state] else "no",
                     format_timestamp(last) if last else "never",
                     str(w.container_count),
                     str(credits(w.credits_millis)),

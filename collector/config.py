@@ -5,26 +5,32 @@ environment."""
 import base64
 import binascii
 import os
+import pwd
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 from limits import RateLimitItem, parse_many
 
+from agent.config import RULES as AGENT_RULES
 from protocol import patterns, private_files
 from protocol.heartbeat import MAX_CONTAINERS, MAX_CPU_CORES, MAX_GB
 from protocol.settings import Rule, SettingsError, read_settings
 from protocol.wallets import WALLET_FORMATS
 
 DEFAULT_CONFIG_PATH = Path("/etc/tassium/collector.yaml")
-# Beside the collector's state: the systemd unit's StateDirectory, its only writable place.
 # Where the receipt key is kept when receipt_key_file does not say (see receipt_key_path).
 RECEIPT_KEY_NAME = "tassium-receipt-signing.key"
+# The collector's state (the SQLite database, the receipt key) when run as root; systemd's
+# StateDirectory= names it for the unit, and other users keep theirs in their home (see
+# state_directory). The database keeps the name it had when it was relative to the unit's
+# WorkingDirectory, so that an installed collector finds its database after an upgrade.
 STATE_DIRECTORY = Path("/var/lib/tassium-collector")
+DATABASE_FILE = "tassium-collector.db"
 # How long an enrollment token may stay valid, in seconds: a minute to 30 days.
 TOKEN_TTL_MIN, TOKEN_TTL_MAX = 60, 30 * 24 * 3600
 ENV_PREFIX = "TASSIUM_"
@@ -33,14 +39,25 @@ ENV_PREFIX = "TASSIUM_"
 class ConfigError(Exception):
     """Every problem found in the configuration, one per line, each naming where it came from."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], warnings: tuple[str, ...] = ()):
         self.problems = problems
-        super().__init__("invalid collector configuration:\n  " + "\n  ".join(problems))
+        # Not problems, but often the reason for one (a setting given under a mistyped name).
+        self.warnings = warnings
+        super().__init__(
+            "invalid collector configuration:\n  " + "\n  ".join([*problems, *warnings])
+        )
+
+
+def sqlite_url(path: Path) -> str:
+    """The ``sqlite:///`` URL of a file (quoted as ``collector.store.db`` reads it)."""
+    return "sqlite:///" + quote(str(path))
 
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    database_url: str = "sqlite:///tassium-collector.db"
+    # Absolute, so that every command finds the same database wherever it is run; load_config
+    # puts it in the state_directory of whoever runs it.
+    database_url: str = sqlite_url(STATE_DIRECTORY / DATABASE_FILE)
     host: str = "127.0.0.1"
     port: int = 8000
     processes: int = 2
@@ -140,23 +157,38 @@ class CollectorConfig:
     insecure_open_network: bool = False
     insecure_anonymous_deployments: bool = False
     insecure_http_installs: bool = False
+    # Not settings. Where the collector keeps its state unless told (state_directory()); and a
+    # sentence for each TASSIUM_ variable that named no setting, which the commands log.
+    state_directory: Path = STATE_DIRECTORY
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database's file, absolute (None with PostgreSQL)."""
+        if not self.database_url.startswith("sqlite:///"):
+            return None
+        return Path(unquote(self.database_url.removeprefix("sqlite:///"))).absolute()
+
+    @property
+    def database_location(self) -> str:
+        """The database as every message about it names it: the SQLite file, or the
+        PostgreSQL URL with its password masked."""
+        return str(self.sqlite_file or mask_password(self.database_url))
 
     @property
     def receipt_key_path(self) -> Path:
         """``receipt_key_file``; else beside the SQLite database, so that the embedded default
-        runs wherever its database can be written; else (PostgreSQL) the systemd unit's state
-        directory."""
+        runs wherever its database can be written; else (PostgreSQL) the state directory."""
         if self.receipt_key_file:
             return Path(self.receipt_key_file)
-        if self.database_url.startswith("sqlite:///"):
-            database = Path(self.database_url.removeprefix("sqlite:///"))
-            return database.absolute().parent / RECEIPT_KEY_NAME
-        return STATE_DIRECTORY / RECEIPT_KEY_NAME
+        if self.sqlite_file is not None:
+            return self.sqlite_file.parent / RECEIPT_KEY_NAME
+        return self.state_directory / RECEIPT_KEY_NAME
 
     def __repr__(self) -> str:
         # The secrets (the API token, the receipt key…) and a database password must not
         # reach a log line.
-        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         for secret in SECRETS:
             if getattr(self, secret):
                 shown[secret] = "********"
@@ -310,6 +342,40 @@ RULES = {
 # The settings never shown: the database URL is shown with its password masked instead.
 SECRETS = tuple(name for name, rule in RULES.items() if rule.secret and name != "database_url")
 
+# The variables the collector reads besides its settings' (TASSIUM_ and the name in capitals).
+CONFIG_VARIABLE = "TASSIUM_CONFIG"
+ALIASES = {"DATABASE_URL": "database_url"}
+# The agent's, which share the prefix: a machine may run both, and the collector must not call
+# them mistakes.
+AGENT_VARIABLES = frozenset(ENV_PREFIX + name.upper() for name in AGENT_RULES)
+
+
+def variable(name: str) -> str:
+    """The environment variable that overrides the setting ``name``."""
+    return ENV_PREFIX + name.upper()
+
+
+def state_directory(environ: Mapping[str, str], euid: int) -> Path:
+    """Where the collector keeps its state when the settings do not say: the directory
+    systemd made for the unit (StateDirectory=, in $STATE_DIRECTORY), /var/lib for root, and
+    otherwise the user's own state directory (XDG), so that a developer's commands find one
+    database from whichever directory they are run."""
+    given = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if given and Path(given).is_absolute():
+        return Path(given)
+    if euid == 0:
+        return STATE_DIRECTORY
+    xdg = environ.get("XDG_STATE_HOME", "")
+    if Path(xdg).is_absolute():  # the XDG specification ignores a relative one
+        return Path(xdg) / "tassium-collector"
+    home = environ.get("HOME", "")
+    if not Path(home).is_absolute():
+        try:
+            home = pwd.getpwuid(euid).pw_dir
+        except KeyError:  # a uid without a name, as in a container: no home to write to
+            return STATE_DIRECTORY
+    return Path(home) / ".local" / "state" / "tassium-collector"
+
 
 def load_config(
     path: Path | None = None, environ: Mapping[str, str] | None = None
@@ -317,8 +383,8 @@ def load_config(
     """Read the YAML file (the default path may be missing; an explicit one may not), apply
     ``TASSIUM_*`` and ``DATABASE_URL`` overrides, validate everything, report every problem."""
     environ = os.environ if environ is None else environ
-    explicit = path is not None or "TASSIUM_CONFIG" in environ
-    path = Path(path or environ.get("TASSIUM_CONFIG") or DEFAULT_CONFIG_PATH)
+    explicit = path is not None or CONFIG_VARIABLE in environ
+    path = Path(path or environ.get(CONFIG_VARIABLE) or DEFAULT_CONFIG_PATH)
     problems = []
     try:
         values = read_settings(
@@ -328,10 +394,13 @@ def load_config(
             explicit=explicit,
             environ=environ,
             env_prefix=ENV_PREFIX,
-            aliases={"DATABASE_URL": "database_url"},
+            aliases=ALIASES,
+            own_variables=(CONFIG_VARIABLE,),
+            other_variables=AGENT_VARIABLES,
         )
+        warnings = values.warnings
     except SettingsError as exc:
-        problems, values = exc.problems, {}
+        problems, values, warnings = exc.problems, {}, exc.warnings
     if path.exists() and _file_has_secret(path) and private_files.too_open(path.stat().st_mode):
         problems.append(f"{path}: holds a secret but is readable by others (chmod 600)")
     if values.get("private_pages") and not values.get("api_token"):
@@ -346,8 +415,10 @@ def load_config(
             "receipt_key: the key is given twice: keep either receipt_key or receipt_key_file"
         )
     if problems:
-        raise ConfigError(problems)
-    return replace(CollectorConfig(), **values)
+        raise ConfigError(problems, warnings)
+    state = state_directory(environ, os.geteuid())
+    values.setdefault("database_url", sqlite_url(state / DATABASE_FILE))
+    return replace(CollectorConfig(), state_directory=state, warnings=warnings, **values)
 
 
 def _file_has_secret(path: Path) -> bool:

@@ -11,11 +11,13 @@ transaction, so the locking is what it is with one request per process at a time
 """
 
 import contextlib
+import errno
 import gc
 import logging
 import os
 import resource
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
 from collector.addresses import is_loopback
-from collector.config import CollectorConfig
+from collector.config import CollectorConfig, variable
 from collector.logs import GunicornLogger
 from protocol.times import utcnow
 
@@ -148,6 +150,7 @@ class CollectorServer(BaseApplication):
 
     def _start_threads(self, _worker) -> None:
         config = self.config_obj
+        sys.unraisablehook = _quiet_while_finalizing
         from collector.uptime.liveness import LivenessThread
 
         LivenessThread(interval=timedelta(seconds=config.liveness_interval), clock=utcnow).start()
@@ -161,6 +164,20 @@ class CollectorServer(BaseApplication):
                 clock=utcnow,
                 build_timeout=config.build_timeout,
             ).start()
+
+
+def _quiet_while_finalizing(
+    unraisable: object,
+    # Bound now: while the interpreter finalizes, this module's globals may already be gone.
+    finalizing=sys.is_finalizing,
+    report=sys.__unraisablehook__,
+) -> None:
+    """A serving process's unraisable exceptions, but for those raised as its interpreter
+    tears down after a clean stop. gevent's modules are cleared before logging drops its
+    last handlers, whose clean-up then fails on gevent's lock (gevent issue 2148): two lines
+    of traceback per process on every stop, about nothing that matters then."""
+    if not finalizing():
+        report(unraisable)
 
 
 def raise_open_file_limit(needed: int) -> int:
@@ -226,6 +243,33 @@ def exposure_problem(config: CollectorConfig) -> str | None:
         "proxy that adds it; only on a network where everyone is trusted, set "
         "insecure_open_network: true"
     )
+
+
+def listen_problem(config: CollectorConfig) -> str | None:
+    """Why ``serve`` cannot listen at ``host``:``port``, found by binding it for a moment, or
+    None. gunicorn, told to, would retry for five seconds with two ERROR lines a second."""
+    host, port = config.host, config.port
+    # gunicorn's choice of family: IPv6 for an address with a colon, else IPv4 (a name too).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As gunicorn's own socket: a connection of an earlier run in TIME_WAIT is no obstacle.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except socket.gaierror as exc:
+            return f"cannot listen on {host}: {exc.strerror}: set host to a name or address"
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is in use: stop what holds it, or set port "
+                    f"({variable('port')}) to another"
+                )
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"cannot listen on {host}: not an address of this machine: set host"
+            if exc.errno == errno.EACCES:
+                return f"port {port} on {host} needs privileges: set port to 1024 or above"
+            return f"cannot listen on port {port} of {host}: {exc.strerror}"
+    return None
 
 
 def serve(config: CollectorConfig) -> None:

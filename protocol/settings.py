@@ -2,7 +2,8 @@
 the collector: every key has a type and a rule, every problem is reported at once with the
 file and key (or variable) it came from, as borgmatic's config validation does."""
 
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,13 +18,23 @@ class SettingsError(Exception):
         problems: list[str],
         values: dict[str, object] | None = None,
         given: frozenset[str] = frozenset(),
+        warnings: tuple[str, ...] = (),
     ):
         self.problems = problems
         # When only some settings were wrong: those that passed, and every key given, so a
         # caller can add its own checks and still report every problem at once.
         self.values = values
         self.given = given
+        # The variables that name no setting (see unknown_variables), worth telling an owner
+        # whose configuration failed: a mistyped name is often why a setting seems missing.
+        self.warnings = warnings
         super().__init__(f"invalid {what} configuration:\n  " + "\n  ".join(problems))
+
+
+class Settings(dict):
+    """The values read, by key, and a sentence for each variable that named no setting."""
+
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,9 +63,15 @@ def read_settings(
     environ: Mapping[str, str],
     env_prefix: str,
     aliases: Mapping[str, str] | None = None,
-) -> dict[str, object]:
+    own_variables: Collection[str] = (),
+    other_variables: Collection[str] = (),
+) -> Settings:
     """Values from the file at ``path`` (which may be missing unless ``explicit``), then from
-    ``env_prefix + KEY`` variables and ``aliases`` (variable name -> key), all checked."""
+    ``env_prefix + KEY`` variables and ``aliases`` (variable name -> key), all checked.
+
+    Every other ``env_prefix`` variable is warned about (``Settings.warnings``), but for
+    ``own_variables`` (those the program reads itself, such as the config file's) and
+    ``other_variables`` (another program's that shares the prefix)."""
     # key -> (value, where it came from, the text the file wrote for it, if a plain scalar)
     raw: dict[str, tuple[object, str, str | None]] = {}
     if path.exists():
@@ -79,8 +96,11 @@ def read_settings(
     for variable, name in (aliases or {}).items():
         if variable in environ:
             raw[name] = (_from_env(rules[name].kind, environ[variable]), variable, None)
+    known = [env_prefix + name.upper() for name in rules] + [*(aliases or {}), *own_variables]
+    warnings = tuple(unknown_variables(what, environ, env_prefix, known, other_variables))
 
-    values, problems = {}, []
+    values, problems = Settings(), []
+    values.warnings = warnings
     for key, (value, where, text) in raw.items():
         if key not in rules:
             problems.append(f"{where}: unknown setting")
@@ -90,8 +110,36 @@ def read_settings(
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
     if problems:
-        raise SettingsError(what, problems, values, frozenset(raw))
+        raise SettingsError(what, problems, values, frozenset(raw), warnings)
     return values
+
+
+def unknown_variables(
+    what: str,
+    environ: Mapping[str, str],
+    env_prefix: str,
+    known: Collection[str],
+    other_variables: Collection[str] = (),
+) -> list[str]:
+    """A sentence for each ``env_prefix`` variable in ``environ`` that is neither ``known``
+    nor one of ``other_variables``, with the known one it most resembles: a mistyped name
+    (TASSIUM_INTERVALL) would otherwise be ignored without a word. A warning, not an error:
+    the variable may be meant for a tool that is not ours."""
+    # Compared without the prefix, which every name shares and which would make any two
+    # names look alike.
+    suffixes = {
+        name.removeprefix(env_prefix): name for name in known if name.startswith(env_prefix)
+    }
+    found = []
+    for variable in sorted(environ):
+        if not variable.startswith(env_prefix) or variable in known or variable in other_variables:
+            continue
+        sentence = f"{variable} is not a setting of the {what}: it is ignored"
+        close = difflib.get_close_matches(
+            variable.removeprefix(env_prefix), suffixes, n=1, cutoff=0.7
+        )
+        found.append(sentence + (f"; did you mean {suffixes[close[0]]}?" if close else ""))
+    return found
 
 
 def _load_yaml(data: bytes) -> tuple[object, dict[str, str]]:

@@ -1,10 +1,11 @@
 """The database: one Peewee proxy bound from the config, a UTC datetime field, and the
 per-request connection handling of the Flask tutorial's ``db.py``."""
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from peewee import (
     Database,
@@ -53,11 +54,18 @@ def sqlite_path(url: str) -> str:
     return unquote(url[len("sqlite:///") :])
 
 
-def open_database(url: str) -> Database:
-    """A Peewee database for a ``sqlite:///path`` or ``postgresql://`` URL."""
+def open_database(url: str, *, create: bool = True) -> Database:
+    """A Peewee database for a ``sqlite:///path`` or ``postgresql://`` URL. ``create=False``
+    opens an SQLite file only if it exists: a command run elsewhere must not leave an empty
+    database behind (and then call it unmigrated)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = sqlite_path(url)
+        connect = {}
+        if not create:
+            # mode=rw: SQLite's own "open, never create", where a check beforehand would race.
+            path = "file:" + quote(os.path.abspath(path)) + "?mode=rw"
+            connect["uri"] = True
         # IMMEDIATE takes the write lock when a transaction starts, so two processes applying
         # heartbeats queue on busy_timeout instead of failing on a lock upgrade.
         # Pooled, as PostgreSQL is: a request used to open a connection (four pragmas) and
@@ -76,6 +84,7 @@ def open_database(url: str) -> Database:
             check_same_thread=False,
             max_connections=32,
             stale_timeout=300,
+            **connect,
         )
     return PostgresPool(
         unquote(parts.path.lstrip("/")),
@@ -115,8 +124,8 @@ class PostgresPool(PooledPostgresqlDatabase):
         return super()._is_closed(conn)
 
 
-def bind(url: str) -> Database:
-    db = open_database(url)
+def bind(url: str, *, create: bool = True) -> Database:
+    db = open_database(url, create=create)
     database.initialize(db)
     return db
 

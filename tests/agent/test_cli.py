@@ -40,6 +40,28 @@ def test_once_prints_and_delivers_one_heartbeat(agent):
     assert "credited 1" in done.stderr
 
 
+def test_without_docker_once_and_status_say_the_worker_is_not_paid(
+    serve_collector, agent_process, tmp_path
+):
+    collector = serve_collector()
+    worker = agent_process(
+        collector.url,
+        start=False,
+        docker_host=f"unix://{tmp_path}/no-docker.sock",
+        docker_timeout=1,
+    )
+    done = worker.command("once")
+    # Taken by the collector, and earning nothing: a failure, in a sentence.
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["agent"]["dockerAvailable"] is False
+    assert "this heartbeat was counted as downtime" in done.stderr
+    assert "it is not paid, until Docker runs" in done.stderr
+    status = worker.command("status")
+    assert status.returncode == 1
+    [docker] = [line for line in status.stdout.splitlines() if " docker " in line]
+    assert docker.startswith("BAD") and "it is not paid, until Docker runs" in docker
+
+
 def test_keygen_refuses_to_replace_a_key(agent):
     _, worker = agent
     done = worker.command("keygen")

@@ -261,6 +261,53 @@ def test_an_unrelated_variable_is_ignored(minimal):
     config = load_config(minimal(), {"TASSIUM_NO_SUCH_SETTING": "1", "INTERVAL": "5"})
 
     assert config.interval == 300
+    assert config.warnings == (
+        "TASSIUM_NO_SUCH_SETTING is not a setting of the agent: it is ignored",
+    )
+
+
+def test_a_mistyped_variable_is_warned_about_with_the_one_meant(minimal):
+    config = load_config(minimal(), {"TASSIUM_INTERVALL": "60"})
+
+    assert config.interval == 300
+    assert config.warnings == (
+        "TASSIUM_INTERVALL is not a setting of the agent: it is ignored; "
+        "did you mean TASSIUM_INTERVAL?",
+    )
+
+
+def test_the_collectors_variables_and_the_config_file_are_no_mistake(minimal):
+    # One machine may run both programs, with both sets of variables in its environment.
+    path = minimal()
+    environ = {
+        "TASSIUM_CONFIG": str(path),
+        "TASSIUM_API_TOKEN": "t" * 32,
+        "TASSIUM_DATABASE_URL": "sqlite:////var/lib/c.db",
+        "TASSIUM_PORT": "8000",
+        "TASSIUM_INTERVAL": "60",
+    }
+
+    assert load_config(None, environ).warnings == ()
+
+
+def test_the_agent_knows_every_variable_of_the_collector():
+    # Written out in agent/config.py, which may not import the collector: kept equal here.
+    from collector.config import RULES
+
+    assert set(RULES) == agent_config.COLLECTOR_SETTINGS, (
+        "agent/config.py's COLLECTOR_SETTINGS must name the collector's settings, as RULES does"
+    )
+
+
+def test_a_refused_configuration_names_the_variable_that_was_probably_meant(write_config):
+    path = write_config(collector_url=COLLECTOR)
+    said = problems_of(path, {"TASSIUM_WALLETT": CHECKSUMMED})
+
+    assert said.splitlines()[1:] == [
+        f"  wallet: missing (set it in {path} or TASSIUM_WALLET)",
+        "  TASSIUM_WALLETT is not a setting of the agent: it is ignored; "
+        "did you mean TASSIUM_WALLET?",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Every mistake an owner can make is one sentence saying what to do, never a traceback:
 run through the real console program, as the owner meets it."""
 
+import importlib.metadata
 import os
 import stat
 import subprocess
@@ -257,3 +258,36 @@ def test_help_is_plain_text_and_names_the_configuration():
     shown = " ".join(done.stdout.split())  # argparse wraps to the terminal's width
     for name, (_, help_text) in COMMANDS.items():
         assert f"{name} {help_text}" in shown
+
+
+def test_version_is_the_installed_distributions():
+    done = subprocess.run(
+        [console_script("tassium-agent"), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"tassium-agent {importlib.metadata.version('tassium')}\n"
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_h_and_help_show_every_commands_help(flag, command):
+    args = [command] if command else []
+    done = subprocess.run(
+        [console_script("tassium-agent"), *args, flag], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: tassium-agent {command or ''}".rstrip())
+
+
+def test_a_mistyped_variable_is_warned_about_once_with_the_one_meant(tmp_path, monkeypatch):
+    config = write_config(tmp_path, state_dir=str(tmp_path / "s"))
+    monkeypatch.setenv("TASSIUM_INTERVALL", "60")
+    monkeypatch.setenv("TASSIUM_API_TOKEN", API_TOKEN)  # the collector's: no mistake
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)  # the plain format, not journald's
+    done = agent(config, "keygen")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.endswith(
+        " WARNING agent: TASSIUM_INTERVALL is not a setting of the agent: it is ignored; "
+        "did you mean TASSIUM_INTERVAL?"
+    )

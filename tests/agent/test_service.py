@@ -16,6 +16,7 @@ from collector.identity.signatures import verify
 from protocol.heartbeat import SIGNATURE_HEADER, encode_public_key
 from protocol.times import parse_timestamp, utcnow
 from tests.agent.fake_collector import FakeCollector, Reply, accept_everything, collector_json
+from tests.agent.fake_engine import LIST_PATH
 from tests.conftest import free_port
 from tests.factories import agent_config, new_wallet
 
@@ -229,3 +230,30 @@ def test_a_ping_the_collector_holds_is_given_up_within_the_ping_interval(make_ag
     assert time.monotonic() - started < 5
     assert agent.ping_trouble.current.startswith("ping not delivered")
     assert agent.pending() == 0
+
+
+def test_docker_going_away_is_told_once_and_its_return_once(engine, tmp_path, caplog):
+    config = agent_config("http://127.0.0.1:9", tmp_path / "state", docker_host=engine.host)
+    agent = Agent(config, keys.generate(config.key_path))
+
+    def available(times: int = 1) -> list[bool]:
+        return [agent.collect().agent.dockerAvailable for _ in range(times)]
+
+    try:
+        with caplog.at_level(logging.INFO, logger="agent.service"):
+            assert available() == [True]
+            engine.fail(500, on=LIST_PATH)
+            assert available(3) == [False] * 3
+            engine.fail(503, on=LIST_PATH)  # another reason, the same outage
+            assert available() == [False]
+            engine.failing = None
+            assert available(2) == [True] * 2
+            engine.fail(500, on=LIST_PATH)  # a second outage is told again
+            assert available(2) == [False] * 2
+    finally:
+        agent.close()
+    told = [r.getMessage() for r in caplog.records if r.name == "agent.service"]
+    gone = "; heartbeats say dockerAvailable=false until Docker answers again"
+    assert [message.endswith(gone) for message in told] == [True, False, True], told
+    assert told[1] == "Docker is available again"
+    assert "500" in told[0] and "500" in told[2]

@@ -2,18 +2,21 @@
 installed console script."""
 
 import hashlib
+import importlib.metadata
+import json
 import re
 import secrets
 import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from collector.cli import cli
-from collector.config import CollectorConfig
+from collector.config import RULES, CollectorConfig, variable
 from collector.store import migrations
 from collector.store.models import (
     EnrollmentToken,
@@ -27,6 +30,7 @@ from collector.uptime.enrollment import enroll
 from collector.uptime.windows import apply_heartbeat
 from protocol.heartbeat import AgentInfo, Container, Heartbeat, encode_public_key
 from protocol.merkle import EMPTY_ROOT
+from protocol.receipt_files import FILE_TYPE, FILE_VERSION
 from protocol.times import format_timestamp, utcnow
 from protocol.wallets import stellar_address
 from tests import programs
@@ -34,14 +38,25 @@ from tests.conftest import free_port
 from tests.factories import connected, minutes_ago, new_wallet
 
 CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
-MIGRATE_OUTPUT = [
-    f"applied migration {m.version}: {m.description}" for m in migrations.MIGRATIONS
-] + [f"schema is at version {migrations.LATEST_VERSION}"]
-HEADINGS = ["WALLET", "STATUS", "LAST", "HEARTBEAT", "CONTAINERS", "CREDITS", "HOSTNAME"]
-NEEDS_MIGRATE = (
-    "Error: the database schema is at version {version}, this collector needs "
-    f"{migrations.LATEST_VERSION}: run tassium-collector migrate"
-)
+HEADINGS = ["WALLET", "STATE", "PAID", "LAST", "HEARTBEAT", "CONTAINERS", "CREDITS", "HOSTNAME"]
+
+
+def location(url: str) -> str:
+    """The database as the commands name it: its file, or its URL without the password."""
+    return CollectorConfig(database_url=url).database_location
+
+
+def migrate_output(url: str) -> list[str]:
+    return [f"applied migration {m.version}: {m.description}" for m in migrations.MIGRATIONS] + [
+        f"the database {location(url)} is at schema version {migrations.LATEST_VERSION}"
+    ]
+
+
+def needs_migrate(url: str, version: int) -> str:
+    return (
+        f"Error: the database {location(url)} is at schema version {version}, this collector "
+        f"needs {migrations.LATEST_VERSION}: run tassium-collector migrate"
+    )
 
 
 def heartbeat(wallet: str, ts: datetime, containers: int = 1, hostname: str | None = None):
@@ -71,15 +86,15 @@ def stored_tokens(url: str) -> list[EnrollmentToken]:
 def test_migrate_applies_every_migration_to_an_empty_database(runner, empty_database_url):
     result = runner("migrate", database_url=empty_database_url)
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == MIGRATE_OUTPUT
+    assert result.stdout.splitlines() == migrate_output(empty_database_url)
     with connected(empty_database_url) as database:
         assert migrations.current_version(database) == migrations.LATEST_VERSION
 
 
-def test_migrate_on_a_migrated_database_only_reports_the_version(runner):
+def test_migrate_on_a_migrated_database_only_reports_the_version(runner, database_url):
     result = runner("migrate")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == [f"schema is at version {migrations.LATEST_VERSION}"]
+    assert result.stdout.splitlines() == migrate_output(database_url)[-1:]
 
 
 def test_migrate_finishes_a_partly_migrated_database(runner, empty_database_url):
@@ -87,7 +102,7 @@ def test_migrate_finishes_a_partly_migrated_database(runner, empty_database_url)
         migrations.migrate(database, target=1)
     result = runner("migrate", database_url=empty_database_url)
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == MIGRATE_OUTPUT[1:]
+    assert result.stdout.splitlines() == migrate_output(empty_database_url)[1:]
 
 
 # --- sweep ------------------------------------------------------------------------------------
@@ -235,9 +250,9 @@ def test_token_create_refuses_a_ttl_out_of_range(runner, database_url, ttl):
 # --- workers ----------------------------------------------------------------------------------
 
 
-def test_workers_prints_a_table_with_online_and_offline_workers(runner, database_url):
+def test_workers_prints_a_table_with_each_workers_state(runner, database_url):
     online, offline, silent = ("0x" + digit * 40 for digit in "123")
-    recent, old = minutes_ago(2), minutes_ago(120)
+    recent, old = minutes_ago(1), minutes_ago(120)
     seed(
         database_url,
         heartbeat(online, recent, containers=2, hostname="node-1"),
@@ -252,12 +267,12 @@ def test_workers_prints_a_table_with_online_and_offline_workers(runner, database
     header, *rows = result.stdout.splitlines()
     assert header.split() == HEADINGS
     assert [row.split() for row in rows] == [
-        [online, "online", format_timestamp(recent), "2", "0", "node-1"],
-        [offline, "offline", format_timestamp(old), "1", "0", "-"],
-        [silent, "offline", "never", "0", "0", "-"],
+        [online, "up", "yes", format_timestamp(recent), "2", "0", "node-1"],
+        [offline, "down", "no", format_timestamp(old), "1", "0", "-"],
+        [silent, "never_seen", "no", "never", "0", "0", "-"],
     ]
     # Columns line up under their headings.
-    for heading in ("STATUS", "LAST HEARTBEAT", "CONTAINERS", "CREDITS", "HOSTNAME"):
+    for heading in ("STATE", "PAID", "LAST HEARTBEAT", "CONTAINERS", "CREDITS", "HOSTNAME"):
         column = header.index(heading)
         assert all(row[column - 2 : column] == "  " and row[column] != " " for row in rows)
 
@@ -266,7 +281,8 @@ def test_workers_counts_a_worker_online_within_the_configured_gap(runner, databa
     wallet = new_wallet()
     seed(database_url, heartbeat(wallet, minutes_ago(120)))
     (row,) = runner("workers", gap=3 * 3600).stdout.splitlines()[1:]
-    assert row.split()[:2] == [wallet, "online"]
+    # Within the gap, its window still open: paid, though silent since (late).
+    assert row.split()[:3] == [wallet, "late", "yes"]
 
 
 def test_workers_prints_only_the_header_when_there_are_none(runner):
@@ -319,7 +335,7 @@ def test_a_command_on_an_unmigrated_database_says_to_run_migrate(
     result = runner(*command, database_url=empty_database_url)
 
     assert result.exit_code == 1
-    assert result.stderr.strip() == NEEDS_MIGRATE.format(version=version)
+    assert result.stderr.strip() == needs_migrate(empty_database_url, version)
     with connected(empty_database_url) as database:
         assert set(database.get_tables()) == tables_before
         assert migrations.current_version(database) == version
@@ -345,7 +361,7 @@ def test_the_console_script_migrates_an_empty_database(
         console_script, "--config", str(config_file(database_url=empty_database_url)), "migrate"
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == MIGRATE_OUTPUT
+    assert done.stdout.splitlines() == migrate_output(empty_database_url)
 
 
 def test_the_console_script_exits_non_zero_on_a_bad_config(console_script, config_file):
@@ -379,19 +395,115 @@ def test_an_unreachable_postgres_is_one_clear_line_for_every_command(runner, com
     assert "s3cret-password" not in result.output
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: c[0])
 def test_a_sqlite_file_in_a_missing_directory_is_one_clear_line(runner, tmp_path, command):
     result = runner(*command, database_url=f"sqlite:///{tmp_path}/missing/collector.db")
     assert result.exit_code == 1
-    assert "unable to open database file" in result.output
-    assert f"check that the directory {tmp_path}/missing exists and is writable" in result.output
+    if command == ["migrate"]:  # the one command that makes a database, not a directory
+        assert "unable to open database file" in result.output
+        assert (
+            f"check that the directory {tmp_path}/missing exists and is writable" in result.output
+        )
+    else:
+        assert result.stderr == f"Error: {missing(tmp_path / 'missing' / 'collector.db')}\n"
+    assert not (tmp_path / "missing").exists()
+
+
+def missing(path: Path) -> str:
+    return (
+        f"there is no database at {path}: run tassium-collector migrate (or serve --migrate) "
+        "to create it, or set database_url (TASSIUM_DATABASE_URL) to the collector's database"
+    )
+
+
+def receipt_file(tmp_path: Path) -> str:
+    path = tmp_path / "receipts.json"
+    path.write_text(
+        json.dumps(
+            {"type": FILE_TYPE, "v": FILE_VERSION, "walletAddress": CHECKSUMMED, "receipts": []}
+        )
+    )
+    return str(path)
+
+
+# Every command but migrate (and serve --migrate): each opens a database that must exist.
+READERS = [
+    ["sweep"],
+    ["workers"],
+    ["serve"],
+    ["token", "create", "--wallet", CHECKSUMMED],
+    ["report", "--period", "2026-10"],
+    ["payout", "--period", "2026-10", "--budget", "100"],
+    ["receipts-key", "show"],
+    ["receipts-key", "rotate"],
+    ["receipts-key", "retire", "a1b2c3d4e5f60718"],
+    ["capacity", "show", "--wallet", CHECKSUMMED],
+    ["capacity", "approve", "--wallet", CHECKSUMMED],
+    ["capacity", "set", "--wallet", CHECKSUMMED, "--cpu", "2"],
+    ["verify-receipts", "{receipts}"],
+]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("command", READERS, ids=lambda c: " ".join(c[:2]))
+def test_no_command_but_migrate_creates_a_database_and_each_names_the_one_missing(
+    runner, tmp_path, command
+):
+    path = tmp_path / "nowhere.db"
+    args = [arg.format(receipts=receipt_file(tmp_path)) for arg in command]
+    result = runner(*args, database_url=f"sqlite:///{path}")
+    assert (result.exit_code, result.stderr) == (1, f"Error: {missing(path)}\n")
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_every_command_finds_the_default_database_from_any_directory(runner, tmp_path, monkeypatch):
+    # The state directory systemd names; a developer's (~/.local/state/…) is found the same way.
+    state = tmp_path / "state"
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+    database = state / "tassium-collector.db"
+    for directory in ("here", "there"):
+        (tmp_path / directory).mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    refused = runner("workers", database_url=None)
+    assert (refused.exit_code, refused.stderr) == (1, f"Error: {missing(database)}\n")
+    assert not state.exists() and list((tmp_path / "here").iterdir()) == []
+
+    monkeypatch.chdir(tmp_path / "there")
+    migrated = runner("migrate", database_url=None)
+    assert migrated.exit_code == 0, migrated.output
+    assert migrated.stdout.splitlines() == migrate_output(f"sqlite:///{database}")
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert list((tmp_path / "there").iterdir()) == []
+
+    monkeypatch.chdir(tmp_path / "here")
+    listed = runner("workers", database_url=None)
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.split() == HEADINGS
+    assert list((tmp_path / "here").iterdir()) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_schema_newer_than_the_collector_is_named_with_its_database(runner, database_url):
+    with connected(database_url) as database:
+        database.execute_sql(
+            "INSERT INTO schema_version (version) VALUES (?)", (migrations.LATEST_VERSION + 1,)
+        )
+    result = runner("workers")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: the database {location(database_url)} is at schema version "
+        f"{migrations.LATEST_VERSION + 1}, newer than this collector knows "
+        f"({migrations.LATEST_VERSION}): run a collector as new as the one that migrated it\n"
+    )
 
 
 def test_the_console_script_shows_no_traceback_for_an_unreachable_database(
     console_script, config_file
 ):
     path = config_file(database_url=unreachable_postgres())
-    for command in ("workers", "migrate"):
+    for command in ("workers", "migrate", "serve"):
         done = run_script(console_script, "--config", str(path), command)
         assert done.returncode == 1
         assert done.stderr.startswith("Error: cannot use the database"), done.stderr
@@ -489,3 +601,59 @@ def test_report_and_payout_refuse_bad_options(runner, dbconn, args, message):
     result = runner(*args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+# --- help, version and the variables ---------------------------------------------------------
+
+
+def every_command(group: click.Group = cli, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [path]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += every_command(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+@pytest.mark.parametrize("command", every_command(), ids=lambda c: " ".join(c) or "-")
+def test_h_and_help_show_every_commands_help(tmp_path, flag, command):
+    settings = tmp_path / "collector.yaml"  # no database is opened for help
+    settings.write_text("{}\n")
+    result = CliRunner().invoke(
+        cli, ["--config", str(settings), *command, flag], prog_name="tassium-collector"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Usage: tassium-collector {' '.join(command)}".rstrip())
+
+
+def test_version_is_the_installed_distributions():
+    result = CliRunner().invoke(cli, ["--version"], prog_name="tassium-collector")
+    assert result.exit_code == 0
+    assert result.stdout == f"tassium-collector {importlib.metadata.version('tassium')}\n"
+
+
+def test_help_names_every_variable_and_where_the_database_is():
+    shown = " ".join(CliRunner().invoke(cli, ["--help"]).stdout.split())
+    for name in RULES:
+        assert variable(name) in shown
+    assert "TASSIUM_CONFIG" in shown and "DATABASE_URL" in shown
+    assert "$STATE_DIRECTORY" in shown and "~/.local/state/tassium-collector" in shown
+
+
+def test_the_console_script_takes_h_and_version(console_script):
+    assert run_script(console_script, "-h").returncode == 0
+    version = run_script(console_script, "--version")
+    assert version.stdout == f"tassium-collector {importlib.metadata.version('tassium')}\n"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_mistyped_variable_is_a_warning_that_names_the_one_meant(runner, monkeypatch):
+    monkeypatch.setenv("TASSIUM_GAPP", "60")
+    result = runner("workers")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "Warning: TASSIUM_GAPP is not a setting of the collector: it is ignored; "
+        "did you mean TASSIUM_GAP?\n"
+    )

@@ -1,14 +1,18 @@
 """collector/config.py: YAML file, TASSIUM_* overrides, every problem reported at once."""
 
+import pwd
 from pathlib import Path
 
 import pytest
 import yaml
 
 from collector import config as config_module
-from collector.config import CollectorConfig, ConfigError, load_config
+from collector.config import CollectorConfig, ConfigError, load_config, state_directory
 
 TOKEN = "a-long-enough-api-token-0123"
+# What systemd gives the unit (StateDirectory=tassium-collector): the defaults, whoever runs
+# the tests.
+UNDER_SYSTEMD = {"STATE_DIRECTORY": "/var/lib/tassium-collector"}
 
 
 @pytest.fixture
@@ -38,7 +42,7 @@ def problems_of(path: Path | None, environ: dict) -> list[str]:
 
 def test_it_uses_the_defaults_when_the_default_file_is_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
-    assert load_config(None, {}) == CollectorConfig()
+    assert load_config(None, UNDER_SYSTEMD) == CollectorConfig()
 
 
 def test_it_reads_the_default_file_when_it_exists(write_yaml, monkeypatch):
@@ -63,7 +67,7 @@ def test_tassium_config_names_the_file_to_read(write_yaml):
 
 
 def test_an_empty_file_means_the_defaults(write_yaml):
-    assert load_config(write_yaml(""), {}) == CollectorConfig()
+    assert load_config(write_yaml(""), UNDER_SYSTEMD) == CollectorConfig()
 
 
 def test_it_reads_every_kind_of_value_from_yaml(write_yaml):
@@ -82,7 +86,7 @@ def test_it_reads_every_kind_of_value_from_yaml(write_yaml):
             "log_level": "DEBUG",
         }
     )
-    config = load_config(path, {})
+    config = load_config(path, UNDER_SYSTEMD)
     assert config == CollectorConfig(
         database_url="postgresql://tassium@db.internal:5432/tassium",
         host="192.0.2.10",
@@ -122,7 +126,108 @@ def test_tassium_database_url_overrides_the_file(write_yaml):
 
 def test_unrelated_environment_variables_are_ignored(write_yaml):
     path = write_yaml({"port": 9000})
-    assert load_config(path, {"PORT": "1", "TASSIUM_AGENT_WALLET": "x"}).port == 9000
+    config = load_config(path, {"PORT": "1", "TASSIUM_AGENT_WALLET": "x"})
+    assert config.port == 9000
+    assert config.warnings == (
+        "TASSIUM_AGENT_WALLET is not a setting of the collector: it is ignored",
+    )
+
+
+# --- variables that name no setting ---------------------------------------------------------
+
+
+def test_a_mistyped_variable_is_warned_about_with_the_one_meant(write_yaml):
+    config = load_config(write_yaml({"port": 9000}), {"TASSIUM_GAPP": "60"})
+    assert config.gap == CollectorConfig.gap
+    assert config.warnings == (
+        "TASSIUM_GAPP is not a setting of the collector: it is ignored; did you mean TASSIUM_GAP?",
+    )
+
+
+def test_the_agents_variables_and_the_config_file_are_no_mistake(write_yaml):
+    # One machine may run both programs, with both sets of variables in its environment.
+    path = write_yaml({"port": 9000})
+    environ = {
+        "TASSIUM_CONFIG": str(path),
+        "TASSIUM_COLLECTOR_URL": "http://127.0.0.1:8000",
+        "TASSIUM_WALLET": "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+        "TASSIUM_INTERVAL": "60",
+        "DATABASE_URL": "postgresql://u@h/d",
+    }
+    assert load_config(None, environ).warnings == ()
+
+
+def test_a_refused_configuration_still_names_the_mistyped_variable(write_yaml):
+    # Not a problem of its own, but likely why a setting seems missing: said with them.
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_yaml({"port": 9000}), {"TASSIUM_PORT": "x", "TASSIUM_API_TOKN": TOKEN})
+    assert caught.value.problems == ["TASSIUM_PORT: must be a whole number, not 'x'"]
+    assert str(caught.value).splitlines()[1:] == [
+        "  TASSIUM_PORT: must be a whole number, not 'x'",
+        "  TASSIUM_API_TOKN is not a setting of the collector: it is ignored; "
+        "did you mean TASSIUM_API_TOKEN?",
+    ]
+
+
+# --- where the database is ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "euid", "directory"),
+    [
+        # systemd's StateDirectory=, for whoever the unit runs as (a DynamicUser too)
+        (UNDER_SYSTEMD, 61234, "/var/lib/tassium-collector"),
+        ({"STATE_DIRECTORY": "/srv/a:/srv/b", "HOME": "/home/dev"}, 1000, "/srv/a"),
+        ({"HOME": "/root"}, 0, "/var/lib/tassium-collector"),
+        ({"HOME": "/home/dev"}, 1000, "/home/dev/.local/state/tassium-collector"),
+        ({"HOME": "/home/dev", "XDG_STATE_HOME": "/xdg"}, 1000, "/xdg/tassium-collector"),
+        # The XDG specification ignores a relative path; so does a relative STATE_DIRECTORY.
+        (
+            {"HOME": "/home/dev", "XDG_STATE_HOME": "xdg", "STATE_DIRECTORY": "s"},
+            1000,
+            "/home/dev/.local/state/tassium-collector",
+        ),
+    ],
+)
+def test_the_state_directory_is_systemds_roots_or_the_users_own(environ, euid, directory):
+    assert state_directory(environ, euid) == Path(directory)
+
+
+def test_without_home_the_state_directory_is_in_the_home_the_password_database_names():
+    user = next(u for u in pwd.getpwall() if u.pw_uid != 0 and u.pw_dir.startswith("/"))
+    assert state_directory({}, user.pw_uid) == Path(user.pw_dir, ".local/state/tassium-collector")
+    # A uid without a name, as in a container, has no home: the system's directory then.
+    assert state_directory({}, 2**31 - 5) == Path("/var/lib/tassium-collector")
+
+
+def test_the_default_database_is_one_absolute_file_whatever_the_working_directory(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
+    state = tmp_path / "state"
+    for directory in (tmp_path, tmp_path / "elsewhere"):
+        directory.mkdir(exist_ok=True)
+        monkeypatch.chdir(directory)
+        config = load_config(None, {"STATE_DIRECTORY": str(state)})
+        assert config.database_url == f"sqlite:///{state}/tassium-collector.db"
+        assert config.sqlite_file == state / "tassium-collector.db"
+        assert config.database_location == str(state / "tassium-collector.db")
+        assert config.state_directory == state
+    assert not state.exists()  # reading the configuration creates nothing
+
+
+def test_the_database_is_named_by_its_absolute_file_or_its_url_without_the_password(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    assert CollectorConfig(database_url="sqlite:///c.db").database_location == str(
+        tmp_path / "c.db"
+    )
+    spaced = CollectorConfig(database_url="sqlite:////srv/my%20state/c.db")
+    assert spaced.sqlite_file == Path("/srv/my state/c.db")
+    postgres = CollectorConfig(database_url="postgresql://u:s3cret@db:5432/tassium")
+    assert postgres.sqlite_file is None
+    assert postgres.database_location == "postgresql://u:********@db:5432/tassium"
 
 
 # --- parsing environment values -------------------------------------------------------------
@@ -439,12 +544,18 @@ def test_the_receipt_key_is_kept_beside_the_sqlite_database_unless_configured(
 ):
     # The embedded default runs wherever its database can be written, so its key does too.
     monkeypatch.chdir(tmp_path)
-    assert CollectorConfig().receipt_key_path == tmp_path / "tassium-receipt-signing.key"
-    on_disk = CollectorConfig(database_url=f"sqlite:///{tmp_path}/db/c.db")
-    assert on_disk.receipt_key_path == tmp_path / "db" / "tassium-receipt-signing.key"
-    postgres = CollectorConfig(database_url="postgresql://u@localhost/tassium")
-    assert postgres.receipt_key_path == Path(
+    assert CollectorConfig().receipt_key_path == Path(
         "/var/lib/tassium-collector/tassium-receipt-signing.key"
     )
+    relative = CollectorConfig(database_url="sqlite:///c.db")
+    assert relative.receipt_key_path == tmp_path / "tassium-receipt-signing.key"
+    on_disk = CollectorConfig(database_url=f"sqlite:///{tmp_path}/db/c.db")
+    assert on_disk.receipt_key_path == tmp_path / "db" / "tassium-receipt-signing.key"
+    # With PostgreSQL, in the state directory: a developer's own, not /var/lib.
+    monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
+    postgres = load_config(
+        None, {"DATABASE_URL": "postgresql://u@localhost/tassium", "STATE_DIRECTORY": str(tmp_path)}
+    )
+    assert postgres.receipt_key_path == tmp_path / "tassium-receipt-signing.key"
     chosen = CollectorConfig(receipt_key_file=str(tmp_path / "k.pem"))
     assert chosen.receipt_key_path == tmp_path / "k.pem"

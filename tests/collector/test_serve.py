@@ -327,3 +327,80 @@ def test_insecure_open_network_serves_without_a_token_and_says_so(config_file, t
         assert refused.status_code == 403 and "no api_token" in refused.json()["error"]
     finally:
         served.stop(signal.SIGINT)
+
+
+# --- one line per mistake, and quiet stops -------------------------------------------------------
+
+
+def serve_process(path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from collector.cli import main; main()", "--config", str(path),
+         "serve", *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_port_in_use_is_one_line_at_once(config_file):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        started = time.monotonic()
+        ran = serve_process(config_file(host="127.0.0.1", port=port))
+        took = time.monotonic() - started
+    assert ran.returncode == 1
+    assert ran.stderr.splitlines()[-1] == (
+        f"Error: port {port} on 127.0.0.1 is in use: stop what holds it, or set port "
+        "(TASSIUM_PORT) to another"
+    )
+    # Not gunicorn's five retries a second apart, two ERROR lines each.
+    assert "gunicorn" not in ran.stderr and "ERROR" not in ran.stderr
+    assert took < 5, took
+
+
+def test_an_address_not_of_this_machine_is_one_line(config_file):
+    # TEST-NET-1 (RFC 5737), which no machine has; beyond loopback, so with an api_token.
+    path = config_file(host="192.0.2.1", port=free_port(), api_token="t" * 32)
+    ran = serve_process(path)
+    assert ran.returncode == 1
+    assert ran.stderr.splitlines()[-1] == (
+        "Error: cannot listen on 192.0.2.1: not an address of this machine: set host"
+    )
+
+
+def test_serve_without_a_database_names_the_file_and_creates_none(config_file, tmp_path):
+    path = tmp_path / "none.db"
+    ran = serve_process(config_file(database_url=f"sqlite:///{path}", port=free_port()))
+    assert ran.returncode == 1
+    assert ran.stderr.splitlines() == [
+        f"Error: there is no database at {path}: run tassium-collector migrate (or serve "
+        "--migrate) to create it, or set database_url (TASSIUM_DATABASE_URL) to the collector's "
+        "database"
+    ]
+    assert not path.exists()
+
+
+def test_serve_migrate_creates_the_database_it_names(config_file, tmp_path):
+    path = tmp_path / "new.db"
+    port = free_port()
+    served = launch_collector(
+        config_file(database_url=f"sqlite:///{path}", port=port, migrate_on_start=True),
+        port,
+        tmp_path / "serve.log",
+    )
+    served.stop()
+    assert path.is_file()
+    assert f"INFO collector.cli: using the database {path}" in served.log.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_clean_stop_logs_no_traceback(serve_collector, sig):
+    # One process: once it answered /healthz it is fully started (see the test above that
+    # stops one with idle connections).
+    served = serve_collector(processes=1)
+    assert httpx.get(served.url + "/healthz", timeout=5).status_code == 200
+    served.stop(sig)
+    assert served.process.returncode == 0
+    log = served.log.read_text()
+    assert "Worker exiting" in log and "Shutting down: Master" in log
+    assert "Traceback" not in log and "Exception ignored" not in log, log

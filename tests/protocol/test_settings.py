@@ -137,3 +137,53 @@ def test_a_directory_given_as_the_file_says_so(tmp_path):
     with pytest.raises(SettingsError) as caught:
         read(tmp_path)
     assert caught.value.problems == [f"{tmp_path}: cannot be read: Is a directory"]
+
+
+# --- variables that name no setting ---------------------------------------------------------
+
+
+def warned(environ: dict[str, str], tmp_path: Path, **options) -> tuple[str, ...]:
+    path = tmp_path / "settings.yaml"
+    path.write_text("count: 3\n")
+    return read_settings(
+        "test", RULES, path, explicit=True, environ=environ, env_prefix="TEST_", **options
+    ).warnings
+
+
+def test_a_mistyped_variable_is_warned_about_with_the_setting_it_resembles(tmp_path):
+    assert warned({"TEST_COUNTT": "4", "TEST_RATIO": "0.5"}, tmp_path) == (
+        "TEST_COUNTT is not a setting of the test: it is ignored; did you mean TEST_COUNT?",
+    )
+
+
+def test_a_variable_like_no_setting_is_warned_about_without_a_guess(tmp_path):
+    # Every name shares the prefix: compared with it, any two would look alike.
+    assert warned({"TEST_XYZZY": "1"}, tmp_path) == (
+        "TEST_XYZZY is not a setting of the test: it is ignored",
+    )
+
+
+def test_a_variable_the_program_or_another_reads_is_not_warned_about(tmp_path):
+    environ = {"TEST_CONFIG": "/etc/x.yaml", "TEST_WALLET": "w", "OTHER": "1", "TEST_NAME": "n"}
+    assert (
+        warned(environ, tmp_path, own_variables=["TEST_CONFIG"], other_variables=["TEST_WALLET"])
+        == ()
+    )
+
+
+def test_a_mistyped_variable_is_still_told_when_a_value_is_refused(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("count: 3\n")
+    with pytest.raises(SettingsError) as caught:
+        read_settings(
+            "test",
+            RULES,
+            path,
+            explicit=True,
+            environ={"TEST_COUNT": "x", "TEST_RATO": "1"},
+            env_prefix="TEST_",
+        )
+    assert caught.value.problems == ["TEST_COUNT: must be a whole number, not 'x'"]
+    assert caught.value.warnings == (
+        "TEST_RATO is not a setting of the test: it is ignored; did you mean TEST_RATIO?",
+    )
