@@ -1,6 +1,7 @@
-"""The dashboard at ``/``: the fleet with its live state and a status-page bar per worker of
-the last 24 hours and 30 days, each worker's containers, the deployments by status, and a
-search by wallet.
+"""The dashboard at ``/``: the fleet with each worker's state (collector/uptime/states.py,
+the one status model: its legend and counts), those not paid first, a status-page bar per
+worker of the last 24 hours and 30 days, each worker's containers, the deployments by status,
+a search by wallet that narrows every section, and with no workers the install line to copy.
 
 Server-rendered with Jinja, no front-end build: a small inline script fetches the page's live
 part again (``?fragment=1``) every ``dashboard_refresh`` seconds and swaps it in. Everything
@@ -20,12 +21,13 @@ from msgspec.structs import asdict
 from peewee import fn
 
 from collector.errors import ApiError
+from collector.install.setup import install_url
 from collector.money import reports
 from collector.money.reports import COLLECTOR_DOWN, Interval, Period, WorkerReport
 from collector.projects import deployments
 from collector.store.db import first_page
 from collector.store.models import Project, Worker, WorkerContainer
-from collector.uptime import workers
+from collector.uptime import states, workers
 from collector.web.api import private_page, settings, wallet
 from collector.web.schema import Reply, operation, query
 from protocol.times import utcnow
@@ -52,6 +54,20 @@ CAUSE_LABELS = {
     reports.COLLECTOR_DOWN: "collector down",
 }
 _MILLI = timedelta(milliseconds=1)
+# A worker's badge: its state, and whether its time is being paid when it is not.
+BADGES = {
+    states.UP: "up",
+    states.LATE: "late",
+    states.DEGRADED: "degraded — Docker unavailable, not paid",
+    states.DOWN: "down — not paid",
+    states.NEVER_SEEN: "never seen — not paid",
+}
+# How each bar's time axis prints its start and end.
+AXIS = {"24h": "%Y-%m-%d %H:%M", "30d": "%Y-%m-%d"}
+# The order a page lists its workers in: who is down right now first, those paid last.
+ORDER = (states.DOWN, states.DEGRADED, states.LATE, states.NEVER_SEEN, states.UP)
+# What the empty state's install line puts where the owner's wallet goes.
+PLACEHOLDER = {"evm": "0x…", "stellar": "G…"}
 
 
 @dataclass(frozen=True)
@@ -138,8 +154,20 @@ def _span(a: datetime, b: datetime, within: datetime | None = None) -> str:
 def _percent(fraction: float | None) -> str:
     if fraction is None:
         return "no data"
-    # Floored, so that a worker short of 100 % never reads as 100.00 %.
-    return f"{int(fraction * 10000) / 100:.2f} % up"
+    # One decimal everywhere on the page, floored, so that a worker short of 100 % never
+    # reads as 100.0 %.
+    return f"{int(fraction * 1000) / 10:.1f} % up"
+
+
+def _since(worker: dict) -> str | None:
+    """Since when a worker is in its state, where the page says it: down and degraded since
+    its last heartbeat, late since its last sign of life."""
+    moment = {
+        states.DOWN: worker["lastHeartbeat"],
+        states.DEGRADED: worker["lastHeartbeat"],
+        states.LATE: worker["lastPing"],
+    }.get(worker["state"])
+    return moment[:19].replace("T", " ") + " UTC" if moment else None
 
 
 def _search() -> str | None:
@@ -155,7 +183,6 @@ def _fleet(address: str | None, after: str | None, now: datetime) -> dict:
     if address is not None:
         query = query.where(Worker.wallet_address == address)
     total = query.count()
-    online = query.where(workers.online(now)).count()
     if after is not None:
         query = query.where(Worker.wallet_address > after)
     rows, more = first_page(query.limit, PAGE_SIZE)
@@ -166,23 +193,35 @@ def _fleet(address: str | None, after: str | None, now: datetime) -> dict:
         period = Period.parse(label, now)
         for report in reports.worker_reports(wallets, period, **reports.timing(config, now)):
             bars[report.wallet][label] = (report, segments(report, count))
+    listed = [
+        {
+            # Hostnames only on a private dashboard: that page is the operator's.
+            **workers.summary(w, now, private=config.private_pages),
+            "containers": held[w.wallet_address],
+            # What the machine runs, when its agent says (a large one lists only some).
+            "containerCount": held_count.get(w.wallet_address, 0)
+            if w.container_total is None
+            else w.container_total,
+            "bars": bars[w.wallet_address],
+        }
+        for w in rows
+    ]
+    for worker in listed:
+        worker["since"] = _since(worker)
+    # The page's workers by wallet, those not paid first (sorted is stable); the next page
+    # still starts after this page's last wallet.
+    listed.sort(key=lambda w: ORDER.index(w["state"]))
+    if address is None:
+        counts = states.counted(now, gap=config.gap, ping_interval=config.ping_interval)
+    else:  # the one worker searched for, as its row says
+        counts = dict.fromkeys(states.STATES, 0)
+        for worker in listed:
+            counts[worker["state"]] += 1
     return {
-        "workers": [
-            {
-                # Hostnames only on a private dashboard: that page is the operator's.
-                **workers.summary(w, now, private=config.private_pages),
-                "containers": held[w.wallet_address],
-                # What the machine runs, when its agent says (a large one lists only some).
-                "containerCount": held_count.get(w.wallet_address, 0)
-                if w.container_total is None
-                else w.container_total,
-                "bars": bars[w.wallet_address],
-            }
-            for w in rows
-        ],
+        "workers": listed,
         "total": total,
         "shown": len(rows),
-        "online": online,
+        "counts": counts,
         "after": after,
         "next": rows[-1].wallet_address if more else None,
     }
@@ -213,6 +252,24 @@ def _containers(wallets: list[str]) -> tuple[dict[str, list[dict]], dict[str, in
     for container in shown:
         held[container.worker_address].append(asdict(workers.ListedContainer.of(container)))
     return held, counts
+
+
+def _install_line() -> dict:
+    """The line an owner runs on a new worker, as this collector serves it, with a
+    placeholder where their wallet goes; or why this collector cannot serve one yet."""
+    config = settings()
+    placeholder = PLACEHOLDER.get(config.wallet_format, "…")
+    try:
+        url = install_url(config)
+    except ApiError as exc:
+        return {"line": None, "problem": exc.message, "placeholder": placeholder}
+    token = "&token=tsk_…" if config.enrollment_policy == "token" else ""
+    return {
+        "line": f"curl -fsSL '{url}/setup.sh?wallet={placeholder}{token}' | sh",
+        "problem": None,
+        "placeholder": placeholder,
+        "token": bool(token),
+    }
 
 
 def _deployments(creator: str | None) -> dict:
@@ -270,19 +327,29 @@ def dashboard():
         address, after = _search(), workers.after_cursor()
     except ApiError as exc:
         error, address, after = exc.message, None, None
-    fleet = (
-        _fleet(address, after, now)
-        if error is None
-        else {"workers": [], "total": 0, "shown": 0, "online": 0, "after": None, "next": None}
-    )
+    if error is None:
+        fleet = _fleet(address, after, now)
+        shown_deployments = _deployments(address)
+    else:
+        # A query the page cannot read narrows every section to nothing, rather than the
+        # fleet to nothing and the deployments to all of them.
+        counts = dict.fromkeys(states.STATES, 0)
+        fleet = {"workers": [], "total": 0, "shown": 0, "counts": counts}
+        fleet |= {"after": None, "next": None}
+        shown_deployments = {}
+    empty = error is None and address is None and fleet["total"] == 0
     values = {
         "now": now,
         "error": error,
         "search": request.args.get("wallet", ""),
         "wallet": address,
         "fleet": fleet,
-        "deployments": _deployments(address),
+        "deployments": shown_deployments,
+        "install": _install_line() if empty else None,
         "bars": BARS,
+        "badges": BADGES,
+        "axis": AXIS,
+        "meaning": states.MEANING,
         "percent": _percent,
         "page_url": lambda after: url_for("dashboard.dashboard", wallet=address, after=after),
     }

@@ -1,5 +1,6 @@
-"""The dashboard at ``/`` through the Flask client: what it lists, the search by wallet, its
-refusals, private pages, and the arithmetic of its status bars on hand-computed reports.
+"""The dashboard at ``/`` through the Flask client: what it lists, each worker's state (the one
+status model) with those not paid first, the empty state's install line, the search by wallet,
+its refusals, private pages, and the arithmetic of its status bars on hand-computed reports.
 tests/collector/pages/test_dashboard_browser.py runs it in a real browser."""
 
 import base64
@@ -18,6 +19,7 @@ from collector.money.reports import (
 )
 from collector.pages.dashboard import CONTAINERS_SHOWN, DOWNTIMES_SHOWN, PAGE_SIZE, segments
 from collector.store.models import Worker
+from collector.uptime.states import MEANING, STATES
 from protocol.times import utcnow
 from tests.conftest import operator_client
 from tests.factories import CREATOR, FakeWorker, deployment, enroll_with_token, minutes_ago
@@ -28,6 +30,17 @@ API_TOKEN = "d" * 32
 def listed(html: str) -> list[str]:
     """The wallets of the workers the page lists, in order."""
     return re.findall(r'<li class="worker" data-wallet="([^"]+)"', html)
+
+
+def badges(html: str) -> list[str]:
+    """Each listed worker's state badge, in order."""
+    return re.findall(r'data-field="state"[^>]*>([^<]+)<', html)
+
+
+def in_state(html: str, state: str) -> int:
+    found = re.search(rf'data-state="{state}"><b>(\d+)</b>', html)
+    assert found, state
+    return int(found[1])
 
 
 def count(html: str, status: str) -> int:
@@ -52,12 +65,20 @@ def test_the_page_lists_the_workers_containers_and_deployments_created(client, o
     page = client.get("/")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.text
-    assert listed(html) == sorted([worker.wallet, silent.wallet])
+    # The worker never heard from is not paid: it comes first.
+    assert listed(html) == [silent.wallet, worker.wallet]
+    assert badges(html) == ["never seen — not paid", "up"]
     assert "rig-1" not in html  # a machine's hostname is for its owner and the operator
     assert "api-7" in html and "nginx" in html
-    assert html.count('data-field="online">online<') == 1
-    assert html.count('data-field="online">offline<') == 1
-    assert '<span id="online-count">1</span> online' in html
+    assert {s: in_state(html, s) for s in STATES} == {
+        "up": 1,
+        "late": 0,
+        "degraded": 0,
+        "down": 0,
+        "never_seen": 1,
+    }
+    assert "online" not in html and "HEALTHY" not in html  # one status model, not three
+    assert '<b data-field="credits">0 credits</b>' in html
     for name in ("app-a", "app-b", "app-c"):
         assert f"<td>{name}" in html
     counts = {s: count(html, s) for s in ("pending", "processing", "success", "failed")}
@@ -95,7 +116,15 @@ def test_the_bar_shows_a_silence_and_its_cause(client, history):
     assert "(agent silent)" in html
     assert re.search(r'class="seg (down|partial)"', html)
     figure = re.search(r'<span class="figure">([^<]+)</span>', html)[1]
-    assert figure.endswith("% up") and not figure.startswith("100")
+    assert re.fullmatch(r"\d{1,2}\.\d % up", figure), figure  # one decimal, short of 100
+    # Each bar says the time it covers: the last 24 hours, to the minute, and 30 days.
+    axes = re.findall(r'data-field="axis"><span>([^<]+)</span><span>([^<]+)</span>', html)
+    assert len(axes) == 2
+    (day_start, day_end), (month_start, month_end) = axes
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", day_start)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", day_end)
+    assert now.strftime("%Y-%m-%d %H:%M") <= day_end[:16]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", month_start) and month_end.endswith(" UTC")
 
 
 def test_a_search_by_wallet_shows_that_worker_and_its_deployments(client, operator, dbconn):
@@ -113,6 +142,8 @@ def test_a_search_by_wallet_shows_that_worker_and_its_deployments(client, operat
     nobody = client.get("/", query_string={"wallet": "0x" + "1" * 40})
     assert nobody.status_code == 200 and listed(nobody.text) == []
     assert "No workers with this wallet" in nobody.text
+    assert "setup.sh" not in nobody.text  # a search found nothing: the fleet is not empty
+    assert in_state(nobody.text, "up") == 0
 
 
 @pytest.mark.parametrize(
@@ -133,6 +164,18 @@ def test_a_bad_query_is_a_clear_message_not_an_error_page(client, query, message
     assert listed(answer.text) == []
     assert "<script>" not in answer.text.split("</form>")[0]  # the search box escapes it
     assert 'data-refresh="0"' in answer.text  # nothing to refresh until the query is fixed
+    # Every section is narrowed, the deployments too, and the page says why.
+    assert "<td>app-x" not in answer.text
+    assert "None shown until the search above is a wallet." in answer.text
+    assert "setup.sh" not in answer.text
+
+
+def test_a_bad_wallet_filters_the_deployments_as_well_as_the_fleet(client, operator):
+    assert operator.post("/deployments", json=deployment(name="app-x")).status_code == 201
+    assert "<td>app-x" in client.get("/").text
+    answer = client.get("/", query_string={"wallet": "0x1234"})
+    assert answer.status_code == 400 and "<td>app-x" not in answer.text
+    assert 'data-status="pending"' not in answer.text
 
 
 def test_the_fleet_is_paged_by_wallet(client, dbconn):
@@ -167,7 +210,9 @@ def test_the_page_runs_only_its_own_script_and_style(client):
     assert f'<script nonce="{nonce}">' in answer.text
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
     assert answer.headers["Cache-Control"] == "no-store"
-    assert "http://" not in answer.text and "https://" not in answer.text  # no CDN, no fonts
+    # No CDN, no fonts: nothing loaded from elsewhere (the empty state's install line is
+    # text to copy, not a resource).
+    assert not re.search(r'(src|href|action)="https?:', answer.text)
 
 
 def basic(password: str, user: str = "operator") -> dict:
@@ -234,7 +279,7 @@ def test_segments_share_uptime_and_clip_downtime_to_each_hour():
         Interval(at(2.75), at(3), COLLECTOR_DOWN),
     )
     assert cut[2].describe() == (
-        "2026-11-28 02:00:00–03:00:00 UTC: 50.00 % up\n"
+        "2026-11-28 02:00:00–03:00:00 UTC: 50.0 % up\n"
         "down 02:00:00–02:15:00 (agent silent)\n"
         "down 02:45:00–03:00:00 (collector down)"
     )
@@ -277,7 +322,7 @@ def test_a_month_in_thirty_segments_covers_it_exactly():
 def test_a_worker_short_of_full_uptime_never_reads_100_percent():
     almost = report(1, uptime=[(0, 1 - 1 / 3600)], downtime=[(1 - 1 / 3600, 1, AGENT_SILENT)])
     (segment,) = segments(almost, 1)
-    assert segment.describe().endswith("99.97 % up\ndown 00:59:59–01:00:00 (agent silent)")
+    assert segment.describe().endswith("99.9 % up\ndown 00:59:59–01:00:00 (agent silent)")
 
 
 def test_a_segment_lists_its_first_downtimes_and_counts_the_rest():
@@ -287,7 +332,7 @@ def test_a_segment_lists_its_first_downtimes_and_counts_the_rest():
     (segment,) = segments(report(1, uptime=up, downtime=flapping), 1)
     assert len(segment.downtime) == 5 and segment.fraction == 0.5
     assert segment.describe() == (
-        "2026-11-28 00:00:00–01:00:00 UTC: 50.00 % up\n"
+        "2026-11-28 00:00:00–01:00:00 UTC: 50.0 % up\n"
         "down 00:00:00–00:06:00 (agent silent)\n"
         "down 00:12:00–00:18:00 (agent silent)\n"
         "down 00:24:00–00:30:00 (agent silent)\n"
@@ -309,3 +354,95 @@ def test_a_workers_row_lists_its_first_containers_and_counts_them_all(client):
     # The JSON route lists them all.
     listed = client.get(f"/workers/{worker.wallet}/containers").json["containers"]
     assert len(listed) == CONTAINERS_SHOWN + 5
+
+
+# --- the one status model ------------------------------------------------------------------
+
+
+def test_each_worker_shows_one_state_those_not_paid_first_and_since_when(client):
+    now = utcnow()
+    up, degraded, down, late = (FakeWorker() for _ in range(4))
+    for worker in (up, degraded, down, late):
+        assert worker.enroll(client).status_code == 201
+    assert up.beat(client).status_code == 200
+    assert degraded.beat(client, agent={"dockerAvailable": False}).status_code == 200
+    assert down.beat(client, minutes_ago(60, now)).status_code == 200
+    # Heard from ten minutes ago (within the 30-minute gap), and silent since.
+    assert late.beat(client, minutes_ago(10, now)).status_code == 200
+    Worker.update(last_seen_at=minutes_ago(10, now), last_ping_at=None).where(
+        Worker.wallet_address == late.wallet
+    ).execute()
+
+    html = client.get("/").text
+    assert listed(html) == [down.wallet, degraded.wallet, late.wallet, up.wallet]
+    assert badges(html) == [
+        "down — not paid",
+        "degraded — Docker unavailable, not paid",
+        "late",
+        "up",
+    ]
+    since = re.findall(r'data-field="since">since ([^<]+)<', html)
+    down_at = Worker.get_by_id(down.wallet).last_heartbeat_at
+    assert since[0] == down_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert len(since) == 3  # an up worker has no "since"
+    assert {s: in_state(html, s) for s in STATES} == {
+        "up": 1,
+        "late": 1,
+        "degraded": 1,
+        "down": 1,
+        "never_seen": 0,
+    }
+    # The same states as GET /workers answers.
+    answered = {w["walletAddress"]: w["state"] for w in client.get("/workers").json["items"]}
+    assert answered == {
+        up.wallet: "up",
+        degraded.wallet: "degraded",
+        down.wallet: "down",
+        late.wallet: "late",
+    }
+
+
+def test_the_legend_says_what_each_state_means(client):
+    html = client.get("/").text
+    legend = html.split('id="states-legend"')[1].split("</details>")[0]
+    found = re.findall(r'<dt data-state="(\w+)">.*?</dt><dd>([^<]+)</dd>', legend)
+    assert [state for state, _ in found] == list(STATES)
+    assert dict(found) == {state: words for state, words in MEANING.items()}
+    # The legend is the page's, not refreshed with the live part.
+    assert "states-legend" not in client.get("/?fragment=1").text
+
+
+# --- with no workers -----------------------------------------------------------------------
+
+
+def test_an_empty_fleet_shows_the_install_line_to_copy(client):
+    html = client.get("/").text
+    line = re.search(r'<code id="install-line">([^<]+)</code>', html)
+    assert line, "no install line"
+    assert line[1] == "curl -fsSL &#39;http://localhost/setup.sh?wallet=0x…&#39; | sh"
+    assert "in place of <code>0x…</code>" in html
+    assert "No workers." not in html
+    assert "install-line" in client.get("/?fragment=1").text  # refreshed with the live part
+
+
+def test_the_install_line_is_the_one_the_collector_serves(make_app, dbconn):
+    client = make_app(
+        public_url="https://collector.example", enrollment_policy="token", wallet_format="stellar"
+    ).test_client()
+    html = client.get("/").text
+    line = re.search(r'<code id="install-line">([^<]+)</code>', html)[1]
+    expected = "curl -fsSL 'https://collector.example/setup.sh?wallet=G…&token=tsk_…' | sh"
+    assert line == expected.replace("'", "&#39;").replace("&token", "&amp;token")
+    assert "in place of <code>tsk_…</code>" in html
+
+
+def test_an_install_line_this_collector_cannot_serve_says_why(make_app, dbconn):
+    client = make_app(public_url="http://collector.example").test_client()
+    html = client.get("/").text
+    assert "install-line" not in html
+    assert "plain http" in html and "insecure_http_installs" in html
+
+
+def test_with_one_worker_the_install_line_is_gone(client):
+    assert FakeWorker().enroll(client).status_code == 201
+    assert "install-line" not in client.get("/").text
