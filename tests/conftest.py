@@ -437,6 +437,15 @@ def serve_collector(config_file, tmp_path):
         served.stop(signal.SIGINT)
 
 
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server of this test's own, which it may stop and start (an outage)."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 # --- a collector's past -----------------------------------------------------------------------
 
 

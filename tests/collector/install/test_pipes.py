@@ -11,7 +11,6 @@ import pytest
 
 from collector.install.setup import REFUSED
 from protocol.wallets import normalize_wallet
-from tests.conftest import PostgresServer
 from tests.packaging.installer import installer
 
 README = Path(__file__).parents[3] / "README.md"
@@ -90,15 +89,6 @@ def test_a_token_only_collector_refuses_a_line_without_one(serve_collector, shel
     for curl in CURLS:
         line = f"{curl} '{served.url}/setup.sh?wallet={EIP55}' | sh"
         assert_refused(shell.run(line), "this collector enrolls workers with a token", line)
-
-
-@pytest.fixture
-def own_postgres():
-    """A PostgreSQL server of this test's own, which it may stop."""
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.postgres

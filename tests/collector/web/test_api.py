@@ -4,7 +4,6 @@ import httpx
 import pytest
 
 from tests.collector.conftest import rows
-from tests.conftest import PostgresServer
 from tests.factories import CREATOR, FakeWorker, deployment
 from tests.polling import wait_for
 
@@ -71,15 +70,6 @@ def test_a_database_that_cannot_be_opened_is_a_503(make_app, tmp_path):
         assert response.status_code == 503
         assert response.json["error"] == "database unavailable"
         assert response.headers["Retry-After"] == "10"
-
-
-@pytest.fixture
-def own_postgres():
-    """A PostgreSQL server of this test's own, which it may stop and start."""
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.postgres
