@@ -89,7 +89,7 @@ def _error_responses() -> dict:
 
 
 # Methods Flask adds to every route by itself; and the front ends' dialect, which mirrors
-# another API's shapes and is documented in the README (collector/pages/ui_v1.py).
+# another API's shapes and is documented in docs/api.md (collector/pages/ui_v1.py).
 _IMPLICIT = {"HEAD", "OPTIONS"}
 _UNDOCUMENTED = "/api/v1/"
 

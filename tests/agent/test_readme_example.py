@@ -1,17 +1,17 @@
-"""The README's example agent.yaml is complete and is read as it says."""
+"""The owners' guide's example agent.yaml (docs/owners.md) is complete and is read as it says."""
 
 import re
 from pathlib import Path
 
 from agent.config import RULES, AgentConfig, load_config
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+OWNERS = Path(__file__).resolve().parents[2] / "docs" / "owners.md"
 
 
 def example() -> str:
-    text = README.read_text()
+    text = OWNERS.read_text()
     found = re.search(r"```yaml\n(# /etc/tassium/agent.yaml.*?)```", text, re.DOTALL)
-    assert found, "the README has no example agent.yaml"
+    assert found, "docs/owners.md has no example agent.yaml"
     return found.group(1)
 
 

@@ -50,7 +50,7 @@ def receipt(**changes) -> Receipt:
     return Receipt(**fields)
 
 
-# Written out by hand from the README's rule, not by the code under test.
+# Written out by hand from docs/receipts.md's rule, not by the code under test.
 GOLDEN = (
     b'{"collectorTime":"2026-11-24T21:05:00.456Z","countedMillis":60000,"creditsMillis":1250,'
     b'"heartbeatSha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",'

@@ -204,7 +204,7 @@ def test_the_compatibility_setting_lets_the_original_apps_anonymous_calls_throug
     http = httpx.Client(base_url=served.url, timeout=10)
     victim = Wallet()
     app = {"appName": "shop", "githubRepo": "tassium/shop", "creator": victim.address}
-    # What it exposes (README): anyone may create, scale and delete through /api/v1.
+    # What it exposes (docs/api.md): anyone may create, scale and delete through /api/v1.
     assert http.post("/api/v1/deployments", json=app).status_code == 201
     assert http.patch("/api/v1/deployments/shop/replicas", json={"replicas": 2}).status_code == 200
     # Never env, never our own routes, never money or enrollment.

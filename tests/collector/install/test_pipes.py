@@ -1,6 +1,7 @@
 """The owner's line, ``curl … | sh``, against a served collector under dash (Debian's sh): a
 refusal reaches the owner and fails the line whether curl runs with ``-f`` or not, and the
-README's install lines are ones the default collector serves a script for."""
+owners' guide's install lines (docs/owners.md) are ones the default collector serves a script
+for."""
 
 import re
 import shutil
@@ -13,11 +14,11 @@ from collector.install.setup import REFUSED
 from protocol.wallets import normalize_wallet
 from tests.packaging.installer import installer
 
-README = Path(__file__).parents[3] / "README.md"
+OWNERS = Path(__file__).parents[3] / "docs" / "owners.md"
 EIP55 = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 STELLAR = "GBRPYHIL2CI3FNQ4BXLFMNDLFJUNPU2HY3ZMFSHONUCEOASW7QC7OX2H"
 PREFIX = "tassium setup: error: "
-# The README's and the worker client's ways to pipe the script: with curl -f and without.
+# The owners' guide's and the worker client's ways to pipe the script: with curl -f and without.
 CURLS = ("curl -fsSL", "curl -sSL", "curl -s")
 # What the refusals below say, by query.
 REFUSALS = {
@@ -106,7 +107,7 @@ def test_a_database_that_cannot_answer_reaches_the_owner_and_fails_the_line(
         own_postgres.resume()  # its fixture stops a running server
 
 
-# --- the README's install lines -------------------------------------------------------------
+# --- the owners' guide's install lines -----------------------------------------------------------
 
 LINE = re.compile(
     r"curl (?P<flags>-\S+) '(?P<url>https://collector\.example/[^']*)'"
@@ -115,8 +116,8 @@ LINE = re.compile(
 
 
 def readme_install_lines() -> list[re.Match]:
-    """The lines of the first sh block of the README's "Installing a worker"."""
-    section = README.read_text().partition("\n## Installing a worker\n")[2].partition("\n## ")[0]
+    """The lines of the first sh block of "Installing a worker" in docs/owners.md."""
+    section = OWNERS.read_text().partition("\n## Installing a worker\n")[2].partition("\n## ")[0]
     block = section.partition("```sh\n")[2].partition("```")[0]
     lines = block.splitlines()
     matches = [LINE.fullmatch(line) for line in lines]
@@ -127,7 +128,7 @@ def readme_install_lines() -> list[re.Match]:
 def test_the_readme_install_lines_are_served_a_script_by_the_default_collector(make_app, tmp_path):
     lines = readme_install_lines()
     assert {line["flags"] for line in lines} == {"-fsSL", "-s"}
-    # As printed: a default collector, whose public_url is the README's host.
+    # As printed: a default collector, whose public_url is the guide's host.
     client = make_app(public_url="https://collector.example").test_client()
     for line in lines:
         response = client.get(line["url"].removeprefix("https://collector.example"))

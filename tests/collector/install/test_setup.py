@@ -238,7 +238,7 @@ def test_a_plain_http_public_url_is_refused_unless_the_operator_allows_it(
     ["http://127.0.0.1:8000", "http://127.255.0.1", "http://localhost:8000/c", "http://[::1]"],
 )
 def test_a_plain_http_public_url_on_loopback_needs_no_setting(make_app, public_url, tmp_path):
-    # The README's quick start: the collector and a worker on one machine.
+    # The collector and a worker on one machine (docs/owners.md, "Installing a worker").
     client = make_app(public_url=public_url).test_client()
     body = assert_script(setup(client, ("wallet", EIP55)))
     assert rendered_values(body, tmp_path)["WHEEL_URL"] == f"{public_url}/packages/{WHEEL}"

@@ -46,7 +46,7 @@ EXAMPLES = 25
 _IMPLICIT = {"HEAD", "OPTIONS"}
 # The Tassium front ends' dialect (collector/pages/ui_v1.py) is left out of the document and of
 # the fuzzing: it mirrors another API's shapes (plain arrays, its own names), is documented in
-# the README, and is replayed call by call as those clients make them in test_ui_v1.py.
+# docs/api.md, and is replayed call by call as those clients make them in test_ui_v1.py.
 DIALECT = "/api/v1/"
 
 

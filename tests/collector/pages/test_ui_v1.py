@@ -72,8 +72,8 @@ class Browser:
         return response
 
 
-# The unchanged app writes anonymously: a collector serving it says so (README, "The
-# original front ends"); its env changes need the creator's sign-in all the same.
+# The unchanged app writes anonymously: a collector serving it says so (docs/api.md, "The
+# Tassium front ends"); its env changes need the creator's sign-in all the same.
 COMPATIBLE = {"wallet_format": "stellar", "processes": 1, "insecure_anonymous_deployments": True}
 
 
