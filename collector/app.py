@@ -9,7 +9,7 @@ from collector.config import CollectorConfig
 from collector.identity import collector_key, sign_in
 from collector.install import setup
 from collector.money import payments, payouts, receipt_trees, report_routes
-from collector.pages import dashboard, openapi, ui_v1
+from collector.pages import dashboard, money_pages, openapi, ui_v1
 from collector.projects import deployments
 from collector.projects.deployer import Deployer
 from collector.store import db
@@ -86,6 +86,7 @@ def create_app(config: CollectorConfig) -> Flask:
         openapi,
         ui_v1,
         dashboard,
+        money_pages,
         collector_key,
         receipt_check_routes,
     ):
