@@ -435,10 +435,12 @@ def capacity_set(
 @click.pass_obj
 def list_workers(config: CollectorConfig) -> None:
     """A table of workers: state (and whether it is paid), last heartbeat, containers,
-    credits. The states are those of the dashboard and the API (README, "Worker states")."""
+    credits. The states are those of the dashboard and the API (docs/operators.md, "Worker
+    states")."""
     from peewee import JOIN, fn
 
-    from collector.store.models import Worker, WorkerContainer, credits
+    from collector.money import units
+    from collector.store.models import Worker, WorkerContainer
     from collector.uptime import states
 
     now = utcnow()
@@ -469,7 +471,7 @@ def list_workers(config: CollectorConfig) -> None:
                     "yes" if states.PAID[state] else "no",
                     format_timestamp(last) if last else "never",
                     str(w.container_count),
-                    str(credits(w.credits_millis)),
+                    units.thousandths(w.credits_millis),
                     w.hostname or "-",
                 )
             )
@@ -499,28 +501,39 @@ _PERIOD_HELP = "24h, 7d, 30d, a UTC month like 2026-11, or FROM/TO in RFC 3339"
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, as GET /reports/fleet.csv answers")
 @click.pass_obj
 def report(config: CollectorConfig, period_text: str, as_csv: bool) -> None:
-    """Every worker's uptime, downtime and credits in a period (streamed, by wallet)."""
+    """Every worker's uptime, downtime and credits in a period (streamed, by wallet). The
+    table gives the uptime share as a percentage with one decimal, rounded down; the CSV keeps
+    the route's uptimeFraction, to the millionth."""
     import msgspec
 
-    from collector.money import report_csv, reports
+    from collector.money import report_csv, reports, units
 
     period = _period(period_text)
-    columns = reports.FLEET_COLUMNS
     with _open(config).connection_context():
-        rows = (
-            msgspec.structs.astuple(r.summary())
-            for r in reports.fleet(period, **reports.timing(config, utcnow()), bounds=config)
-        )
+        found = reports.fleet(period, **reports.timing(config, utcnow()), bounds=config)
         if as_csv:
-            for line in report_csv.csv_lines(columns, rows):
+            rows = (msgspec.structs.astuple(r.summary()) for r in found)
+            for line in report_csv.csv_lines(reports.FLEET_COLUMNS, rows):
                 click.echo(line, nl=False)
             return
+        headings = ("WALLET", "UPTIME (s)", "DOWNTIME (s)", "UPTIME SHARE", "CREDITS", "FLAGS")
         # Fixed widths, so that the table streams however large the fleet.
-        widths = [max(len(c), 12) for c in columns]
+        widths = [max(len(c), 12) for c in headings]
         widths[0] = 56 if config.wallet_format == "stellar" else 42
-        _echo_row(columns, widths)
-        for row in rows:
-            _echo_row(("-" if v is None else v for v in row), widths)
+        _echo_row(headings, widths)
+        for report in found:
+            row = report.summary()
+            _echo_row(
+                (
+                    row.wallet_address,
+                    row.uptime_seconds,
+                    row.downtime_seconds,
+                    units.percent(row.uptime_fraction),
+                    units.thousandths(report.credits_millis),
+                    row.flags or "-",
+                ),
+                widths,
+            )
 
 
 @cli.command()
@@ -551,9 +564,11 @@ def payout(
     record: bool,
     tx_hash: str | None,
 ) -> None:
-    """Split a budget over a period's workers in proportion to their uptime or credits."""
+    """Split a budget over a period's workers in proportion to their uptime or credits. The
+    table shows each weight in seconds of uptime or in credits; the CSV keeps the export's
+    integer weight, in milliseconds or thousandths of a credit."""
     from collector.errors import ApiError
-    from collector.money import payouts, reports
+    from collector.money import payouts, reports, units
     from collector.money.payments import parse_amount
 
     basis = basis or payouts.DEFAULT_BASIS
@@ -583,9 +598,10 @@ def payout(
             click.echo(line, nl=False)
     else:
         widths = [56 if config.wallet_format == "stellar" else 42, 16, 24, 64, 8]
-        _echo_row(("WALLET", basis.upper(), "AMOUNT", "RECEIPTS ROOT", "RECEIPTS"), widths)
-        for share in found.shares:
-            _echo_row(share, widths)
+        weighs = {"uptime": "UPTIME (s)", "credits": "CREDITS"}[basis]
+        _echo_row(("WALLET", weighs, "AMOUNT", "RECEIPTS ROOT", "RECEIPTS"), widths)
+        for wallet, weight, *rest in found.shares:
+            _echo_row((wallet, units.thousandths(weight), *rest), widths)
     click.echo(f"inputs sha256 {found.inputs_sha256}", err=True)
     click.echo(f"export sha256 {found.export_sha256}", err=True)
 

@@ -1,13 +1,15 @@
 """Payouts: a budget split over the workers in proportion to what they earned in a period.
 
 The weights are each worker's counted uptime (in milliseconds, the default) or credits (in
-thousandths) from the reports (collector/money/reports.py), whichever the operator chooses. Uptime
-is what the collector observed itself; credits also rest on the capacity each worker declared
-(bounded by the operator's settings, collector/uptime/capacity.py). The split is exact, in
-integers: every worker first gets ``budget * weight // total``; what is left over (fewer
-units than there are workers) goes one unit each to the workers with the largest remainders
-``budget * weight % total``, ties to the lower wallet address (Hamilton's method). So the
-shares sum to the budget and anyone holding the inputs can recompute every share.
+thousandths) from the reports (collector/money/reports.py), whichever the operator chooses:
+integers, as the exports keep them (people read them in seconds or credits,
+collector/money/units.py). Uptime is what the collector observed itself; credits also rest on
+the capacity each worker declared (bounded by the operator's settings,
+collector/uptime/capacity.py). The split is exact, in integers: every worker first gets
+``budget * weight // total``; what is left over (fewer units than there are workers) goes one
+unit each to the workers with the largest remainders ``budget * weight % total``, ties to the
+lower wallet address (Hamilton's method). So the shares sum to the budget and anyone holding
+the inputs can recompute every share.
 
 An export carries the SHA-256 of its inputs (the canonical JSON in ``inputs``) and of the
 export itself (the CSV bytes). Recording a payout writes one ``payments`` row per share and
@@ -34,7 +36,7 @@ from peewee import fn
 from collector.config import CollectorConfig
 from collector.errors import ApiError
 from collector.identity.access import require_operator
-from collector.money import receipt_trees, report_csv, reports
+from collector.money import receipt_trees, report_csv, reports, units
 from collector.money.payments import Amount, parse_amount
 from collector.money.receipt_trees import Tree
 from collector.money.report_routes import PERIOD
@@ -90,6 +92,16 @@ PeriodLabel = Annotated[
     ),
 ]
 Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+# Integers, so that the split is exact and its inputs hash alike everywhere.
+Weight = Annotated[
+    int,
+    Meta(
+        ge=1,
+        description="what the share weighs, in thousandths of the basis's unit: milliseconds "
+        "of counted uptime (basis uptime) or thousandths of a credit (basis credits); "
+        "81786 is 81.786 credits",
+    ),
+]
 ReceiptsRoot = Annotated[
     Sha256,
     Meta(
@@ -114,7 +126,7 @@ class NewPayout(Body, rename="camel"):
 
 class Share(Answer, rename="camel"):
     wallet_address: Wallet
-    weight: Annotated[int, Meta(ge=1)]
+    weight: Weight
     amount: Amount
     receipts_root: ReceiptsRoot
     receipt_count: Count
@@ -129,7 +141,7 @@ class PayoutInputs(Answer):
     end: Timestamp = msgspec.field(name="to")
     basis: Basis
     budget: Amount
-    weights: list[tuple[Wallet, Annotated[int, Meta(ge=1)]]]
+    weights: list[tuple[Wallet, Weight]]
 
 
 class PayoutPlan(Answer, rename="camel"):
@@ -183,10 +195,32 @@ def parse_tx_hash(value: object) -> str:
     return value.lower()
 
 
-def settling(config: CollectorConfig) -> timedelta:
-    """How long after its end a period is final: heartbeats may arrive up to max_backfill
-    late, and a window grows up to the gap past its last one."""
-    return timedelta(seconds=config.max_backfill + config.gap)
+@dataclass(frozen=True)
+class Settling:
+    """Why a period is not final as soon as it ends: heartbeats may arrive up to
+    ``max_backfill`` late, and a window grows up to the ``gap`` past its last heartbeat."""
+
+    backfill: timedelta
+    gap: timedelta
+
+    def final_at(self, period: Period) -> datetime:
+        """From when the period's figures can no longer change."""
+        return period.end + self.backfill + self.gap
+
+    def refusal(self, period: Period) -> str:
+        """The sentence refusing to record ``period``'s payout before it is final."""
+        return (
+            f"{period.label} is not final yet: it ends at {format_timestamp(period.end)}, "
+            f"heartbeats may still arrive up to {units.duration(self.backfill)} late "
+            f"(max_backfill) and a window grows up to {units.duration(self.gap)} (the gap) "
+            f"past its last heartbeat, so its figures can change until "
+            f"{format_timestamp(self.final_at(period))}: record its payout from then on"
+        )
+
+
+def settling(config: CollectorConfig) -> Settling:
+    """How long after its end a period is final, and why."""
+    return Settling(timedelta(seconds=config.max_backfill), timedelta(seconds=config.gap))
 
 
 def split(budget: int, weights: list[tuple[str, int]]) -> list[int]:
@@ -295,14 +329,13 @@ def plan(
 
 
 def record(
-    found: Plan, *, tx_hash: str | None, now: datetime, settling: timedelta
+    found: Plan, *, tx_hash: str | None, now: datetime, settling: Settling
 ) -> tuple[models.Payout, bool]:
     """Record the payout and its payments; ``(payout, created)``. The same plan recorded
     before answers that one; a different one for the period, or a period overlapping a payout
     recorded under another label, raises ValueError; a period not final yet PeriodOpen."""
-    if found.period.end + settling > now:
-        ready = format_timestamp(found.period.end + settling)
-        raise PeriodOpen(f"{found.period.label} can be paid from {ready} on")
+    if settling.final_at(found.period) > now:
+        raise PeriodOpen(settling.refusal(found.period))
     with database.atomic():
         _one_recorder_at_a_time()
         # The period's own payout first: asking again answers it even where payouts recorded
@@ -466,7 +499,9 @@ def _export(summary: str, reply: Reply) -> dict:
         "summary": summary,
         "description": "The CSV streams every share, whatever the fleet: the operator's file. "
         "The JSON is whole, so that its inputs hash to inputsSha256, and holds at most "
-        f"{MAX_JSON_SHARES} shares: past them it is a 422 naming the CSV.",
+        f"{MAX_JSON_SHARES} shares: past them it is a 422 naming the CSV. Both give each "
+        "weight as an integer in thousandths of the basis's unit (milliseconds of uptime, "
+        "thousandths of a credit), as the hashes cover it.",
         "security": OPERATOR,
         "parameters": (
             dataclasses.replace(PERIOD, required=True),

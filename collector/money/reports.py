@@ -84,7 +84,12 @@ Span = tuple[datetime, datetime]
 Seconds = Annotated[float, Meta(ge=0)]
 Count = Annotated[int, Meta(ge=0)]
 Credits = Annotated[
-    float, Meta(ge=0, description="Credits, exact to the thousandth (a whole number when whole)")
+    float,
+    Meta(
+        ge=0,
+        description="Credits, exact to the thousandth (a whole number when whole): the unit the "
+        "CLI and the dashboard print; a payout's weight counts thousandths of them",
+    ),
 ]
 
 
@@ -122,7 +127,11 @@ class ReportRow(Answer, rename="camel"):
     downtime_seconds: Seconds
     uptime_fraction: Annotated[
         Annotated[float, Meta(ge=0, le=1)] | None,
-        Meta(description="null when the worker was not known yet in the period"),
+        Meta(
+            description="the share of the observed time that was uptime, rounded to the "
+            "millionth (the CLI and the dashboard print it as a percentage with one decimal, "
+            "rounded down); null when the worker was not known yet in the period"
+        ),
     ]
     credits: Credits
     flags: Annotated[

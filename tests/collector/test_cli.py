@@ -277,6 +277,15 @@ def test_workers_prints_a_table_with_each_workers_state(runner, database_url):
         assert all(row[column - 2 : column] == "  " and row[column] != " " for row in rows)
 
 
+def test_workers_prints_credits_in_credits(runner, dbconn):
+    wallet = new_wallet()
+    Worker.create(wallet_address=wallet, credits_millis=72855)
+    header, row = runner("workers").stdout.splitlines()
+    # The column a heading names, exact to the thousandth: what the API answers and the
+    # dashboard shows, never the stored thousandths (72855).
+    assert row[header.index("CREDITS") :].split()[0] == "72.855"
+
+
 def test_workers_counts_a_worker_online_within_the_configured_gap(runner, database_url):
     wallet = new_wallet()
     seed(database_url, heartbeat(wallet, minutes_ago(120)))
@@ -520,15 +529,18 @@ def test_report_prints_the_fleet_report_as_the_route_serves_it(runner, operator,
     assert as_csv.stdout == served.get_data(as_text=True).replace("\r\n", "\n")
     assert len(as_csv.stdout.splitlines()) == 1 + 4  # the header and every worker
 
+    # The CSV is the route's: the fraction to the millionth.
+    fractions = {line.split(",")[0]: line.split(",")[3] for line in as_csv.stdout.splitlines()}
+    assert fractions[october[1]] == "0.002688"  # 2 h of October's 744
+
     table = runner("report", "--period", "2026-10").stdout.splitlines()
-    assert table[0].split() == ["walletAddress", "uptimeSeconds", "downtimeSeconds"] + [
-        "uptimeFraction",
-        "credits",
-        "flags",
-    ]
-    rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
-    assert rows[october[1]][0] == "7200"
-    assert rows[october[1]][3] == "3"
+    headings = ["WALLET", "UPTIME (s)", "DOWNTIME (s)", "UPTIME SHARE", "CREDITS", "FLAGS"]
+    assert re.split(r"\s{2,}", table[0]) == headings
+    rows = {line.split()[0]: re.split(r"\s{2,}", line)[1:] for line in table[1:]}
+    # The share as a percentage with one decimal, rounded down as the dashboard's (0.2688 %
+    # is 0.2 %, not 0.3 %); credits in credits.
+    assert rows[october[1]] == ["7200", "2671200", "0.2 %", "3", "-"]
+    assert rows[october[0]][2:4] == ["0.1 %", "1.5"]
 
 
 def test_payout_prints_the_export_and_records_it_once(runner, client, october, operator):
@@ -545,9 +557,14 @@ def test_payout_prints_the_export_and_records_it_once(runner, client, october, o
     assert first.exit_code == 0
     assert first.stderr.startswith("recorded payout")
     # Made without heartbeats, the records hold no receipts: the empty tree's root.
-    assert [line.split() for line in first.stdout.splitlines()[1:]] == [
-        [october[0], "1500", "333", EMPTY_ROOT.hex(), "0"],
-        [october[1], "3000", "667", EMPTY_ROOT.hex(), "0"],
+    # The table weighs in credits (the CSV in thousandths of one: 1500 and 3000).
+    header, *rows = first.stdout.splitlines()
+    assert re.split(r"\s{2,}", header) == ["WALLET", "CREDITS", "AMOUNT", "RECEIPTS ROOT"] + [
+        "RECEIPTS"
+    ]
+    assert [line.split() for line in rows] == [
+        [october[0], "1.5", "333", EMPTY_ROOT.hex(), "0"],
+        [october[1], "3", "667", EMPTY_ROOT.hex(), "0"],
     ]
     assert runner(*args).stderr.startswith("already recorded payout")
     with connected(client.application.config["TASSIUM"].database_url):
@@ -573,6 +590,34 @@ def test_payout_weighs_uptime_unless_told_credits(runner, operator, october):
         ["7200000", "200"],
         ["10800000", "300"],
     ]
+    # The table weighs the same uptime in seconds (the CSV in milliseconds).
+    header, *rows = runner("payout", "--period", "2026-10", "--budget", "600").stdout.splitlines()
+    assert re.split(r"\s{2,}", header)[:3] == ["WALLET", "UPTIME (s)", "AMOUNT"]
+    assert [line.split()[1:3] for line in rows] == [["3600", "100"], ["7200", "200"]] + [
+        ["10800", "300"]
+    ]
+
+
+def test_payout_refuses_to_record_a_period_not_final_yet_saying_until_when(runner, dbconn):
+    # The period ended an hour ago; its figures can change for max_backfill and the gap more.
+    end = utcnow().replace(minute=0, second=0, microsecond=0)
+    period = f"{format_timestamp(end - timedelta(days=1))}/{format_timestamp(end)}"
+    wallet = new_wallet()
+    Worker.create(wallet_address=wallet, created_at=end - timedelta(days=2))
+    WorkerMetric.create(
+        worker=wallet, timestamp=end - timedelta(hours=2), container_count=1, credits_millis=10
+    )
+    args = ("payout", "--period", period, "--budget", "5", "--basis", "credits", "--record")
+    refused = runner(*args, max_backfill=2 * 3600, gap=45 * 60)
+    assert refused.exit_code == 1
+    final = format_timestamp(end + timedelta(hours=2, minutes=45))
+    assert refused.stderr == (
+        f"Error: {period} is not final yet: it ends at {format_timestamp(end)}, heartbeats may "
+        "still arrive up to 2 h late (max_backfill) and a window grows up to 45 min (the gap) "
+        f"past its last heartbeat, so its figures can change until {final}: record its payout "
+        "from then on\n"
+    )
+    assert Payment.select().count() == 0
 
 
 def test_payout_refuses_to_record_hours_already_paid(runner, october):

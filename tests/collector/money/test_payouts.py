@@ -10,12 +10,12 @@ from functools import partial
 
 import pytest
 
-from collector.money import payouts
+from collector.money import payouts, units
 from collector.money.payouts import split
 from collector.money.reports import Period
 from collector.store.models import Payment, Payout, WorkerMetric
 from protocol.merkle import EMPTY_ROOT
-from protocol.times import utcnow
+from protocol.times import format_timestamp, utcnow
 from tests.factories import at_once, connected
 
 OCTOBER = "2026-10"
@@ -247,7 +247,16 @@ def test_a_period_not_settled_yet_cannot_be_recorded(operator, october):
     )
     answer = operator.post("/payouts", json={"period": month, "budget": "5", **CREDITS})
     assert answer.status_code == 422
-    assert "can be paid from" in answer.json["error"]
+    config = operator.application.config["TASSIUM"]
+    end = Period.parse(month, utcnow()).end
+    final = end + timedelta(seconds=config.max_backfill + config.gap)
+    assert answer.json["error"] == (
+        f"{month} is not final yet: it ends at {format_timestamp(end)}, heartbeats may still "
+        f"arrive up to {units.duration(timedelta(seconds=config.max_backfill))} late "
+        f"(max_backfill) and a window grows up to {units.duration(timedelta(seconds=config.gap))}"
+        f" (the gap) past its last heartbeat, so its figures can change until "
+        f"{format_timestamp(final)}: record its payout from then on"
+    )
     assert (payment_rows(), Payout.select().count()) == ([], 0)
 
 
@@ -296,7 +305,10 @@ def _record_in_another_process(url, barrier, results, periods=(OCTOBER,)) -> Non
             turn = barrier.wait(timeout=30)
             try:
                 payout, created = payouts.record(
-                    plans[turn % len(plans)], tx_hash=None, now=utcnow(), settling=HOUR
+                    plans[turn % len(plans)],
+                    tx_hash=None,
+                    now=utcnow(),
+                    settling=payouts.Settling(HOUR, HOUR),
                 )
             except ValueError as exc:
                 results.put(("refused", str(exc), False))
