@@ -655,6 +655,7 @@ def verify_receipts(ctx: click.Context, file: Path, period_text: str | None, as_
 
 
 def _show_check(verdict) -> None:
+    from collector.money import units
     from collector.uptime.receipt_checks import PRECISION
 
     period, hours = verdict.period, verdict.hours
@@ -674,8 +675,8 @@ def _show_check(verdict) -> None:
     )
     for number, reason in verdict.refused:
         click.echo(f"  receipt {number}: {reason}")
-    click.echo(f"Uptime the valid receipts prove:     {_duration(verdict.proven)}")
-    click.echo(f"Uptime the collector's records show: {_duration(verdict.recorded)}")
+    click.echo(f"Uptime the valid receipts prove:     {units.duration(verdict.proven)}")
+    click.echo(f"Uptime the collector's records show: {units.duration(verdict.recorded)}")
     if not verdict.worker_known:
         click.echo(
             f"This collector has no worker {verdict.wallet} (deleted, or never known): "
@@ -689,8 +690,8 @@ def _show_check(verdict) -> None:
             table.append(
                 (
                     hour.start.strftime("%Y-%m-%d %H:%M"),
-                    _duration(hour.proven),
-                    _duration(hour.recorded),
+                    units.duration(hour.proven),
+                    units.duration(hour.recorded),
                     hour.meaning,
                 )
             )
@@ -709,16 +710,6 @@ def _show_check(verdict) -> None:
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
-
-
-def _duration(value: timedelta) -> str:
-    # Whole seconds, cut rather than rounded: two figures a second or more apart (what a
-    # disagreeing hour is) never print alike.
-    minutes, seconds = divmod(value // timedelta(seconds=1), 60)
-    hours, minutes = divmod(minutes, 60)
-    parts = [f"{hours} h"] if hours else []
-    parts += [f"{minutes} min"] if minutes else []
-    return " ".join(parts + ([f"{seconds} s"] if seconds or not parts else []))
 
 
 def main() -> None:

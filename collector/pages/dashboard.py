@@ -22,7 +22,7 @@ from peewee import fn
 
 from collector.errors import ApiError
 from collector.install.setup import install_url
-from collector.money import reports
+from collector.money import reports, units
 from collector.money.reports import COLLECTOR_DOWN, Interval, Period, WorkerReport
 from collector.projects import deployments
 from collector.store.db import first_page
@@ -154,9 +154,7 @@ def _span(a: datetime, b: datetime, within: datetime | None = None) -> str:
 def _percent(fraction: float | None) -> str:
     if fraction is None:
         return "no data"
-    # One decimal everywhere on the page, floored, so that a worker short of 100 % never
-    # reads as 100.0 %.
-    return f"{int(fraction * 1000) / 10:.1f} % up"
+    return f"{units.percent(fraction)} up"  # the one rule: one decimal, rounded down
 
 
 def _since(worker: dict) -> str | None:
