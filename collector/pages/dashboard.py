@@ -209,20 +209,47 @@ def _fleet(address: str | None, after: str | None, now: datetime) -> dict:
     # The page's workers by wallet, those not paid first (sorted is stable); the next page
     # still starts after this page's last wallet.
     listed.sort(key=lambda w: ORDER.index(w["state"]))
+    timing = {"gap": config.gap, "ping_interval": config.ping_interval}
     if address is None:
-        counts = states.counted(now, gap=config.gap, ping_interval=config.ping_interval)
+        counts = states.counted(now, **timing)
     else:  # the one worker searched for, as its row says
         counts = dict.fromkeys(states.STATES, 0)
         for worker in listed:
             counts[worker["state"]] += 1
     return {
         "workers": listed,
+        "attention": _attention(now, timing) if address is None else [],
         "total": total,
         "shown": len(rows),
         "counts": counts,
         "after": after,
         "next": rows[-1].wallet_address if more else None,
     }
+
+
+# The workers "down right now" listed above the fleet, at most.
+ATTENTION_SHOWN = 10
+
+
+def _attention(now: datetime, timing: dict) -> list[dict]:
+    """Who is down, degraded or late right now across the whole fleet, and since when: the
+    latest to stop first (the news), whatever page the fleet is on."""
+    wanted = (
+        states.where(states.DOWN, now, **timing)
+        | states.where(states.DEGRADED, now, **timing)
+        | states.where(states.LATE, now, **timing)
+    )
+    rows = (
+        Worker.select()
+        .where(wanted)
+        .order_by(Worker.last_heartbeat_at.desc(), Worker.wallet_address)
+        .limit(ATTENTION_SHOWN)
+    )
+    found = []
+    for w in rows:
+        worker = workers.summary(w, now, private=False)
+        found.append({**worker, "since": _since(worker)})
+    return found
 
 
 def _containers(wallets: list[str]) -> tuple[dict[str, list[dict]], dict[str, int]]:

@@ -446,3 +446,36 @@ def test_an_install_line_this_collector_cannot_serve_says_why(make_app, dbconn):
 def test_with_one_worker_the_install_line_is_gone(client):
     assert FakeWorker().enroll(client).status_code == 201
     assert "install-line" not in client.get("/").text
+
+
+def test_who_is_down_right_now_is_said_first_whatever_page_they_are_on(client, dbconn):
+    now = utcnow()
+    # A page and more of workers up, and the one down and the one degraded sorted last by
+    # wallet: on the fleet's last page, but named at the top of the first.
+    wallets = [f"0x{n:040x}" for n in range(PAGE_SIZE + 2)]
+    with dbconn.atomic():
+        for address in wallets[:-2]:
+            Worker.create(
+                wallet_address=address, last_heartbeat_at=now, last_seen_at=now, last_ping_at=now
+            )
+        Worker.create(wallet_address=wallets[-2], last_heartbeat_at=minutes_ago(90, now))
+        Worker.create(
+            wallet_address=wallets[-1],
+            last_heartbeat_at=minutes_ago(1, now),
+            last_seen_at=now,
+            docker_available=False,
+        )
+
+    html = client.get("/").text
+
+    assert wallets[-1] not in listed(html) and wallets[-2] not in listed(html)
+    attention = re.search(r'<div class="attention" id="attention">(.*?)</div>', html, re.S)[1]
+    named = re.findall(r'<li data-wallet="([^"]+)"', attention)
+    # The latest to stop first: the degraded one heard a minute ago, then the down one.
+    assert named == [wallets[-1], wallets[-2]]
+    down_at = Worker.get_by_id(wallets[-2]).last_heartbeat_at
+    assert f"since {down_at.strftime('%Y-%m-%d %H:%M:%S UTC')}" in attention
+    assert "down — not paid" in attention and "Docker unavailable, not paid" in attention
+    # A fleet all up has nothing to say there.
+    Worker.delete().where(Worker.wallet_address.in_(wallets[-2:])).execute()
+    assert 'id="attention"' not in client.get("/").text
