@@ -4,6 +4,7 @@
 #   curl -s 'https://<collector>/api/setup?wallet=<wallet>' | sh
 #   curl -fsSL 'https://<collector>/setup.sh?wallet=<wallet>' | sh -s -- --no-docker
 #   curl -fsSL 'https://<collector>/setup.sh?wallet=<wallet>' | sudo bash
+#   curl -fsSL '...' | sh -s -- --docker-host unix:///run/user/<uid>/docker.sock
 #   sh setup.sh --uninstall
 #
 # Re-running it upgrades in place: the key, the spool and the enrollment are kept.
@@ -74,6 +75,8 @@ STATE_DIR=/var/lib/tassium-agent
 KEY=$STATE_DIR/agent.key
 UNIT_DIR=/etc/systemd/system
 UNIT=$UNIT_DIR/tassium-agent.service
+# With --docker-host: the unit without the docker group, able to reach /run/user/<uid>.
+ROOTLESS_DROPIN=rootless-docker.conf
 SERVICE_USER=tassium
 # Seconds a Docker engine installed just now is given to answer before the warning below.
 DOCKER_WAIT=30
@@ -82,6 +85,11 @@ SETUP_DIR=''
 # Where the wheel and the lock wait, checked, until they are installed.
 DOWNLOAD_DIR=''
 INSTALL_DOCKER=yes
+# --docker-host: the rootless engine's socket the agent uses instead of the docker group.
+DOCKER_HOST_URL=''
+# The script's own rule, stricter than agent.yaml's docker_host (any unix://, tcp://, ...): a
+# socket by its absolute path, each name of letters, digits, ._- and none of them . or ..
+DOCKER_SOCKET_PATTERN='unix://(/\.?[A-Za-z0-9_-][A-Za-z0-9._-]*)+'
 ACTION=install
 KEY_CHOICE=ask
 
@@ -96,6 +104,10 @@ Usage: setup.sh [options]
   --package SPEC       what pip installs instead of the collector's own wheel
   --no-docker          do not install Docker when it is missing (without Docker,
                        heartbeats count as downtime: the worker is not paid)
+  --docker-host URL    use the rootless Docker at this socket, unix:///run/user/<uid>/docker.sock
+                       (<uid>: id -u tassium), instead of the docker group: the agent's user is
+                       kept out of that group, Docker is not installed (set up rootless Docker
+                       as that user yourself), and the unit gets a drop-in to reach the socket
   --uninstall          remove the agent, its unit, user, configuration and state
   --delete-key         with --uninstall: delete the worker key without asking
   --keep-key           with --uninstall: keep the worker key without asking
@@ -124,7 +136,7 @@ trap cleanup EXIT
 parse_options() {
     while (($#)); do
         case $1 in
-            --wallet | --wallet-format | --token | --collector | --package)
+            --wallet | --wallet-format | --token | --collector | --package | --docker-host)
                 (($# >= 2)) || die "$1 needs a value"
                 case $1 in
                     --wallet) WALLET=$2 ;;
@@ -132,6 +144,7 @@ parse_options() {
                     --token) TOKEN=$2 ;;
                     --collector) COLLECTOR_URL=$2 ;;
                     --package) PACKAGE=$2 ;;
+                    --docker-host) DOCKER_HOST_URL=$2 ;;
                 esac
                 shift 2
                 ;;
@@ -167,6 +180,17 @@ validate_options() {
         || die "the token must be an enrollment token as issued (tsk_ and 43 characters)"
     [[ -z $PACKAGE ]] || matches "$PACKAGE" "$PACKAGE_RE" \
         || die "the package must be a pip requirement or URL without spaces or quotes"
+    if [[ -n $DOCKER_HOST_URL ]]; then
+        matches "$DOCKER_HOST_URL" "$DOCKER_SOCKET_PATTERN" \
+            || die "the Docker host must be a socket's absolute path, unix:///run/user/<uid>/docker.sock, each name of letters, digits and ._- (no . or ..)"
+        # A socket's path holds at most 107 bytes (sun_path).
+        ((${#DOCKER_HOST_URL} - 7 <= 107)) \
+            || die "the Docker host's socket path is longer than the 107 bytes a socket's path may have"
+        # The unit gives the agent its own /tmp and /var/tmp (PrivateTmp=yes): a socket there is
+        # out of its reach.
+        [[ $DOCKER_HOST_URL != unix:///tmp/* && $DOCKER_HOST_URL != unix:///var/tmp/* ]] \
+            || die "the agent has its own /tmp and /var/tmp (PrivateTmp=yes): its Docker socket cannot be there"
+    fi
     [[ -z $WHEEL_URL || $WHEEL_URL == "$COLLECTOR_URL"/packages/tassium-*-py3-none-any.whl ]] \
         || die "the wheel must come from the collector, not '$WHEEL_URL'"
     [[ -z $LOCK_URL || $LOCK_URL == "$COLLECTOR_URL"/packages/agent-requirements.txt ]] \
@@ -220,7 +244,8 @@ install_download_tools() {
 
 install_packages() {
     local wanted=(python3 python3-venv)
-    if [[ $INSTALL_DOCKER == yes ]] && ! command -v docker >/dev/null; then
+    # With --docker-host, the owner runs Docker rootless: the system engine is not wanted.
+    if [[ $INSTALL_DOCKER == yes && -z $DOCKER_HOST_URL ]] && ! command -v docker >/dev/null; then
         wanted+=(docker.io)
     fi
     find_missing "${wanted[@]}"
@@ -256,6 +281,10 @@ fetch_agent() {
 }
 
 create_user() {
+    if [[ -n $DOCKER_HOST_URL ]]; then
+        create_user_without_docker_group
+        return
+    fi
     # The unit's SupplementaryGroups=docker needs the group even before Docker is installed.
     getent group docker >/dev/null || {
         step "Creating the docker group"
@@ -267,6 +296,23 @@ create_user() {
     else
         step "Creating the system user $SERVICE_USER (in the docker group)"
         useradd --system --user-group --groups docker --home-dir "$STATE_DIR" --no-create-home \
+            --shell /usr/sbin/nologin --comment "Tassium worker agent" "$SERVICE_USER"
+    fi
+    install -d -m 0700 -o "$SERVICE_USER" -g "$SERVICE_USER" "$STATE_DIR"
+}
+
+# --docker-host: the docker group is root-equivalent, and the rootless engine does not need it.
+create_user_without_docker_group() {
+    if id "$SERVICE_USER" >/dev/null 2>&1; then
+        if [[ " $(id -nG "$SERVICE_USER") " == *" docker "* ]]; then
+            step "Taking $SERVICE_USER out of the docker group (--docker-host: rootless Docker)"
+            gpasswd -d "$SERVICE_USER" docker >/dev/null
+        else
+            step "User $SERVICE_USER exists, outside the docker group"
+        fi
+    else
+        step "Creating the system user $SERVICE_USER (not in the docker group: rootless Docker)"
+        useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
             --shell /usr/sbin/nologin --comment "Tassium worker agent" "$SERVICE_USER"
     fi
     install -d -m 0700 -o "$SERVICE_USER" -g "$SERVICE_USER" "$STATE_DIR"
@@ -307,6 +353,10 @@ collector_url: "$COLLECTOR_URL"
 wallet: "$WALLET"
 wallet_format: "$WALLET_FORMAT"
 EOF
+    if [[ -n $DOCKER_HOST_URL ]]; then
+        # Checked by validate_options: no quote, backslash or space can be in it.
+        printf 'docker_host: "%s"\n' "$DOCKER_HOST_URL" >>"$new"
+    fi
     if [[ -f $CONFIG ]] && cmp -s "$new" "$CONFIG"; then
         step "$CONFIG is up to date"
         rm -f "$new"
@@ -358,6 +408,7 @@ install_unit() {
     step "Installing $UNIT"
     install -m 0644 "$new" "$UNIT"
     rm -f "$new"
+    install_rootless_dropin
     systemctl daemon-reload
     step "Starting tassium-agent"
     systemctl enable --quiet tassium-agent.service
@@ -372,6 +423,33 @@ install_unit() {
     done
     journalctl -u tassium-agent.service -n 20 --no-pager >&2 || true
     die "tassium-agent did not start; the log is above"
+}
+
+# With --docker-host, a drop-in lets the unit reach the rootless engine; without, it is removed.
+install_rootless_dropin() {
+    local dropin=$UNIT.d/$ROOTLESS_DROPIN new
+    if [[ -z $DOCKER_HOST_URL ]]; then
+        if [[ -e $dropin ]]; then
+            step "Removing $dropin (no --docker-host: the system engine, through the docker group)"
+            rm -f "$dropin"
+            rmdir "$UNIT.d" 2>/dev/null || true
+        fi
+        return
+    fi
+    new=$(mktemp)
+    cat >"$new" <<'EOF'
+# Written by the Tassium setup script for --docker-host (rootless Docker); a run without that
+# option removes it. agent.yaml's docker_host names the engine's socket.
+[Service]
+# Not the docker group, which is root-equivalent: the rootless engine is the agent's user's own.
+SupplementaryGroups=
+# The socket is under /run/user/<uid>, which ProtectHome=yes hides; read-only reaches it.
+ProtectHome=read-only
+EOF
+    step "Installing $dropin"
+    install -d -m 0755 "$UNIT.d"
+    install -m 0644 "$new" "$dropin"
+    rm -f "$new"
 }
 
 ask_about_key() {
@@ -424,6 +502,16 @@ uninstall() {
 # reads, so that a worker that looks installed is never one that earns nothing unawares.
 warn_if_unpaid() {
     local unpaid="this worker's heartbeats count as downtime, and it is not paid, until Docker runs here"
+    if [[ -n $DOCKER_HOST_URL ]]; then
+        # The owner's rootless engine, asked as the agent will (the docker CLI may be elsewhere
+        # than root's PATH, or absent): its API answers OK to /_ping.
+        curl -fs --max-time 10 --unix-socket "${DOCKER_HOST_URL#unix://}" http://localhost/_ping \
+            >/dev/null 2>&1 \
+            || warn "the rootless Docker at $DOCKER_HOST_URL does not answer: $unpaid" \
+                "(set it up as $SERVICE_USER, with loginctl enable-linger $SERVICE_USER; see" \
+                "\"Without the docker group: rootless Docker\" in the owners' guide)"
+        return
+    fi
     if ! command -v docker >/dev/null; then
         if [[ $INSTALL_DOCKER == no ]]; then
             warn "Docker is not installed (--no-docker): $unpaid" \

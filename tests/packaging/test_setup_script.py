@@ -74,7 +74,8 @@ def test_shellcheck_finds_nothing():
 def test_help_describes_the_options(tmp_path):
     result = run_script("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for option in ("--wallet", "--token", "--collector", "--no-docker", "--uninstall"):
+    options = ("--wallet", "--token", "--collector", "--no-docker", "--docker-host", "--uninstall")
+    for option in options:
         assert option in result.stdout
 
 
@@ -300,6 +301,7 @@ STUBS = (
     "curl",
     "dpkg-query",
     "getent",
+    "gpasswd",
     "groupadd",
     "id",
     "install",
@@ -308,6 +310,7 @@ STUBS = (
     "runuser",
     "systemctl",
     "useradd",
+    "userdel",
     "usermod",
 )
 TOOLS = ("bash", "cat", "cmp", "grep", "mktemp", "rm", "seq", "sha256sum")
@@ -537,3 +540,189 @@ def test_a_wheel_without_its_hashes_is_refused(tmp_path):
     )
     assert result.returncode == 1
     assert "the collector's wheel comes with its sha256" in result.stderr
+
+
+# --- rootless Docker: --docker-host -----------------------------------------------------------
+
+SOCKET = "unix:///run/user/999/docker.sock"
+DOCKER_HOST_VALUES = {
+    SOCKET: True,
+    "unix:///var/run/docker.sock": True,
+    "unix:///home/tassium/.docker/run/docker.sock": True,
+    "unix:///run/user/999/docker_2.sock": True,
+    "unix://run/user/999/docker.sock": False,  # relative
+    "unix://docker.sock": False,
+    "unix:///": False,
+    "unix:///run/user/999/": False,
+    "unix:///run/user/../docker.sock": False,
+    "unix:///run/user/./docker.sock": False,
+    "unix:///run//docker.sock": False,
+    "unix:///run/user/999/docker sock": False,
+    "unix:///run/user/999/docker.sock\n": False,
+    "unix:///run/user/999/docker.sock\nprotecthome=no": False,
+    'unix:///run/user/999/"docker.sock': False,
+    "unix:///run/user/999/'docker.sock": False,
+    "unix:///run/user/999/$(touch MARKER)": False,
+    "unix:///run/user/999/`touch MARKER`": False,
+    "unix:///run/user/999/docker.sock;touch MARKER": False,
+    "unix:///run/user/999/d\\ocker.sock": False,
+    "unix:///tmp/docker.sock": False,  # the unit's PrivateTmp=yes hides it
+    "unix:///var/tmp/docker.sock": False,
+    "unix:///" + "a" * 107: False,  # longer than a socket's path may be
+    "unix:///" + "a" * 106: True,
+    "tcp://127.0.0.1:2375": False,
+    "ssh://tassium@localhost": False,
+    "http://localhost/docker.sock": False,
+    "/run/user/999/docker.sock": False,
+    "UNIX:///run/user/999/docker.sock": False,
+    " unix:///run/user/999/docker.sock": False,
+}
+
+
+def test_the_script_accepts_only_a_sockets_absolute_path_as_docker_host(tmp_path):
+    pairs = [("DOCKER_HOST_URL", value) for value in DOCKER_HOST_VALUES]
+    assert script_accepts(pairs, tmp_path) == list(DOCKER_HOST_VALUES.values())
+    assert not (tmp_path / "MARKER").exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        value
+        for value, good in DOCKER_HOST_VALUES.items()
+        # Those two have sentences of their own.
+        if not good and "/tmp/" not in value and len(value) < 100
+    ]
+    + list(INJECTIONS),
+)
+def test_a_bad_docker_host_is_refused_before_anything_runs(tmp_path, payload):
+    result = run_script(*GOOD, "--docker-host", payload, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "tassium setup: error: the Docker host must be a socket's absolute path" in result.stderr
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_a_docker_host_under_tmp_is_refused_saying_why(tmp_path):
+    result = run_script(*GOOD, "--docker-host", "unix:///tmp/docker.sock", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "the agent has its own /tmp and /var/tmp (PrivateTmp=yes)" in result.stderr
+
+
+# dpkg has everything but docker.io; the user exists, in the docker group, when {groups} does;
+# install really installs (as this user: no -o, -g), under the worker's root.
+DPKG_WITHOUT_DOCKER = (
+    RECORD
+    + """[ "$3" != docker.io ] || exit 1
+printf 'install ok installed'
+"""
+)
+ID = (
+    RECORD
+    + """case $1 in
+    -nG) [ ! -e {groups} ] || echo tassium docker ;;
+    *) [ -e {groups} ] ;;
+esac
+"""
+)
+INSTALL = """#!{bash}
+{{ printf '%s' "${{0##*/}}"; printf ' %s' "$@"; echo; }} >>{calls}
+arguments=()
+while (($#)); do
+    case $1 in
+        -o | -g) shift 2 ;;
+        *) arguments+=("$1"); shift ;;
+    esac
+done
+exec {install} "${{arguments[@]}}"
+"""
+
+
+def writing(worker: Worker) -> Worker:
+    """The worker with its files really written under its root, and docker.io not installed."""
+    bin_dir = Path(worker.path)
+    names = {"calls": worker.calls, "groups": worker.root / "in-docker-group"}
+    names |= {"bash": shutil.which("bash"), "install": shutil.which("install")}
+    for name, text in [("dpkg-query", DPKG_WITHOUT_DOCKER), ("id", ID), ("install", INSTALL)]:
+        worker._write(bin_dir / name, text.format(**names))
+    (bin_dir / "cp").symlink_to(shutil.which("cp"))
+    (worker.root / "etc/systemd/system").mkdir(parents=True)
+    return worker
+
+
+DROPIN = "etc/systemd/system/tassium-agent.service.d/rootless-docker.conf"
+
+
+@pytest.fixture
+def rootless_script(make_app):
+    with files_server.serving(files_server.files({})) as url:
+        yield script_from(make_app, url, agent_package="tassium[agent]")
+
+
+def test_a_rootless_install_keeps_the_agent_out_of_the_docker_group(worker, rootless_script):
+    result = writing(worker).install(rootless_script, "--docker-host", SOCKET)
+    assert result.returncode == 0, result.stderr
+    commands = worker.commands()
+    assert not [c for c in commands if c.split()[0] in ("usermod", "groupadd", "gpasswd")]
+    (useradd,) = [c for c in commands if c.startswith("useradd ")]
+    assert "docker" not in useradd
+    # Docker is the owner's rootless one: the system's is not installed.
+    assert not [c for c in commands if c.startswith("apt-get install")]
+    config = (worker.root / "etc/tassium/agent.yaml").read_text()
+    assert f'\ndocker_host: "{SOCKET}"\n' in config
+    lines = (worker.root / DROPIN).read_text().splitlines()
+    assert [line for line in lines if not line.startswith("#")] == [
+        "[Service]",
+        "SupplementaryGroups=",
+        "ProtectHome=read-only",
+    ]
+    reload = commands.index("systemctl daemon-reload")
+    written = [i for i, c in enumerate(commands) if c.startswith("install ") and DROPIN in c]
+    assert written and written[0] < reload
+
+
+def test_without_docker_host_the_system_engine_is_installed_and_grouped(worker, rootless_script):
+    # The control of the test above, on the same machine.
+    result = writing(worker).install(rootless_script)
+    assert result.returncode == 0, result.stderr
+    commands = worker.commands()
+    assert "useradd" in " ".join(commands) and "--groups docker" in " ".join(commands)
+    assert [c for c in commands if c.startswith("apt-get install")][0].endswith(" docker.io")
+    assert "docker_host" not in (worker.root / "etc/tassium/agent.yaml").read_text()
+    assert not (worker.root / DROPIN).exists()
+
+
+def test_a_rootless_rerun_takes_the_agent_out_of_the_docker_group(worker, rootless_script):
+    writing(worker)
+    (worker.root / "in-docker-group").touch()
+    result = worker.install(rootless_script, "--docker-host", SOCKET)
+    assert result.returncode == 0, result.stderr
+    commands = worker.commands()
+    assert "gpasswd -d tassium docker" in commands
+    assert not [c for c in commands if c.split()[0] in ("usermod", "useradd", "groupadd")]
+
+
+def test_a_run_without_docker_host_never_leaves_the_docker_group(worker, rootless_script):
+    writing(worker)
+    (worker.root / "in-docker-group").touch()
+    assert worker.install(rootless_script).returncode == 0
+    assert not [c for c in worker.commands() if c.startswith("gpasswd")]
+    assert "usermod --append --groups docker tassium" in worker.commands()
+
+
+def test_a_rerun_without_docker_host_removes_the_dropin(worker, rootless_script):
+    writing(worker)
+    assert worker.install(rootless_script, "--docker-host", SOCKET).returncode == 0
+    assert (worker.root / DROPIN).exists()
+    result = worker.install(rootless_script)
+    assert result.returncode == 0, result.stderr
+    assert not (worker.root / DROPIN).exists()
+    assert f"==> Removing {worker.root / DROPIN}" in result.stdout
+    assert "docker_host" not in (worker.root / "etc/tassium/agent.yaml").read_text()
+
+
+def test_uninstall_removes_the_dropin(worker, rootless_script):
+    writing(worker)
+    assert worker.install(rootless_script, "--docker-host", SOCKET).returncode == 0
+    result = worker.install(rootless_script, "--uninstall", "--delete-key")
+    assert result.returncode == 0, result.stderr
+    assert not (worker.root / DROPIN).parent.exists()

@@ -49,3 +49,37 @@ def test_the_sandboxing_scores_below_the_threshold(unit):
     match = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match[1]) <= THRESHOLD, result.stdout
+
+
+def rootless_drop_in() -> str:
+    """The drop-in packaging/setup.sh writes for --docker-host, as the script holds it."""
+    script = (UNITS.parent / "packaging" / "setup.sh").read_text()
+    function = script[script.index("install_rootless_dropin() {") :]
+    body = function.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    assert "[Service]" in body
+    return body + "\n"
+
+
+def test_the_rootless_docker_drop_in_verifies_and_keeps_the_sandbox(tmp_path):
+    # The agent's unit as systemd reads it with the drop-in beside it: valid, without the
+    # docker group, and still sandboxed within the threshold.
+    text = (UNITS / "tassium-agent.service").read_text()
+    expected = re.search(r"^ExecStart=(\S+)", text, re.M)[1]
+    unit = tmp_path / "tassium-agent.service"
+    unit.write_text(text.replace(expected, str(console_script(Path(expected).name))))
+    (tmp_path / "tassium-agent.service.d").mkdir()
+    (tmp_path / "tassium-agent.service.d" / "rootless-docker.conf").write_text(rootless_drop_in())
+
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert (verified.returncode, verified.stdout + verified.stderr) == (0, "")
+    assert "SupplementaryGroups=\n" in rootless_drop_in()
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    score = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
+    assert score and float(score[1]) <= THRESHOLD, security.stdout + security.stderr

@@ -3,7 +3,13 @@ without Docker counts as downtime, so an install without Docker (``--no-docker``
 engine that does not answer, ends with a warning saying so and what to do."""
 
 import shutil
+import socketserver
 import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -46,7 +52,7 @@ def warn_if_unpaid(script: str, tmp_path: Path, docker: int | str | None, **valu
     as DOCKER says (None: no docker at all)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("sleep", "timeout"):
+    for tool in ("sleep", "timeout", "curl"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     calls = tmp_path / "docker-calls"
     if docker is not None:
@@ -119,3 +125,56 @@ def test_an_install_with_no_docker_ends_with_the_warning(make_app, tmp_path):
     assert result.stdout.endswith(
         f"==> Done: this worker sends heartbeats for {WALLET.lower()} to {url}\n"
     )
+
+
+SOCKET = "unix:///run/user/999/docker.sock"
+NOT_ANSWERING_ROOTLESS = (
+    f"WARNING: the rootless Docker at {{socket}} does not answer: {UNPAID} (set it up as"
+    ' tassium, with loginctl enable-linger tassium; see "Without the docker group: rootless'
+    " Docker\" in the owners' guide)\n"
+)
+
+
+class Ping(BaseHTTPRequestHandler):
+    """The one call of Docker's API the check makes."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = b"OK" if self.path == "/_ping" else b""
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def engine() -> Iterator[str]:
+    """A socket that answers /_ping as a Docker engine does; its unix:// URL. In a short
+    directory of its own: a socket's path holds at most 107 bytes."""
+    with tempfile.TemporaryDirectory(prefix="tsk") as directory:
+        path = f"{directory}/docker.sock"
+        with socketserver.UnixStreamServer(path, Ping) as server:
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            try:
+                yield f"unix://{path}"
+            finally:
+                server.shutdown()
+                thread.join()
+
+
+def test_a_rootless_docker_that_does_not_answer_is_warned_about(served, tmp_path):
+    # Even with the system's docker answering: the agent uses the rootless one only.
+    result, asked = warn_if_unpaid(served, tmp_path, 0, DOCKER_HOST_URL=SOCKET)
+    said = NOT_ANSWERING_ROOTLESS.format(socket=SOCKET)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", said)
+    assert asked == []
+
+
+def test_a_rootless_docker_that_answers_says_nothing(served, tmp_path):
+    with engine() as url:
+        result, asked = warn_if_unpaid(served, tmp_path, None, DOCKER_HOST_URL=url)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert asked == []
